@@ -1,0 +1,108 @@
+"""The derivation engine: from a family's log-likelihood to its eligibility, with the steps.
+
+Sign convention, stated once for the whole package: the *eligibility* (Williams 1992, the
+characteristic eligibility; the score function) is
+
+    e_θ(x) = ∂ log p(x | θ) / ∂θ,
+
+the gradient of the log-likelihood, never the gradient of a loss.  For a vector parameter θ
+with a symbolic number K of components the engine derives the component e_{θ_j}.
+
+The engine is generic: it differentiates with SymPy, then applies the named rules of
+:mod:`symelig.rules` until nothing changes, recording each application as a :class:`Step`,
+and finally names the stable quantities (softmax, log-sum-exp) that the printers and kernels
+know how to typeset and evaluate.  No general ``simplify`` is run: on sums and Kronecker deltas
+it can raise or hang (SymPy 1.14), and the targeted rules give the paper's form directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import Basic, IndexedBase, diff
+
+from . import constraints, rules
+from .family import Family, Parametrization, j
+
+_MAX_PASSES = 20
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rewrite: which rule turned ``before`` into ``after``, for which quantity."""
+
+    target: str      # "log_prob" or a parameter name
+    rule: str
+    statement: str
+    before: Basic
+    after: Basic
+
+
+@dataclass(frozen=True)
+class SymbolicDerivation:
+    """The finished math of one catalog entry; printers and emitters consume this."""
+
+    family: type
+    parametrization: Parametrization
+    symbols: dict          # argument name -> Symbol or IndexedBase
+    log_prob: Basic        # log p(x | θ), stable quantities named
+    eligibility: dict      # parameter name -> ∂ log p / ∂θ (component j for vectors)
+    steps: tuple
+
+    @property
+    def param(self) -> str:
+        return self.parametrization.name
+
+    @property
+    def parameters(self) -> tuple:
+        return tuple(self.parametrization.parameters)
+
+    def wrt(self, name: str) -> Basic:
+        """The symbol the eligibility of ``name`` is taken with respect to (θ or θ_j)."""
+        s = self.symbols[name]
+        return s[j] if isinstance(s, IndexedBase) else s
+
+    @property
+    def is_vector(self) -> bool:
+        return any(isinstance(s, IndexedBase) for s in self.symbols.values())
+
+
+def _rewrite(expr, rule_set, ctx, target, steps):
+    for _ in range(_MAX_PASSES):
+        before_pass = expr
+        for rule in rule_set:
+            new = rules.bottom_up(expr, rule, ctx)
+            if new != expr:
+                steps.append(Step(target, rule.name, rule.statement, expr, new))
+                expr = new
+        if expr == before_pass:
+            return expr
+    raise RuntimeError(f"rewriting {target} did not settle after {_MAX_PASSES} passes")
+
+
+def derive_symbolic(family: type[Family], parametrization: Parametrization) -> SymbolicDerivation:
+    """Differentiate the family's log-likelihood w.r.t. every parameter of the parametrization."""
+    symbols = family.make_symbols(parametrization)
+    log_prob = parametrization.build_log_prob(**{n: symbols[n] for n in _arguments_of(parametrization)})
+    # a categorical sample is itself a category index, which is what lets δ_ij sums collapse onto it
+    sample_is_index = family.value is constraints.category
+    ctx = rules.Context(
+        category_indices=frozenset({j, symbols["x"]} if sample_is_index else {j}),
+        free_index=j,
+        identities=family.identities(**symbols),
+    )
+    steps: list = []
+    eligibility = {}
+    for name in parametrization.parameters:
+        wrt = symbols[name][j] if isinstance(symbols[name], IndexedBase) else symbols[name]
+        raw = diff(log_prob, wrt)
+        steps.append(Step(name, "differentiate", f"differentiate log p with respect to {wrt}", log_prob, raw))
+        e = _rewrite(raw, rules.ALGEBRA, ctx, name, steps)
+        eligibility[name] = _rewrite(e, rules.NAMING, ctx, name, steps)
+    named_log_prob = _rewrite(_rewrite(log_prob, rules.ALGEBRA, ctx, "log_prob", steps), rules.NAMING, ctx, "log_prob", steps)
+    return SymbolicDerivation(family, parametrization, symbols, named_log_prob, eligibility, tuple(steps))
+
+
+def _arguments_of(parametrization: Parametrization) -> list:
+    import inspect
+
+    return list(inspect.signature(parametrization.build_log_prob).parameters)

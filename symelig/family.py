@@ -1,0 +1,145 @@
+"""How a family declares itself, and the registry that ``symelig.catalog()`` reads.
+
+A family is one small file in ``symelig/families/``: a :class:`Family` subclass decorated with
+:func:`register` that declares, and only declares,
+
+* ``name`` (PyTorch's, lower case) and ``torch`` (the ``torch.distributions`` class, if any);
+* ``value``: the constraint of a sample x; ``arguments``: the constraints of inputs that are
+  not differentiated (``total_count``);
+* ``symbols``: the letter each argument gets in formulas (``probs`` → p);
+* one method per parametrization, decorated with :func:`parametrization` naming the
+  differentiated parameters and their constraints, that builds log p(x | θ) with SymPy;
+* ``identities``: facts that hold on the support (the counts sum to total_count).
+
+Vector parameters have a symbolic number of categories ``K``: they are ``IndexedBase`` objects,
+sums run over the bound index ``i`` from 0 to K − 1, and the eligibility is derived for the
+component ``j``.  Nothing here differentiates or prints; that is the engine's and the emitters'.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable
+
+from sympy import IndexedBase, Symbol
+
+from .constraints import Constraint
+from .errors import SymeligError
+
+K = Symbol("K", integer=True, positive=True)     # number of categories
+i = Symbol("i", integer=True, nonnegative=True)  # bound index of sums over categories
+k = Symbol("k", integer=True, nonnegative=True)  # a second bound index, for nested sums
+j = Symbol("j", integer=True, nonnegative=True)  # the component a vector eligibility is for
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """One way to parametrize a family: which parameters are differentiated, and log p."""
+
+    name: str
+    parameters: dict            # name -> Constraint, in the order of the outputs
+    build_log_prob: Callable    # (**symbols) -> SymPy expression of log p(x | θ)
+    doc: str
+
+
+def parametrization(**parameters: Constraint):
+    """Mark a Family method as a parametrization differentiated w.r.t. ``parameters``."""
+
+    def wrap(method):
+        return Parametrization(method.__name__, parameters, method, inspect.getdoc(method) or "")
+
+    return wrap
+
+
+class Family:
+    name: str = ""
+    torch: str | None = None
+    value: Constraint
+    arguments: dict = {}
+    symbols: dict = {}
+
+    @classmethod
+    def parametrizations(cls) -> dict:
+        return {p.name: p for p in vars(cls).values() if isinstance(p, Parametrization)}
+
+    @classmethod
+    def summary(cls) -> str:
+        return (inspect.getdoc(cls) or "").split("\n\n")[0]
+
+    @classmethod
+    def identities(cls, **symbols) -> dict:
+        """Equalities that hold for every x in the support, as {expression: replacement}."""
+        return {}
+
+    @classmethod
+    def make_symbols(cls, parametrization: Parametrization) -> dict:
+        """SymPy symbols for x, the arguments and the parameters, with their assumptions."""
+        constraints = {"x": cls.value, **cls.arguments, **parametrization.parameters}
+        made = {}
+        for name, constraint in constraints.items():
+            letter = cls.symbols.get(name, name)
+            kind = IndexedBase if constraint.event_dim else Symbol
+            made[name] = kind(letter, **constraint.assumptions)
+        return made
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One (family, parametrization) pair of the catalog."""
+
+    family: str
+    param: str
+    parameters: tuple
+    arguments: tuple
+    torch: str | None
+    summary: str
+
+
+_REGISTRY: dict = {}
+
+
+def register(cls):
+    """Class decorator: add a family to the catalog."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise RuntimeError(f"family name {cls.name!r} is empty or registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin_families() -> None:
+    # Importing each module of symelig.families runs its @register: a new family is a new file.
+    from . import families
+
+    for module in pkgutil.iter_modules(families.__path__):
+        importlib.import_module(f"{families.__name__}.{module.name}")
+
+
+def families() -> dict:
+    if not _REGISTRY:
+        _load_builtin_families()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def catalog() -> list:
+    """Every (family, parametrization) pair symelig can derive, sorted by family."""
+    return [
+        Entry(name, p.name, tuple(p.parameters), tuple(cls.arguments), cls.torch, p.doc.split("\n\n")[0])
+        for name, cls in families().items()
+        for p in cls.parametrizations().values()
+    ]
+
+
+def lookup(family: str, param: str | None):
+    """The family class and parametrization, or a SymeligError listing what exists."""
+    known = families()
+    if family not in known:
+        raise SymeligError(f"unknown family {family!r}; choose one of: {', '.join(known)}")
+    cls = known[family]
+    params = cls.parametrizations()
+    if param is None:
+        param = next(iter(params))
+    if param not in params:
+        raise SymeligError(f"unknown parametrization {param!r} of {family}; choose one of: {', '.join(params)}")
+    return cls, params[param]

@@ -1,0 +1,150 @@
+"""Rewrite rules the engine applies by name, each one a step a reader can check.
+
+SymPy differentiates sums over a symbolic number of categories correctly but leaves the result
+as sums against Kronecker deltas, which it cannot collapse without knowing that the free index
+lies in 0..K−1 (see shared/design-notes.md).  These rules do that collapse and the few other
+rewrites a paper would do by hand.  Each rule is a function ``node -> node`` applied bottom-up;
+it returns the node unchanged when it does not apply.  Every rule is an equality on the
+support declared by the family, which is what makes the explanation steps trustworthy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sympy import Add, KroneckerDelta, Mul, Pow, Sum, exp, expand_mul, log
+
+from .family import K, i
+from .functions import LogSumExp, Softmax
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules may assume: which symbols index categories, and the support identities."""
+
+    category_indices: frozenset   # symbols known to lie in 0..K−1 (j, and a categorical x)
+    free_index: object            # j: the component of a vector eligibility
+    identities: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    statement: str   # the rule in words, as an explanation step would say it
+    apply: object    # (node, Context) -> node
+
+
+def _category_sum(node):
+    """(function, index) of a Sum over one index from 0 to K − 1, else None."""
+    if isinstance(node, Sum) and len(node.limits) == 1:
+        index, lower, upper = node.limits[0]
+        if lower == 0 and upper == K - 1:
+            return node.function, index
+    return None
+
+
+def _linearity(node, ctx):
+    found = _category_sum(node)
+    if found is None:
+        return node
+    f, v = found
+    if f.is_Mul and any(g.is_Add for g in f.args):
+        f = expand_mul(f)
+    if f.is_Add:
+        return Add(*[Sum(term, (v, 0, K - 1)) for term in f.args])
+    if v not in f.free_symbols:
+        return K * f
+    if f.is_Mul:
+        outside = [g for g in f.args if v not in g.free_symbols]
+        if outside:
+            inside = [g for g in f.args if v in g.free_symbols]
+            return Mul(*outside) * Sum(Mul(*inside), (v, 0, K - 1))
+    return node
+
+
+def _delta_sum(node, ctx):
+    found = _category_sum(node)
+    if found is None:
+        return node
+    f, v = found
+    factors = Mul.make_args(f)
+    for delta in factors:
+        if isinstance(delta, KroneckerDelta) and v in delta.args:
+            other = delta.args[1] if delta.args[0] == v else delta.args[0]
+            if other in ctx.category_indices:
+                rest = Mul(*[g for g in factors if g is not delta])
+                return rest.subs(v, other)
+    return node
+
+
+def _delta_select(node, ctx):
+    if not node.is_Mul:
+        return node
+    for delta in node.args:
+        if isinstance(delta, KroneckerDelta) and ctx.free_index in delta.args:
+            other = delta.args[1] if delta.args[0] == ctx.free_index else delta.args[0]
+            rest = Mul(*[g for g in node.args if g is not delta])
+            if other in ctx.category_indices and rest.has(ctx.free_index):
+                return delta * rest.subs(ctx.free_index, other)
+    return node
+
+
+def _support_identity(node, ctx):
+    found = _category_sum(node)
+    if found is None:
+        return node
+    f, v = found
+    return ctx.identities.get(Sum(f.subs(v, i), (i, 0, K - 1)), node)
+
+
+def _rename_index(node, ctx):
+    found = _category_sum(node)
+    if found is None or found[1] == i or i in found[0].free_symbols:
+        return node
+    return Sum(found[0].subs(found[1], i), (i, 0, K - 1))
+
+
+def _log_sum_exp(node, ctx):
+    if isinstance(node, log):
+        found = _category_sum(node.args[0])
+        if found and isinstance(found[0], exp):
+            body, v = found[0].args[0], found[1]
+            return LogSumExp(body.subs(v, i), i, K)
+    return node
+
+
+def _softmax(node, ctx):
+    if not node.is_Mul:
+        return node
+    for denominator in node.args:
+        if isinstance(denominator, Pow) and denominator.exp == -1:
+            found = _category_sum(denominator.base)
+            if found and isinstance(found[0], exp):
+                body = found[0].args[0].subs(found[1], i)
+                for numerator in node.args:
+                    if isinstance(numerator, exp):
+                        for at in ctx.category_indices:
+                            if numerator.args[0] == body.subs(i, at):
+                                rest = [g for g in node.args if g is not numerator and g is not denominator]
+                                return Mul(*rest) * Softmax(body, i, K, at)
+    return node
+
+
+LINEARITY = Rule("linearity", "a sum of terms is the sum of the sums, and factors free of the summation index move out", _linearity)
+DELTA_SUM = Rule("delta_sum", "a sum against a Kronecker delta picks out one term: Σ_i f(i) δ_ij = f(j)", _delta_sum)
+DELTA_SELECT = Rule("delta_select", "under δ_jx the component j equals the sample x, so j may be written as x", _delta_select)
+SUPPORT_IDENTITY = Rule("support_identity", "an identity that holds on the support (the counts sum to total_count)", _support_identity)
+RENAME_INDEX = Rule("rename_index", "the name of a summation index does not matter; call it i", _rename_index)
+LOG_SUM_EXP = Rule("log_sum_exp", "log Σ_i exp(f_i) is the log-sum-exp, evaluated stably with a max shift", _log_sum_exp)
+SOFTMAX = Rule("softmax", "exp(f_j) / Σ_i exp(f_i) is the softmax, evaluated stably with a max shift", _softmax)
+
+ALGEBRA = (LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
+NAMING = (LOG_SUM_EXP, SOFTMAX)
+
+
+def bottom_up(expr, rule: Rule, ctx: Context):
+    """Apply ``rule`` to every node, children first."""
+    if expr.args and not expr.is_Atom:
+        new_args = [bottom_up(a, rule, ctx) for a in expr.args]
+        if any(a is not b for a, b in zip(new_args, expr.args)):
+            expr = expr.func(*new_args)
+    return rule.apply(expr, ctx)
