@@ -21,7 +21,7 @@ _SUM_RTOL = 1e-5
 def _first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
     where = np.argwhere(bad)[0]
     index = f"[{', '.join(map(str, where))}]" if values.ndim else ""
-    return f"{label}{index} = {values[tuple(where)]!r}"
+    return f"{label}{index} = {values[tuple(where)].item()}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class _Simplex(Constraint):
         bad = np.abs(total - 1.0) > _SUM_RTOL * values.shape[-1]
         if bad.any():
             raise SymeligError(
-                f"{label} sums to {total[tuple(np.argwhere(bad)[0])]!r} along its last axis: "
+                f"{label} sums to {total[tuple(np.argwhere(bad)[0])].item()} along its last axis: "
                 f"{label} must be {self.allowed}"
             )
 
@@ -108,8 +108,8 @@ class _Counts(Constraint):
         if bad.any():
             where = tuple(np.argwhere(bad)[0])
             raise SymeligError(
-                f"{label} sums to {np.broadcast_to(total, bad.shape)[where]!r} along its last axis but "
-                f"total_count is {np.broadcast_to(total_count, bad.shape)[where]!r}: the counts must sum to total_count"
+                f"{label} sums to {np.broadcast_to(total, bad.shape)[where].item()} along its last axis but "
+                f"total_count is {np.broadcast_to(total_count, bad.shape)[where].item()}: the counts must sum to total_count"
             )
 
     def sample(self, rng, shape, *, probs, total_count, **context):

@@ -10,6 +10,7 @@
   back into the raw Sum form, which is what the tests compare.
 """
 from sympy import Function, Indexed, Sum, exp, log
+from sympy.printing.precedence import PRECEDENCE
 
 
 class xlogy(Function):
@@ -25,7 +26,7 @@ class xlogy(Function):
 
     def _latex(self, printer):
         a, b = self.args
-        return rf"{printer.parenthesize(a, 50)} \log {printer.parenthesize(b, 1000)}"
+        return rf"{printer.parenthesize(a, PRECEDENCE['Mul'])} \log {printer.parenthesize(b, PRECEDENCE['Pow'])}"
 
 
 class xdivy(Function):
@@ -50,7 +51,7 @@ class logfactorial(Function):
         return log(factorial(self.args[0].doit(**hints)))
 
     def _latex(self, printer):
-        return rf"\log {printer.parenthesize(self.args[0], 1000)}!"
+        return rf"\log {printer.parenthesize(self.args[0], PRECEDENCE['Pow'])}!"
 
 
 class _Reduction(Function):

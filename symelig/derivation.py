@@ -1,0 +1,146 @@
+"""The public derivation object: the math, its printed forms, and kernels that evaluate it."""
+from __future__ import annotations
+
+import functools
+import linecache
+
+import numpy as np
+
+from . import constraints
+from .engine import SymbolicDerivation, derive_symbolic
+from .errors import SymeligError
+from .family import lookup
+
+
+class Derivation:
+    """log p(x | θ) and its eligibility for one catalog entry.
+
+    ``log_prob(x, **params)`` and ``eligibility(x, **params)`` check their arguments against
+    the family's declared constraints (one-line :class:`SymeligError` on bad input) and then run
+    the generated numpy kernels; ``kernels`` is the generated module itself, without checks.
+    """
+
+    def __init__(self, symbolic: SymbolicDerivation):
+        self.symbolic = symbolic
+        self.family = symbolic.family.name
+        self.param = symbolic.param
+        self.parameters = symbolic.parameters
+        self.arguments = tuple(symbolic.family.arguments)
+
+    def __repr__(self):
+        return f"<Derivation {self.family} param={self.param!r}>"
+
+    # printed forms -----------------------------------------------------------------------
+    def latex(self, standalone: bool = False) -> str:
+        from .emit import latex
+
+        return latex.document(self.symbolic) if standalone else latex.fragment(self.symbolic)
+
+    def text(self) -> str:
+        from .emit import text
+
+        return text.render(self.symbolic)
+
+    @functools.cached_property
+    def numpy_source(self) -> str:
+        from .emit.numpy import module_source
+
+        return module_source(self.symbolic)
+
+    def to_dict(self) -> dict:
+        from .emit.latex import tex
+        from .emit.text import formula
+
+        s = self.symbolic
+        return {
+            "family": self.family,
+            "param": self.param,
+            "parameters": list(self.parameters),
+            "arguments": list(self.arguments),
+            "convention": "eligibility = gradient of log p(x | theta) (Williams 1992)",
+            "log_prob": {"text": formula(s.log_prob), "latex": tex(s.log_prob), "sympy": str(s.log_prob)},
+            "eligibility": {
+                n: {"wrt": formula(s.wrt(n)), "text": formula(e), "latex": tex(e), "sympy": str(e)}
+                for n, e in s.eligibility.items()
+            },
+        }
+
+    # kernels -----------------------------------------------------------------------------
+    @functools.cached_property
+    def kernels(self):
+        """The generated module (``log_prob``, ``eligibility``), compiled from ``numpy_source``."""
+        import types
+
+        # The source is our own printer's output over validated identifiers, never user text.
+        filename = f"<symelig {self.family} {self.param}>"
+        source = self.numpy_source
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        module = types.ModuleType(f"symelig_generated_{self.family}_{self.param}")
+        exec(compile(source, filename, "exec"), module.__dict__)
+        return module
+
+    def log_prob(self, x, **params) -> np.ndarray:
+        args = self._checked(x, params)
+        return self.kernels.log_prob(**args)
+
+    def eligibility(self, x, validate: bool = True, **params) -> dict:
+        args = self._checked(x, params) if validate else {"x": x, **params}
+        if validate:
+            self._check_in_support(args)
+        return self.kernels.eligibility(**args)
+
+    def _checked(self, x, params: dict) -> dict:
+        family = self.symbolic.family
+        expected = {**family.arguments, **self.symbolic.parametrization.parameters}
+        unknown = sorted(set(params) - set(expected))
+        missing = [n for n in expected if n not in params]
+        if unknown or missing:
+            problem = f"unknown argument {unknown[0]!r}" if unknown else f"missing argument {missing[0]!r}"
+            raise SymeligError(f"{problem} for {self.family} param={self.param}; expected x, {', '.join(expected)}")
+        arrays = {"x": _as_array("x", x), **{n: _as_array(n, params[n]) for n in expected}}
+        vectors = [n for n, c in {"x": family.value, **expected}.items() if c.event_dim]
+        for n in vectors:
+            if arrays[n].ndim == 0 or arrays[n].shape[-1] == 0:
+                raise SymeligError(f"{n} must have a non-empty category axis (last axis); got shape {arrays[n].shape}")
+        sizes = {n: arrays[n].shape[-1] for n in vectors}
+        if len(set(sizes.values())) > 1:
+            listed = ", ".join(f"{n} has {s}" for n, s in sizes.items())
+            raise SymeligError(f"the category axes (last axes) disagree: {listed} categories")
+        size = next(iter(sizes.values()))
+        try:
+            np.broadcast_shapes(*(a.shape[:-1] if n in vectors else a.shape for n, a in arrays.items()))
+        except ValueError:
+            shapes = ", ".join(f"{n} {a.shape}" for n, a in arrays.items())
+            raise SymeligError(f"batch shapes do not broadcast: {shapes} (the last axis of vectors is the category axis)") from None
+        for n, c in {"x": family.value, **expected}.items():
+            context = {"size": size, "total_count": arrays.get("total_count")}
+            c.check(n, arrays[n], **context)
+        return arrays
+
+    def _check_in_support(self, args: dict) -> None:
+        """A sample of probability zero has no eligibility (log p = −∞): say so, do not return inf."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = self.kernels.log_prob(**args)
+        if not np.all(np.isfinite(log_p)):
+            where = tuple(np.argwhere(~np.isfinite(log_p))[0])
+            at = f" at batch index {list(where)}" if where else ""
+            raise SymeligError(
+                f"the sample x{at} has probability 0 under the given {', '.join(self.parameters)} "
+                f"(log p = {log_p[where].item()}): its eligibility is undefined"
+            )
+
+
+def _as_array(name: str, value) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        raise SymeligError(f"{name} is not a rectangular array of numbers (rows of different lengths?)") from None
+    if array.dtype.kind not in "biuf":
+        raise SymeligError(f"{name} must be numeric (integers or floats), got dtype {array.dtype}")
+    return array
+
+
+@functools.lru_cache(maxsize=None)
+def derive(family: str, param: str | None = None) -> Derivation:
+    cls, parametrization = lookup(family, param)
+    return Derivation(derive_symbolic(cls, parametrization))

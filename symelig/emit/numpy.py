@@ -1,0 +1,337 @@
+"""Numpy source from a derivation: the index structure of the math becomes array axes.
+
+``lambdify`` would turn Σ_i p_i into a Python loop over categories (shared/design-notes.md).
+This emitter lowers the indexed expression instead:
+
+* the component index j, and the bound index i inside a sum, become the last axis: p_j → ``p``;
+* an entry at the sample, p_x, becomes a gather ``take_along_axis(p, _x, -1)`` of shape (..., 1);
+* Σ_i f(i) becomes ``np.sum(f, axis=-1, keepdims=True)``, computed once per distinct sum;
+* log-sum-exp and softmax are evaluated max-shifted, so logits of ±1e4 stay finite;
+* a term δ_jx·c is not a dense one-hot: the rest of the eligibility is materialized once and
+  c is added in place at x;
+* what remains is elementwise; ``sympy.cse`` names its common subexpressions.
+
+Per-sample quantities keep a trailing axis of size 1 so they broadcast against the category
+axis; ``log_prob`` drops it at the end.  The dtype is that of the floating-point parameters
+(float32 stays float32).  Reductions live in statements, so the elementwise printer never sees
+a Sum: an array library is one choice here, never part of the derivation.
+"""
+from __future__ import annotations
+
+import keyword
+from collections import Counter
+
+from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, Sum, Symbol, cse, numbered_symbols
+from sympy.printing.numpy import SciPyPrinter
+from sympy.printing.precedence import precedence
+
+from .. import __version__, constraints
+from ..family import K, j
+from ..functions import LogSumExp, Softmax
+from .text import formula
+
+_HELPERS = {
+    "_xlogy": '''def _xlogy(a, b):
+    """a·log(b), 0 where a == 0 (an empty category of probability 0 contributes nothing)."""
+    return np.where(a == 0, 0, a * np.log(np.where(a == 0, 1, b)))''',
+    "_xdivy": '''def _xdivy(a, b):
+    """a / b, 0 where a == 0."""
+    return np.where(a == 0, 0, a / np.where(a == 0, 1, b))''',
+    "_float_dtype": '''def _float_dtype(*arrays):
+    """The floating dtype of the parameters: float32 stays float32, integers become float64."""
+    dtype = np.result_type(*arrays)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)''',
+    "_fill": '''def _fill(shape, value, dtype):
+    """A fresh array of ``shape`` holding ``value`` broadcast."""
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out''',
+    "_add_at": '''def _add_at(out, index, value):
+    """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
+    np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)''',
+}
+
+
+class ArrayPrinter(SciPyPrinter):
+    """Elementwise expressions over array names; writes ``np.f``/``special.f`` and records helpers."""
+
+    _aliases = {"numpy": "np", "scipy.special": "special"}
+
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True})
+        self.helpers: set = set()
+
+    def _module_format(self, fqn, register=True):
+        """Short aliases (np., special.) instead of fully qualified names; imports still recorded."""
+        module, _, name = fqn.rpartition(".")
+        if register and module:
+            self.module_imports[module].add(name)
+        return f"{self._aliases.get(module, module)}.{name}" if module else name
+
+    def _print_Pow(self, expr, rational=False):
+        """1/x and x**2, not x**(-1.0): readable, and integer powers keep the dtype."""
+        base = self.parenthesize(expr.base, precedence(expr))
+        if expr.exp == -1:
+            return f"1/{base}"
+        if expr.exp.is_Integer and expr.exp > 0:
+            return f"{base}**{expr.exp}"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _helper(self, name, args):
+        self.helpers.add(name)
+        return f"{name}({', '.join(self._print(a) for a in args)})"
+
+    def _print_xlogy(self, expr):
+        return self._helper("_xlogy", expr.args)
+
+    def _print_xdivy(self, expr):
+        return self._helper("_xdivy", expr.args)
+
+    def _print_logfactorial(self, expr):
+        return f"{self._module_format('scipy.special.gammaln')}({self._print(expr.args[0])} + 1)"
+
+    def _print_KroneckerDelta(self, expr):
+        raise NotImplementedError(f"{expr} outside a linear term cannot be vectorized")
+
+    def _print_Sum(self, expr):
+        raise NotImplementedError("sums are lowered to reductions before printing")
+
+
+class _Lowering:
+    """Rewrites indexed math into expressions over array names, emitting reduction statements."""
+
+    def __init__(self, derivation, printer: ArrayPrinter):
+        self.printer = printer
+        self.statements: list = []
+        self.memo: dict = {}
+        self.counts: Counter = Counter()
+        self.names = {s: n for n, s in derivation.symbols.items()}
+        x = derivation.symbols["x"]
+        self.sample_index = x if derivation.family.value is constraints.category else None
+        self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
+        self.vectors: set = {Symbol(n) for n in self.axis_names}   # names of shape (..., K)
+
+    def _temp(self, prefix, code, key, vector):
+        if key not in self.memo:
+            name = Symbol(f"_{prefix}{self.counts[prefix]}")
+            self.counts[prefix] += 1
+            self.statements.append((str(name), code))
+            self.memo[key] = name
+            if vector:
+                self.vectors.add(name)
+        return self.memo[key]
+
+    def is_vector(self, expr) -> bool:
+        return bool(expr.free_symbols & self.vectors)
+
+    def _print(self, expr) -> str:
+        return self.printer.doprint(expr)
+
+    def _materialize(self, expr, prefix):
+        if isinstance(expr, Symbol):
+            return expr
+        return self._temp(prefix, self._print(expr), ("materialize", expr), self.is_vector(expr))
+
+    def lower(self, e):
+        if isinstance(e, Indexed):
+            name = self.names[e.base]
+            if e.indices[0] == self.sample_index:
+                code = f"np.take_along_axis({name}, _x, axis=-1)"
+                return self._temp(f"{name}_at_x", code, e, vector=False)
+            return Symbol(name)  # j, or the bound index of an enclosing sum: the whole axis
+        if e == K:
+            return Symbol("size")
+        if e in self.names:
+            return Symbol(self.names[e])
+        if isinstance(e, Sum):
+            (index, _, _), = e.limits
+            if index not in e.function.free_symbols:
+                return Symbol("size") * self.lower(e.function)
+            body = self.lower(e.function)
+            return self._temp("sum", f"np.sum({self._print(body)}, axis=-1, keepdims=True)", e, vector=False)
+        if isinstance(e, LogSumExp):
+            body = self._materialize(self.lower(e.body), "shifted")
+            top = self._temp("max", f"np.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
+            code = f"{top} + np.log(np.sum(np.exp({body} - {top}), axis=-1, keepdims=True))"
+            return self._temp("logsumexp", code, e, vector=False)
+        if isinstance(e, Softmax):
+            lse = self.lower(LogSumExp(e.body, e.index, e.size))
+            at = self.lower(e.body.subs(e.index, e.at))
+            return self._temp("softmax", f"np.exp({self._print(at - lse)})", e, vector=self.is_vector(at))
+        if isinstance(e, KroneckerDelta):
+            raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
+        if e.args:
+            return e.func(*[self.lower(a) for a in e.args])
+        return e
+
+
+def _split_delta(expr, sample):
+    """expr = rest + δ(j, x)·coefficient, with the delta linear; returns (rest, coefficient)."""
+    delta = KroneckerDelta(j, sample)
+    rest, coefficient = [], []
+    for term in Add.make_args(expr):
+        factors = Mul.make_args(term)
+        if delta in factors:
+            coefficient.append(Mul(*[f for f in factors if f != delta]))
+        else:
+            rest.append(term)
+    rest, coefficient = Add(*rest), Add(*coefficient)
+    if rest.has(KroneckerDelta) or coefficient.has(KroneckerDelta) or coefficient.has(j):
+        raise NotImplementedError(f"cannot vectorize {expr}: δ(j,x) must appear as a linear factor")
+    return rest, coefficient
+
+
+def _check_identifier(name: str) -> str:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"{name!r} cannot be a Python name in generated code")
+    return name
+
+
+class _Function:
+    """The body of one generated function: prologue, statements, outputs."""
+
+    def __init__(self, derivation):
+        self.d = derivation
+        self.printer = ArrayPrinter()
+        self.lowering = _Lowering(derivation, self.printer)
+        self.vector_family = derivation.is_vector
+
+    def signature(self):
+        fam = self.d.family
+        return ["x", *fam.arguments, *self.d.parameters]
+
+    def prologue(self) -> list:
+        d, fam = self.d, self.d.family
+        params = list(d.parameters)
+        lines = [f"{p} = np.asarray({p})" for p in params]
+        lines.append(f"dtype = _float_dtype({', '.join(params)})")
+        lines += [f"{p} = {p}.astype(dtype, copy=False)" for p in params]
+        constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
+        is_index = fam.value is constraints.category
+        lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
+        lines += [f"{a} = np.asarray({a}, dtype)" for a in fam.arguments]
+        names = self.signature()
+        vectors = [n for n in names if constraint_of[n].event_dim]
+        batch_parts = [f"{n}.shape[:-1]" if n in vectors else f"{n}.shape" for n in names]
+        if vectors:
+            lines.append(f"size = {vectors[0]}.shape[-1]")
+        lines.append(f"batch = np.broadcast_shapes({', '.join(batch_parts)})")
+        for n in names:
+            if n in vectors:
+                lines.append(f"{n} = np.broadcast_to({n}, batch + (size,))")
+            elif n == "x" and is_index:
+                lines.append("_x = np.broadcast_to(x, batch)[..., None].astype(np.intp)")
+            elif self.vector_family:
+                lines.append(f"{n} = np.broadcast_to({n}, batch)[..., None]")
+            else:
+                lines.append(f"{n} = np.broadcast_to({n}, batch)")
+        self.printer.helpers.add("_float_dtype")
+        return lines
+
+    def elementwise(self, outputs: dict) -> tuple:
+        """CSE over the lowered outputs; returns (statements, {name: printed expression})."""
+        lowered = {n: self.lowering.lower(e) for n, e in outputs.items()}
+        common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
+        for s, e in common:
+            if self.lowering.is_vector(e):
+                self.lowering.vectors.add(s)
+        statements = [(str(s), self.printer.doprint(e)) for s, e in common]
+        return statements, dict(zip(lowered, reduced))
+
+
+def _log_prob_body(d) -> tuple:
+    f = _Function(d)
+    lines = f.prologue()
+    statements, outputs = f.elementwise({"log_prob": d.log_prob})
+    lines += [f"{n} = {c}" for n, c in f.lowering.statements + statements]
+    value = f.printer.doprint(outputs["log_prob"])
+    lines.append(f"return ({value})[..., 0]" if f.vector_family else f"return {value}")
+    return f.signature(), lines, f.printer
+
+
+def _eligibility_body(d) -> tuple:
+    f = _Function(d)
+    lines = f.prologue()
+    sample = d.symbols["x"] if d.family.value is constraints.category else None
+    parts, deltas = {}, {}
+    for name, e in d.eligibility.items():
+        rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
+        parts[name] = rest
+        if coefficient != 0:
+            deltas[name] = coefficient
+    statements, outputs = f.elementwise({**{("rest", n): v for n, v in parts.items()},
+                                         **{("delta", n): v for n, v in deltas.items()}})
+    lines += [f"{n} = {c}" for n, c in f.lowering.statements + statements]
+    for name in d.eligibility:
+        out = f"e_{_check_identifier(name)}"
+        rest = outputs[("rest", name)]
+        shape = "batch + (size,)" if isinstance(d.symbols[name], IndexedBase) else "batch"
+        fresh = f.lowering.is_vector(rest) and not isinstance(rest, Symbol) if shape != "batch" else (
+            rest.free_symbols and not isinstance(rest, Symbol))
+        if fresh and not (f.vector_family and shape == "batch"):
+            lines.append(f"{out} = {f.printer.doprint(rest)}")
+        else:
+            f.printer.helpers.add("_fill")
+            lines.append(f"{out} = _fill({shape}, {f.printer.doprint(rest)}, dtype)")
+        if name in deltas:
+            f.printer.helpers.add("_add_at")
+            lines.append(f"_add_at({out}, _x, {f.printer.doprint(outputs[('delta', name)])})")
+        if f.vector_family and shape == "batch":
+            lines.append(f"{out} = {out}[..., 0]")
+    lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
+    return f.signature(), lines, f.printer
+
+
+def _function(name, signature, doc, lines) -> str:
+    body = "\n".join("    " + line for line in lines)
+    return f'def {name}({", ".join(map(_check_identifier, signature))}):\n    """{doc}"""\n{body}\n'
+
+
+def module_source(d) -> str:
+    """A standalone module with ``log_prob`` and ``eligibility``; imports numpy (and scipy.special
+    only when a special function is used), never SymPy."""
+    from .. import __version__ as version
+    import sympy
+
+    sig, lp_lines, lp_printer = _log_prob_body(d)
+    _, el_lines, el_printer = _eligibility_body(d)
+    helpers = sorted(lp_printer.helpers | el_printer.helpers)
+    modules = set(lp_printer.module_imports) | set(el_printer.module_imports)
+    imports = ["import numpy as np"] + (["from scipy import special"] if "scipy.special" in modules else [])
+    theta = ", ".join(str(d.symbols[n]) for n in d.parameters)
+    formulas = "\n".join(
+        f"    ∂ log p / ∂{formula(d.wrt(n))} = {formula(e)}" for n, e in d.eligibility.items()
+    )
+    args_doc = _arguments_doc(d)
+    header = (
+        f'"""Eligibility of the {d.family.name} distribution, parametrization {d.param!r}.\n\n'
+        f"Generated by symelig {version} (SymPy {sympy.__version__}); do not edit, regenerate with\n"
+        f"``symelig export {d.family.name} --param {d.param}``.\n\n"
+        f"{d.parametrization.doc}\n\n"
+        f"    log p(x | {theta}) = {formula(d.log_prob)}\n{formulas}\n\n"
+        "Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.\n"
+        'The category axis is the last one; all other axes broadcast as batch axes.\n"""\n'
+    )
+    lp_doc = f"log p(x | {theta}) = {formula(d.log_prob)}, shaped like the batch.\n\n{args_doc}\n    "
+    el_doc = (
+        "Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter\n"
+        f"    broadcast over the batch.\n\n{formulas}\n\n{args_doc}\n    "
+    )
+    return "\n\n".join([
+        header + "\n".join(imports),
+        f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
+        f"PARAMETERS = {tuple(d.parameters)!r}",
+        _function("log_prob", sig, lp_doc, lp_lines),
+        _function("eligibility", sig, el_doc, el_lines),
+        *(_HELPERS[h] + "\n" for h in helpers),
+    ]).rstrip() + "\n"
+
+
+def _arguments_doc(d) -> str:
+    fam = d.family
+    constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
+    rows = []
+    for name, c in constraint_of.items():
+        shape = "(..., K)" if c.event_dim else "(...)"
+        rows.append(f"    {name}: {shape}, {c.allowed}")
+    return "\n".join(rows)

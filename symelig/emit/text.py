@@ -1,0 +1,100 @@
+"""Plain-text forms of a derivation: one-line formulas (docstrings, JSON) and 2-D Unicode."""
+from __future__ import annotations
+
+from sympy import Add, Indexed, KroneckerDelta, Mul, Symbol, factorial, log
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.str import StrPrinter
+
+from ..functions import LogSumExp, Softmax, logfactorial, xdivy, xlogy
+
+
+class PositiveFirst:
+    """Printer mixin: terms with a plus sign first, as a paper writes δ_jx − softmax(z)_j."""
+
+    def _print_Add(self, expr, order=None):
+        terms = self._as_ordered_terms(expr, order=order)
+        terms = [t for t in terms if not t.could_extract_minus_sign()] + [
+            t for t in terms if t.could_extract_minus_sign()
+        ]
+        return super()._print_Add(Add(*terms, evaluate=False), order="none")
+
+
+class FormulaPrinter(PositiveFirst, StrPrinter):
+    """One-line formulas that read like math: Σ_i, δ(j,x), softmax(z)[j]."""
+
+    def _print_Sum(self, expr):
+        (index, _, _), = expr.limits
+        body = self._print(expr.function)
+        wrapped = body if expr.function.is_Atom or isinstance(expr.function, Indexed) else f"({body})"
+        return f"Σ_{self._print(index)} {wrapped}"
+
+    def _print_KroneckerDelta(self, expr):
+        return "δ(%s,%s)" % tuple(self._print(a) for a in expr.args)
+
+    def _print_Softmax(self, expr):
+        return f"softmax({self._print(expr.body)} over {self._print(expr.index)})[{self._print(expr.at)}]"
+
+    def _print_LogSumExp(self, expr):
+        return f"logsumexp_{self._print(expr.index)}({self._print(expr.body)})"
+
+    def _print_xlogy(self, expr):
+        return self._print(Mul(expr.args[0], log(expr.args[1]), evaluate=False))
+
+    def _print_xdivy(self, expr):
+        return self._print(expr.args[0] / expr.args[1])
+
+    def _print_logfactorial(self, expr):
+        return f"log({self.parenthesize(expr.args[0], 1000)}!)"
+
+
+def formula(expr) -> str:
+    return FormulaPrinter().doprint(expr)
+
+
+def _for_display(expr):
+    """Rewrite into plain SymPy that the 2-D printer typesets well (p[j] → p_j, etc.)."""
+    expr = expr.replace(lambda e: isinstance(e, Softmax), lambda e: Symbol(f"softmax({_vector_name(e)})_{e.at}"))
+    expr = expr.replace(lambda e: isinstance(e, LogSumExp), lambda e: e.doit())
+    expr = expr.replace(lambda e: isinstance(e, (xlogy, xdivy)), lambda e: e.doit())
+    expr = expr.replace(lambda e: isinstance(e, logfactorial), lambda e: log(factorial(e.args[0]), evaluate=False))
+    return expr.replace(lambda e: isinstance(e, Indexed), lambda e: Symbol(f"{e.base}_{e.indices[0]}"))
+
+
+def _vector_name(softmax: Softmax) -> str:
+    body = softmax.body
+    if isinstance(body, Indexed) and body.indices == (softmax.index,):
+        return str(body.base)
+    return formula(body)
+
+
+class _Pretty(PositiveFirst, PrettyPrinter):
+    """SymPy's 2-D printer, positive terms first."""
+
+
+def display(expr) -> str:
+    """Multi-line Unicode rendering for a terminal."""
+    return _Pretty({"use_unicode": True, "wrap_line": False}).doprint(_for_display(expr))
+
+
+def render(derivation) -> str:
+    """The ``--format text`` page: what is derived, log p, and each eligibility."""
+    d = derivation
+    theta = ", ".join(str(d.symbols[n]) for n in d.parameters)
+    lines = [
+        f"{d.family.name} — parametrization {d.param!r}",
+        d.parametrization.doc.split("\n\n")[0],
+        "",
+        f"log-likelihood  log p(x | {theta}) =",
+        _indent(display(d.log_prob)),
+        "",
+        "eligibility  e = ∂ log p(x | θ) / ∂θ  (Williams 1992: gradient of the log-likelihood, not of a loss)",
+    ]
+    for name, e in d.eligibility.items():
+        lines += ["", f"∂ log p / ∂{formula(d.wrt(name))}  ({name}) =", _indent(display(e))]
+    if any(expr.has(KroneckerDelta) for expr in d.eligibility.values()):
+        lines += ["", "δ is the Kronecker delta; j ∈ {0, …, K−1} is the component, x the sample."]
+    return "\n".join(lines) + "\n"
+
+
+def _indent(block: str) -> str:
+    return "\n".join("    " + line for line in block.splitlines())
