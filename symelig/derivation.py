@@ -81,7 +81,8 @@ class Derivation:
 
     def log_prob(self, x, **params) -> np.ndarray:
         args = self._checked(x, params)
-        return self.kernels.log_prob(**args)
+        with np.errstate(divide="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
+            return self.kernels.log_prob(**args)
 
     def eligibility(self, x, validate: bool = True, **params) -> dict:
         args = self._checked(x, params) if validate else {"x": x, **params}

@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (see README):  make demo   and   make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test derivations clean
+
+# The stamp files re-run the install when pyproject.toml changes.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/symelig derive categorical --param probs
+	$(BIN)/symelig eval categorical --param probs --probs 0.69,0.1,0.2,0.01 --x 0
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+derivations: $(VENV)/.installed
+	$(BIN)/python -m symelig.pages derivations
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

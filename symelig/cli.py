@@ -1,0 +1,208 @@
+"""The ``symelig`` command: a thin layer over the Python API (parse → derive → emit → write).
+
+Every user error ends as one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import enum
+import sys
+from typing import List, Optional
+
+import typer
+
+from .errors import SymeligError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Closed-form eligibilities e = ∂ log p(x | θ)/∂θ (Williams 1992), derived by SymPy.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"symelig {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Closed-form eligibilities e = ∂ log p(x | θ)/∂θ (Williams 1992), derived by SymPy."""
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    latex = "latex"
+    numpy = "numpy"
+    json = "json"
+
+
+class EvalFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+def _emit(text: str, output: Optional[str]) -> None:
+    if output:
+        from .files import write_atomic
+
+        write_atomic(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text, nl=not text.endswith("\n"))
+
+
+@app.command("list")
+def list_catalog() -> None:
+    """List every family and parametrization."""
+    from . import catalog
+
+    rows = [(e.family, e.param, ", ".join(e.parameters), ", ".join(e.arguments) or "-", e.torch or "-") for e in catalog()]
+    header = ("family", "param", "differentiated", "also takes", "torch.distributions")
+    widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]
+    for r in [header, *rows]:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+@app.command()
+def derive(
+    family: str = typer.Argument(..., help="Family name, e.g. categorical (see `symelig list`)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization, e.g. probs, logits."),
+    format: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
+    k: Optional[int] = typer.Option(None, "--k", help="Also expand for a concrete number of categories (1–64)."),
+) -> None:
+    """Print the log-likelihood and the eligibility of a family in a parametrization."""
+    from . import derive as derive_entry
+
+    d = derive_entry(family, param)
+    if k is not None:
+        _emit(_expanded(d, k, format), output)
+        return
+    if format is Format.text:
+        text = d.text()
+    elif format is Format.latex:
+        text = d.latex(standalone=standalone)
+    elif format is Format.numpy:
+        text = d.numpy_source
+    else:
+        import json
+
+        text = json.dumps(d.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    _emit(text, output)
+
+
+def _expanded(d, k: int, format: Format) -> str:
+    from . import expand
+
+    if format is Format.numpy:
+        raise SymeligError("--k works with --format text, latex or json; the numpy kernel is the same for every K")
+    table = expand.expand(d.symbolic, k)
+    if format is Format.latex:
+        return expand.render_latex(d.symbolic, table)
+    if format is Format.json:
+        import json
+
+        return json.dumps(expand.to_dict(d.symbolic, table), indent=2, ensure_ascii=False) + "\n"
+    return expand.render_text(d.symbolic, table)
+
+
+@app.command(
+    "eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def evaluate(
+    ctx: typer.Context,
+    family: str = typer.Argument(..., help="Family name (see `symelig list`)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
+    format: EvalFormat = typer.Option(EvalFormat.text, "--format", "-f"),
+) -> None:
+    """Evaluate log p, the eligibility e and the gradient of the probability p·e at given values.
+
+    Give each argument as --NAME v1,v2,...; e.g.
+    symelig eval categorical --param probs --probs 0.69,0.1,0.2,0.01 --x 0
+    """
+    from . import derive as derive_entry
+    from .evaluate import evaluate as run, parse_arguments, render
+
+    d = derive_entry(family, param)
+    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}")
+    result = run(d, values)
+    if format is EvalFormat.json:
+        import json
+
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(render(d, result), nl=False)
+
+
+@app.command()
+def export(
+    family: Optional[str] = typer.Argument(None, help="Family name (omit with --all)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.py, or a folder with --all."),
+    all_entries: bool = typer.Option(False, "--all", help="Export every catalog entry into the folder -o."),
+) -> None:
+    """Write a standalone numpy module (log_prob, eligibility) that other code imports."""
+    from pathlib import Path
+
+    from . import catalog, derive as derive_entry
+    from .files import write_atomic
+
+    if all_entries:
+        if family or param:
+            raise SymeligError("--all exports the whole catalog; give no family or --param with it")
+        folder = Path(output or ".")
+        if not folder.is_dir():
+            raise SymeligError(f"--all needs an existing folder for -o; {folder} is not one")
+        sources = {folder / f"{e.family}_{e.param}.py": derive_entry(e.family, e.param).numpy_source for e in catalog()}
+        for path, source in sources.items():
+            write_atomic(path, source)
+        typer.echo(f"wrote {len(sources)} modules to {folder}", err=True)
+        return
+    if family is None:
+        raise SymeligError("name a family to export (see `symelig list`), or use --all")
+    if not output or not output.endswith(".py"):
+        raise SymeligError("give -o FILE.py: the module is written to a .py file")
+    if not Path(output).stem.isidentifier():
+        raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit)")
+    source = derive_entry(family, param).numpy_source
+    write_atomic(output, source)
+    typer.echo(f"wrote {output}", err=True)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: run the app; any user error becomes one line on stderr and exit code 2."""
+    try:
+        code = app(args=argv, prog_name="symelig", standalone_mode=False)
+    except SymeligError as err:
+        _fail(str(err))
+    except Exception as err:  # noqa: BLE001 -- Typer's own click-style signals, matched by shape
+        # Typer (vendoring click or not) raises UsageError-like exceptions with format_message(),
+        # Exit with exit_code, Abort on Ctrl-C; anything else is a bug and keeps its traceback.
+        if hasattr(err, "format_message"):
+            _fail(" ".join(err.format_message().split()))
+        if type(err).__name__ == "Exit":
+            sys.exit(getattr(err, "exit_code", 0))
+        if type(err).__name__ == "Abort":
+            sys.exit(130)
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"symelig: error: {message}", err=True)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""``symelig eval``: numbers from the command line in, log p, e and p·e out.
+
+The gradient of the probability itself, ∂p(x|θ)/∂θ = p(x|θ)·e, is what autograd reports
+for ``exp(log_prob).backward()``; printing both answers the question symelig was founded on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SymeligError
+
+
+def _number(token: str, option: str):
+    token = token.strip()
+    for kind in (int, float):
+        try:
+            return kind(token)
+        except ValueError:
+            pass
+    raise SymeligError(f"--{option}: {token!r} is not a number; give comma-separated numbers, e.g. 0.69,0.1,0.2")
+
+
+def parse_arguments(args: list, names: list, entry: str) -> dict:
+    """``['--probs', '0.1,0.9', '--x', '1']`` → {"probs": array, "x": array}, names checked."""
+    allowed = ", ".join(f"--{n.replace('_', '-')}" for n in names)
+    values, pending = {}, list(args)
+    while pending:
+        flag = pending.pop(0)
+        name, _, inline = flag.partition("=")
+        if not name.startswith("--") or name[2:].replace("-", "_") not in names:
+            raise SymeligError(f"unexpected {flag!r} for {entry}; it takes {allowed}")
+        name = name[2:].replace("-", "_")
+        if not inline:
+            if not pending:
+                raise SymeligError(f"--{name.replace('_', '-')} needs a value")
+            inline = pending.pop(0)
+        if name in values:
+            raise SymeligError(f"--{name.replace('_', '-')} is given twice")
+        tokens = inline.split(",")
+        numbers = [_number(t, name) for t in tokens]
+        values[name] = np.array(numbers) if len(numbers) > 1 else np.array(numbers[0])
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise SymeligError(f"missing --{missing[0].replace('_', '-')} for {entry}; it takes {allowed}")
+    return values
+
+
+def evaluate(derivation, values: dict) -> dict:
+    x = values.pop("x")
+    log_p = derivation.log_prob(x, **values)
+    e = derivation.eligibility(x, **values)
+    prob = np.exp(log_p)
+    return {
+        "family": derivation.family,
+        "param": derivation.param,
+        "x": x.tolist(),
+        "log_prob": log_p.tolist(),
+        "prob": prob.tolist(),
+        "eligibility": {n: v.tolist() for n, v in e.items()},
+        "prob_gradient": {n: (_expand_like(prob, v) * v).tolist() for n, v in e.items()},
+    }
+
+
+def _expand_like(prob, value):
+    prob = np.asarray(prob)
+    return prob.reshape(prob.shape + (1,) * (value.ndim - prob.ndim))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return f"{value:.6g}"
+
+
+def render(derivation, result: dict) -> str:
+    lines = [
+        f"{result['family']} --param {result['param']}, x = {_fmt(result['x']) if isinstance(result['x'], list) else result['x']}",
+        f"log p(x | θ)           = {_fmt(result['log_prob'])}",
+        f"p(x | θ)               = {_fmt(result['prob'])}",
+    ]
+    for n, v in result["eligibility"].items():
+        lines.append(f"eligibility ∂log p/∂{n} = {_fmt(v)}")
+    for n, v in result["prob_gradient"].items():
+        lines.append(f"gradient    ∂p/∂{n} = p·e = {_fmt(v)}")
+    lines.append("(e is the gradient of log_prob; p·e is what autograd gives for exp(log_prob).backward())")
+    return "\n".join(lines) + "\n"
