@@ -113,7 +113,8 @@ class _Counts(Constraint):
             )
 
     def sample(self, rng, shape, *, probs, total_count, **context):
-        return rng.multinomial(total_count, probs, size=shape[:-1])
+        """Counts of ``total_count`` draws (one per batch element) from ``probs``."""
+        return rng.multinomial(np.broadcast_to(total_count, shape[:-1]), probs)
 
 
 class _NonnegativeInteger(Constraint):

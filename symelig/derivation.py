@@ -113,8 +113,8 @@ class Derivation:
         except ValueError:
             shapes = ", ".join(f"{n} {a.shape}" for n, a in arrays.items())
             raise SymeligError(f"batch shapes do not broadcast: {shapes} (the last axis of vectors is the category axis)") from None
-        for n, c in {"x": family.value, **expected}.items():
-            context = {"size": size, "total_count": arrays.get("total_count")}
+        context = {"size": size, "total_count": arrays.get("total_count")}
+        for n, c in {**expected, "x": family.value}.items():  # x last: its check uses the others
             c.check(n, arrays[n], **context)
         return arrays
 

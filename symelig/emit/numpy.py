@@ -6,7 +6,8 @@ This emitter lowers the indexed expression instead:
 * the component index j, and the bound index i inside a sum, become the last axis: p_j → ``p``;
 * an entry at the sample, p_x, becomes a gather ``take_along_axis(p, _x, -1)`` of shape (..., 1);
 * Σ_i f(i) becomes ``np.sum(f, axis=-1, keepdims=True)``, computed once per distinct sum;
-* log-sum-exp and softmax are evaluated max-shifted, so logits of ±1e4 stay finite;
+* log-sum-exp and softmax share one max-shifted exp(f − max), so logits of ±1e4 stay finite
+  and softmax = exp(f − max)/Σ is as accurate as torch.softmax;
 * a term δ_jx·c is not a dense one-hot: the rest of the eligibility is materialized once and
   c is added in place at x;
 * what remains is elementwise; ``sympy.cse`` names its common subexpressions.
@@ -132,6 +133,15 @@ class _Lowering:
             return expr
         return self._temp(prefix, self._print(expr), ("materialize", expr), self.is_vector(expr))
 
+    def _shifted_exp(self, reduction):
+        """max_i f, exp(f − max) and Σ_i exp(f − max), computed once per f: the stable pieces of
+        both log-sum-exp (max + log Σ) and softmax (exp(f − max) / Σ), which is exact at ±1e4."""
+        body = self._materialize(self.lower(reduction.body), "shifted")
+        top = self._temp("max", f"np.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
+        shifted = self._temp("exp", f"np.exp({body} - {top})", ("exp", body), vector=True)
+        total = self._temp("sumexp", f"np.sum({shifted}, axis=-1, keepdims=True)", ("sumexp", body), vector=False)
+        return top, shifted, total
+
     def lower(self, e):
         if isinstance(e, Indexed):
             name = self.names[e.base]
@@ -150,14 +160,15 @@ class _Lowering:
             body = self.lower(e.function)
             return self._temp("sum", f"np.sum({self._print(body)}, axis=-1, keepdims=True)", e, vector=False)
         if isinstance(e, LogSumExp):
-            body = self._materialize(self.lower(e.body), "shifted")
-            top = self._temp("max", f"np.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
-            code = f"{top} + np.log(np.sum(np.exp({body} - {top}), axis=-1, keepdims=True))"
-            return self._temp("logsumexp", code, e, vector=False)
+            top, _, total = self._shifted_exp(e)
+            return self._temp("logsumexp", f"{top} + np.log({total})", e, vector=False)
         if isinstance(e, Softmax):
-            lse = self.lower(LogSumExp(e.body, e.index, e.size))
+            top, shifted, total = self._shifted_exp(e)
             at = self.lower(e.body.subs(e.index, e.at))
-            return self._temp("softmax", f"np.exp({self._print(at - lse)})", e, vector=self.is_vector(at))
+            if at == self.lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
+                return self._temp("softmax", f"{shifted}/{total}", e, vector=True)
+            code = f"np.exp({self._print(at - top)})/{total}"
+            return self._temp("softmax", code, e, vector=self.is_vector(at))
         if isinstance(e, KroneckerDelta):
             raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
         if e.args:

@@ -32,7 +32,7 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
         return "δ(%s,%s)" % tuple(self._print(a) for a in expr.args)
 
     def _print_Softmax(self, expr):
-        return f"softmax({self._print(expr.body)} over {self._print(expr.index)})[{self._print(expr.at)}]"
+        return f"softmax({_vector_name(expr)})[{self._print(expr.at)}]"
 
     def _print_LogSumExp(self, expr):
         return f"logsumexp_{self._print(expr.index)}({self._print(expr.body)})"

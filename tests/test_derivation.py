@@ -1,0 +1,102 @@
+"""The symbolic engine: the forms the issue requires, symbolic K vs concrete K, recorded steps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sympy import IndexedBase, KroneckerDelta, Sum, cancel, symbols
+
+import symelig
+from symelig.expand import expand
+from symelig.family import K, i, j
+from symelig.functions import Softmax, xdivy
+
+
+def _required_forms():
+    x = symbols("x", integer=True, nonnegative=True)
+    n = symbols("n", integer=True, nonnegative=True)
+    p = IndexedBase("p", positive=True)
+    z = IndexedBase("z", real=True)
+    c = IndexedBase("x", integer=True, nonnegative=True)
+    total = Sum(p[i], (i, 0, K - 1))
+    return {
+        ("categorical", "probs"): KroneckerDelta(j, x) / p[x] - 1 / total,
+        ("categorical", "normalized_probs"): KroneckerDelta(j, x) / p[x],
+        ("categorical", "logits"): KroneckerDelta(j, x) - Softmax(z[i], i, K, j),
+        ("multinomial", "probs"): xdivy(c[j], p[j]) - n / total,
+        ("multinomial", "normalized_probs"): xdivy(c[j], p[j]),
+        ("multinomial", "logits"): c[j] - n * Softmax(z[i], i, K, j),
+    }
+
+
+@pytest.mark.parametrize("family,param", list(_required_forms()), ids=lambda v: str(v))
+def test_closed_forms_come_out_as_a_paper_writes_them(family, param):
+    """δ_jx/p_x − 1/Σp, δ_jx/p_x, δ_jx − softmax(z)_j, x_j/p_j − n/Σp, x_j − n softmax(z)_j."""
+    d = symelig.derive(family, param).symbolic
+    (e,) = d.eligibility.values()
+    assert e == _required_forms()[(family, param)]
+
+
+def test_no_unevaluated_sum_against_a_delta_remains(entry):
+    for e in symelig.derive(entry.family, entry.param).symbolic.eligibility.values():
+        for s in e.atoms(Sum):
+            assert not s.has(KroneckerDelta), s
+
+
+def test_every_rewrite_is_recorded_as_a_named_step():
+    steps = symelig.derive("multinomial", "probs").symbolic.steps
+    rules = [s.rule for s in steps if s.target == "probs"]
+    assert rules[0] == "differentiate"
+    assert {"linearity", "delta_sum", "support_identity"} <= set(rules)
+    for step in steps:
+        assert step.before != step.after and step.statement
+
+
+def _concrete(expr, size, row, m, d):
+    """The symbolic-K result at K = size, sample row, component m, as a plain expression."""
+    s = d.symbols
+    values = {K: size, j: m}
+    if not isinstance(s["x"], IndexedBase):
+        values[s["x"]] = row
+    expr = expr.subs(values).doit()
+    if "total_count" in s:  # the support identity Σ x_i = n, undone for the comparison
+        expr = expr.subs(s["total_count"], sum(s["x"][k] for k in range(size)))
+    return expr
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_symbolic_k_agrees_with_expanded_k(entry, size):
+    d = symelig.derive(entry.family, entry.param).symbolic
+    table = expand(d, size)
+    for row in table.rows:
+        for name, wrt in table.columns.items():
+            for m, expanded in enumerate(table.entries[(row, name)]):
+                symbolic = _concrete(d.eligibility[name], size, row, m, d)
+                assert cancel((symbolic - expanded).doit()) == 0, (row, m, symbolic, expanded)
+
+
+def test_k8_table_is_complete():
+    table = expand(symelig.derive("categorical", "logits").symbolic, 8)
+    assert len(table.rows) == 8 and all(len(v) == 8 for v in table.entries.values())
+
+
+def test_catalog_surface():
+    entries = {(e.family, e.param): e for e in symelig.catalog()}
+    assert entries[("categorical", "probs")].parameters == ("probs",)
+    assert entries[("multinomial", "logits")].parameters == ("logits",)
+    assert entries[("multinomial", "logits")].arguments == ("total_count",)
+    assert len(entries) == 6
+
+
+def test_seed_numbers():
+    """shared/seeds: Categorical(probs=[0.69, 0.1, 0.2, 0.01]), sample 0."""
+    d = symelig.derive("categorical", param="probs")
+    probs = [0.69, 0.1, 0.2, 0.01]
+    e = d.eligibility(0, probs=probs)["probs"]
+    np.testing.assert_allclose(e, [0.69**-1 - 1, -1, -1, -1])
+    np.testing.assert_allclose(e, [0.4493, -1, -1, -1], atol=1e-4)
+    np.testing.assert_allclose(np.exp(d.log_prob(0, probs=probs)) * e, [0.31, -0.69, -0.69, -0.69])
+    # scaling the relative probabilities by 100 scales the gradient by 1/100
+    np.testing.assert_allclose(d.eligibility(0, probs=[69.0, 10.0, 20.0, 1.0])["probs"], e / 100)
+    # the PyTorch report: probs [0.2, 0.8], sample 0
+    np.testing.assert_allclose(d.eligibility(0, probs=[0.2, 0.8])["probs"], [4.0, -1.0])
+    np.testing.assert_allclose(np.exp(d.log_prob(0, probs=[0.2, 0.8])) * d.eligibility(0, probs=[0.2, 0.8])["probs"], [0.8, -0.2])
