@@ -9,7 +9,7 @@ Identifiability: all K logits are free, z and z + c give the same distribution, 
 eligibility sums to zero over j (it has no component along the all-ones direction).
 
     log p(x | z) = z[x] - logsumexp_i(z[i])
-    ∂ log p / ∂z[j] = δ(j,x) - softmax(z[i] over i)[j]
+    ∂ log p / ∂z[j] = δ(j,x) - softmax(z)[j]
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -36,7 +36,9 @@ def log_prob(x, logits):
     _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
     logits = np.broadcast_to(logits, batch + (size,))
     _max0 = np.max(logits, axis=-1, keepdims=True)
-    _logsumexp0 = _max0 + np.log(np.sum(np.exp(logits - _max0), axis=-1, keepdims=True))
+    _exp0 = np.exp(logits - _max0)
+    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _logsumexp0 = _max0 + np.log(_sumexp0)
     _logits_at_x0 = np.take_along_axis(logits, _x, axis=-1)
     return (_logits_at_x0 - _logsumexp0)[..., 0]
 
@@ -45,7 +47,7 @@ def eligibility(x, logits):
     """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
     broadcast over the batch.
 
-    ∂ log p / ∂z[j] = δ(j,x) - softmax(z[i] over i)[j]
+    ∂ log p / ∂z[j] = δ(j,x) - softmax(z)[j]
 
     x: (...), a category index
     logits: (..., K), a vector of finite real numbers
@@ -59,8 +61,9 @@ def eligibility(x, logits):
     _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
     logits = np.broadcast_to(logits, batch + (size,))
     _max0 = np.max(logits, axis=-1, keepdims=True)
-    _logsumexp0 = _max0 + np.log(np.sum(np.exp(logits - _max0), axis=-1, keepdims=True))
-    _softmax0 = np.exp(-_logsumexp0 + logits)
+    _exp0 = np.exp(logits - _max0)
+    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _softmax0 = _exp0/_sumexp0
     e_logits = -_softmax0
     _add_at(e_logits, _x, 1)
     return {"logits": e_logits}

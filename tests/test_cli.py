@@ -1,0 +1,117 @@
+"""The command line: outputs in every format, one-line errors with exit code 2, no traceback,
+nothing half-written on disk."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from symelig.cli import main
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_derive_text_prints_log_likelihood_and_eligibility(capsys):
+    code, out, _ = run(capsys, "derive", "categorical", "--param", "probs")
+    assert code == 0
+    assert "log-likelihood" in out and "δ" in out and "pₓ" in out and "Williams" in out
+
+
+@pytest.mark.parametrize("fmt,needle", [("latex", r"\delta_{j x}"), ("numpy", "def eligibility("), ("json", '"eligibility"')])
+def test_derive_formats(capsys, fmt, needle):
+    code, out, _ = run(capsys, "derive", "categorical", "--param", "probs", "--format", fmt)
+    assert code == 0 and needle in out
+    if fmt == "json":
+        assert json.loads(out)["parameters"] == ["probs"]
+
+
+def test_derive_to_file(capsys, tmp_path):
+    target = tmp_path / "cat.tex"
+    code, _, _ = run(capsys, "derive", "categorical", "--param", "logits", "-f", "latex", "--standalone", "-o", str(target))
+    assert code == 0
+    assert target.read_text().startswith("\\documentclass")
+    assert [p.name for p in tmp_path.iterdir()] == ["cat.tex"]
+
+
+def test_derive_k_table(capsys):
+    code, out, _ = run(capsys, "derive", "categorical", "--param", "probs", "--k", "8")
+    assert code == 0
+    assert out.count("∂ log p / ∂p[") == 64
+    code, out, _ = run(capsys, "derive", "multinomial", "--param", "logits", "--k", "4", "-f", "json")
+    assert len(json.loads(out)["components"]) == 4
+
+
+def test_eval_reproduces_the_seed(capsys):
+    code, out, _ = run(capsys, "eval", "categorical", "--param", "probs", "--probs", "0.69,0.1,0.2,0.01", "--x", "0")
+    assert code == 0
+    assert "[0.449275, -1, -1, -1]" in out
+    assert "[0.31, -0.69, -0.69, -0.69]" in out
+
+
+def test_eval_json_and_multinomial(capsys):
+    code, out, _ = run(capsys, "eval", "multinomial", "--param", "probs", "--probs", "0.2,0.3,0.5", "--x", "1,0,2", "--total-count", "3", "-f", "json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["eligibility"]["probs"] == pytest.approx([1 / 0.2 - 3, -3, 2 / 0.5 - 3])
+
+
+def test_list_shows_the_catalog(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "categorical" in out and "normalized_probs" in out and "Multinomial" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["derive", "gaussian"], "unknown family 'gaussian'; choose one of: categorical, multinomial"),
+        (["derive", "categorical", "--param", "softmax"], "choose one of: probs, normalized_probs, logits"),
+        (["derive", "categorical", "--format", "pdf"], "'pdf' is not one of"),
+        (["derive", "categorical", "--k", "0"], "--k must be an integer from 1 to 64"),
+        (["derive", "categorical", "--k", "four"], "--k"),
+        (["derive", "categorical", "--k", "3", "-f", "numpy"], "--k works with"),
+        (["derive", "categorical", "--nope"], "No such option"),
+        (["eval", "categorical", "--param", "probs", "--probs", "0.6,abc", "--x", "0"], "'abc' is not a number"),
+        (["eval", "categorical", "--param", "probs", "--probs", "0.6,,0.4", "--x", "0"], "'' is not a number"),
+        (["eval", "categorical", "--param", "probs", "--probs", "0.6,0.4", "--x", "2"], "category index in {0, …, 1}"),
+        (["eval", "categorical", "--param", "probs", "--probs", "0.6,0.4"], "missing --x"),
+        (["eval", "categorical", "--param", "probs", "--probs", "0.6,0.4", "--x", "0", "--logits", "1"], "unexpected '--logits'"),
+        (["eval", "categorical", "--param", "probs", "--probs", "0.6,-0.4", "--x", "0"], "probs[1] = -0.4"),
+        (["eval", "categorical", "--param", "probs", "--probs", "1,0", "--x", "1"], "probability 0"),
+        (["eval", "multinomial", "--param", "probs", "--probs", "0.5,0.5", "--x", "1,1", "--total-count", "3"], "must sum to total_count"),
+        (["eval", "multinomial", "--param", "logits", "--logits", "0,0,0", "--x", "1,1", "--total-count", "2"], "disagree"),
+        (["export", "categorical", "-o", "module.txt"], "-o FILE.py"),
+        (["export", "categorical", "-o", "my-module.py"], "not an importable module name"),
+        (["export", "-o", "x.py"], "name a family"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""
+
+
+def test_failed_write_leaves_nothing_behind(capsys, tmp_path):
+    code, _, err = run(capsys, "derive", "categorical", "-o", str(tmp_path / "missing" / "out.txt"))
+    assert code == 2 and "does not exist" in err
+    code, _, _ = run(capsys, "eval", "categorical", "--probs", "x", "--x", "0")
+    assert code == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_console_script_end_to_end(tmp_path):
+    """A real process: exit codes and stderr as a shell user sees them."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    ok = subprocess.run([sys.executable, "-m", "symelig", "derive", "categorical", "--param", "probs"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "eligibility" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "symelig", "eval", "categorical", "--probs", "0.5,0.5", "--x", "7"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("symelig: error:") and bad.stderr.count("\n") == 1

@@ -1,0 +1,105 @@
+"""Exported modules, LaTeX and the derivations/ folder."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symelig
+from symelig import pages
+from symelig.cli import main
+
+from conftest import random_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_IMPORT_WITHOUT_SYMPY = """
+import sys, json, importlib.util
+sys.modules["sympy"] = None          # any import of sympy now fails
+spec = importlib.util.spec_from_file_location("exported", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+import numpy as np
+args = {k: np.array(v) for k, v in json.loads(sys.argv[2]).items()}
+result = {"log_prob": module.log_prob(**args).tolist(),
+          "eligibility": {k: v.tolist() for k, v in module.eligibility(**args).items()},
+          "modules": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in ("sympy", "symelig"))}
+print(json.dumps(result))
+"""
+
+
+def test_exported_module_imports_without_sympy(entry, tmp_path, capsys):
+    target = tmp_path / f"{entry.family}_{entry.param}.py"
+    with pytest.raises(SystemExit) as done:
+        main(["export", entry.family, "--param", entry.param, "-o", str(target)])
+    assert done.value.code == 0
+    d = symelig.derive(entry.family, entry.param)
+    args = random_arguments(d, np.random.default_rng(7))
+    run = subprocess.run(
+        [sys.executable, "-c", _IMPORT_WITHOUT_SYMPY, str(target), json.dumps({k: np.asarray(v).tolist() for k, v in args.items()})],
+        capture_output=True, text=True, check=True,
+    )
+    result = json.loads(run.stdout)
+    assert result["modules"] == []
+    np.testing.assert_allclose(result["log_prob"], d.log_prob(**args), rtol=1e-12)
+    for name, value in d.eligibility(**args).items():
+        np.testing.assert_allclose(result["eligibility"][name], value, rtol=1e-12)
+
+
+def test_export_all(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["export", "--all", "-o", str(tmp_path)])
+    assert done.value.code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{e.family}_{e.param}.py" for e in symelig.catalog())
+
+
+def test_exported_module_states_convention_and_imports_at_top(entry):
+    source = symelig.derive(entry.family, entry.param).numpy_source
+    assert "Williams" in source and "do not edit" in source
+    header, _, body = source.partition('"""\n', )
+    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert imports[0] == "import numpy as np"
+    assert all(source.index(line) < source.index("def log_prob") for line in imports)
+    assert ("from scipy import special" in imports) == ("special." in source.split("def log_prob")[1])
+
+
+def test_latex_fragment_reads_like_a_paper():
+    tex = symelig.derive("categorical", "probs").latex()
+    assert r"\frac{\delta_{j x}}{{p}_{x}} - \frac{1}{\sum_{i=0}^{K - 1} {p}_{i}}" in tex
+    tex = symelig.derive("categorical", "logits").latex()
+    assert r"\delta_{j x} - \operatorname{softmax}(z)_{j}" in tex and "softmax}(z)_j = e^{z_j}" in tex
+    tex = symelig.derive("multinomial", "probs").latex()
+    assert r"\log n!" in tex and r"{x}_{i} \log {p}_{i}" in tex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (CI installs texlive-latex-base)")
+def test_standalone_latex_compiles(entry, tmp_path):
+    source = tmp_path / "doc.tex"
+    source.write_text(symelig.derive(entry.family, entry.param).latex(standalone=True))
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", source.name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_derivations_folder_is_up_to_date():
+    expected = pages.build()
+    folder = ROOT / "derivations"
+    present = {p.name for p in folder.iterdir() if p.is_file()}
+    assert present == set(expected), "derivations/ lists other files than the catalog: run `make derivations`"
+    stale = [name for name, text in expected.items() if (folder / name).read_text(encoding="utf-8") != text]
+    assert not stale, f"derivations/ is stale ({', '.join(stale)}): run `make derivations`"
+
+
+def test_derivations_index_covers_the_catalog():
+    index = (ROOT / "derivations" / "README.md").read_text()
+    for e in symelig.catalog():
+        assert f"[{e.family}_{e.param}.md]" in index
