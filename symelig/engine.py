@@ -82,7 +82,7 @@ def _rewrite(expr, rule_set, ctx, target, steps):
 def derive_symbolic(family: type[Family], parametrization: Parametrization) -> SymbolicDerivation:
     """Differentiate the family's log-likelihood w.r.t. every parameter of the parametrization."""
     symbols = family.make_symbols(parametrization)
-    log_prob = parametrization.build_log_prob(**{n: symbols[n] for n in _arguments_of(parametrization)})
+    log_prob = parametrization.log_prob(symbols)
     # a categorical sample is itself a category index, which is what lets δ_ij sums collapse onto it
     sample_is_index = family.value is constraints.category
     ctx = rules.Context(
@@ -100,9 +100,3 @@ def derive_symbolic(family: type[Family], parametrization: Parametrization) -> S
         eligibility[name] = _rewrite(e, rules.NAMING, ctx, name, steps)
     named_log_prob = _rewrite(_rewrite(log_prob, rules.ALGEBRA, ctx, "log_prob", steps), rules.NAMING, ctx, "log_prob", steps)
     return SymbolicDerivation(family, parametrization, symbols, named_log_prob, eligibility, tuple(steps))
-
-
-def _arguments_of(parametrization: Parametrization) -> list:
-    import inspect
-
-    return list(inspect.signature(parametrization.build_log_prob).parameters)

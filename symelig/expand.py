@@ -33,9 +33,7 @@ def expand(symbolic, size: int) -> Table:
         raise SymeligError(f"--k must be an integer from 1 to {MAX_K}; got {size!r}")
     fam, par = symbolic.family, symbolic.parametrization
     s = symbolic.symbols
-    arguments = [n for n in _signature(par)]
-    concrete = {n: s[n] for n in arguments}
-    log_p = par.build_log_prob(**concrete).subs(K, size).doit()
+    log_p = par.log_prob(s).subs(K, size).doit()
     by_index = fam.value is constraints.category
     rows = tuple(range(size)) if by_index else ("x",)
     columns = {
@@ -56,12 +54,6 @@ def _tidy(expr):
     expr = expand_mul(expr)
     denominators = sorted({a for a in expr.atoms(Pow) if a.exp == -1 and a.base.is_Add}, key=str)
     return collect(expr, denominators, func=factor_terms) if denominators else expr
-
-
-def _signature(parametrization):
-    import inspect
-
-    return list(inspect.signature(parametrization.build_log_prob).parameters)
 
 
 def render_text(symbolic, table: Table) -> str:

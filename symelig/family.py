@@ -43,6 +43,11 @@ class Parametrization:
     build_log_prob: Callable    # (**symbols) -> SymPy expression of log p(x | θ)
     doc: str
 
+    def log_prob(self, symbols: dict):
+        """log p(x | θ) built from ``symbols`` (the method takes only the names it needs)."""
+        wanted = inspect.signature(self.build_log_prob).parameters
+        return self.build_log_prob(**{n: symbols[n] for n in wanted})
+
 
 def parametrization(**parameters: Constraint):
     """Mark a Family method as a parametrization differentiated w.r.t. ``parameters``."""

@@ -276,18 +276,20 @@ def _eligibility_body(d) -> tuple:
     for name in d.eligibility:
         out = f"e_{_check_identifier(name)}"
         rest = outputs[("rest", name)]
-        shape = "batch + (size,)" if isinstance(d.symbols[name], IndexedBase) else "batch"
-        fresh = f.lowering.is_vector(rest) and not isinstance(rest, Symbol) if shape != "batch" else (
-            rest.free_symbols and not isinstance(rest, Symbol))
-        if fresh and not (f.vector_family and shape == "batch"):
+        vector = isinstance(d.symbols[name], IndexedBase)
+        # A computed expression is a fresh array of the output's shape and can be returned (and
+        # added into) as is; a constant or a bare input has to be broadcast into a new array.
+        fresh = bool(rest.free_symbols) and not isinstance(rest, Symbol) and (not vector or f.lowering.is_vector(rest))
+        if fresh:
             lines.append(f"{out} = {f.printer.doprint(rest)}")
         else:
             f.printer.helpers.add("_fill")
+            shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
             lines.append(f"{out} = _fill({shape}, {f.printer.doprint(rest)}, dtype)")
         if name in deltas:
             f.printer.helpers.add("_add_at")
             lines.append(f"_add_at({out}, _x, {f.printer.doprint(outputs[('delta', name)])})")
-        if f.vector_family and shape == "batch":
+        if f.vector_family and not vector:
             lines.append(f"{out} = {out}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
     return f.signature(), lines, f.printer
