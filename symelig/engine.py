@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import Basic, IndexedBase, diff
+from sympy import Basic, Indexed, IndexedBase, Lambda, diff
 
 from . import constraints, rules
-from .family import Family, Parametrization, j
+from .family import Family, Parametrization, call_with, j
 
 _MAX_PASSES = 20
 
@@ -79,10 +79,28 @@ def _rewrite(expr, rule_set, ctx, target, steps):
     raise RuntimeError(f"rewriting {target} did not settle after {_MAX_PASSES} passes")
 
 
+def _substitute(expr, substitution: dict, symbols: dict):
+    """Write the canonical parameters in terms of the parametrization's (θ)."""
+    for name, value in substitution.items():
+        target = symbols[name]
+        if isinstance(value, Lambda):  # a vector: π_k = f(k) for every index k
+            expr = expr.replace(lambda e: isinstance(e, Indexed) and e.base == target, lambda e: value(*e.indices))
+        else:
+            expr = expr.subs(target, value)
+    return expr
+
+
+def parametrized_log_prob(family: type[Family], parametrization: Parametrization, symbols: dict):
+    """(canonical log p, log p written in the parametrization's parameters), nothing rewritten."""
+    canonical = call_with(family.log_prob, symbols)
+    return canonical, _substitute(canonical, parametrization.substitution(symbols), symbols)
+
+
 def derive_symbolic(family: type[Family], parametrization: Parametrization) -> SymbolicDerivation:
     """Differentiate the family's log-likelihood w.r.t. every parameter of the parametrization."""
     symbols = family.make_symbols(parametrization)
-    log_prob = parametrization.log_prob(symbols)
+    canonical, log_prob = parametrized_log_prob(family, parametrization, symbols)
+    substitution = parametrization.substitution(symbols)
     # a categorical sample is itself a category index, which is what lets δ_ij sums collapse onto it
     sample_is_index = family.value is constraints.category
     ctx = rules.Context(
@@ -91,12 +109,27 @@ def derive_symbolic(family: type[Family], parametrization: Parametrization) -> S
         identities=family.identities(**symbols),
     )
     steps: list = []
+    if substitution:
+        steps.append(Step("log_prob", "parametrize", _parametrize_statement(substitution, symbols), canonical, log_prob))
+    log_prob = _rewrite(log_prob, rules.ALGEBRA, ctx, "log_prob", steps)
     eligibility = {}
     for name in parametrization.parameters:
         wrt = symbols[name][j] if isinstance(symbols[name], IndexedBase) else symbols[name]
         raw = diff(log_prob, wrt)
         steps.append(Step(name, "differentiate", f"differentiate log p with respect to {wrt}", log_prob, raw))
-        e = _rewrite(raw, rules.ALGEBRA, ctx, name, steps)
+        e = _rewrite(raw, rules.ALGEBRA + rules.TIDY, ctx, name, steps)
         eligibility[name] = _rewrite(e, rules.NAMING, ctx, name, steps)
-    named_log_prob = _rewrite(_rewrite(log_prob, rules.ALGEBRA, ctx, "log_prob", steps), rules.NAMING, ctx, "log_prob", steps)
+    named_log_prob = _rewrite(log_prob, rules.NAMING, ctx, "log_prob", steps)
     return SymbolicDerivation(family, parametrization, symbols, named_log_prob, eligibility, tuple(steps))
+
+
+def _parametrize_statement(substitution: dict, symbols: dict) -> str:
+    parts = []
+    for name, value in substitution.items():
+        target = symbols[name]
+        if isinstance(value, Lambda):
+            (index,) = value.variables
+            parts.append(f"{target}[{index}] = {value.expr}")
+        else:
+            parts.append(f"{target} = {value}")
+    return "write the canonical parameters in terms of θ: " + ", ".join(parts)

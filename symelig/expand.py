@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sympy import IndexedBase, Pow, collect, diff, expand_mul, factor_terms
 
 from . import constraints
+from .engine import parametrized_log_prob
 from .errors import SymeligError
 from .family import K
 
@@ -33,7 +34,7 @@ def expand(symbolic, size: int) -> Table:
         raise SymeligError(f"--k must be an integer from 1 to {MAX_K}; got {size!r}")
     fam, par = symbolic.family, symbolic.parametrization
     s = symbolic.symbols
-    log_p = par.log_prob(s).subs(K, size).doit()
+    log_p = parametrized_log_prob(fam, par, s)[1].subs(K, size).doit()
     by_index = fam.value is constraints.category
     rows = tuple(range(size)) if by_index else ("x",)
     columns = {

@@ -4,16 +4,19 @@ A family is one small file in ``symelig/families/``: a :class:`Family` subclass 
 :func:`register` that declares, and only declares,
 
 * ``name`` (PyTorch's, lower case) and ``torch`` (the ``torch.distributions`` class, if any);
-* ``value``: the constraint of a sample x; ``arguments``: the constraints of inputs that are
-  not differentiated (``total_count``);
-* ``symbols``: the letter each argument gets in formulas (``probs`` → p);
+* ``value``: the constraint of a sample x; ``arguments``: inputs that are not differentiated
+  (``total_count``); ``parameters``: the canonical parameters, as PyTorch names them;
+* ``log_prob``: log p(x | θ) in the canonical parameters, written with SymPy;
+* ``symbols``: the letter each name gets in formulas (``probs`` → p, ``loc`` → μ);
 * one method per parametrization, decorated with :func:`parametrization` naming the
-  differentiated parameters and their constraints, that builds log p(x | θ) with SymPy;
+  differentiated parameters and their constraints, returning how the canonical parameters are
+  computed from them (``{"scale": exp(log_scale)}``; ``{}`` for the canonical one itself);
 * ``identities``: facts that hold on the support (the counts sum to total_count).
 
 Vector parameters have a symbolic number of categories ``K``: they are ``IndexedBase`` objects,
-sums run over the bound index ``i`` from 0 to K − 1, and the eligibility is derived for the
-component ``j``.  Nothing here differentiates or prints; that is the engine's and the emitters'.
+sums run over a bound index from 0 to K − 1, a vector substitution is a ``Lambda`` of the index,
+and the eligibility is derived for the component ``j``.  Nothing here differentiates or
+prints; that is the engine's and the emitters'.
 """
 from __future__ import annotations
 
@@ -34,23 +37,29 @@ k = Symbol("k", integer=True, nonnegative=True)  # a second bound index, for nes
 j = Symbol("j", integer=True, nonnegative=True)  # the component a vector eligibility is for
 
 
+def call_with(function: Callable, symbols: dict):
+    """Call ``function`` with the entries of ``symbols`` its signature names."""
+    wanted = inspect.signature(function).parameters
+    return function(**{n: symbols[n] for n in wanted})
+
+
 @dataclass(frozen=True)
 class Parametrization:
-    """One way to parametrize a family: which parameters are differentiated, and log p."""
+    """One way to parametrize a family: the differentiated parameters, and how the canonical
+    parameters are computed from them."""
 
     name: str
-    parameters: dict            # name -> Constraint, in the order of the outputs
-    build_log_prob: Callable    # (**symbols) -> SymPy expression of log p(x | θ)
+    parameters: dict              # name -> Constraint, in the order of the outputs
+    build_substitution: Callable  # (**symbols) -> {canonical name: expression or Lambda}
     doc: str
 
-    def log_prob(self, symbols: dict):
-        """log p(x | θ) built from ``symbols`` (the method takes only the names it needs)."""
-        wanted = inspect.signature(self.build_log_prob).parameters
-        return self.build_log_prob(**{n: symbols[n] for n in wanted})
+    def substitution(self, symbols: dict) -> dict:
+        return call_with(self.build_substitution, symbols)
 
 
 def parametrization(**parameters: Constraint):
-    """Mark a Family method as a parametrization differentiated w.r.t. ``parameters``."""
+    """Mark a Family method as a parametrization differentiated w.r.t. ``parameters``; the
+    method returns {canonical parameter: its expression in ``parameters``}."""
 
     def wrap(method):
         return Parametrization(method.__name__, parameters, method, inspect.getdoc(method) or "")
@@ -61,9 +70,16 @@ def parametrization(**parameters: Constraint):
 class Family:
     name: str = ""
     torch: str | None = None
+    torch_names: dict = {}     # canonical name -> torch.distributions keyword, where they differ
     value: Constraint
     arguments: dict = {}
+    parameters: dict = {}      # canonical parameters -> Constraint
     symbols: dict = {}
+
+    @staticmethod
+    def log_prob(**symbols):
+        """log p(x | θ) in the canonical parameters (a SymPy expression)."""
+        raise NotImplementedError
 
     @classmethod
     def parametrizations(cls) -> dict:
@@ -80,8 +96,8 @@ class Family:
 
     @classmethod
     def make_symbols(cls, parametrization: Parametrization) -> dict:
-        """SymPy symbols for x, the arguments and the parameters, with their assumptions."""
-        constraints = {"x": cls.value, **cls.arguments, **parametrization.parameters}
+        """SymPy symbols for x, the arguments, the canonical and the parametrization's parameters."""
+        constraints = {"x": cls.value, **cls.arguments, **cls.parameters, **parametrization.parameters}
         made = {}
         for name, constraint in constraints.items():
             letter = cls.symbols.get(name, name)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sympy import Add, KroneckerDelta, Mul, Pow, Sum, exp, expand_mul, log
+from sympy import Add, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand_log, expand_mul, factor, factor_terms, log, together
 
 from .family import K, i
-from .functions import LogSumExp, Softmax
+from .functions import LogSumExp, Softmax, xlogy
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Rule:
     name: str
     statement: str   # the rule in words, as an explanation step would say it
     apply: object    # (node, Context) -> node
+    whole: bool = False  # apply once to the whole expression instead of to every node
 
 
 def _category_sum(node):
@@ -96,6 +97,43 @@ def _support_identity(node, ctx):
     return ctx.identities.get(Sum(f.subs(v, i), (i, 0, K - 1)), node)
 
 
+def _log_product(node, ctx):
+    if isinstance(node, log) and (node.args[0].is_Mul or node.args[0].is_Pow or isinstance(node.args[0], exp)):
+        return expand_log(node)  # valid: SymPy checks the factors are positive
+    return node
+
+
+def _xlogy_split(node, ctx):
+    """x·log(u·v) = x·log u + x·log v, keeping 0·log 0 = 0 for the factors indexed like x."""
+    if isinstance(node, xlogy):
+        a, b = node.args
+        if isinstance(b, exp):
+            return a * b.args[0]
+        if b.is_Mul or (b.is_Pow and b.exp.is_negative):
+            factors = Mul.make_args(b)
+            inside = [f for f in factors if f.free_symbols & a.free_symbols]
+            outside = [f for f in factors if not f.free_symbols & a.free_symbols]
+            if outside and inside:
+                return xlogy(a, Mul(*inside)) + a * expand_log(log(Mul(*outside)))
+    return node
+
+
+def _tidy(node, ctx):
+    """The shortest of a few bounded rewrites (together, cancel, factor), for sum-free results.
+
+    General ``simplify`` is avoided on purpose: it can raise or hang on these trees (SymPy 1.14).
+    """
+    if node.has(Sum) or not node.free_symbols:
+        return node
+    candidates = [node]
+    for rewrite in (together, cancel, factor, factor_terms):
+        try:
+            candidates.append(rewrite(node))
+        except Exception:  # noqa: BLE001 -- a rewrite that fails is simply not a candidate
+            pass
+    return min(candidates, key=lambda c: (count_ops(c), len(str(c))))
+
+
 def _rename_index(node, ctx):
     found = _category_sum(node)
     if found is None or found[1] == i or i in found[0].free_symbols:
@@ -133,16 +171,22 @@ LINEARITY = Rule("linearity", "a sum of terms is the sum of the sums, and factor
 DELTA_SUM = Rule("delta_sum", "a sum against a Kronecker delta picks out one term: Σ_i f(i) δ_ij = f(j)", _delta_sum)
 DELTA_SELECT = Rule("delta_select", "under δ_jx the component j equals the sample x, so j may be written as x", _delta_select)
 SUPPORT_IDENTITY = Rule("support_identity", "an identity that holds on the support (the counts sum to total_count)", _support_identity)
+LOG_PRODUCT = Rule("log_product", "the log of a product or quotient of positive factors is the sum or difference of their logs", _log_product)
+XLOGY_SPLIT = Rule("log_product", "x log(u v) = x log u + x log v (0 log 0 = 0 kept for the factor indexed like x)", _xlogy_split)
+SIMPLIFY = Rule("simplify", "collect the terms over a common denominator and factor", _tidy, whole=True)
 RENAME_INDEX = Rule("rename_index", "the name of a summation index does not matter; call it i", _rename_index)
 LOG_SUM_EXP = Rule("log_sum_exp", "log Σ_i exp(f_i) is the log-sum-exp, evaluated stably with a max shift", _log_sum_exp)
 SOFTMAX = Rule("softmax", "exp(f_j) / Σ_i exp(f_i) is the softmax, evaluated stably with a max shift", _softmax)
 
-ALGEBRA = (LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
+ALGEBRA = (LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
+TIDY = (SIMPLIFY,)
 NAMING = (LOG_SUM_EXP, SOFTMAX)
 
 
 def bottom_up(expr, rule: Rule, ctx: Context):
-    """Apply ``rule`` to every node, children first."""
+    """Apply ``rule`` to every node, children first (or once to the whole, for ``whole`` rules)."""
+    if rule.whole:
+        return rule.apply(expr, ctx)
     if expr.args and not expr.is_Atom:
         new_args = [bottom_up(a, rule, ctx) for a in expr.args]
         if any(a is not b for a, b in zip(new_args, expr.args)):

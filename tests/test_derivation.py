@@ -15,22 +15,23 @@ def _required_forms():
     x = symbols("x", integer=True, nonnegative=True)
     n = symbols("n", integer=True, nonnegative=True)
     p = IndexedBase("p", positive=True)
+    pi = IndexedBase("pi", positive=True)
     z = IndexedBase("z", real=True)
     c = IndexedBase("x", integer=True, nonnegative=True)
     total = Sum(p[i], (i, 0, K - 1))
     return {
         ("categorical", "probs"): KroneckerDelta(j, x) / p[x] - 1 / total,
-        ("categorical", "normalized_probs"): KroneckerDelta(j, x) / p[x],
+        ("categorical", "normalized_probs"): KroneckerDelta(j, x) / pi[x],
         ("categorical", "logits"): KroneckerDelta(j, x) - Softmax(z[i], i, K, j),
         ("multinomial", "probs"): xdivy(c[j], p[j]) - n / total,
-        ("multinomial", "normalized_probs"): xdivy(c[j], p[j]),
+        ("multinomial", "normalized_probs"): xdivy(c[j], pi[j]),
         ("multinomial", "logits"): c[j] - n * Softmax(z[i], i, K, j),
     }
 
 
 @pytest.mark.parametrize("family,param", list(_required_forms()), ids=lambda v: str(v))
 def test_closed_forms_come_out_as_a_paper_writes_them(family, param):
-    """δ_jx/p_x − 1/Σp, δ_jx/p_x, δ_jx − softmax(z)_j, x_j/p_j − n/Σp, x_j − n softmax(z)_j."""
+    """δ_jx/p_x − 1/Σp, δ_jx/π_x, δ_jx − softmax(z)_j, x_j/p_j − n/Σp, x_j − n softmax(z)_j."""
     d = symelig.derive(family, param).symbolic
     (e,) = d.eligibility.values()
     assert e == _required_forms()[(family, param)]
@@ -44,9 +45,9 @@ def test_no_unevaluated_sum_against_a_delta_remains(entry):
 
 def test_every_rewrite_is_recorded_as_a_named_step():
     steps = symelig.derive("multinomial", "probs").symbolic.steps
-    rules = [s.rule for s in steps if s.target == "probs"]
-    assert rules[0] == "differentiate"
-    assert {"linearity", "delta_sum", "support_identity"} <= set(rules)
+    assert [s.rule for s in steps if s.target == "probs"][0] == "differentiate"
+    assert steps[0].rule == "parametrize"
+    assert {"log_product", "linearity", "delta_sum", "support_identity"} <= {s.rule for s in steps}
     for step in steps:
         assert step.before != step.after and step.statement
 

@@ -46,6 +46,8 @@ def _symbolic_value(expr, d, args, row, component, size):
     expr = expr.subs(values).doit()
     substitutions = {}
     for name, symbol in s.items():
+        if name not in args:  # canonical parameters are written in terms of the given ones
+            continue
         a = np.asarray(args[name])[row]
         if isinstance(symbol, IndexedBase):
             substitutions.update({symbol[m]: float(a[m]) for m in range(size)})
