@@ -20,7 +20,7 @@ _SUM_RTOL = 1e-5
 
 def _first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
     where = np.argwhere(bad)[0]
-    index = f"[{', '.join(map(str, where))}]" if values.ndim else ""
+    index = f"[{', '.join(str(int(w)) for w in where)}]" if values.ndim else ""
     return f"{label}{index} = {values[tuple(where)].item()}"
 
 
@@ -34,6 +34,7 @@ class Constraint:
     lower: float = -np.inf       # elementwise bounds, checked for every constraint
     lower_open: bool = True
     upper: float = np.inf
+    upper_open: bool = False
 
     def check(self, label: str, values: np.ndarray, **context) -> None:
         """Raise SymeligError naming the first offending element of ``values``."""
@@ -43,7 +44,7 @@ class Constraint:
         if self.lower > -np.inf:
             bad |= (values <= self.lower) if self.lower_open else (values < self.lower)
         if self.upper < np.inf:
-            bad |= values > self.upper
+            bad |= (values >= self.upper) if self.upper_open else (values > self.upper)
         if self.integer:
             bad |= values != np.round(values) if values.dtype.kind == "f" else False
         if bad.any():
@@ -65,6 +66,17 @@ class _Real(Constraint):
 class _Positive(Constraint):
     def sample(self, rng, shape, **context):
         return rng.gamma(1.0, size=shape) + 1e-3
+
+
+class _Weights(_Positive):
+    """Relative weights: each ≥ 0, not all 0 (they are normalized by their sum)."""
+
+    def _check_event(self, label, values, **context):
+        bad = ~(values.sum(-1) > 0)
+        if bad.any():
+            where = tuple(int(w) for w in np.argwhere(bad)[0])
+            index = f" at batch index {list(where)}" if where else ""
+            raise SymeligError(f"{label}{index} is all zeros: {label} must have at least one entry > 0")
 
 
 class _Simplex(Constraint):
@@ -119,7 +131,40 @@ class _Counts(Constraint):
 
 class _NonnegativeInteger(Constraint):
     def sample(self, rng, shape, **context):
-        return rng.integers(0, 12, size=shape)
+        return rng.integers(0, min(12, self.upper + 1), size=shape)
+
+
+class _UpTo(Constraint):
+    """An integer count from 0 to total_count (binomial)."""
+
+    def _check_event(self, label, values, *, total_count=None, **context):
+        if total_count is None:
+            return
+        bad = np.broadcast_to(values > total_count, np.broadcast_shapes(values.shape, np.shape(total_count)))
+        if bad.any():
+            where = tuple(np.argwhere(bad)[0])
+            raise SymeligError(
+                f"{label} = {np.broadcast_to(values, bad.shape)[where].item()} exceeds total_count = "
+                f"{np.broadcast_to(total_count, bad.shape)[where].item()}: {label} must be {self.allowed}"
+            )
+
+    def sample(self, rng, shape, *, total_count, **context):
+        return rng.binomial(np.broadcast_to(total_count, shape).astype(int), 0.5)
+
+
+class _Interval(Constraint):
+    def sample(self, rng, shape, **context):
+        return rng.uniform(0.02, 0.98, size=shape) * (self.upper - self.lower) + self.lower
+
+
+class _AboveMinusOne(Constraint):
+    def sample(self, rng, shape, **context):
+        return rng.gamma(1.0, size=shape) - 1 + 1e-3
+
+
+class _Negative(Constraint):
+    def sample(self, rng, shape, **context):
+        return -rng.gamma(1.0, size=shape) - 1e-3
 
 
 real = _Real("real", "a finite real number", {"real": True})
@@ -127,13 +172,29 @@ real_vector = _Real("real_vector", "a vector of finite real numbers", {"real": T
 positive = _Positive("positive", "a finite number > 0", {"positive": True}, lower=0.0)
 # Relative weights as PyTorch's Categorical(probs=...) accepts them: zeros allowed (a category
 # that can never be drawn); the derivation assumes p > 0, where its formula lives.
-nonnegative_vector = _Positive(
+nonnegative_vector = _Weights(
     "nonnegative_vector", "a vector of finite numbers ≥ 0", {"positive": True},
     event_dim=1, lower=0.0, lower_open=False,
 )
 simplex = _Simplex(
     "simplex", "a probability vector (entries ≥ 0 summing to 1)", {"positive": True},
     event_dim=1, lower=0.0, lower_open=False, upper=1.0,
+)
+negative = _Negative("negative", "a finite number < 0", {"negative": True}, upper=0.0, upper_open=True)
+# natural parameters α − 1 of gamma, beta and Dirichlet concentrations
+above_minus_one = _AboveMinusOne("above_minus_one", "a finite number > -1", {"real": True}, lower=-1.0)
+above_minus_one_vector = _AboveMinusOne(
+    "above_minus_one_vector", "a vector of finite numbers > -1", {"real": True}, event_dim=1, lower=-1.0,
+)
+unit_interval = _Interval(
+    "unit_interval", "a number in the open interval (0, 1)", {"positive": True}, lower=0.0, upper=1.0, upper_open=True,
+)
+angle = _Interval("angle", "an angle in [-π, π]", {"real": True}, lower=-np.pi, lower_open=False, upper=np.pi)
+positive_vector = _Positive("positive_vector", "a vector of finite numbers > 0", {"positive": True}, event_dim=1, lower=0.0)
+binary = _NonnegativeInteger("binary", "0 or 1", {"integer": True, "nonnegative": True}, integer=True, lower=0.0, lower_open=False, upper=1.0)
+up_to_total_count = _UpTo(
+    "up_to_total_count", "an integer from 0 to total_count", {"integer": True, "nonnegative": True},
+    integer=True, lower=0.0, lower_open=False,
 )
 category = _Category("category", "a category index", {"integer": True, "nonnegative": True}, integer=True)
 nonnegative_integer = _NonnegativeInteger(

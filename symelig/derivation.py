@@ -81,14 +81,21 @@ class Derivation:
 
     def log_prob(self, x, **params) -> np.ndarray:
         args = self._checked(x, params)
-        with np.errstate(divide="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
+        with np.errstate(all="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
             return self.kernels.log_prob(**args)
 
     def eligibility(self, x, validate: bool = True, **params) -> dict:
-        args = self._checked(x, params) if validate else {"x": x, **params}
-        if validate:
-            self._check_in_support(args)
-        return self.kernels.eligibility(**args)
+        """{parameter: ∂ log p(x | θ)/∂parameter}; with ``validate`` the arguments are checked and a
+        result that is not finite (a sample of probability 0, an overflow) is an error, not inf."""
+        if not validate:
+            return self.kernels.eligibility(x, **params)
+        args = self._checked(x, params)
+        with np.errstate(all="ignore"):
+            result = self.kernels.eligibility(**args)
+        for name, value in result.items():
+            if not np.all(np.isfinite(value)):
+                self._explain_non_finite(args, name, value)
+        return result
 
     def _checked(self, x, params: dict) -> dict:
         family = self.symbolic.family
@@ -107,7 +114,7 @@ class Derivation:
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{n} has {s}" for n, s in sizes.items())
             raise SymeligError(f"the category axes (last axes) disagree: {listed} categories")
-        size = next(iter(sizes.values()))
+        size = next(iter(sizes.values()), None)  # None: a family without a category axis
         try:
             np.broadcast_shapes(*(a.shape[:-1] if n in vectors else a.shape for n, a in arrays.items()))
         except ValueError:
@@ -118,17 +125,25 @@ class Derivation:
             c.check(n, arrays[n], **context)
         return arrays
 
-    def _check_in_support(self, args: dict) -> None:
-        """A sample of probability zero has no eligibility (log p = −∞): say so, do not return inf."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_p = self.kernels.log_prob(**args)
-        if not np.all(np.isfinite(log_p)):
-            where = tuple(np.argwhere(~np.isfinite(log_p))[0])
-            at = f" at batch index {list(where)}" if where else ""
+    def _explain_non_finite(self, args: dict, name: str, value: np.ndarray) -> None:
+        bad = ~np.isfinite(value)
+        if name in self._vectors:
+            bad = bad.any(-1)
+        with np.errstate(all="ignore"):
+            log_p = np.broadcast_to(self.kernels.log_prob(**args), bad.shape)
+        where = tuple(int(w) for w in np.argwhere(bad)[0])
+        at = f" at batch index {list(where)}" if where else ""
+        if log_p[where] == -np.inf:
             raise SymeligError(
                 f"the sample x{at} has probability 0 under the given {', '.join(self.parameters)} "
                 f"(log p = {log_p[where].item()}): its eligibility is undefined"
             )
+        hint = "" if value.dtype == np.float64 else "; float64 has more range"
+        raise SymeligError(f"∂ log p/∂{name}{at} overflows {value.dtype}: the parameters are too extreme{hint}")
+
+    @functools.cached_property
+    def _vectors(self) -> set:
+        return {n for n, c in self.symbolic.parametrization.parameters.items() if c.event_dim}
 
 
 def _as_array(name: str, value) -> np.ndarray:
@@ -136,8 +151,12 @@ def _as_array(name: str, value) -> np.ndarray:
         array = np.asarray(value)
     except (ValueError, TypeError):
         raise SymeligError(f"{name} is not a rectangular array of numbers (rows of different lengths?)") from None
+    if array.dtype == object and all(isinstance(v, int) for v in array.flat):
+        raise SymeligError(f"{name} holds an integer too large for int64")
     if array.dtype.kind not in "biuf":
         raise SymeligError(f"{name} must be numeric (integers or floats), got dtype {array.dtype}")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:
+        raise SymeligError(f"{name} has dtype {array.dtype}; the kernels take float16, float32 or float64")
     return array
 
 

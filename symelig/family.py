@@ -52,19 +52,58 @@ class Parametrization:
     parameters: dict              # name -> Constraint, in the order of the outputs
     build_substitution: Callable  # (**symbols) -> {canonical name: expression or Lambda}
     doc: str
+    natural: bool = False         # θ is the natural parameter of an exponential family
 
     def substitution(self, symbols: dict) -> dict:
         return call_with(self.build_substitution, symbols)
 
 
-def parametrization(**parameters: Constraint):
+def parametrization(natural: bool = False, **parameters: Constraint):
     """Mark a Family method as a parametrization differentiated w.r.t. ``parameters``; the
     method returns {canonical parameter: its expression in ``parameters``}."""
 
     def wrap(method):
-        return Parametrization(method.__name__, parameters, method, inspect.getdoc(method) or "")
+        return Parametrization(method.__name__, parameters, method, inspect.getdoc(method) or "", natural)
 
     return wrap
+
+
+def positive_parametrizations(name: str, positive: dict, others: dict | None = None) -> tuple:
+    """The three ways networks output positive parameters: as they are, as logs, through softplus.
+
+    ``positive`` maps each positive canonical parameter to its constraint; ``others`` are the
+    parameters that stay as they are.  Returns the parametrizations ``name``, ``log_<name>``
+    (θ = exp(log_θ)) and ``softplus_<name>`` (θ = softplus(raw_θ)).
+    """
+    from sympy import Lambda, exp
+
+    from . import constraints
+    from .functions import softplus
+
+    others = others or {}
+    listed = ", ".join(positive)
+
+    def variant(parametrization_name, prefix, transform, doc):
+        renamed = {p: f"{prefix}_{p}" for p in positive}
+
+        def substitution(**symbols):
+            return {
+                p: Lambda(i, transform(symbols[new][i])) if positive[p].event_dim else transform(symbols[new])
+                for p, new in renamed.items()
+            }
+
+        # call_with reads the signature to know which symbols the substitution needs
+        substitution.__signature__ = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in renamed.values()]
+        )
+        real = {new: constraints.real_vector if positive[p].event_dim else constraints.real for p, new in renamed.items()}
+        return Parametrization(parametrization_name, {**others, **real}, substitution, doc)
+
+    return (
+        Parametrization(name, {**others, **positive}, lambda: {}, f"The parameters as PyTorch takes them ({listed} > 0)."),
+        variant(f"log_{name}", "log", exp, f"Log-parametrized: {listed} = exp(log_…), for unconstrained network outputs."),
+        variant(f"softplus_{name}", "raw", softplus, f"Softplus-parametrized: {listed} = softplus(raw_…), for raw network outputs."),
+    )
 
 
 class Family:

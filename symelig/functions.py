@@ -13,6 +13,11 @@ from sympy import Function, Indexed, Sum, exp, log
 from sympy.printing.precedence import PRECEDENCE
 
 
+def _power(tex: str, exp) -> str:
+    """LaTeX printers pass ``exp`` when the function is raised to a power."""
+    return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
+
+
 class xlogy(Function):
     """a·log(b), defined as 0 where a = 0."""
 
@@ -24,9 +29,9 @@ class xlogy(Function):
         a, b = (arg.doit(**hints) for arg in self.args)
         return a * log(b)
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         a, b = self.args
-        return rf"{printer.parenthesize(a, PRECEDENCE['Mul'])} \log {printer.parenthesize(b, PRECEDENCE['Pow'])}"
+        return _power(rf"{printer.parenthesize(a, PRECEDENCE['Mul'])} \log {printer.parenthesize(b, PRECEDENCE['Pow'])}", exp)
 
 
 class xdivy(Function):
@@ -36,9 +41,9 @@ class xdivy(Function):
         a, b = (arg.doit(**hints) for arg in self.args)
         return a / b
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         a, b = self.args
-        return rf"\frac{{{printer._print(a)}}}{{{printer._print(b)}}}"
+        return _power(rf"\frac{{{printer._print(a)}}}{{{printer._print(b)}}}", exp)
 
 
 class logfactorial(Function):
@@ -50,8 +55,8 @@ class logfactorial(Function):
 
         return log(factorial(self.args[0].doit(**hints)))
 
-    def _latex(self, printer):
-        return rf"\log {printer.parenthesize(self.args[0], PRECEDENCE['Pow'])}!"
+    def _latex(self, printer, exp=None):
+        return _power(rf"\log {printer.parenthesize(self.args[0], PRECEDENCE['Pow'])}!", exp)
 
 
 class _Reduction(Function):
@@ -93,12 +98,12 @@ class LogSumExp(_Reduction):
     def doit(self, **hints):
         return log(self.sum_of_exp())
 
-    def _latex(self, printer):
-        return r"\log \sum_{%s=0}^{%s} e^{%s}" % (
+    def _latex(self, printer, exp=None):
+        return _power(r"\log \sum_{%s=0}^{%s} e^{%s}" % (
             printer._print(self.index),
             printer._print(self.size - 1),
             printer._print(self.body),
-        )
+        ), exp)
 
 
 class Softmax(_Reduction):
@@ -117,8 +122,66 @@ class Softmax(_Reduction):
     def doit(self, **hints):
         return exp(self.body.subs(self.index, self.at)) / self.sum_of_exp()
 
-    def _latex(self, printer):
-        return r"\operatorname{softmax}(%s)_{%s}" % (
+    def _latex(self, printer, exp=None):
+        return _power(r"\operatorname{softmax}(%s)_{%s}" % (
             self._vector_latex(printer),
             printer._print(self.at),
-        )
+        ), exp)
+
+
+class sigmoid(Function):
+    """The logistic function 1 / (1 + exp(−z)); d sigmoid/dz = sigmoid(z)·(1 − sigmoid(z))."""
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def doit(self, **hints):
+        return 1 / (1 + exp(-self.args[0].doit(**hints)))
+
+    def _eval_is_positive(self):
+        return self.args[0].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\operatorname{{sigmoid}}\left({printer._print(self.args[0])}\right)", exp)
+
+
+class softplus(Function):
+    """log(1 + exp(z)), as torch.nn.functional.softplus; d softplus/dz = sigmoid(z)."""
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def doit(self, **hints):
+        return log(1 + exp(self.args[0].doit(**hints)))
+
+    def _eval_is_positive(self):
+        return self.args[0].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)", exp)
+
+
+class log_bessel_i0(Function):
+    """log I_0(κ), evaluated as log(i0e(κ)) + |κ| so that large κ does not overflow."""
+
+    def doit(self, **hints):
+        from sympy import besseli
+
+        return log(besseli(0, self.args[0].doit(**hints)))
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\log I_0\left({printer._print(self.args[0])}\right)", exp)
+
+
+class bessel_i1_i0(Function):
+    """I_1(κ) / I_0(κ), evaluated as i1e(κ) / i0e(κ) (the exponential scalings cancel)."""
+
+    def doit(self, **hints):
+        from sympy import besseli
+
+        a = self.args[0].doit(**hints)
+        return besseli(1, a) / besseli(0, a)
+
+    def _latex(self, printer, exp=None):
+        a = printer._print(self.args[0])
+        return _power(rf"\frac{{I_1\left({a}\right)}}{{I_0\left({a}\right)}}", exp)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sympy import Add, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand_log, expand_mul, factor, factor_terms, log, together
+from sympy import Add, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand, expand_log, expand_mul, factor, factor_terms, log, together
 
 from .family import K, i
-from .functions import LogSumExp, Softmax, xlogy
+from .functions import LogSumExp, Softmax, bessel_i1_i0, log_bessel_i0, sigmoid, softplus, xlogy
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,9 @@ def _support_identity(node, ctx):
 
 
 def _log_product(node, ctx):
-    if isinstance(node, log) and (node.args[0].is_Mul or node.args[0].is_Pow or isinstance(node.args[0], exp)):
+    if isinstance(node, log) and node.args[0].free_symbols and (
+        node.args[0].is_Mul or node.args[0].is_Pow or isinstance(node.args[0], exp)
+    ):
         return expand_log(node)  # valid: SymPy checks the factors are positive
     return node
 
@@ -126,12 +128,45 @@ def _tidy(node, ctx):
     if node.has(Sum) or not node.free_symbols:
         return node
     candidates = [node]
-    for rewrite in (together, cancel, factor, factor_terms):
+    for rewrite in (together, cancel, factor, factor_terms, expand):
         try:
             candidates.append(rewrite(node))
         except Exception:  # noqa: BLE001 -- a rewrite that fails is simply not a candidate
             pass
     return min(candidates, key=lambda c: (count_ops(c), len(str(c))))
+
+
+def _log_sigmoid(node, ctx):
+    if isinstance(node, log):
+        arg = node.args[0]
+        if isinstance(arg, sigmoid):
+            return -softplus(-arg.args[0])
+        rest = arg - 1
+        if isinstance(-rest, sigmoid):  # log(1 − sigmoid(u))
+            return -softplus((-rest).args[0])
+    return node
+
+
+def _sigmoid_reflection(node, ctx):
+    if isinstance(node, sigmoid) and node.args[0].could_extract_minus_sign():
+        return 1 - sigmoid(-node.args[0])
+    return node
+
+
+def _bessel(node, ctx):
+    from sympy import besseli
+
+    if isinstance(node, log) and isinstance(node.args[0], besseli) and node.args[0].args[0] == 0:
+        return log_bessel_i0(node.args[0].args[1])
+    if node.is_Mul:
+        ones = [f for f in node.args if isinstance(f, besseli) and f.args[0] == 1]
+        zeros = [f for f in node.args if f.is_Pow and f.exp == -1 and isinstance(f.base, besseli) and f.base.args[0] == 0]
+        for one in ones:
+            for zero in zeros:
+                if one.args[1] == zero.base.args[1]:
+                    rest = [f for f in node.args if f is not one and f is not zero]
+                    return Mul(*rest) * bessel_i1_i0(one.args[1])
+    return node
 
 
 def _rename_index(node, ctx):
@@ -174,13 +209,16 @@ SUPPORT_IDENTITY = Rule("support_identity", "an identity that holds on the suppo
 LOG_PRODUCT = Rule("log_product", "the log of a product or quotient of positive factors is the sum or difference of their logs", _log_product)
 XLOGY_SPLIT = Rule("log_product", "x log(u v) = x log u + x log v (0 log 0 = 0 kept for the factor indexed like x)", _xlogy_split)
 SIMPLIFY = Rule("simplify", "collect the terms over a common denominator and factor", _tidy, whole=True)
+LOG_SIGMOID = Rule("log_sigmoid", "log sigmoid(u) = −softplus(−u) and log(1 − sigmoid(u)) = −softplus(u), exact and stable", _log_sigmoid)
+SIGMOID_REFLECTION = Rule("sigmoid_reflection", "sigmoid(−u) = 1 − sigmoid(u)", _sigmoid_reflection)
+BESSEL = Rule("bessel", "log I₀(κ) and I₁(κ)/I₀(κ) are evaluated with exponentially scaled Bessel functions", _bessel)
 RENAME_INDEX = Rule("rename_index", "the name of a summation index does not matter; call it i", _rename_index)
 LOG_SUM_EXP = Rule("log_sum_exp", "log Σ_i exp(f_i) is the log-sum-exp, evaluated stably with a max shift", _log_sum_exp)
 SOFTMAX = Rule("softmax", "exp(f_j) / Σ_i exp(f_i) is the softmax, evaluated stably with a max shift", _softmax)
 
-ALGEBRA = (LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
+ALGEBRA = (LOG_SIGMOID, SIGMOID_REFLECTION, LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
 TIDY = (SIMPLIFY,)
-NAMING = (LOG_SUM_EXP, SOFTMAX)
+NAMING = (LOG_SUM_EXP, SOFTMAX, BESSEL)
 
 
 def bottom_up(expr, rule: Rule, ctx: Context):

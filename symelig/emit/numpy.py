@@ -22,7 +22,7 @@ from __future__ import annotations
 import keyword
 from collections import Counter
 
-from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, Sum, Symbol, cse, numbered_symbols
+from sympy import Add, Float, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, Sum, Symbol, cse, numbered_symbols
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import precedence
 
@@ -38,12 +38,18 @@ _HELPERS = {
     "_xdivy": '''def _xdivy(a, b):
     """a / b, 0 where a == 0."""
     return np.where(a == 0, 0, a / np.where(a == 0, 1, b))''',
+    "_sigmoid": '''def _sigmoid(z):
+    """1 / (1 + exp(−z)), accurate in both tails."""
+    return np.exp(-np.logaddexp(0, -z))''',
     "_float_dtype": '''def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)''',
-    "_fill": '''def _fill(shape, value, dtype):
-    """A fresh array of ``shape`` holding ``value`` broadcast."""
+    "_output": '''def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
     out = np.empty(shape, dtype)
     out[...] = value
     return out''',
@@ -87,6 +93,31 @@ class ArrayPrinter(SciPyPrinter):
 
     def _print_xdivy(self, expr):
         return self._helper("_xdivy", expr.args)
+
+    def _print_Pi(self, expr):
+        """np.pi: SciPyPrinter would import scipy.constants for it."""
+        return "np.pi"
+
+    def _print_sigmoid(self, expr):
+        return self._helper("_sigmoid", expr.args)
+
+    def _print_softplus(self, expr):
+        return f"np.logaddexp(0, {self._print(expr.args[0])})"
+
+    def _print_polygamma(self, expr):
+        """digamma for order 0 (faster and clearer than polygamma(0, ·))."""
+        n, a = expr.args
+        if n == 0:
+            return f"{self._module_format('scipy.special.digamma')}({self._print(a)})"
+        return f"{self._module_format('scipy.special.polygamma')}({self._print(n)}, {self._print(a)})"
+
+    def _print_log_bessel_i0(self, expr):
+        a = self._print(expr.args[0])
+        return f"(np.log({self._module_format('scipy.special.i0e')}({a})) + np.abs({a}))"
+
+    def _print_bessel_i1_i0(self, expr):
+        a = self._print(expr.args[0])
+        return f"({self._module_format('scipy.special.i1e')}({a})/{self._module_format('scipy.special.i0e')}({a}))"
 
     def _print_logfactorial(self, expr):
         return f"{self._module_format('scipy.special.gammaln')}({self._print(expr.args[0])} + 1)"
@@ -136,13 +167,19 @@ class _Lowering:
     def _shifted_exp(self, reduction):
         """max_i f, exp(f − max) and Σ_i exp(f − max), computed once per f: the stable pieces of
         both log-sum-exp (max + log Σ) and softmax (exp(f − max) / Σ), which is exact at ±1e4."""
-        body = self._materialize(self.lower(reduction.body), "shifted")
+        body = self._materialize(self._lower(reduction.body), "shifted")
         top = self._temp("max", f"np.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
         shifted = self._temp("exp", f"np.exp({body} - {top})", ("exp", body), vector=True)
         total = self._temp("sumexp", f"np.sum({shifted}, axis=-1, keepdims=True)", ("sumexp", body), vector=False)
         return top, shifted, total
 
     def lower(self, e):
+        """Array form of ``e``; constants become Python floats, which keep float32 float32
+        (np.log(2) would be a float64 scalar and promote the result)."""
+        e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
+        return self._lower(e)
+
+    def _lower(self, e):
         if isinstance(e, Indexed):
             name = self.names[e.base]
             if e.indices[0] == self.sample_index:
@@ -156,23 +193,23 @@ class _Lowering:
         if isinstance(e, Sum):
             (index, _, _), = e.limits
             if index not in e.function.free_symbols:
-                return Symbol("size") * self.lower(e.function)
-            body = self.lower(e.function)
+                return Symbol("size") * self._lower(e.function)
+            body = self._lower(e.function)
             return self._temp("sum", f"np.sum({self._print(body)}, axis=-1, keepdims=True)", e, vector=False)
         if isinstance(e, LogSumExp):
             top, _, total = self._shifted_exp(e)
             return self._temp("logsumexp", f"{top} + np.log({total})", e, vector=False)
         if isinstance(e, Softmax):
             top, shifted, total = self._shifted_exp(e)
-            at = self.lower(e.body.subs(e.index, e.at))
-            if at == self.lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
+            at = self._lower(e.body.subs(e.index, e.at))
+            if at == self._lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
                 return self._temp("softmax", f"{shifted}/{total}", e, vector=True)
             code = f"np.exp({self._print(at - top)})/{total}"
             return self._temp("softmax", code, e, vector=self.is_vector(at))
         if isinstance(e, KroneckerDelta):
             raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
         if e.args:
-            return e.func(*[self.lower(a) for a in e.args])
+            return e.func(*[self._lower(a) for a in e.args])
         return e
 
 
@@ -212,6 +249,11 @@ class _Function:
         return ["x", *fam.arguments, *self.d.parameters]
 
     def prologue(self) -> list:
+        """Convert the inputs, find the batch shape, and align axes without broadcasting.
+
+        Reductions then run over the parameters as given (a (K,) parameter shared by a batch of
+        samples is reduced once), and only the outputs take the full batch shape.
+        """
         d, fam = self.d, self.d.family
         params = list(d.parameters)
         lines = [f"{p} = np.asarray({p})" for p in params]
@@ -228,15 +270,13 @@ class _Function:
             lines.append(f"size = {vectors[0]}.shape[-1]")
         lines.append(f"batch = np.broadcast_shapes({', '.join(batch_parts)})")
         for n in names:
-            if n in vectors:
-                lines.append(f"{n} = np.broadcast_to({n}, batch + (size,))")
+            if n in vectors:  # same number of axes as the batch, for take_along_axis
+                lines.append(f"{n} = {n}.reshape((1,) * (len(batch) + 1 - {n}.ndim) + {n}.shape)")
             elif n == "x" and is_index:
-                lines.append("_x = np.broadcast_to(x, batch)[..., None].astype(np.intp)")
+                lines.append("_x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))")
             elif self.vector_family:
-                lines.append(f"{n} = np.broadcast_to({n}, batch)[..., None]")
-            else:
-                lines.append(f"{n} = np.broadcast_to({n}, batch)")
-        self.printer.helpers.add("_float_dtype")
+                lines.append(f"{n} = {n}[..., None]")
+        self.printer.helpers.update({"_float_dtype", "_output"})
         return lines
 
     def elementwise(self, outputs: dict) -> tuple:
@@ -256,7 +296,8 @@ def _log_prob_body(d) -> tuple:
     statements, outputs = f.elementwise({"log_prob": d.log_prob})
     lines += [f"{n} = {c}" for n, c in f.lowering.statements + statements]
     value = f.printer.doprint(outputs["log_prob"])
-    lines.append(f"return ({value})[..., 0]" if f.vector_family else f"return {value}")
+    value = f"({value})[..., 0]" if f.vector_family else value
+    lines.append(f"return _output({value}, batch, dtype, copy=False)")
     return f.signature(), lines, f.printer
 
 
@@ -277,15 +318,11 @@ def _eligibility_body(d) -> tuple:
         out = f"e_{_check_identifier(name)}"
         rest = outputs[("rest", name)]
         vector = isinstance(d.symbols[name], IndexedBase)
-        # A computed expression is a fresh array of the output's shape and can be returned (and
-        # added into) as is; a constant or a bare input has to be broadcast into a new array.
-        fresh = bool(rest.free_symbols) and not isinstance(rest, Symbol) and (not vector or f.lowering.is_vector(rest))
-        if fresh:
-            lines.append(f"{out} = {f.printer.doprint(rest)}")
-        else:
-            f.printer.helpers.add("_fill")
-            shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
-            lines.append(f"{out} = _fill({shape}, {f.printer.doprint(rest)}, dtype)")
+        # A computed expression is a fresh array the kernel may return and add into; a bare
+        # input or a constant has to be copied into a new array of the output's shape.
+        fresh = bool(rest.free_symbols) and not isinstance(rest, Symbol)
+        shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
+        lines.append(f"{out} = _output({f.printer.doprint(rest)}, {shape}, dtype, copy={not fresh})")
         if name in deltas:
             f.printer.helpers.add("_add_at")
             lines.append(f"_add_at({out}, _x, {f.printer.doprint(outputs[('delta', name)])})")
@@ -310,6 +347,9 @@ def module_source(d) -> str:
     _, el_lines, el_printer = _eligibility_body(d)
     helpers = sorted(lp_printer.helpers | el_printer.helpers)
     modules = set(lp_printer.module_imports) | set(el_printer.module_imports)
+    unknown = modules - {"numpy", "scipy.special"}
+    if unknown:
+        raise NotImplementedError(f"generated code would need {sorted(unknown)}; add a printer method")
     imports = ["import numpy as np"] + (["from scipy import special"] if "scipy.special" in modules else [])
     theta = ", ".join(str(d.symbols[n]) for n in d.parameters)
     formulas = "\n".join(
