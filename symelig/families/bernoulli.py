@@ -1,0 +1,34 @@
+from sympy import log
+
+from .. import constraints
+from ..family import Family, parametrization, register
+from ..functions import sigmoid
+
+
+@register
+class Bernoulli(Family):
+    """Bernoulli distribution: x ∈ {0, 1} with P(x = 1) = p.
+
+    log p(x | p) = x log p + (1 − x) log(1 − p).  Exponential family with T(x) = x and natural
+    parameter η = logit p, A(η) = softplus(η): the ``logits`` parametrization is the natural one.
+    """
+
+    name = "bernoulli"
+    torch = "Bernoulli"
+    value = constraints.binary
+    parameters = {"probs": constraints.unit_interval}
+    symbols = {"probs": "p", "logits": "z"}
+
+    @staticmethod
+    def log_prob(x, probs):
+        return x * log(probs) + (1 - x) * log(1 - probs)
+
+    @parametrization(probs=constraints.unit_interval)
+    def probs():
+        """The success probability p ∈ (0, 1); Williams' e = (x − p) / (p (1 − p))."""
+        return {}
+
+    @parametrization(logits=constraints.real, natural=True)
+    def logits(logits):
+        """Log-odds z, p = sigmoid(z) (Williams' logistic unit); e = x − sigmoid(z)."""
+        return {"probs": sigmoid(logits)}

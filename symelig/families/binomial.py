@@ -1,0 +1,36 @@
+from sympy import log
+
+from .. import constraints
+from ..family import Family, parametrization, register
+from ..functions import logfactorial, sigmoid
+
+
+@register
+class Binomial(Family):
+    """Binomial distribution: x successes in n = total_count trials of probability p.
+
+    log p(x | p) = log n! − log x! − log (n − x)! + x log p + (n − x) log(1 − p).
+    Exponential family with T(x) = x, η = logit p: ``logits`` is the natural parametrization.
+    """
+
+    name = "binomial"
+    torch = "Binomial"
+    value = constraints.up_to_total_count
+    arguments = {"total_count": constraints.nonnegative_integer}
+    parameters = {"probs": constraints.unit_interval}
+    symbols = {"probs": "p", "logits": "z", "total_count": "n"}
+
+    @staticmethod
+    def log_prob(x, total_count, probs):
+        n = total_count
+        return logfactorial(n) - logfactorial(x) - logfactorial(n - x) + x * log(probs) + (n - x) * log(1 - probs)
+
+    @parametrization(probs=constraints.unit_interval)
+    def probs():
+        """The success probability p ∈ (0, 1)."""
+        return {}
+
+    @parametrization(logits=constraints.real, natural=True)
+    def logits(logits):
+        """Log-odds z, p = sigmoid(z), as ``Binomial(logits=z)``."""
+        return {"probs": sigmoid(logits)}

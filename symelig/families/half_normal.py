@@ -1,0 +1,29 @@
+from sympy import log, pi, sqrt
+
+from .. import constraints
+from ..family import Family, parametrization, positive_parametrizations, register
+
+
+@register
+class HalfNormal(Family):
+    """Half-normal distribution: |N(0, σ²)|, log p(x | σ) = ½ log(2/π) − log σ − x² / (2σ²), x ≥ 0.
+
+    Exponential family with T(x) = x², η = −1/(2σ²) < 0, A(η) = −½ log(−2η).
+    """
+
+    name = "half_normal"
+    torch = "HalfNormal"
+    value = constraints.positive
+    parameters = {"scale": constraints.positive}
+    symbols = {"scale": "sigma", "log_scale": "s", "raw_scale": "r", "eta": "eta"}
+
+    @staticmethod
+    def log_prob(x, scale):
+        return log(2 / pi) / 2 - log(scale) - x**2 / (2 * scale**2)
+
+    scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive})
+
+    @parametrization(eta=constraints.negative, natural=True)
+    def natural(eta):
+        """Natural parameter η = −1/(2σ²) < 0."""
+        return {"scale": sqrt(-1 / (2 * eta))}

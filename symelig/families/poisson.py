@@ -1,0 +1,38 @@
+from sympy import exp, log
+
+from .. import constraints
+from ..family import Family, parametrization, register
+from ..functions import logfactorial, softplus
+
+
+@register
+class Poisson(Family):
+    """Poisson distribution with rate λ: log p(x | λ) = x log λ − λ − log x!.
+
+    Exponential family with T(x) = x, η = log λ, A(η) = e^η: ``log_rate`` is the natural one.
+    """
+
+    name = "poisson"
+    torch = "Poisson"
+    value = constraints.nonnegative_integer
+    parameters = {"rate": constraints.positive}
+    symbols = {"rate": "lambda", "log_rate": "eta", "raw_rate": "r"}
+
+    @staticmethod
+    def log_prob(x, rate):
+        return x * log(rate) - rate - logfactorial(x)
+
+    @parametrization(rate=constraints.positive)
+    def rate():
+        """The rate λ > 0: e = x / λ − 1."""
+        return {}
+
+    @parametrization(log_rate=constraints.real, natural=True)
+    def log_rate(log_rate):
+        """λ = exp(η), the natural parametrization: e = x − e^η."""
+        return {"rate": exp(log_rate)}
+
+    @parametrization(raw_rate=constraints.real)
+    def softplus_rate(raw_rate):
+        """λ = softplus(r) for a raw network output r."""
+        return {"rate": softplus(raw_rate)}

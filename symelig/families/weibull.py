@@ -1,0 +1,28 @@
+from sympy import log
+
+from .. import constraints
+from ..family import Family, positive_parametrizations, register
+
+
+@register
+class Weibull(Family):
+    """Weibull distribution with scale λ and concentration k, x > 0, as ``Weibull(scale, concentration)``.
+
+    log p(x | λ, k) = log k − log λ + (k − 1)(log x − log λ) − (x/λ)^k.
+    """
+
+    name = "weibull"
+    torch = "Weibull"
+    value = constraints.positive
+    parameters = {"scale": constraints.positive, "concentration": constraints.positive}
+    symbols = {"scale": "lambda", "concentration": "k", "log_scale": "s", "log_concentration": "c",
+               "raw_scale": "r", "raw_concentration": "q"}
+
+    @staticmethod
+    def log_prob(x, scale, concentration):
+        lam, k = scale, concentration
+        return log(k) - log(lam) + (k - 1) * (log(x) - log(lam)) - (x / lam) ** k
+
+    scale_concentration, log_scale_concentration, softplus_scale_concentration = positive_parametrizations(
+        "scale_concentration", {"scale": constraints.positive, "concentration": constraints.positive}
+    )
