@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import symelig
+import symelig.family
 from symelig import constraints
 
 ENTRIES = symelig.catalog()
@@ -14,9 +15,19 @@ def entry_id(entry) -> str:
     return f"{entry.family}-{entry.param}"
 
 
+def has_category_axis(entry) -> bool:
+    family = symelig.family.families()[entry.family]
+    return any(c.event_dim for c in [family.value, *family.parameters.values()])
+
+
+VECTOR_ENTRIES = [e for e in ENTRIES if has_category_axis(e)]
+
+
 def pytest_generate_tests(metafunc):
     if "entry" in metafunc.fixturenames:
         metafunc.parametrize("entry", ENTRIES, ids=entry_id)
+    if "vector_entry" in metafunc.fixturenames:
+        metafunc.parametrize("vector_entry", VECTOR_ENTRIES, ids=entry_id)
 
 
 def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
@@ -28,8 +39,27 @@ def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
         args[name] = c.sample(rng, shape).astype(dtype)
     for name, c in family.arguments.items():
         args[name] = c.sample(rng, batch) + 1
-    if family.value is constraints.category:
-        x = family.value.sample(rng, batch, size=size)
-    else:
-        x = family.value.sample(rng, batch + (size,), probs=np.full(size, 1.0 / size), total_count=args["total_count"])
-    return {"x": x, **args}
+    value = family.value
+    shape = batch + (size,) if value.event_dim else batch
+    context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count")}
+    return {"x": value.sample(rng, shape, **context), **args}
+
+
+# Parameters away from the edges of their constraints, for tests whose reference (quadrature)
+# needs a smooth density: shape parameters ≥ 1 keep Beta and Gamma densities bounded at 0.
+_MODERATE = {
+    "real": (0.5, 1.5), "real_vector": (0.5, 1.5), "positive": (1.0, 3.0), "positive_vector": (1.0, 3.0),
+    "nonnegative_vector": (1.0, 3.0), "negative": (-2.0, -0.5), "above_minus_one": (0.0, 2.0),
+    "above_minus_one_vector": (0.0, 2.0), "unit_interval": (0.2, 0.8),
+}
+
+
+def moderate_arguments(d, rng, size=4) -> dict:
+    args = random_arguments(d, rng, batch=(), size=size)
+    for name, c in d.symbolic.parametrization.parameters.items():
+        if c.name in _MODERATE:
+            low, high = _MODERATE[c.name]
+            args[name] = rng.uniform(low, high, size=np.shape(args[name]))
+        elif c is constraints.simplex:
+            args[name] = rng.dirichlet(np.full(size, 3.0))
+    return args

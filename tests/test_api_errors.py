@@ -43,7 +43,7 @@ def test_bad_arguments_get_one_line_errors(family, param, kwargs, message):
 
 
 def test_unknown_family_and_parametrization_list_the_choices():
-    with pytest.raises(SymeligError, match="choose one of: categorical, multinomial"):
+    with pytest.raises(SymeligError, match="choose one of: bernoulli, beta, .*categorical, .*multinomial"):
         symelig.derive("gaussian")
     with pytest.raises(SymeligError, match="choose one of: probs, normalized_probs, logits"):
         symelig.derive("categorical", param="softmax")

@@ -71,7 +71,7 @@ def test_list_shows_the_catalog(capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["derive", "gaussian"], "unknown family 'gaussian'; choose one of: categorical, multinomial"),
+        (["derive", "gaussian"], "unknown family 'gaussian'; choose one of: bernoulli, beta, binomial, categorical"),
         (["derive", "categorical", "--param", "softmax"], "choose one of: probs, normalized_probs, logits"),
         (["derive", "categorical", "--format", "pdf"], "'pdf' is not one of"),
         (["derive", "categorical", "--k", "0"], "--k must be an integer from 1 to 64"),

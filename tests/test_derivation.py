@@ -6,6 +6,7 @@ import pytest
 from sympy import IndexedBase, KroneckerDelta, Sum, cancel, symbols
 
 import symelig
+import symelig.family
 from symelig.expand import expand
 from symelig.family import K, i, j
 from symelig.functions import Softmax, xdivy
@@ -65,8 +66,8 @@ def _concrete(expr, size, row, m, d):
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])
-def test_symbolic_k_agrees_with_expanded_k(entry, size):
-    d = symelig.derive(entry.family, entry.param).symbolic
+def test_symbolic_k_agrees_with_expanded_k(vector_entry, size):
+    d = symelig.derive(vector_entry.family, vector_entry.param).symbolic
     table = expand(d, size)
     for row in table.rows:
         for name, wrt in table.columns.items():
@@ -85,7 +86,47 @@ def test_catalog_surface():
     assert entries[("categorical", "probs")].parameters == ("probs",)
     assert entries[("multinomial", "logits")].parameters == ("logits",)
     assert entries[("multinomial", "logits")].arguments == ("total_count",)
-    assert len(entries) == 6
+    assert entries[("normal", "log_scale")].parameters == ("loc", "log_scale")
+    assert len(entries) >= 40
+
+
+def test_williams_units_come_out_in_his_closed_forms():
+    """Williams (1992): Bernoulli w.r.t. p: (y − p)/(p(1 − p)); w.r.t. the logistic input: y − p;
+    Gaussian w.r.t. the mean: (y − μ)/σ²; w.r.t. the standard deviation: ((y − μ)² − σ²)/σ³."""
+    from sympy import simplify
+
+    from symelig.functions import sigmoid
+
+    bern = symelig.derive("bernoulli", "probs").symbolic
+    y, p = bern.symbols["x"], bern.symbols["probs"]
+    assert simplify(bern.eligibility["probs"] - (y - p) / (p * (1 - p))) == 0
+    logistic = symelig.derive("bernoulli", "logits").symbolic
+    y, z = logistic.symbols["x"], logistic.symbols["logits"]
+    assert logistic.eligibility["logits"] == y - sigmoid(z)
+    gauss = symelig.derive("normal", "scale").symbolic
+    y, mu, sigma = gauss.symbols["x"], gauss.symbols["loc"], gauss.symbols["scale"]
+    assert simplify(gauss.eligibility["loc"] - (y - mu) / sigma**2) == 0
+    assert simplify(gauss.eligibility["scale"] - ((y - mu) ** 2 - sigma**2) / sigma**3) == 0
+
+
+NATURAL = [e for e in symelig.catalog() if symelig.family.lookup(e.family, e.param)[1].natural]
+
+
+@pytest.mark.parametrize("natural_entry", NATURAL, ids=[f"{e.family}-{e.param}" for e in NATURAL])
+def test_natural_parametrizations_have_eligibility_t_minus_grad_a(natural_entry):
+    """e(x; η) = T(x) − ∇A(η): the x-dependent part of e does not depend on η."""
+    d = symelig.derive(natural_entry.family, natural_entry.param)
+    from conftest import moderate_arguments
+
+    rng = np.random.default_rng(8)
+    first, second = moderate_arguments(d, rng), moderate_arguments(d, rng)
+    other_x = moderate_arguments(d, rng)["x"]
+    theta2 = {n: second[n] for n in d.parameters}
+    rest = {n: first[n] for n in d.arguments}
+    for name in d.parameters:
+        at_first = d.eligibility(**first)[name] - d.eligibility(other_x, **{n: first[n] for n in (*d.arguments, *d.parameters)})[name]
+        at_second = d.eligibility(first["x"], **rest, **theta2)[name] - d.eligibility(other_x, **rest, **theta2)[name]
+        np.testing.assert_allclose(at_first, at_second, rtol=1e-10, atol=1e-12)
 
 
 def test_seed_numbers():
