@@ -33,14 +33,14 @@ def log_prob(x, logits):
     x = np.asarray(x)
     size = logits.shape[-1]
     batch = np.broadcast_shapes(x.shape, logits.shape[:-1])
-    _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
-    logits = np.broadcast_to(logits, batch + (size,))
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _max0 = np.max(logits, axis=-1, keepdims=True)
     _exp0 = np.exp(logits - _max0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _logits_at_x0 = np.take_along_axis(logits, _x, axis=-1)
-    return (_logits_at_x0 - _logsumexp0)[..., 0]
+    return _output((_logits_at_x0 - _logsumexp0)[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, logits):
@@ -58,13 +58,13 @@ def eligibility(x, logits):
     x = np.asarray(x)
     size = logits.shape[-1]
     batch = np.broadcast_shapes(x.shape, logits.shape[:-1])
-    _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
-    logits = np.broadcast_to(logits, batch + (size,))
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _max0 = np.max(logits, axis=-1, keepdims=True)
     _exp0 = np.exp(logits - _max0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _softmax0 = _exp0/_sumexp0
-    e_logits = -_softmax0
+    e_logits = _output(-_softmax0, batch + (size,), dtype, copy=False)
     _add_at(e_logits, _x, 1)
     return {"logits": e_logits}
 
@@ -78,3 +78,13 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out

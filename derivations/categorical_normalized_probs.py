@@ -33,10 +33,10 @@ def log_prob(x, normalized_probs):
     x = np.asarray(x)
     size = normalized_probs.shape[-1]
     batch = np.broadcast_shapes(x.shape, normalized_probs.shape[:-1])
-    _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
-    normalized_probs = np.broadcast_to(normalized_probs, batch + (size,))
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _normalized_probs_at_x0 = np.take_along_axis(normalized_probs, _x, axis=-1)
-    return (np.log(_normalized_probs_at_x0))[..., 0]
+    return _output((np.log(_normalized_probs_at_x0))[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, normalized_probs):
@@ -54,10 +54,10 @@ def eligibility(x, normalized_probs):
     x = np.asarray(x)
     size = normalized_probs.shape[-1]
     batch = np.broadcast_shapes(x.shape, normalized_probs.shape[:-1])
-    _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
-    normalized_probs = np.broadcast_to(normalized_probs, batch + (size,))
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _normalized_probs_at_x0 = np.take_along_axis(normalized_probs, _x, axis=-1)
-    e_normalized_probs = _fill(batch + (size,), 0, dtype)
+    e_normalized_probs = _output(0, batch + (size,), dtype, copy=True)
     _add_at(e_normalized_probs, _x, 1/_normalized_probs_at_x0)
     return {"normalized_probs": e_normalized_probs}
 
@@ -67,14 +67,17 @@ def _add_at(out, index, value):
     np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
 
 
-def _fill(shape, value, dtype):
-    """A fresh array of ``shape`` holding ``value`` broadcast."""
-    out = np.empty(shape, dtype)
-    out[...] = value
-    return out
-
-
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out

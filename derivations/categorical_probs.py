@@ -34,11 +34,11 @@ def log_prob(x, probs):
     x = np.asarray(x)
     size = probs.shape[-1]
     batch = np.broadcast_shapes(x.shape, probs.shape[:-1])
-    _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
-    probs = np.broadcast_to(probs, batch + (size,))
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(probs, axis=-1, keepdims=True)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
-    return (np.log(_probs_at_x0) - np.log(_sum0))[..., 0]
+    return _output((np.log(_probs_at_x0) - np.log(_sum0))[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, probs):
@@ -56,11 +56,11 @@ def eligibility(x, probs):
     x = np.asarray(x)
     size = probs.shape[-1]
     batch = np.broadcast_shapes(x.shape, probs.shape[:-1])
-    _x = np.broadcast_to(x, batch)[..., None].astype(np.intp)
-    probs = np.broadcast_to(probs, batch + (size,))
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(probs, axis=-1, keepdims=True)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
-    e_probs = _fill(batch + (size,), -1/_sum0, dtype)
+    e_probs = _output(-1/_sum0, batch + (size,), dtype, copy=False)
     _add_at(e_probs, _x, 1/_probs_at_x0)
     return {"probs": e_probs}
 
@@ -70,14 +70,17 @@ def _add_at(out, index, value):
     np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
 
 
-def _fill(shape, value, dtype):
-    """A fresh array of ``shape`` holding ``value`` broadcast."""
-    out = np.empty(shape, dtype)
-    out[...] = value
-    return out
-
-
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out

@@ -33,16 +33,16 @@ def log_prob(x, total_count, logits):
     total_count = np.asarray(total_count, dtype)
     size = x.shape[-1]
     batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, logits.shape[:-1])
-    x = np.broadcast_to(x, batch + (size,))
-    total_count = np.broadcast_to(total_count, batch)[..., None]
-    logits = np.broadcast_to(logits, batch + (size,))
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _max0 = np.max(logits, axis=-1, keepdims=True)
     _exp0 = np.exp(logits - _max0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _sum1 = np.sum(logits*x, axis=-1, keepdims=True)
-    return (-_logsumexp0*total_count - _sum0 + _sum1 + special.gammaln(total_count + 1))[..., 0]
+    return _output((-_logsumexp0*total_count - _sum0 + _sum1 + special.gammaln(total_count + 1))[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, logits):
@@ -62,14 +62,14 @@ def eligibility(x, total_count, logits):
     total_count = np.asarray(total_count, dtype)
     size = x.shape[-1]
     batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, logits.shape[:-1])
-    x = np.broadcast_to(x, batch + (size,))
-    total_count = np.broadcast_to(total_count, batch)[..., None]
-    logits = np.broadcast_to(logits, batch + (size,))
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _max0 = np.max(logits, axis=-1, keepdims=True)
     _exp0 = np.exp(logits - _max0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _softmax0 = _exp0/_sumexp0
-    e_logits = -_softmax0*total_count + x
+    e_logits = _output(-_softmax0*total_count + x, batch + (size,), dtype, copy=False)
     return {"logits": e_logits}
 
 
@@ -77,3 +77,13 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out

@@ -33,12 +33,12 @@ def log_prob(x, total_count, normalized_probs):
     total_count = np.asarray(total_count, dtype)
     size = x.shape[-1]
     batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, normalized_probs.shape[:-1])
-    x = np.broadcast_to(x, batch + (size,))
-    total_count = np.broadcast_to(total_count, batch)[..., None]
-    normalized_probs = np.broadcast_to(normalized_probs, batch + (size,))
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(_xlogy(x, normalized_probs), axis=-1, keepdims=True)
-    return (-_sum0 + _sum1 + special.gammaln(total_count + 1))[..., 0]
+    return _output((-_sum0 + _sum1 + special.gammaln(total_count + 1))[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, normalized_probs):
@@ -58,10 +58,10 @@ def eligibility(x, total_count, normalized_probs):
     total_count = np.asarray(total_count, dtype)
     size = x.shape[-1]
     batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, normalized_probs.shape[:-1])
-    x = np.broadcast_to(x, batch + (size,))
-    total_count = np.broadcast_to(total_count, batch)[..., None]
-    normalized_probs = np.broadcast_to(normalized_probs, batch + (size,))
-    e_normalized_probs = _xdivy(x, normalized_probs)
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
+    e_normalized_probs = _output(_xdivy(x, normalized_probs), batch + (size,), dtype, copy=False)
     return {"normalized_probs": e_normalized_probs}
 
 
@@ -69,6 +69,16 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out
 
 
 def _xdivy(a, b):

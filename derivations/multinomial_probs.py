@@ -33,13 +33,13 @@ def log_prob(x, total_count, probs):
     total_count = np.asarray(total_count, dtype)
     size = x.shape[-1]
     batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, probs.shape[:-1])
-    x = np.broadcast_to(x, batch + (size,))
-    total_count = np.broadcast_to(total_count, batch)[..., None]
-    probs = np.broadcast_to(probs, batch + (size,))
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(probs, axis=-1, keepdims=True)
     _sum2 = np.sum(_xlogy(x, probs), axis=-1, keepdims=True)
-    return (-_sum0 + _sum2 - total_count*np.log(_sum1) + special.gammaln(total_count + 1))[..., 0]
+    return _output((-_sum0 + _sum2 - total_count*np.log(_sum1) + special.gammaln(total_count + 1))[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, probs):
@@ -59,11 +59,11 @@ def eligibility(x, total_count, probs):
     total_count = np.asarray(total_count, dtype)
     size = x.shape[-1]
     batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, probs.shape[:-1])
-    x = np.broadcast_to(x, batch + (size,))
-    total_count = np.broadcast_to(total_count, batch)[..., None]
-    probs = np.broadcast_to(probs, batch + (size,))
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(probs, axis=-1, keepdims=True)
-    e_probs = _xdivy(x, probs) - total_count/_sum0
+    e_probs = _output(_xdivy(x, probs) - total_count/_sum0, batch + (size,), dtype, copy=False)
     return {"probs": e_probs}
 
 
@@ -71,6 +71,16 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _output(value, shape, dtype, copy):
+    """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    if not copy and np.shape(value) == shape and value.dtype == dtype:
+        return value
+    out = np.empty(shape, dtype)
+    out[...] = value
+    return out
 
 
 def _xdivy(a, b):
