@@ -63,8 +63,11 @@ def list_catalog() -> None:
     """List every family and parametrization."""
     from . import catalog
 
-    rows = [(e.family, e.param, ", ".join(e.parameters), ", ".join(e.arguments) or "-", e.torch or "-") for e in catalog()]
-    header = ("family", "param", "differentiated", "also takes", "torch.distributions")
+    rows = [
+        (e.family, e.param, ", ".join(e.parameters), ", ".join(e.arguments) or "-", e.support, e.torch or "-")
+        for e in catalog()
+    ]
+    header = ("family", "param", "differentiated", "also takes", "support of x", "torch.distributions")
     widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]
     for r in [header, *rows]:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
@@ -82,6 +85,8 @@ def derive(
     """Print the log-likelihood and the eligibility of a family in a parametrization."""
     from . import derive as derive_entry
 
+    if standalone and (format is not Format.latex or k is not None):
+        raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
     d = derive_entry(family, param)
     if k is not None:
         _emit(_expanded(d, k, format), output)
@@ -171,8 +176,10 @@ def export(
         raise SymeligError("name a family to export (see `symelig list`), or use --all")
     if not output or not output.endswith(".py"):
         raise SymeligError("give -o FILE.py: the module is written to a .py file")
-    if not Path(output).stem.isidentifier():
-        raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit)")
+    import keyword
+
+    if not Path(output).stem.isidentifier() or keyword.iskeyword(Path(output).stem):
+        raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit; not a Python keyword)")
     source = derive_entry(family, param).numpy_source
     write_atomic(output, source)
     typer.echo(f"wrote {output}", err=True)
@@ -180,6 +187,9 @@ def export(
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; any user error becomes one line on stderr and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `symelig` is a request for help, not a usage error
+        argv = ["--help"]
     try:
         code = app(args=argv, prog_name="symelig", standalone_mode=False)
     except SymeligError as err:

@@ -35,6 +35,7 @@ class Constraint:
     lower_open: bool = True
     upper: float = np.inf
     upper_open: bool = False
+    notation: str = ""           # the set in mathematical notation, for `symelig list`
 
     def check(self, label: str, values: np.ndarray, **context) -> None:
         """Raise SymeligError naming the first offending element of ``values``."""
@@ -167,9 +168,9 @@ class _Negative(Constraint):
         return -rng.gamma(1.0, size=shape) - 1e-3
 
 
-real = _Real("real", "a finite real number", {"real": True})
+real = _Real("real", "a finite real number", {"real": True}, notation="ℝ")
 real_vector = _Real("real_vector", "a vector of finite real numbers", {"real": True}, event_dim=1)
-positive = _Positive("positive", "a finite number > 0", {"positive": True}, lower=0.0)
+positive = _Positive("positive", "a finite number > 0", {"positive": True}, lower=0.0, notation="(0, ∞)")
 # Relative weights as PyTorch's Categorical(probs=...) accepts them: zeros allowed (a category
 # that can never be drawn); the derivation assumes p > 0, where its formula lives.
 nonnegative_vector = _Weights(
@@ -178,7 +179,7 @@ nonnegative_vector = _Weights(
 )
 simplex = _Simplex(
     "simplex", "a probability vector (entries ≥ 0 summing to 1)", {"positive": True},
-    event_dim=1, lower=0.0, lower_open=False, upper=1.0,
+    event_dim=1, lower=0.0, lower_open=False, upper=1.0, notation="simplex Δ^{K-1}",
 )
 negative = _Negative("negative", "a finite number < 0", {"negative": True}, upper=0.0, upper_open=True)
 # natural parameters α − 1 of gamma, beta and Dirichlet concentrations
@@ -188,20 +189,21 @@ above_minus_one_vector = _AboveMinusOne(
 )
 unit_interval = _Interval(
     "unit_interval", "a number in the open interval (0, 1)", {"positive": True}, lower=0.0, upper=1.0, upper_open=True,
+    notation="(0, 1)",
 )
-angle = _Interval("angle", "an angle in [-π, π]", {"real": True}, lower=-np.pi, lower_open=False, upper=np.pi)
+angle = _Interval("angle", "an angle in [-π, π]", {"real": True}, lower=-np.pi, lower_open=False, upper=np.pi, notation="[-π, π]")
 positive_vector = _Positive("positive_vector", "a vector of finite numbers > 0", {"positive": True}, event_dim=1, lower=0.0)
-binary = _NonnegativeInteger("binary", "0 or 1", {"integer": True, "nonnegative": True}, integer=True, lower=0.0, lower_open=False, upper=1.0)
+binary = _NonnegativeInteger("binary", "0 or 1", {"integer": True, "nonnegative": True}, integer=True, lower=0.0, lower_open=False, upper=1.0, notation="{0, 1}")
 up_to_total_count = _UpTo(
     "up_to_total_count", "an integer from 0 to total_count", {"integer": True, "nonnegative": True},
-    integer=True, lower=0.0, lower_open=False,
+    integer=True, lower=0.0, lower_open=False, notation="{0, …, n}",
 )
-category = _Category("category", "a category index", {"integer": True, "nonnegative": True}, integer=True)
+category = _Category("category", "a category index", {"integer": True, "nonnegative": True}, integer=True, notation="{0, …, K-1}")
 nonnegative_integer = _NonnegativeInteger(
     "nonnegative_integer", "an integer ≥ 0", {"integer": True, "nonnegative": True},
-    integer=True, lower=0.0, lower_open=False,
+    integer=True, lower=0.0, lower_open=False, notation="{0, 1, 2, …}",
 )
 counts = _Counts(
     "counts", "a vector of integer counts ≥ 0", {"integer": True, "nonnegative": True},
-    event_dim=1, integer=True, lower=0.0, lower_open=False,
+    event_dim=1, integer=True, lower=0.0, lower_open=False, notation="ℕ^K, Σx = n",
 )

@@ -5,19 +5,27 @@ for ``exp(log_prob).backward()``; printing both answers the question symelig was
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .errors import SymeligError
 
+# Plain ASCII decimal numbers only: Python's int()/float() would also take '1_000', 'nan',
+# 'infinity' and non-ASCII digits, none of which a user means as a parameter value.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
 
 def _number(token: str, option: str):
     token = token.strip()
-    for kind in (int, float):
-        try:
-            return kind(token)
-        except ValueError:
-            pass
-    raise SymeligError(f"--{option}: {token!r} is not a number; give comma-separated numbers, e.g. 0.69,0.1,0.2")
+    if _INTEGER.fullmatch(token):
+        return int(token)
+    if _FLOAT.fullmatch(token):
+        return float(token)
+    raise SymeligError(
+        f"--{option.replace('_', '-')}: {token!r} is not a number; give comma-separated decimal numbers, e.g. 0.69,0.1,0.2"
+    )
 
 
 def parse_arguments(args: list, names: list, entry: str) -> dict:
@@ -26,11 +34,13 @@ def parse_arguments(args: list, names: list, entry: str) -> dict:
     values, pending = {}, list(args)
     while pending:
         flag = pending.pop(0)
-        name, _, inline = flag.partition("=")
+        name, equals, inline = flag.partition("=")
         if not name.startswith("--") or name[2:].replace("-", "_") not in names:
             raise SymeligError(f"unexpected {flag!r} for {entry}; it takes {allowed}")
         name = name[2:].replace("-", "_")
-        if not inline:
+        if equals and not inline:
+            raise SymeligError(f"--{name.replace('_', '-')} needs a value after '='")
+        if not equals:
             if not pending:
                 raise SymeligError(f"--{name.replace('_', '-')} needs a value")
             inline = pending.pop(0)

@@ -155,6 +155,7 @@ class Entry:
     arguments: tuple
     torch: str | None
     summary: str
+    support: str = ""      # the set x lives in
 
 
 _REGISTRY: dict = {}
@@ -185,7 +186,10 @@ def families() -> dict:
 def catalog() -> list:
     """Every (family, parametrization) pair symelig can derive, sorted by family."""
     return [
-        Entry(name, p.name, tuple(p.parameters), tuple(cls.arguments), cls.torch, p.doc.split("\n\n")[0])
+        Entry(
+            name, p.name, tuple(p.parameters), tuple(cls.arguments), cls.torch, p.doc.split("\n\n")[0],
+            cls.value.notation or cls.value.allowed,
+        )
         for name, cls in families().items()
         for p in cls.parametrizations().values()
     ]

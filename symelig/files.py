@@ -21,6 +21,7 @@ def write_atomic(path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; a normal file follows the umask
         os.replace(tmp, path)
     except OSError as err:
         os.unlink(tmp)
@@ -28,3 +29,13 @@ def write_atomic(path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits a plain ``open(path, "w")`` would give: the old file's, or 0666 & ~umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

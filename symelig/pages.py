@@ -58,13 +58,24 @@ def build() -> dict:
     return files
 
 
+def _generated(path: Path) -> bool:
+    """A page this module wrote for an entry that no longer exists; other files are left alone."""
+    from .family import families
+
+    return (
+        path.is_file()
+        and path.suffix in {".tex", ".md", ".py"}
+        and any(path.stem.startswith(f"{name}_") for name in families())
+    )
+
+
 def write(folder: Path) -> None:
     from .files import write_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     files = build()
     for stale in folder.iterdir():
-        if stale.is_file() and stale.name not in files:
+        if _generated(stale) and stale.name not in files:
             stale.unlink()
     for name, text in files.items():
         write_atomic(folder / name, text)

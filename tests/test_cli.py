@@ -66,6 +66,15 @@ def test_eval_json_and_multinomial(capsys):
 def test_list_shows_the_catalog(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0 and "categorical" in out and "normalized_probs" in out and "Multinomial" in out
+    header, *rows = out.splitlines()
+    assert "support of x" in header and "torch.distributions" in header
+    normal = next(r for r in rows if r.split()[:2] == ["normal", "log_scale"])
+    assert "loc, log_scale" in normal and "ℝ" in normal and normal.endswith("Normal")
+
+
+def test_bare_command_prints_help(capsys):
+    code, out, err = run(capsys)
+    assert code == 0 and "Usage" in out and "derive" in out and err == ""
 
 
 @pytest.mark.parametrize(
@@ -90,6 +99,17 @@ def test_list_shows_the_catalog(capsys):
         (["export", "categorical", "-o", "module.txt"], "-o FILE.py"),
         (["export", "categorical", "-o", "my-module.py"], "not an importable module name"),
         (["export", "-o", "x.py"], "name a family"),
+        (["export", "categorical", "-o", "class.py"], "not a Python keyword"),
+        (["derive", "categorical", "--standalone"], "--standalone makes a whole LaTeX document"),
+        (["derive", "categorical", "-f", "latex", "--standalone", "--k", "3"], "without --k"),
+        (["eval", "categorical", "--probs=", "--x", "0"], "--probs needs a value after '='"),
+        (["eval", "categorical", "--probs", "1_000,1", "--x", "0"], "'1_000' is not a number"),
+        (["eval", "categorical", "--probs", "nan,1", "--x", "0"], "'nan' is not a number"),
+        (["eval", "categorical", "--probs", "0.5,infinity", "--x", "0"], "'infinity' is not a number"),
+        (["eval", "categorical", "--probs", "\u0661,1", "--x", "0"], "is not a number"),
+        (["eval", "normal", "--param", "scale", "--loc", "0", "--scale", "-1", "--x", "0.3"], "scale = -1 is not allowed: scale must be a finite number > 0"),
+        (["eval", "beta", "--concentration1", "2", "--concentration0", "3", "--x", "1"], "x = 1 is not allowed"),
+        (["eval", "poisson", "--rate", "2", "--x", "1.5"], "x = 1.5 is not allowed"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
@@ -103,9 +123,19 @@ def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
 def test_failed_write_leaves_nothing_behind(capsys, tmp_path):
     code, _, err = run(capsys, "derive", "categorical", "-o", str(tmp_path / "missing" / "out.txt"))
     assert code == 2 and "does not exist" in err
-    code, _, _ = run(capsys, "eval", "categorical", "--probs", "x", "--x", "0")
-    assert code == 2
-    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "taken.tex").mkdir()  # the final rename fails after the text was written
+    code, _, err = run(capsys, "derive", "categorical", "-f", "latex", "-o", str(tmp_path / "taken.tex"))
+    assert code == 2 and "cannot write" in err and err.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.tex"] and not any((tmp_path / "taken.tex").iterdir())
+
+
+def test_written_files_follow_the_umask(capsys, tmp_path):
+    old = os.umask(0o022)
+    try:
+        code, _, _ = run(capsys, "export", "categorical", "-o", str(tmp_path / "cat.py"))
+    finally:
+        os.umask(old)
+    assert code == 0 and (tmp_path / "cat.py").stat().st_mode & 0o777 == 0o644
 
 
 def test_console_script_end_to_end(tmp_path):

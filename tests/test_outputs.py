@@ -103,3 +103,13 @@ def test_derivations_index_covers_the_catalog():
     index = (ROOT / "derivations" / "README.md").read_text()
     for e in symelig.catalog():
         assert f"[{e.family}_{e.param}.md]" in index
+
+
+def test_regenerating_pages_leaves_unrelated_files_alone(tmp_path, monkeypatch):
+    from symelig import pages
+
+    monkeypatch.setattr(pages, "build", lambda: {"normal_scale.md": "new\n", "README.md": "index\n"})
+    (tmp_path / "notes.md").write_text("mine")
+    (tmp_path / "normal_retired.py").write_text("old page")
+    pages.write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "normal_scale.md", "notes.md"]
