@@ -65,6 +65,16 @@ class SymbolicDerivation:
     def is_vector(self) -> bool:
         return any(isinstance(s, IndexedBase) for s in self.symbols.values())
 
+    @property
+    def discrete(self) -> bool:
+        """x is a count or category: log p is a log-probability, printed log P(x | θ)."""
+        return bool(self.family.value.integer)
+
+    def definitions(self) -> list:
+        """[(canonical quantity, its expression in θ)]: how the parametrization maps onto the
+        family's canonical parameters, e.g. (σ, exp(s)) or (π_i, p_i / Σ_k p_k); [] for the identity."""
+        return _definitions(self.parametrization.substitution(self.symbols), self.symbols)
+
 
 def _rewrite(expr, rule_set, ctx, target, steps):
     for _ in range(_MAX_PASSES):
@@ -123,13 +133,18 @@ def derive_symbolic(family: type[Family], parametrization: Parametrization) -> S
     return SymbolicDerivation(family, parametrization, symbols, named_log_prob, eligibility, tuple(steps))
 
 
-def _parametrize_statement(substitution: dict, symbols: dict) -> str:
-    parts = []
+def _definitions(substitution: dict, symbols: dict) -> list:
+    out = []
     for name, value in substitution.items():
         target = symbols[name]
         if isinstance(value, Lambda):
             (index,) = value.variables
-            parts.append(f"{target}[{index}] = {value.expr}")
+            out.append((target[index], value.expr))
         else:
-            parts.append(f"{target} = {value}")
+            out.append((target, value))
+    return out
+
+
+def _parametrize_statement(substitution: dict, symbols: dict) -> str:
+    parts = [f"{target} = {value}" for target, value in _definitions(substitution, symbols)]
     return "write the canonical parameters in terms of θ: " + ", ".join(parts)

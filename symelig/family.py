@@ -101,9 +101,13 @@ def positive_parametrizations(name: str, positive: dict, others: dict | None = N
 
     return (
         Parametrization(name, {**others, **positive}, lambda: {}, f"The parameters as PyTorch takes them ({listed} > 0)."),
-        variant(f"log_{name}", "log", exp, f"Log-parametrized: {listed} = exp(log_…), for unconstrained network outputs."),
-        variant(f"softplus_{name}", "raw", softplus, f"Softplus-parametrized: {listed} = softplus(raw_…), for raw network outputs."),
+        variant(f"log_{name}", "log", exp, f"Log-parametrized: {_mapped('exp', 'log', positive)}, for unconstrained network outputs."),
+        variant(f"softplus_{name}", "raw", softplus, f"Softplus-parametrized: {_mapped('softplus', 'raw', positive)}, for raw network outputs."),
     )
+
+
+def _mapped(function: str, prefix: str, positive: dict) -> str:
+    return ", ".join(f"{p} = {function}({prefix}_{p})" for p in positive)
 
 
 class Family:

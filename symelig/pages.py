@@ -14,14 +14,13 @@ def _stem(entry) -> str:
 
 
 def markdown(d) -> str:
-    from .emit.latex import tex
+    from .emit.latex import likelihood, tex
 
     s = d.symbolic
-    given = ", ".join(tex(s.symbols[n]) for n in s.parameters)
-    blocks = [f"\\log p(x \\mid {given}) = {tex(s.log_prob)}"] + [
-        f"\\frac{{\\partial \\log p(x \\mid {given})}}{{\\partial {tex(s.wrt(n))}}} = {tex(e)}"
+    blocks = [f"\\log {likelihood(s)} = {tex(s.log_prob)}"] + [
+        f"\\frac{{\\partial \\log {likelihood(s)}}}{{\\partial {tex(s.wrt(n))}}} = {tex(e)}"
         for n, e in s.eligibility.items()
-    ]
+    ] + [f"{tex(target)} = {tex(value)}" for target, value in s.definitions()]
     math = "\n\n".join(f"```math\n{b}\n```" for b in blocks)
     return (
         f"# {d.family}, parametrization `{d.param}`\n\n"

@@ -78,6 +78,14 @@ def test_latex_fragment_reads_like_a_paper():
     assert r"\log n!" in tex and r"{x}_{i} \log {p}_{i}" in tex
 
 
+def test_latex_names_the_distribution_apart_from_its_parameters():
+    """probs is written p, so a probability mass is written Pr; the reparametrization is stated."""
+    tex = symelig.derive("categorical", "probs").latex()
+    assert r"\log \Pr(x \mid p)" in tex and r"{\pi}_{i} = \frac{{p}_{i}}{\sum_{k=0}^{K - 1} {p}_{k}}" in tex
+    tex = symelig.derive("normal", "log_scale").latex()
+    assert r"\log p(x \mid \mu, s)" in tex and r"$\sigma = e^{s}$" in tex
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (CI installs texlive-latex-base)")
 def test_standalone_latex_compiles(entry, tmp_path):
     source = tmp_path / "doc.tex"

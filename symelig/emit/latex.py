@@ -17,25 +17,26 @@ def tex(expr) -> str:
     return _Latex().doprint(expr)
 
 
-def _given(d) -> str:
-    return ", ".join(tex(d.symbols[n]) for n in d.parameters)
+def likelihood(d) -> str:
+    r"""``\Pr(x \mid θ)`` for a probability mass (categories, counts), ``p(x \mid θ)`` for a density,
+    so that a parameter named p (probs) never collides with the distribution's letter."""
+    given = ", ".join(tex(d.symbols[n]) for n in d.parameters)
+    letter = r"\Pr" if d.discrete else "p"
+    return rf"{letter}(x \mid {given})"
 
 
 def fragment(d) -> str:
     """``align`` environment: log-likelihood, then ∂ log p / ∂θ for every parameter."""
-    given = _given(d)
-    rows = [rf"  \log p(x \mid {given}) &= {tex(d.log_prob)}"]
+    rows = [rf"  \log {likelihood(d)} &= {tex(d.log_prob)}"]
     for name, e in d.eligibility.items():
-        rows.append(
-            rf"  \frac{{\partial \log p(x \mid {given})}}{{\partial {tex(d.wrt(name))}}} &= {tex(e)}"
-        )
-    notes = []
+        rows.append(rf"  \frac{{\partial \log {likelihood(d)}}}{{\partial {tex(d.wrt(name))}}} &= {tex(e)}")
+    notes = [f"${tex(target)} = {tex(value)}$" for target, value in d.definitions()]
     if any(e.has(KroneckerDelta) for e in d.eligibility.values()):
         notes.append(r"$\delta_{jx}$ is the Kronecker delta")
     if any(e.has(Softmax) for e in d.eligibility.values()):
         notes.append(r"$\operatorname{softmax}(z)_j = e^{z_j} / \sum_{i=0}^{K-1} e^{z_i}$")
     if d.is_vector:
-        notes.insert(0, r"$j \in \{0, \dots, K-1\}$ indexes the $K$ categories")
+        notes.append(r"$j \in \{0, \dots, K-1\}$ indexes the $K$ categories")
     where = f"\nwhere {'; '.join(notes)}.\n" if notes else "\n"
     doc = "".join(f"% {line}\n" for line in d.parametrization.doc.split("\n\n")[0].splitlines())
     return (

@@ -80,17 +80,20 @@ def render(derivation) -> str:
     """The ``--format text`` page: what is derived, log p, and each eligibility."""
     d = derivation
     theta = ", ".join(str(d.symbols[n]) for n in d.parameters)
+    letter = "P" if d.discrete else "p"  # P: a probability mass, so probs' letter p stays free
     lines = [
         f"{d.family.name} — parametrization {d.param!r}",
         d.parametrization.doc.split("\n\n")[0],
         "",
-        f"log-likelihood  log p(x | {theta}) =",
+        f"log-likelihood  log {letter}(x | {theta}) =",
         _indent(display(d.log_prob)),
         "",
-        "eligibility  e = ∂ log p(x | θ) / ∂θ  (Williams 1992: gradient of the log-likelihood, not of a loss)",
+        f"eligibility  e = ∂ log {letter}(x | θ) / ∂θ  (Williams 1992: gradient of the log-likelihood, not of a loss)",
     ]
     for name, e in d.eligibility.items():
-        lines += ["", f"∂ log p / ∂{formula(d.wrt(name))}  ({name}) =", _indent(display(e))]
+        lines += ["", f"∂ log {letter} / ∂{formula(d.wrt(name))}  ({name}) =", _indent(display(e))]
+    if d.definitions():
+        lines += ["", "where " + ", ".join(f"{formula(t)} = {formula(v)}" for t, v in d.definitions())]
     if any(expr.has(KroneckerDelta) for expr in d.eligibility.values()):
         lines += ["", "δ is the Kronecker delta; j ∈ {0, …, K−1} is the component, x the sample."]
     return "\n".join(lines) + "\n"
