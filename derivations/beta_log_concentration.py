@@ -8,6 +8,7 @@ Log-parametrized: concentration1 = exp(log_concentration1), concentration0 = exp
     log p(x | u, v) = (exp(u) - 1)*log(x) + (exp(v) - 1)*log(1 - x) + loggamma(exp(u) + exp(v)) - loggamma(exp(u)) - loggamma(exp(v))
     ∂ log p / ∂u = (log(x) + polygamma(0, exp(u) + exp(v)) - polygamma(0, exp(u)))*exp(u)
     ∂ log p / ∂v = (log(1 - x) + polygamma(0, exp(u) + exp(v)) - polygamma(0, exp(v)))*exp(v)
+    where a = exp(u), b = exp(v)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -45,6 +46,7 @@ def eligibility(x, log_concentration1, log_concentration0):
 
     ∂ log p / ∂u = (log(x) + polygamma(0, exp(u) + exp(v)) - polygamma(0, exp(u)))*exp(u)
     ∂ log p / ∂v = (log(1 - x) + polygamma(0, exp(u) + exp(v)) - polygamma(0, exp(v)))*exp(v)
+    where a = exp(u), b = exp(v)
 
     x: (...), a number in the open interval (0, 1)
     log_concentration1: (...), a finite real number

@@ -8,6 +8,7 @@ Softplus-parametrized: concentration1 = softplus(raw_concentration1), concentrat
     log p(x | r, s) = (softplus(r) - 1)*log(x) + (softplus(s) - 1)*log(1 - x) + loggamma(softplus(r) + softplus(s)) - loggamma(softplus(r)) - loggamma(softplus(s))
     ∂ log p / ∂r = (log(x) + polygamma(0, softplus(r) + softplus(s)) - polygamma(0, softplus(r)))*sigmoid(r)
     ∂ log p / ∂s = (log(1 - x) + polygamma(0, softplus(r) + softplus(s)) - polygamma(0, softplus(s)))*sigmoid(s)
+    where a = softplus(r), b = softplus(s)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -45,6 +46,7 @@ def eligibility(x, raw_concentration1, raw_concentration0):
 
     ∂ log p / ∂r = (log(x) + polygamma(0, softplus(r) + softplus(s)) - polygamma(0, softplus(r)))*sigmoid(r)
     ∂ log p / ∂s = (log(1 - x) + polygamma(0, softplus(r) + softplus(s)) - polygamma(0, softplus(s)))*sigmoid(s)
+    where a = softplus(r), b = softplus(s)
 
     x: (...), a number in the open interval (0, 1)
     raw_concentration1: (...), a finite real number

@@ -8,8 +8,9 @@ Softmax logits: π_k = exp(z_k) / Σ_i exp(z_i), as ``Categorical(logits=z)``.
 Identifiability: all K logits are free, z and z + c give the same distribution, and the
 eligibility sums to zero over j (it has no component along the all-ones direction).
 
-    log p(x | z) = z[x] - logsumexp_i(z[i])
-    ∂ log p / ∂z[j] = δ(j,x) - softmax(z)[j]
+    log P(x | z) = z[x] - logsumexp_i(z[i])
+    ∂ log P / ∂z[j] = δ(j,x) - softmax(z)[j]
+    where π[i] = exp(z[i])/Σ_k (exp(z[k]))
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -22,7 +23,7 @@ PARAM = 'logits'
 PARAMETERS = ('logits',)
 
 def log_prob(x, logits):
-    """log p(x | z) = z[x] - logsumexp_i(z[i]), shaped like the batch.
+    """log P(x | z) = z[x] - logsumexp_i(z[i]), shaped like the batch.
 
     x: (...), a category index
     logits: (..., K), a vector of finite real numbers
@@ -47,7 +48,8 @@ def eligibility(x, logits):
     """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
     broadcast over the batch.
 
-    ∂ log p / ∂z[j] = δ(j,x) - softmax(z)[j]
+    ∂ log P / ∂z[j] = δ(j,x) - softmax(z)[j]
+    where π[i] = exp(z[i])/Σ_k (exp(z[k]))
 
     x: (...), a category index
     logits: (..., K), a vector of finite real numbers

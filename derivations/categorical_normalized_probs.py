@@ -8,8 +8,8 @@ Probabilities π already on the simplex, coordinates treated as free.
 The derivative ignores the constraint Σ π = 1, so it differs from the probs result by
 a multiple of the all-ones vector and agrees with it on every direction in the simplex.
 
-    log p(x | pi) = log(pi[x])
-    ∂ log p / ∂pi[j] = δ(j,x)/pi[x]
+    log P(x | π) = log(π[x])
+    ∂ log P / ∂π[j] = δ(j,x)/π[x]
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -22,7 +22,7 @@ PARAM = 'normalized_probs'
 PARAMETERS = ('normalized_probs',)
 
 def log_prob(x, normalized_probs):
-    """log p(x | pi) = log(pi[x]), shaped like the batch.
+    """log P(x | π) = log(π[x]), shaped like the batch.
 
     x: (...), a category index
     normalized_probs: (..., K), a probability vector (entries ≥ 0 summing to 1)
@@ -43,7 +43,7 @@ def eligibility(x, normalized_probs):
     """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
     broadcast over the batch.
 
-    ∂ log p / ∂pi[j] = δ(j,x)/pi[x]
+    ∂ log P / ∂π[j] = δ(j,x)/π[x]
 
     x: (...), a category index
     normalized_probs: (..., K), a probability vector (entries ≥ 0 summing to 1)

@@ -9,8 +9,9 @@ Every p_j enters π_x through the normalizer, so unsampled categories get a non-
 eligibility; scaling p by c scales it by 1/c.  Identifiability: p and c·p are the same
 distribution, and the eligibility is orthogonal to p (Σ_j p_j e_j = 0).
 
-    log p(x | p) = log(p[x]) - log(Σ_i p[i])
-    ∂ log p / ∂p[j] = δ(j,x)/p[x] - 1/Σ_i p[i]
+    log P(x | p) = log(p[x]) - log(Σ_i p[i])
+    ∂ log P / ∂p[j] = δ(j,x)/p[x] - 1/Σ_i p[i]
+    where π[i] = p[i]/Σ_k p[k]
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -23,7 +24,7 @@ PARAM = 'probs'
 PARAMETERS = ('probs',)
 
 def log_prob(x, probs):
-    """log p(x | p) = log(p[x]) - log(Σ_i p[i]), shaped like the batch.
+    """log P(x | p) = log(p[x]) - log(Σ_i p[i]), shaped like the batch.
 
     x: (...), a category index
     probs: (..., K), a vector of finite numbers ≥ 0
@@ -45,7 +46,8 @@ def eligibility(x, probs):
     """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
     broadcast over the batch.
 
-    ∂ log p / ∂p[j] = δ(j,x)/p[x] - 1/Σ_i p[i]
+    ∂ log P / ∂p[j] = δ(j,x)/p[x] - 1/Σ_i p[i]
+    where π[i] = p[i]/Σ_k p[k]
 
     x: (...), a category index
     probs: (..., K), a vector of finite numbers ≥ 0

@@ -7,6 +7,7 @@ Log-parametrized: concentration = exp(log_concentration), for unconstrained netw
 
     log p(x | a) = loggamma(Σ_i (exp(a[i]))) + Σ_i (exp(a[i])*log(x[i])) - Σ_i (log(x[i])) - Σ_i (loggamma(exp(a[i])))
     ∂ log p / ∂a[j] = exp(a[j])*log(x[j]) + exp(a[j])*polygamma(0, Σ_i (exp(a[i]))) - exp(a[j])*polygamma(0, exp(a[j]))
+    where α[i] = exp(a[i])
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -45,6 +46,7 @@ def eligibility(x, log_concentration):
     broadcast over the batch.
 
     ∂ log p / ∂a[j] = exp(a[j])*log(x[j]) + exp(a[j])*polygamma(0, Σ_i (exp(a[i]))) - exp(a[j])*polygamma(0, exp(a[j]))
+    where α[i] = exp(a[i])
 
     x: (..., K), a probability vector (entries ≥ 0 summing to 1)
     log_concentration: (..., K), a vector of finite real numbers

@@ -7,6 +7,7 @@ Softplus-parametrized: concentration = softplus(raw_concentration), for raw netw
 
     log p(x | r) = loggamma(Σ_i (softplus(r[i]))) + Σ_i (softplus(r[i])*log(x[i])) - Σ_i (log(x[i])) - Σ_i (loggamma(softplus(r[i])))
     ∂ log p / ∂r[j] = sigmoid(r[j])*log(x[j]) + sigmoid(r[j])*polygamma(0, Σ_i (softplus(r[i]))) - sigmoid(r[j])*polygamma(0, softplus(r[j]))
+    where α[i] = softplus(r[i])
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -45,6 +46,7 @@ def eligibility(x, raw_concentration):
     broadcast over the batch.
 
     ∂ log p / ∂r[j] = sigmoid(r[j])*log(x[j]) + sigmoid(r[j])*polygamma(0, Σ_i (softplus(r[i]))) - sigmoid(r[j])*polygamma(0, softplus(r[j]))
+    where α[i] = softplus(r[i])
 
     x: (..., K), a probability vector (entries ≥ 0 summing to 1)
     raw_concentration: (..., K), a vector of finite real numbers

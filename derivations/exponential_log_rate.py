@@ -7,6 +7,7 @@ Log-parametrized: rate = exp(log_rate), for unconstrained network outputs.
 
     log p(x | ell) = ell - x*exp(ell)
     ∂ log p / ∂ell = 1 - x*exp(ell)
+    where λ = exp(ell)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -37,6 +38,7 @@ def eligibility(x, log_rate):
     broadcast over the batch.
 
     ∂ log p / ∂ell = 1 - x*exp(ell)
+    where λ = exp(ell)
 
     x: (...), a finite number > 0
     log_rate: (...), a finite real number

@@ -7,6 +7,7 @@ Softplus-parametrized: rate = softplus(raw_rate), for raw network outputs.
 
     log p(x | r) = log(softplus(r)) - x*softplus(r)
     ∂ log p / ∂r = (1/softplus(r) - x)*sigmoid(r)
+    where λ = softplus(r)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -38,6 +39,7 @@ def eligibility(x, raw_rate):
     broadcast over the batch.
 
     ∂ log p / ∂r = (1/softplus(r) - x)*sigmoid(r)
+    where λ = softplus(r)
 
     x: (...), a finite number > 0
     raw_rate: (...), a finite real number

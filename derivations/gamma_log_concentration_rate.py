@@ -8,6 +8,7 @@ Log-parametrized: concentration = exp(log_concentration), rate = exp(log_rate), 
     log p(x | a, b) = b*exp(a) + (exp(a) - 1)*log(x) - x*exp(b) - loggamma(exp(a))
     ∂ log p / ∂a = (b + log(x) - polygamma(0, exp(a)))*exp(a)
     ∂ log p / ∂b = exp(a) - x*exp(b)
+    where α = exp(a), β = exp(b)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -44,6 +45,7 @@ def eligibility(x, log_concentration, log_rate):
 
     ∂ log p / ∂a = (b + log(x) - polygamma(0, exp(a)))*exp(a)
     ∂ log p / ∂b = exp(a) - x*exp(b)
+    where α = exp(a), β = exp(b)
 
     x: (...), a finite number > 0
     log_concentration: (...), a finite real number

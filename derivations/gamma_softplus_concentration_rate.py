@@ -8,6 +8,7 @@ Softplus-parametrized: concentration = softplus(raw_concentration), rate = softp
     log p(x | u, v) = (softplus(u) - 1)*log(x) + softplus(u)*log(softplus(v)) - x*softplus(v) - loggamma(softplus(u))
     ∂ log p / ∂u = (log(x) + log(softplus(v)) - polygamma(0, softplus(u)))*sigmoid(u)
     ∂ log p / ∂v = (softplus(u)/softplus(v) - x)*sigmoid(v)
+    where α = softplus(u), β = softplus(v)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -45,6 +46,7 @@ def eligibility(x, raw_concentration, raw_rate):
 
     ∂ log p / ∂u = (log(x) + log(softplus(v)) - polygamma(0, softplus(u)))*sigmoid(u)
     ∂ log p / ∂v = (softplus(u)/softplus(v) - x)*sigmoid(v)
+    where α = softplus(u), β = softplus(v)
 
     x: (...), a finite number > 0
     raw_concentration: (...), a finite real number

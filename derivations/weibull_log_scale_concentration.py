@@ -8,6 +8,7 @@ Log-parametrized: scale = exp(log_scale), concentration = exp(log_concentration)
     log p(x | s, c) = c + (log(x) - s)*(exp(c) - 1) - s - (x*exp(-s))**exp(c)
     ∂ log p / ∂s = ((x*exp(-s))**exp(c) - 1)*exp(c)
     ∂ log p / ∂c = (log(x) - s)*exp(c) + 1 - (x*exp(-s))**exp(c)*(log(x) - s)*exp(c)
+    where λ = exp(s), k = exp(c)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -44,6 +45,7 @@ def eligibility(x, log_scale, log_concentration):
 
     ∂ log p / ∂s = ((x*exp(-s))**exp(c) - 1)*exp(c)
     ∂ log p / ∂c = (log(x) - s)*exp(c) + 1 - (x*exp(-s))**exp(c)*(log(x) - s)*exp(c)
+    where λ = exp(s), k = exp(c)
 
     x: (...), a finite number > 0
     log_scale: (...), a finite real number

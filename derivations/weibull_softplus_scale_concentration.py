@@ -8,6 +8,7 @@ Softplus-parametrized: scale = softplus(raw_scale), concentration = softplus(raw
     log p(x | r, q) = (softplus(q) - 1)*(log(x) - log(softplus(r))) + log(softplus(q)) - (x/softplus(r))**softplus(q) - log(softplus(r))
     ∂ log p / ∂r = ((x/softplus(r))**softplus(q) - 1)*sigmoid(r)*softplus(q)/softplus(r)
     ∂ log p / ∂q = (log(x) + 1/softplus(q) - (x/softplus(r))**softplus(q)*(log(x) - log(softplus(r))) - log(softplus(r)))*sigmoid(q)
+    where λ = softplus(r), k = softplus(q)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -45,6 +46,7 @@ def eligibility(x, raw_scale, raw_concentration):
 
     ∂ log p / ∂r = ((x/softplus(r))**softplus(q) - 1)*sigmoid(r)*softplus(q)/softplus(r)
     ∂ log p / ∂q = (log(x) + 1/softplus(q) - (x/softplus(r))**softplus(q)*(log(x) - log(softplus(r))) - log(softplus(r)))*sigmoid(q)
+    where λ = softplus(r), k = softplus(q)
 
     x: (...), a finite number > 0
     raw_scale: (...), a finite real number

@@ -65,7 +65,7 @@ def _concrete(expr, size, row, m, d):
     return expr
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
 def test_symbolic_k_agrees_with_expanded_k(vector_entry, size):
     d = symelig.derive(vector_entry.family, vector_entry.param).symbolic
     table = expand(d, size)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from sympy import Add, Indexed, KroneckerDelta, Mul, Symbol, factorial, log
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.pretty_symbology import pretty_symbol
 from sympy.printing.str import StrPrinter
 
 from ..functions import LogSumExp, Softmax, logfactorial, xdivy, xlogy
@@ -20,7 +22,16 @@ class PositiveFirst:
 
 
 class FormulaPrinter(PositiveFirst, StrPrinter):
-    """One-line formulas that read like math: Σ_i, δ(j,x), softmax(z)[j]."""
+    """One-line formulas that read like math: Σ_i, δ(j,x), softmax(z)[j], Greek letters as such."""
+
+    def _print_Symbol(self, expr):
+        return pretty_symbol(expr.name)
+
+    def _print_IndexedBase(self, expr):
+        return pretty_symbol(str(expr.label))
+
+    def _print_Pi(self, expr):
+        return "π"
 
     def _print_Sum(self, expr):
         (index, _, _), = expr.limits
@@ -44,7 +55,7 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
         return self._print(expr.args[0] / expr.args[1])
 
     def _print_logfactorial(self, expr):
-        return f"log({self.parenthesize(expr.args[0], 1000)}!)"
+        return f"log({self.parenthesize(expr.args[0], PRECEDENCE['Pow'])}!)"
 
 
 def formula(expr) -> str:
@@ -76,24 +87,34 @@ def display(expr) -> str:
     return _Pretty({"use_unicode": True, "wrap_line": False}).doprint(_for_display(expr))
 
 
+def letter(d) -> str:
+    """P for a probability mass (categories, counts), p for a density: probs' p stays free."""
+    return "P" if d.discrete else "p"
+
+
+def where(d) -> str:
+    """The reparametrization in one line, e.g. "σ = exp(s)"; "" for the canonical parameters."""
+    return ", ".join(f"{formula(t)} = {formula(v)}" for t, v in d.definitions())
+
+
 def render(derivation) -> str:
     """The ``--format text`` page: what is derived, log p, and each eligibility."""
     d = derivation
-    theta = ", ".join(str(d.symbols[n]) for n in d.parameters)
-    letter = "P" if d.discrete else "p"  # P: a probability mass, so probs' letter p stays free
+    theta = ", ".join(formula(d.symbols[n]) for n in d.parameters)
+    P = letter(d)
     lines = [
         f"{d.family.name} — parametrization {d.param!r}",
         d.parametrization.doc.split("\n\n")[0],
         "",
-        f"log-likelihood  log {letter}(x | {theta}) =",
+        f"log-likelihood  log {P}(x | {theta}) =",
         _indent(display(d.log_prob)),
         "",
-        f"eligibility  e = ∂ log {letter}(x | θ) / ∂θ  (Williams 1992: gradient of the log-likelihood, not of a loss)",
+        f"eligibility  e = ∂ log {P}(x | θ) / ∂θ  (Williams 1992: gradient of the log-likelihood, not of a loss)",
     ]
     for name, e in d.eligibility.items():
-        lines += ["", f"∂ log {letter} / ∂{formula(d.wrt(name))}  ({name}) =", _indent(display(e))]
+        lines += ["", f"∂ log {P} / ∂{formula(d.wrt(name))}  ({name}) =", _indent(display(e))]
     if d.definitions():
-        lines += ["", "where " + ", ".join(f"{formula(t)} = {formula(v)}" for t, v in d.definitions())]
+        lines += ["", f"where {where(d)}"]
     if any(expr.has(KroneckerDelta) for expr in d.eligibility.values()):
         lines += ["", "δ is the Kronecker delta; j ∈ {0, …, K−1} is the component, x the sample."]
     return "\n".join(lines) + "\n"
