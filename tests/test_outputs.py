@@ -121,3 +121,14 @@ def test_regenerating_pages_leaves_unrelated_files_alone(tmp_path, monkeypatch):
     (tmp_path / "normal_retired.py").write_text("old page")
     pages.write(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "normal_scale.md", "notes.md"]
+
+
+def test_readme_catalog_lists_every_entry():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"{len(symelig.catalog())} entries" in readme
+    rows: dict = {}
+    for line in readme.splitlines():
+        if line.startswith("| "):
+            rows[line.split("|")[1].strip()] = rows.get(line.split("|")[1].strip(), "") + line
+    for e in symelig.catalog():
+        assert f"`{e.param}`" in rows.get(e.family, ""), f"README's catalog table lacks {e.family} {e.param}"
