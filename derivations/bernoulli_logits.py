@@ -13,6 +13,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'bernoulli'
@@ -30,7 +31,19 @@ def log_prob(x, logits):
     logits = logits.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, logits.shape)
-    return _output(-x*np.logaddexp(0, -logits) - (1 - x)*np.logaddexp(0, logits), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _b0 = np.multiply(logits, -1)
+    np.logaddexp(0, _b0, out=_b0)
+    _b1 = np.multiply(_b0, x, out=_into(_b0, x))
+    _b2 = np.negative(x)
+    np.add(_b2, 1, out=_b2)
+    _b3 = np.logaddexp(0, logits)
+    _b4 = np.multiply(_b2, _b3, out=_into(_b2, _b3))
+    np.negative(_b1, out=_b1)
+    np.subtract(_b1, _b4, out=_b1)
+    _log_prob = _b1
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, logits):
@@ -48,7 +61,11 @@ def eligibility(x, logits):
     logits = logits.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, logits.shape)
-    e_logits = _output(x - _sigmoid(logits), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _b0 = special.expit(logits)
+    e_logits = np.subtract(x, _b0, out=_into(_b0, x))
+    e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
 
 
@@ -56,6 +73,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -68,6 +91,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -29,7 +29,19 @@ def log_prob(x, probs):
     probs = probs.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, probs.shape)
-    return _output(x*np.log(probs) + (1 - x)*np.log(1 - probs), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.log(probs)
+    _b1 = np.multiply(_b0, x, out=_into(_b0, x))
+    _b2 = np.negative(x)
+    np.add(_b2, 1, out=_b2)
+    _b3 = np.negative(probs)
+    np.add(_b3, 1, out=_b3)
+    np.log(_b3, out=_b3)
+    _b4 = np.multiply(_b2, _b3, out=_into(_b2, _b3))
+    np.add(_b1, _b4, out=_b1)
+    _log_prob = _b1
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, probs):
@@ -46,7 +58,14 @@ def eligibility(x, probs):
     probs = probs.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, probs.shape)
-    e_probs = _output((probs - x)/(probs**2 - probs), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.subtract(probs, x)
+    _b1 = np.square(probs)
+    np.subtract(_b1, probs, out=_b1)
+    np.divide(_b0, _b1, out=_b0)
+    e_probs = _b0
+    e_probs = _output(e_probs, batch, dtype, copy=False)
     return {"probs": e_probs}
 
 
@@ -54,6 +73,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -64,3 +89,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

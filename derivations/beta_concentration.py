@@ -34,7 +34,26 @@ def log_prob(x, concentration1, concentration0):
     concentration0 = concentration0.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, concentration1.shape, concentration0.shape)
-    return _output((concentration0 - 1)*np.log(1 - x) + (concentration1 - 1)*np.log(x) - special.gammaln(concentration0) - special.gammaln(concentration1) + special.gammaln(concentration0 + concentration1), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    concentration1 = _with_ndim(concentration1, max(len(batch), 1))
+    concentration0 = _with_ndim(concentration0, max(len(batch), 1))
+    _b0 = special.gammaln(concentration0)
+    _b1 = special.gammaln(concentration1)
+    _b2 = np.add(concentration0, -1)
+    _b3 = np.negative(x)
+    np.add(_b3, 1, out=_b3)
+    np.log(_b3, out=_b3)
+    _b4 = np.multiply(_b2, _b3, out=_into(_b2, _b3))
+    _b5 = np.add(concentration1, -1)
+    _b6 = np.log(x)
+    _b7 = np.multiply(_b5, _b6, out=_into(_b5, _b6))
+    _b8 = np.add(concentration0, concentration1)
+    special.gammaln(_b8, out=_b8)
+    np.subtract(_b4, _b0, out=_b4)
+    _log_prob = np.subtract(_b4, _b1, out=_into(_b4, _b1))
+    np.add(_log_prob, _b7, out=_log_prob)
+    np.add(_log_prob, _b8, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, concentration1, concentration0):
@@ -55,9 +74,23 @@ def eligibility(x, concentration1, concentration0):
     concentration0 = concentration0.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, concentration1.shape, concentration0.shape)
-    _t0 = special.digamma(concentration0 + concentration1)
-    e_concentration1 = _output(_t0 + np.log(x) - special.digamma(concentration1), batch, dtype, copy=False)
-    e_concentration0 = _output(_t0 + np.log(1 - x) - special.digamma(concentration0), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    concentration1 = _with_ndim(concentration1, max(len(batch), 1))
+    concentration0 = _with_ndim(concentration0, max(len(batch), 1))
+    _t0 = np.add(concentration0, concentration1)
+    special.digamma(_t0, out=_t0)
+    _b1 = special.digamma(concentration1)
+    _b2 = np.log(x)
+    e_concentration1 = np.add(_b2, _t0, out=_into(_b2, _t0))
+    np.subtract(e_concentration1, _b1, out=e_concentration1)
+    _b4 = special.digamma(concentration0)
+    _b5 = np.negative(x)
+    np.add(_b5, 1, out=_b5)
+    np.log(_b5, out=_b5)
+    np.subtract(_t0, _b4, out=_t0)
+    e_concentration0 = np.add(_t0, _b5, out=_into(_t0, _b5))
+    e_concentration1 = _output(e_concentration1, batch, dtype, copy=False)
+    e_concentration0 = _output(e_concentration0, batch, dtype, copy=False)
     return {"concentration1": e_concentration1, "concentration0": e_concentration0}
 
 
@@ -65,6 +98,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -75,3 +114,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -35,9 +35,28 @@ def log_prob(x, log_concentration1, log_concentration0):
     log_concentration0 = log_concentration0.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_concentration1.shape, log_concentration0.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_concentration1 = _with_ndim(log_concentration1, max(len(batch), 1))
+    log_concentration0 = _with_ndim(log_concentration0, max(len(batch), 1))
     _t0 = np.exp(log_concentration0)
     _t1 = np.exp(log_concentration1)
-    return _output((_t0 - 1)*np.log(1 - x) + (_t1 - 1)*np.log(x) - special.gammaln(_t0) - special.gammaln(_t1) + special.gammaln(_t0 + _t1), batch, dtype, copy=False)
+    _b2 = special.gammaln(_t0)
+    _b3 = special.gammaln(_t1)
+    _b4 = np.add(_t0, -1)
+    _b5 = np.negative(x)
+    np.add(_b5, 1, out=_b5)
+    np.log(_b5, out=_b5)
+    _b6 = np.multiply(_b4, _b5, out=_into(_b4, _b5))
+    _b7 = np.add(_t1, -1)
+    _b8 = np.log(x)
+    _b9 = np.multiply(_b7, _b8, out=_into(_b7, _b8))
+    _b10 = np.add(_t0, _t1)
+    special.gammaln(_b10, out=_b10)
+    np.subtract(_b6, _b2, out=_b6)
+    _log_prob = np.subtract(_b6, _b3, out=_into(_b6, _b3))
+    np.add(_log_prob, _b9, out=_log_prob)
+    np.add(_log_prob, _b10, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, log_concentration1, log_concentration0):
@@ -59,11 +78,27 @@ def eligibility(x, log_concentration1, log_concentration0):
     log_concentration0 = log_concentration0.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_concentration1.shape, log_concentration0.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_concentration1 = _with_ndim(log_concentration1, max(len(batch), 1))
+    log_concentration0 = _with_ndim(log_concentration0, max(len(batch), 1))
     _t0 = np.exp(log_concentration1)
     _t1 = np.exp(log_concentration0)
-    _t2 = special.digamma(_t0 + _t1)
-    e_log_concentration1 = _output(_t0*(_t2 + np.log(x) - special.digamma(_t0)), batch, dtype, copy=False)
-    e_log_concentration0 = _output(_t1*(_t2 + np.log(1 - x) - special.digamma(_t1)), batch, dtype, copy=False)
+    _t2 = np.add(_t0, _t1)
+    special.digamma(_t2, out=_t2)
+    _b3 = special.digamma(_t0)
+    _b4 = np.log(x)
+    e_log_concentration1 = np.add(_b4, _t2, out=_into(_b4, _t2))
+    np.subtract(e_log_concentration1, _b3, out=e_log_concentration1)
+    np.multiply(e_log_concentration1, _t0, out=e_log_concentration1)
+    _b6 = special.digamma(_t1)
+    _b7 = np.negative(x)
+    np.add(_b7, 1, out=_b7)
+    np.log(_b7, out=_b7)
+    np.subtract(_t2, _b6, out=_t2)
+    e_log_concentration0 = np.add(_t2, _b7, out=_into(_t2, _b7))
+    np.multiply(e_log_concentration0, _t1, out=e_log_concentration0)
+    e_log_concentration1 = _output(e_log_concentration1, batch, dtype, copy=False)
+    e_log_concentration0 = _output(e_log_concentration0, batch, dtype, copy=False)
     return {"log_concentration1": e_log_concentration1, "log_concentration0": e_log_concentration0}
 
 
@@ -71,6 +106,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -81,3 +122,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

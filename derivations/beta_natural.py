@@ -35,7 +35,27 @@ def log_prob(x, eta1, eta2):
     eta2 = eta2.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta1.shape, eta2.shape)
-    return _output(eta1*np.log(x) + eta2*np.log(1 - x) - special.gammaln(eta1 + 1) - special.gammaln(eta2 + 1) + special.gammaln(eta1 + eta2 + 2), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta1 = _with_ndim(eta1, max(len(batch), 1))
+    eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _b0 = np.add(eta1, 1)
+    special.gammaln(_b0, out=_b0)
+    _b1 = np.add(eta2, 1)
+    special.gammaln(_b1, out=_b1)
+    _b2 = np.log(x)
+    _b3 = np.multiply(_b2, eta1, out=_into(_b2, eta1))
+    _b4 = np.negative(x)
+    np.add(_b4, 1, out=_b4)
+    np.log(_b4, out=_b4)
+    _b5 = np.multiply(_b4, eta2, out=_into(_b4, eta2))
+    _b6 = np.add(eta1, eta2)
+    np.add(_b6, 2, out=_b6)
+    special.gammaln(_b6, out=_b6)
+    np.subtract(_b3, _b0, out=_b3)
+    _log_prob = np.subtract(_b3, _b1, out=_into(_b3, _b1))
+    np.add(_log_prob, _b5, out=_log_prob)
+    np.add(_log_prob, _b6, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, eta1, eta2):
@@ -57,9 +77,26 @@ def eligibility(x, eta1, eta2):
     eta2 = eta2.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta1.shape, eta2.shape)
-    _t0 = special.digamma(eta1 + eta2 + 2)
-    e_eta1 = _output(_t0 + np.log(x) - special.digamma(eta1 + 1), batch, dtype, copy=False)
-    e_eta2 = _output(_t0 + np.log(1 - x) - special.digamma(eta2 + 1), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta1 = _with_ndim(eta1, max(len(batch), 1))
+    eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _t0 = np.add(eta1, eta2)
+    np.add(_t0, 2, out=_t0)
+    special.digamma(_t0, out=_t0)
+    _b1 = np.add(eta1, 1)
+    special.digamma(_b1, out=_b1)
+    _b2 = np.log(x)
+    e_eta1 = np.add(_b2, _t0, out=_into(_b2, _t0))
+    np.subtract(e_eta1, _b1, out=e_eta1)
+    _b4 = np.add(eta2, 1)
+    special.digamma(_b4, out=_b4)
+    _b5 = np.negative(x)
+    np.add(_b5, 1, out=_b5)
+    np.log(_b5, out=_b5)
+    np.subtract(_t0, _b4, out=_t0)
+    e_eta2 = np.add(_t0, _b5, out=_into(_t0, _b5))
+    e_eta1 = _output(e_eta1, batch, dtype, copy=False)
+    e_eta2 = _output(e_eta2, batch, dtype, copy=False)
     return {"eta1": e_eta1, "eta2": e_eta2}
 
 
@@ -67,6 +104,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -77,3 +120,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

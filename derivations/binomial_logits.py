@@ -33,8 +33,23 @@ def log_prob(x, total_count, logits):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, logits.shape)
-    _t0 = total_count - x
-    return _output(-_t0*np.logaddexp(0, logits) - x*np.logaddexp(0, -logits) - special.gammaln(_t0 + 1) + special.gammaln(total_count + 1) - special.gammaln(x + 1), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _t0 = np.subtract(total_count, x)
+    _b1 = special.gammaln(_t0 + 1)
+    _b2 = special.gammaln(x + 1)
+    _b3 = np.logaddexp(0, logits)
+    _b4 = np.multiply(_b3, _t0, out=_into(_b3, _t0))
+    _b5 = np.multiply(logits, -1)
+    np.logaddexp(0, _b5, out=_b5)
+    _b6 = np.multiply(_b5, x, out=_into(_b5, x))
+    _b7 = special.gammaln(total_count + 1)
+    _b8 = np.subtract(_b7, _b1, out=_into(_b7, _b1))
+    np.subtract(_b8, _b2, out=_b8)
+    _log_prob = np.subtract(_b8, _b4, out=_into(_b8, _b4))
+    np.subtract(_log_prob, _b6, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, logits):
@@ -54,7 +69,13 @@ def eligibility(x, total_count, logits):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, logits.shape)
-    e_logits = _output(-total_count*_sigmoid(logits) + x, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _b0 = special.expit(logits)
+    _b1 = np.multiply(_b0, total_count, out=_into(_b0, total_count))
+    e_logits = np.subtract(x, _b1, out=_into(_b1, x))
+    e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
 
 
@@ -62,6 +83,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -74,6 +101,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

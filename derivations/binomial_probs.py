@@ -32,8 +32,25 @@ def log_prob(x, total_count, probs):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, probs.shape)
-    _t0 = total_count - x
-    return _output(_t0*np.log(1 - probs) + x*np.log(probs) - special.gammaln(_t0 + 1) + special.gammaln(total_count + 1) - special.gammaln(x + 1), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _t0 = np.subtract(total_count, x)
+    _b1 = special.gammaln(_t0 + 1)
+    _b2 = special.gammaln(x + 1)
+    _b3 = np.negative(probs)
+    np.add(_b3, 1, out=_b3)
+    np.log(_b3, out=_b3)
+    _b4 = np.multiply(_b3, _t0, out=_into(_b3, _t0))
+    _b5 = np.log(probs)
+    _b6 = np.multiply(_b5, x, out=_into(_b5, x))
+    _b7 = special.gammaln(total_count + 1)
+    np.subtract(_b4, _b1, out=_b4)
+    np.subtract(_b4, _b2, out=_b4)
+    np.add(_b4, _b6, out=_b4)
+    np.add(_b4, _b7, out=_b4)
+    _log_prob = _b4
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, probs):
@@ -52,7 +69,16 @@ def eligibility(x, total_count, probs):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, probs.shape)
-    e_probs = _output((probs*total_count - x)/(probs**2 - probs), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.multiply(probs, total_count)
+    _b1 = np.subtract(_b0, x, out=_into(_b0, x))
+    _b2 = np.square(probs)
+    np.subtract(_b2, probs, out=_b2)
+    np.divide(_b1, _b2, out=_b1)
+    e_probs = _b1
+    e_probs = _output(e_probs, batch, dtype, copy=False)
     return {"probs": e_probs}
 
 
@@ -60,6 +86,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -70,3 +102,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -37,11 +37,13 @@ def log_prob(x, logits):
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _max0 = np.max(logits, axis=-1, keepdims=True)
-    _exp0 = np.exp(logits - _max0)
+    _exp0 = np.subtract(logits, _max0)
+    np.exp(_exp0, out=_exp0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _logits_at_x0 = np.take_along_axis(logits, _x, axis=-1)
-    return _output((_logits_at_x0 - _logsumexp0)[..., 0], batch, dtype, copy=False)
+    _log_prob = _logits_at_x0 - _logsumexp0
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, logits):
@@ -63,11 +65,15 @@ def eligibility(x, logits):
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _max0 = np.max(logits, axis=-1, keepdims=True)
-    _exp0 = np.exp(logits - _max0)
+    _exp0 = np.subtract(logits, _max0)
+    np.exp(_exp0, out=_exp0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
-    _softmax0 = _exp0/_sumexp0
-    e_logits = _output(-_softmax0, batch + (size,), dtype, copy=False)
-    _add_at(e_logits, _x, 1)
+    _c0 = -1/_sumexp0
+    np.multiply(_exp0, _c0, out=_exp0)
+    e_logits = _exp0
+    _at_x_logits = 1
+    e_logits = _output(e_logits, batch + (size,), dtype, copy=False)
+    _add_at(e_logits, _x, _at_x_logits)
     return {"logits": e_logits}
 
 

@@ -36,7 +36,8 @@ def log_prob(x, normalized_probs):
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _normalized_probs_at_x0 = np.take_along_axis(normalized_probs, _x, axis=-1)
-    return _output((np.log(_normalized_probs_at_x0))[..., 0], batch, dtype, copy=False)
+    _log_prob = np.log(_normalized_probs_at_x0)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, normalized_probs):
@@ -57,8 +58,10 @@ def eligibility(x, normalized_probs):
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _normalized_probs_at_x0 = np.take_along_axis(normalized_probs, _x, axis=-1)
-    e_normalized_probs = _output(0, batch + (size,), dtype, copy=True)
-    _add_at(e_normalized_probs, _x, 1/_normalized_probs_at_x0)
+    e_normalized_probs = 0
+    _at_x_normalized_probs = 1/_normalized_probs_at_x0
+    e_normalized_probs = _output(e_normalized_probs, batch + (size,), dtype, copy=True)
+    _add_at(e_normalized_probs, _x, _at_x_normalized_probs)
     return {"normalized_probs": e_normalized_probs}
 
 

@@ -39,7 +39,8 @@ def log_prob(x, probs):
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(probs, axis=-1, keepdims=True)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
-    return _output((np.log(_probs_at_x0) - np.log(_sum0))[..., 0], batch, dtype, copy=False)
+    _log_prob = np.log(_probs_at_x0) - np.log(_sum0)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, probs):
@@ -62,8 +63,10 @@ def eligibility(x, probs):
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(probs, axis=-1, keepdims=True)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
-    e_probs = _output(-1/_sum0, batch + (size,), dtype, copy=False)
-    _add_at(e_probs, _x, 1/_probs_at_x0)
+    e_probs = -1/_sum0
+    _at_x_probs = 1/_probs_at_x0
+    e_probs = _output(e_probs, batch + (size,), dtype, copy=True)
+    _add_at(e_probs, _x, _at_x_probs)
     return {"probs": e_probs}
 
 

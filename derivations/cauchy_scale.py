@@ -33,7 +33,20 @@ def log_prob(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    return _output(-np.log(scale) - np.log(1 + (-loc + x)**2/scale**2) - 1.1447298858494002, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.log(scale)
+    _b1 = np.subtract(x, loc)
+    np.square(_b1, out=_b1)
+    _b2 = np.square(scale)
+    _b3 = np.divide(_b1, _b2, out=_into(_b1, _b2))
+    np.add(_b3, 1, out=_b3)
+    np.log(_b3, out=_b3)
+    np.negative(_b0, out=_b0)
+    _log_prob = np.subtract(_b0, _b3, out=_into(_b0, _b3))
+    np.subtract(_log_prob, 1.1447298858494002, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, scale):
@@ -54,12 +67,22 @@ def eligibility(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    _t0 = loc - x
-    _t1 = scale**2
-    _t2 = _t0**2
-    _t3 = 1/(_t1 + _t2)
-    e_loc = _output(-2*_t0*_t3, batch, dtype, copy=False)
-    e_scale = _output(_t3*(-_t1 + _t2)/scale, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.subtract(loc, x)
+    _t1 = np.square(scale)
+    _t2 = np.square(_t0)
+    _b3 = np.add(_t1, _t2)
+    _t3 = np.divide(1, _b3)
+    e_loc = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    np.multiply(e_loc, -2, out=e_loc)
+    _b6 = np.subtract(_t2, _t1, out=_into(_t2, _t1))
+    np.multiply(_t3, _b6, out=_t3)
+    np.divide(_t3, scale, out=_t3)
+    e_scale = _t3
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
 
 
@@ -67,6 +90,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -77,3 +106,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

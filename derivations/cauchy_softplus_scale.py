@@ -14,6 +14,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'cauchy'
@@ -34,8 +35,21 @@ def log_prob(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    return _output(-np.log(_t0) - np.log(1 + (-loc + x)**2/_t0**2) - 1.1447298858494002, batch, dtype, copy=False)
+    _b1 = np.log(_t0)
+    _b2 = np.subtract(x, loc)
+    np.square(_b2, out=_b2)
+    _b3 = np.square(_t0)
+    _b4 = np.divide(_b2, _b3, out=_into(_b2, _b3))
+    np.add(_b4, 1, out=_b4)
+    np.log(_b4, out=_b4)
+    np.negative(_b1, out=_b1)
+    _log_prob = np.subtract(_b1, _b4, out=_into(_b1, _b4))
+    np.subtract(_log_prob, 1.1447298858494002, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, raw_scale):
@@ -57,13 +71,25 @@ def eligibility(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
-    _t0 = loc - x
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.subtract(loc, x)
     _t1 = np.logaddexp(0, raw_scale)
-    _t2 = _t1**2
-    _t3 = _t0**2
-    _t4 = 1/(_t2 + _t3)
-    e_loc = _output(-2*_t0*_t4, batch, dtype, copy=False)
-    e_raw_scale = _output(_t4*(-_t2 + _t3)*_sigmoid(raw_scale)/_t1, batch, dtype, copy=False)
+    _t2 = np.square(_t1)
+    _t3 = np.square(_t0)
+    _b4 = np.add(_t2, _t3)
+    _t4 = np.divide(1, _b4)
+    e_loc = np.multiply(_t0, _t4, out=_into(_t0, _t4))
+    np.multiply(e_loc, -2, out=e_loc)
+    _b7 = np.subtract(_t3, _t2, out=_into(_t3, _t2))
+    _b8 = special.expit(raw_scale)
+    np.multiply(_t4, _b7, out=_t4)
+    np.multiply(_t4, _b8, out=_t4)
+    np.divide(_t4, _t1, out=_t4)
+    e_raw_scale = _t4
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
 
 
@@ -71,6 +97,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -83,6 +115,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

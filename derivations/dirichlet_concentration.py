@@ -37,7 +37,8 @@ def log_prob(x, concentration):
     _sum1 = np.sum(special.gammaln(concentration), axis=-1, keepdims=True)
     _sum2 = np.sum(concentration*np.log(x), axis=-1, keepdims=True)
     _sum3 = np.sum(concentration, axis=-1, keepdims=True)
-    return _output((-_sum0 - _sum1 + _sum2 + special.gammaln(_sum3))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_sum0 - _sum1 + _sum2 + special.gammaln(_sum3)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, concentration):
@@ -58,7 +59,12 @@ def eligibility(x, concentration):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
     _sum0 = np.sum(concentration, axis=-1, keepdims=True)
-    e_concentration = _output(np.log(x) + special.digamma(_sum0) - special.digamma(concentration), batch + (size,), dtype, copy=False)
+    _b0 = special.digamma(concentration)
+    _b1 = np.log(x)
+    e_concentration = np.subtract(_b1, _b0, out=_into(_b1, _b0))
+    _c3 = special.digamma(_sum0)
+    np.add(e_concentration, _c3, out=e_concentration)
+    e_concentration = _output(e_concentration, batch + (size,), dtype, copy=False)
     return {"concentration": e_concentration}
 
 
@@ -66,6 +72,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

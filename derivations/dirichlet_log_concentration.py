@@ -38,7 +38,8 @@ def log_prob(x, log_concentration):
     _sum1 = np.sum(special.gammaln(np.exp(log_concentration)), axis=-1, keepdims=True)
     _sum2 = np.sum(np.exp(log_concentration)*np.log(x), axis=-1, keepdims=True)
     _sum3 = np.sum(np.exp(log_concentration), axis=-1, keepdims=True)
-    return _output((-_sum0 - _sum1 + _sum2 + special.gammaln(_sum3))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_sum0 - _sum1 + _sum2 + special.gammaln(_sum3)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, log_concentration):
@@ -61,7 +62,15 @@ def eligibility(x, log_concentration):
     log_concentration = log_concentration.reshape((1,) * (len(batch) + 1 - log_concentration.ndim) + log_concentration.shape)
     _sum0 = np.sum(np.exp(log_concentration), axis=-1, keepdims=True)
     _t0 = np.exp(log_concentration)
-    e_log_concentration = _output(_t0*np.log(x) + _t0*special.digamma(_sum0) - _t0*special.digamma(_t0), batch + (size,), dtype, copy=False)
+    _b1 = np.log(x)
+    _b2 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _b3 = np.multiply(_t0, special.digamma(_sum0))
+    _b4 = special.digamma(_t0)
+    np.multiply(_b4, _t0, out=_b4)
+    np.add(_b2, _b3, out=_b2)
+    np.subtract(_b2, _b4, out=_b2)
+    e_log_concentration = _b2
+    e_log_concentration = _output(e_log_concentration, batch + (size,), dtype, copy=False)
     return {"log_concentration": e_log_concentration}
 
 
@@ -69,6 +78,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

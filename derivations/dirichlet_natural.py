@@ -37,7 +37,8 @@ def log_prob(x, eta):
     _sum0 = np.sum(special.gammaln(eta + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(eta*np.log(x), axis=-1, keepdims=True)
     _sum2 = np.sum(eta, axis=-1, keepdims=True)
-    return _output((-_sum0 + _sum1 + special.gammaln(_sum2 + size))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_sum0 + _sum1 + special.gammaln(_sum2 + size)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, eta):
@@ -59,7 +60,13 @@ def eligibility(x, eta):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
     _sum0 = np.sum(eta, axis=-1, keepdims=True)
-    e_eta = _output(np.log(x) + special.digamma(_sum0 + size) - special.digamma(eta + 1), batch + (size,), dtype, copy=False)
+    _b0 = np.add(eta, 1)
+    special.digamma(_b0, out=_b0)
+    _b1 = np.log(x)
+    e_eta = np.subtract(_b1, _b0, out=_into(_b1, _b0))
+    _c3 = special.digamma(_sum0 + size)
+    np.add(e_eta, _c3, out=e_eta)
+    e_eta = _output(e_eta, batch + (size,), dtype, copy=False)
     return {"eta": e_eta}
 
 
@@ -67,6 +74,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

@@ -38,7 +38,8 @@ def log_prob(x, raw_concentration):
     _sum1 = np.sum(special.gammaln(np.logaddexp(0, raw_concentration)), axis=-1, keepdims=True)
     _sum2 = np.sum(np.logaddexp(0, raw_concentration)*np.log(x), axis=-1, keepdims=True)
     _sum3 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
-    return _output((-_sum0 - _sum1 + _sum2 + special.gammaln(_sum3))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_sum0 - _sum1 + _sum2 + special.gammaln(_sum3)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, raw_concentration):
@@ -60,8 +61,17 @@ def eligibility(x, raw_concentration):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
     _sum0 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
-    _t0 = _sigmoid(raw_concentration)
-    e_raw_concentration = _output(_t0*np.log(x) + _t0*special.digamma(_sum0) - _t0*special.digamma(np.logaddexp(0, raw_concentration)), batch + (size,), dtype, copy=False)
+    _t0 = special.expit(raw_concentration)
+    _b1 = np.log(x)
+    _b2 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _b3 = np.multiply(_t0, special.digamma(_sum0))
+    _b4 = np.logaddexp(0, raw_concentration)
+    special.digamma(_b4, out=_b4)
+    np.multiply(_b4, _t0, out=_b4)
+    np.add(_b2, _b3, out=_b2)
+    np.subtract(_b2, _b4, out=_b2)
+    e_raw_concentration = _b2
+    e_raw_concentration = _output(e_raw_concentration, batch + (size,), dtype, copy=False)
     return {"raw_concentration": e_raw_concentration}
 
 
@@ -69,6 +79,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -79,8 +95,3 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
-
-
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))

@@ -30,7 +30,12 @@ def log_prob(x, log_rate):
     log_rate = log_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
-    return _output(log_rate - x*np.exp(log_rate), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _b0 = np.exp(log_rate)
+    _log_prob = np.multiply(_b0, x, out=_into(_b0, x))
+    np.subtract(log_rate, _log_prob, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, log_rate):
@@ -48,7 +53,13 @@ def eligibility(x, log_rate):
     log_rate = log_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
-    e_log_rate = _output(-x*np.exp(log_rate) + 1, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _b0 = np.exp(log_rate)
+    e_log_rate = np.multiply(_b0, x, out=_into(_b0, x))
+    np.negative(e_log_rate, out=e_log_rate)
+    np.add(e_log_rate, 1, out=e_log_rate)
+    e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_rate": e_log_rate}
 
 
@@ -56,6 +67,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -66,3 +83,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -29,7 +29,12 @@ def log_prob(x, rate):
     rate = rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, rate.shape)
-    return _output(-rate*x + np.log(rate), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _b0 = np.multiply(rate, x)
+    _b1 = np.log(rate)
+    _log_prob = np.subtract(_b1, _b0, out=_into(_b1, _b0))
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, rate):
@@ -46,7 +51,11 @@ def eligibility(x, rate):
     rate = rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, rate.shape)
-    e_rate = _output(-x + 1/rate, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _b0 = np.divide(1, rate)
+    e_rate = np.subtract(_b0, x, out=_into(_b0, x))
+    e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"rate": e_rate}
 
 
@@ -54,6 +63,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -64,3 +79,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -13,6 +13,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'exponential'
@@ -30,8 +31,13 @@ def log_prob(x, raw_rate):
     raw_rate = raw_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_rate)
-    return _output(-_t0*x + np.log(_t0), batch, dtype, copy=False)
+    _b1 = np.multiply(_t0, x)
+    _b2 = np.log(_t0)
+    _log_prob = np.subtract(_b2, _b1, out=_into(_b2, _b1))
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, raw_rate):
@@ -49,7 +55,15 @@ def eligibility(x, raw_rate):
     raw_rate = raw_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_rate.shape)
-    e_raw_rate = _output((-x + 1/np.logaddexp(0, raw_rate))*_sigmoid(raw_rate), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_rate)
+    _b1 = np.divide(1, _b0)
+    _b2 = np.subtract(_b1, x, out=_into(_b1, x))
+    _b3 = special.expit(raw_rate)
+    np.multiply(_b2, _b3, out=_b2)
+    e_raw_rate = _b2
+    e_raw_rate = _output(e_raw_rate, batch, dtype, copy=False)
     return {"raw_rate": e_raw_rate}
 
 
@@ -57,6 +71,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -69,6 +89,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

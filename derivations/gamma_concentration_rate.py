@@ -34,7 +34,20 @@ def log_prob(x, concentration, rate):
     rate = rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, concentration.shape, rate.shape)
-    return _output(concentration*np.log(rate) - rate*x + (concentration - 1)*np.log(x) - special.gammaln(concentration), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _b0 = special.gammaln(concentration)
+    _b1 = np.log(rate)
+    _b2 = np.multiply(_b1, concentration, out=_into(_b1, concentration))
+    _b3 = np.add(concentration, -1)
+    _b4 = np.log(x)
+    _b5 = np.multiply(_b3, _b4, out=_into(_b3, _b4))
+    _b6 = np.multiply(rate, x)
+    np.subtract(_b2, _b0, out=_b2)
+    _log_prob = np.add(_b2, _b5, out=_into(_b2, _b5))
+    np.subtract(_log_prob, _b6, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, concentration, rate):
@@ -55,8 +68,18 @@ def eligibility(x, concentration, rate):
     rate = rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, concentration.shape, rate.shape)
-    e_concentration = _output(np.log(rate) + np.log(x) - special.digamma(concentration), batch, dtype, copy=False)
-    e_rate = _output(concentration/rate - x, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _b0 = special.digamma(concentration)
+    _b1 = np.log(rate)
+    _b2 = np.log(x)
+    _b3 = np.subtract(_b1, _b0, out=_into(_b1, _b0))
+    e_concentration = np.add(_b3, _b2, out=_into(_b3, _b2))
+    _b5 = np.divide(concentration, rate)
+    e_rate = np.subtract(_b5, x, out=_into(_b5, x))
+    e_concentration = _output(e_concentration, batch, dtype, copy=False)
+    e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"concentration": e_concentration, "rate": e_rate}
 
 
@@ -64,6 +87,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -74,3 +103,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

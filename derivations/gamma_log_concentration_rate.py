@@ -35,8 +35,21 @@ def log_prob(x, log_concentration, log_rate):
     log_rate = log_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_concentration.shape, log_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
     _t0 = np.exp(log_concentration)
-    return _output(_t0*log_rate - x*np.exp(log_rate) + (_t0 - 1)*np.log(x) - special.gammaln(_t0), batch, dtype, copy=False)
+    _b1 = special.gammaln(_t0)
+    _b2 = np.multiply(_t0, log_rate)
+    _b3 = np.add(_t0, -1)
+    _b4 = np.log(x)
+    _b5 = np.multiply(_b3, _b4, out=_into(_b3, _b4))
+    _b6 = np.exp(log_rate)
+    _b7 = np.multiply(_b6, x, out=_into(_b6, x))
+    np.subtract(_b2, _b1, out=_b2)
+    _log_prob = np.add(_b2, _b5, out=_into(_b2, _b5))
+    np.subtract(_log_prob, _b7, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, log_concentration, log_rate):
@@ -58,9 +71,20 @@ def eligibility(x, log_concentration, log_rate):
     log_rate = log_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_concentration.shape, log_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
     _t0 = np.exp(log_concentration)
-    e_log_concentration = _output(_t0*(log_rate + np.log(x) - special.digamma(_t0)), batch, dtype, copy=False)
-    e_log_rate = _output(_t0 - x*np.exp(log_rate), batch, dtype, copy=False)
+    _b1 = special.digamma(_t0)
+    _b2 = np.log(x)
+    _b3 = np.add(_b2, log_rate, out=_into(_b2, log_rate))
+    e_log_concentration = np.subtract(_b3, _b1, out=_into(_b3, _b1))
+    np.multiply(e_log_concentration, _t0, out=e_log_concentration)
+    _b5 = np.exp(log_rate)
+    _b6 = np.multiply(_b5, x, out=_into(_b5, x))
+    e_log_rate = np.subtract(_t0, _b6, out=_into(_t0, _b6))
+    e_log_concentration = _output(e_log_concentration, batch, dtype, copy=False)
+    e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_concentration": e_log_concentration, "log_rate": e_log_rate}
 
 
@@ -68,6 +92,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -78,3 +108,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

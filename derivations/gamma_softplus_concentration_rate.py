@@ -35,9 +35,22 @@ def log_prob(x, raw_concentration, raw_rate):
     raw_rate = raw_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_concentration.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_concentration)
     _t1 = np.logaddexp(0, raw_rate)
-    return _output(_t0*np.log(_t1) - _t1*x + (_t0 - 1)*np.log(x) - special.gammaln(_t0), batch, dtype, copy=False)
+    _b2 = special.gammaln(_t0)
+    _b3 = np.log(_t1)
+    _b4 = np.multiply(_b3, _t0, out=_into(_b3, _t0))
+    _b5 = np.add(_t0, -1)
+    _b6 = np.log(x)
+    _b7 = np.multiply(_b5, _b6, out=_into(_b5, _b6))
+    _b8 = np.multiply(_t1, x)
+    np.subtract(_b4, _b2, out=_b4)
+    _log_prob = np.add(_b4, _b7, out=_into(_b4, _b7))
+    np.subtract(_log_prob, _b8, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, raw_concentration, raw_rate):
@@ -59,10 +72,26 @@ def eligibility(x, raw_concentration, raw_rate):
     raw_rate = raw_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_concentration.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_rate)
     _t1 = np.logaddexp(0, raw_concentration)
-    e_raw_concentration = _output((np.log(_t0) + np.log(x) - special.digamma(_t1))*_sigmoid(raw_concentration), batch, dtype, copy=False)
-    e_raw_rate = _output((-x + _t1/_t0)*_sigmoid(raw_rate), batch, dtype, copy=False)
+    _b2 = special.digamma(_t1)
+    _b3 = np.log(_t0)
+    _b4 = np.log(x)
+    _b5 = np.subtract(_b3, _b2, out=_into(_b3, _b2))
+    _b6 = np.add(_b5, _b4, out=_into(_b5, _b4))
+    _b7 = special.expit(raw_concentration)
+    np.multiply(_b6, _b7, out=_b6)
+    e_raw_concentration = _b6
+    _b8 = np.divide(_t1, _t0, out=_into(_t1, _t0))
+    _b9 = np.subtract(_b8, x, out=_into(_b8, x))
+    _b10 = special.expit(raw_rate)
+    np.multiply(_b9, _b10, out=_b9)
+    e_raw_rate = _b9
+    e_raw_concentration = _output(e_raw_concentration, batch, dtype, copy=False)
+    e_raw_rate = _output(e_raw_rate, batch, dtype, copy=False)
     return {"raw_concentration": e_raw_concentration, "raw_rate": e_raw_rate}
 
 
@@ -70,6 +99,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -82,6 +117,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -13,6 +13,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'geometric'
@@ -30,7 +31,15 @@ def log_prob(x, logits):
     logits = logits.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, logits.shape)
-    return _output(-x*np.logaddexp(0, logits) - np.logaddexp(0, -logits), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _b0 = np.multiply(logits, -1)
+    np.logaddexp(0, _b0, out=_b0)
+    _b1 = np.logaddexp(0, logits)
+    _b2 = np.multiply(_b1, x, out=_into(_b1, x))
+    np.negative(_b0, out=_b0)
+    _log_prob = np.subtract(_b0, _b2, out=_into(_b0, _b2))
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, logits):
@@ -48,8 +57,14 @@ def eligibility(x, logits):
     logits = logits.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, logits.shape)
-    _t0 = _sigmoid(logits)
-    e_logits = _output(-_t0*x - _t0 + 1, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _t0 = special.expit(logits)
+    e_logits = np.multiply(_t0, x)
+    np.negative(e_logits, out=e_logits)
+    np.subtract(e_logits, _t0, out=e_logits)
+    np.add(e_logits, 1, out=e_logits)
+    e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
 
 
@@ -57,6 +72,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -69,6 +90,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -30,7 +30,16 @@ def log_prob(x, eta):
     eta = eta.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta.shape)
-    return _output(eta*x + np.log(1 - np.exp(eta)), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.multiply(eta, x)
+    _b1 = np.exp(eta)
+    np.negative(_b1, out=_b1)
+    np.add(_b1, 1, out=_b1)
+    np.log(_b1, out=_b1)
+    np.add(_b0, _b1, out=_b0)
+    _log_prob = _b0
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, eta):
@@ -48,7 +57,14 @@ def eligibility(x, eta):
     eta = eta.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta.shape)
-    e_eta = _output(x - 1/(-1 + np.exp(-eta)), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.multiply(eta, -1)
+    np.exp(_b0, out=_b0)
+    np.subtract(_b0, 1, out=_b0)
+    _b1 = np.divide(1, _b0)
+    e_eta = np.subtract(x, _b1, out=_into(_b1, x))
+    e_eta = _output(e_eta, batch, dtype, copy=False)
     return {"eta": e_eta}
 
 
@@ -56,6 +72,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -66,3 +88,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -33,8 +33,19 @@ def log_prob(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    _t0 = (-loc + x)/scale
-    return _output(-_t0 - np.log(scale) - np.exp(-_t0), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.subtract(x, loc)
+    _t0 = np.divide(_b0, scale, out=_into(_b0, scale))
+    _b2 = np.multiply(_t0, -1)
+    np.exp(_b2, out=_b2)
+    _b3 = np.log(scale)
+    np.negative(_b2, out=_b2)
+    np.subtract(_b2, _t0, out=_b2)
+    np.subtract(_b2, _b3, out=_b2)
+    _log_prob = _b2
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, scale):
@@ -55,12 +66,24 @@ def eligibility(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    _t0 = 1/scale
-    _t1 = _t0*(-loc + x)
-    _t2 = -_t1
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.divide(1, scale)
+    _b1 = np.subtract(x, loc)
+    _t1 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _t2 = np.multiply(_t1, -1)
     _t3 = np.exp(_t2)
-    e_loc = _output(_t0*(1 - _t3), batch, dtype, copy=False)
-    e_scale = _output(_t0*(-_t1*_t3 - _t2 - 1), batch, dtype, copy=False)
+    e_loc = np.negative(_t3)
+    np.add(e_loc, 1, out=e_loc)
+    np.multiply(e_loc, _t0, out=e_loc)
+    np.multiply(_t1, _t3, out=_t1)
+    np.negative(_t2, out=_t2)
+    np.subtract(_t2, _t1, out=_t2)
+    np.subtract(_t2, 1, out=_t2)
+    e_scale = np.multiply(_t0, _t2, out=_into(_t0, _t2))
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
 
 
@@ -68,6 +91,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -78,3 +107,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -14,6 +14,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'gumbel'
@@ -34,9 +35,19 @@ def log_prob(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    _t1 = (-loc + x)/_t0
-    return _output(-_t1 - np.log(_t0) - np.exp(-_t1), batch, dtype, copy=False)
+    _b1 = np.subtract(x, loc)
+    _t1 = np.divide(_b1, _t0, out=_into(_b1, _t0))
+    _log_prob = np.multiply(_t1, -1)
+    np.exp(_log_prob, out=_log_prob)
+    np.log(_t0, out=_t0)
+    np.negative(_log_prob, out=_log_prob)
+    np.subtract(_log_prob, _t1, out=_log_prob)
+    np.subtract(_log_prob, _t0, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, raw_scale):
@@ -58,12 +69,27 @@ def eligibility(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
-    _t0 = 1/np.logaddexp(0, raw_scale)
-    _t1 = _t0*(-loc + x)
-    _t2 = -_t1
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_scale)
+    _t0 = np.divide(1, _b0)
+    _b2 = np.subtract(x, loc)
+    _t1 = np.multiply(_b2, _t0, out=_into(_b2, _t0))
+    _t2 = np.multiply(_t1, -1)
     _t3 = np.exp(_t2)
-    e_loc = _output(_t0*(1 - _t3), batch, dtype, copy=False)
-    e_raw_scale = _output(_t0*(-_t1*_t3 - _t2 - 1)*_sigmoid(raw_scale), batch, dtype, copy=False)
+    e_loc = np.negative(_t3)
+    np.add(e_loc, 1, out=e_loc)
+    np.multiply(e_loc, _t0, out=e_loc)
+    np.multiply(_t1, _t3, out=_t1)
+    np.negative(_t2, out=_t2)
+    np.subtract(_t2, _t1, out=_t2)
+    np.subtract(_t2, 1, out=_t2)
+    _b7 = special.expit(raw_scale)
+    e_raw_scale = np.multiply(_t0, _t2, out=_into(_t0, _t2))
+    np.multiply(e_raw_scale, _b7, out=e_raw_scale)
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
 
 
@@ -71,6 +97,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -83,6 +115,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -30,7 +30,16 @@ def log_prob(x, log_scale):
     log_scale = log_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_scale.shape)
-    return _output(-log_scale - 1/2*x**2*np.exp(-2*log_scale) - 0.22579135264472743, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _b0 = np.square(x)
+    _b1 = np.multiply(log_scale, -2)
+    np.exp(_b1, out=_b1)
+    _log_prob = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    np.multiply(_log_prob, -1/2, out=_log_prob)
+    np.subtract(_log_prob, log_scale, out=_log_prob)
+    np.subtract(_log_prob, 0.22579135264472743, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, log_scale):
@@ -48,7 +57,14 @@ def eligibility(x, log_scale):
     log_scale = log_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_scale.shape)
-    e_log_scale = _output(x**2*np.exp(-2*log_scale) - 1, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _b0 = np.square(x)
+    _b1 = np.multiply(log_scale, -2)
+    np.exp(_b1, out=_b1)
+    e_log_scale = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    np.subtract(e_log_scale, 1, out=e_log_scale)
+    e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"log_scale": e_log_scale}
 
 
@@ -56,6 +72,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -66,3 +88,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

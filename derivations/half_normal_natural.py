@@ -30,7 +30,16 @@ def log_prob(x, eta):
     eta = eta.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta.shape)
-    return _output(eta*x**2 - 1/2*np.log(-1/eta) + 0.12078223763524522, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.divide(-1, eta)
+    np.log(_b0, out=_b0)
+    np.multiply(_b0, -1/2, out=_b0)
+    _b1 = np.square(x)
+    _b2 = np.multiply(_b1, eta, out=_into(_b1, eta))
+    _log_prob = np.add(_b0, _b2, out=_into(_b0, _b2))
+    np.add(_log_prob, 0.12078223763524522, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, eta):
@@ -48,7 +57,12 @@ def eligibility(x, eta):
     eta = eta.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta.shape)
-    e_eta = _output(x**2 + (1/2)/eta, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.square(x)
+    _b1 = np.divide(1/2, eta)
+    e_eta = np.add(_b0, _b1, out=_into(_b0, _b1))
+    e_eta = _output(e_eta, batch, dtype, copy=False)
     return {"eta": e_eta}
 
 
@@ -56,6 +70,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -66,3 +86,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -29,7 +29,16 @@ def log_prob(x, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, scale.shape)
-    return _output(-np.log(scale) - 0.22579135264472743 - 1/2*x**2/scale**2, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.log(scale)
+    _b1 = np.square(x)
+    _b2 = np.square(scale)
+    _log_prob = np.divide(_b1, _b2, out=_into(_b1, _b2))
+    np.multiply(_log_prob, -1/2, out=_log_prob)
+    np.subtract(_log_prob, _b0, out=_log_prob)
+    np.subtract(_log_prob, 0.22579135264472743, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, scale):
@@ -46,7 +55,15 @@ def eligibility(x, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, scale.shape)
-    e_scale = _output(-1/scale + x**2/scale**3, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.divide(1, scale)
+    _b1 = np.square(x)
+    _b2 = np.square(scale)
+    np.multiply(_b2, scale, out=_b2)
+    e_scale = np.divide(_b1, _b2, out=_into(_b1, _b2))
+    np.subtract(e_scale, _b0, out=e_scale)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"scale": e_scale}
 
 
@@ -54,6 +71,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -64,3 +87,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -13,6 +13,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'half_normal'
@@ -30,8 +31,17 @@ def log_prob(x, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    return _output(-np.log(_t0) - 0.22579135264472743 - 1/2*x**2/_t0**2, batch, dtype, copy=False)
+    _b1 = np.log(_t0)
+    _b2 = np.square(x)
+    _b3 = np.square(_t0)
+    _log_prob = np.divide(_b2, _b3, out=_into(_b2, _b3))
+    np.multiply(_log_prob, -1/2, out=_log_prob)
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    np.subtract(_log_prob, 0.22579135264472743, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, raw_scale):
@@ -49,8 +59,18 @@ def eligibility(x, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    e_raw_scale = _output((-1 + x**2/_t0**2)*_sigmoid(raw_scale)/_t0, batch, dtype, copy=False)
+    _b1 = np.square(x)
+    _b2 = np.square(_t0)
+    _b3 = np.divide(_b1, _b2, out=_into(_b1, _b2))
+    np.subtract(_b3, 1, out=_b3)
+    _b4 = special.expit(raw_scale)
+    np.multiply(_b3, _b4, out=_b3)
+    np.divide(_b3, _t0, out=_b3)
+    e_raw_scale = _b3
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"raw_scale": e_raw_scale}
 
 
@@ -58,6 +78,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -70,6 +96,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

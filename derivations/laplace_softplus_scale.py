@@ -14,6 +14,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'laplace'
@@ -34,8 +35,18 @@ def log_prob(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    return _output(-np.log(_t0) - 0.69314718055994531 - abs(loc - x)/_t0, batch, dtype, copy=False)
+    _b1 = np.log(_t0)
+    _b2 = np.subtract(loc, x)
+    np.abs(_b2, out=_b2)
+    _b3 = np.divide(_b2, _t0, out=_into(_b2, _t0))
+    np.negative(_b1, out=_b1)
+    _log_prob = np.subtract(_b1, _b3, out=_into(_b1, _b3))
+    np.subtract(_log_prob, 0.69314718055994531, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, raw_scale):
@@ -57,10 +68,24 @@ def eligibility(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
-    _t0 = 1/np.logaddexp(0, raw_scale)
-    _t1 = loc - x
-    e_loc = _output(-_t0*np.sign(_t1), batch, dtype, copy=False)
-    e_raw_scale = _output(_t0*(_t0*abs(_t1) - 1)*_sigmoid(raw_scale), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_scale)
+    _t0 = np.divide(1, _b0)
+    _t1 = np.subtract(loc, x)
+    _b3 = np.sign(_t1)
+    e_loc = np.multiply(_b3, _t0, out=_into(_b3, _t0))
+    np.negative(e_loc, out=e_loc)
+    np.abs(_t1, out=_t1)
+    _b5 = np.multiply(_t1, _t0, out=_into(_t1, _t0))
+    np.subtract(_b5, 1, out=_b5)
+    _b6 = special.expit(raw_scale)
+    np.multiply(_b5, _t0, out=_b5)
+    np.multiply(_b5, _b6, out=_b5)
+    e_raw_scale = _b5
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
 
 
@@ -68,6 +93,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -80,6 +111,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -33,8 +33,20 @@ def log_prob(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
     _t0 = np.log(x)
-    return _output(-_t0 - np.log(scale) - 0.91893853320467274 - 1/2*(_t0 - loc)**2/scale**2, batch, dtype, copy=False)
+    _b1 = np.log(scale)
+    _b2 = np.subtract(_t0, loc)
+    np.square(_b2, out=_b2)
+    _b3 = np.square(scale)
+    _log_prob = np.divide(_b2, _b3, out=_into(_b2, _b3))
+    np.multiply(_log_prob, -1/2, out=_log_prob)
+    np.subtract(_log_prob, _t0, out=_log_prob)
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    np.subtract(_log_prob, 0.91893853320467274, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, scale):
@@ -55,9 +67,21 @@ def eligibility(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    _t0 = -loc + np.log(x)
-    e_loc = _output(_t0/scale**2, batch, dtype, copy=False)
-    e_scale = _output(_t0**2/scale**3 - 1/scale, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.log(x)
+    _t0 = np.subtract(_b0, loc, out=_into(_b0, loc))
+    _b2 = np.square(scale)
+    e_loc = np.divide(_t0, _b2, out=_into(_b2, _t0))
+    _b4 = np.divide(1, scale)
+    np.square(_t0, out=_t0)
+    _b5 = np.square(scale)
+    np.multiply(_b5, scale, out=_b5)
+    e_scale = np.divide(_t0, _b5, out=_into(_t0, _b5))
+    np.subtract(e_scale, _b4, out=e_scale)
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
 
 
@@ -65,6 +89,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -75,3 +105,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -14,6 +14,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'log_normal'
@@ -34,9 +35,21 @@ def log_prob(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.log(x)
     _t1 = np.logaddexp(0, raw_scale)
-    return _output(-_t0 - np.log(_t1) - 0.91893853320467274 - 1/2*(_t0 - loc)**2/_t1**2, batch, dtype, copy=False)
+    _b2 = np.log(_t1)
+    _b3 = np.subtract(_t0, loc)
+    np.square(_b3, out=_b3)
+    _b4 = np.square(_t1)
+    _log_prob = np.divide(_b3, _b4, out=_into(_b3, _b4))
+    np.multiply(_log_prob, -1/2, out=_log_prob)
+    np.subtract(_log_prob, _t0, out=_log_prob)
+    np.subtract(_log_prob, _b2, out=_log_prob)
+    np.subtract(_log_prob, 0.91893853320467274, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, raw_scale):
@@ -58,11 +71,24 @@ def eligibility(x, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    _t1 = _t0**(-2.0)
-    _t2 = -loc + np.log(x)
-    e_loc = _output(_t1*_t2, batch, dtype, copy=False)
-    e_raw_scale = _output((_t1*_t2**2 - 1)*_sigmoid(raw_scale)/_t0, batch, dtype, copy=False)
+    _b1 = np.square(_t0)
+    _t1 = np.divide(1, _b1)
+    _b3 = np.log(x)
+    _t2 = np.subtract(_b3, loc, out=_into(_b3, loc))
+    e_loc = np.multiply(_t1, _t2)
+    np.square(_t2, out=_t2)
+    _b6 = np.multiply(_t1, _t2, out=_into(_t1, _t2))
+    np.subtract(_b6, 1, out=_b6)
+    _b7 = special.expit(raw_scale)
+    np.multiply(_b6, _b7, out=_b6)
+    np.divide(_b6, _t0, out=_b6)
+    e_raw_scale = _b6
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
 
 
@@ -70,6 +96,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -82,6 +114,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

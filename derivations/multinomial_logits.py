@@ -39,11 +39,13 @@ def log_prob(x, total_count, logits):
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _max0 = np.max(logits, axis=-1, keepdims=True)
-    _exp0 = np.exp(logits - _max0)
+    _exp0 = np.subtract(logits, _max0)
+    np.exp(_exp0, out=_exp0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _sum1 = np.sum(logits*x, axis=-1, keepdims=True)
-    return _output((-_logsumexp0*total_count - _sum0 + _sum1 + special.gammaln(total_count + 1))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_logsumexp0*total_count - _sum0 + _sum1 + special.gammaln(total_count + 1)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, logits):
@@ -68,10 +70,13 @@ def eligibility(x, total_count, logits):
     total_count = total_count[..., None]
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _max0 = np.max(logits, axis=-1, keepdims=True)
-    _exp0 = np.exp(logits - _max0)
+    _exp0 = np.subtract(logits, _max0)
+    np.exp(_exp0, out=_exp0)
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
-    _softmax0 = _exp0/_sumexp0
-    e_logits = _output(-_softmax0*total_count + x, batch + (size,), dtype, copy=False)
+    _c0 = -total_count/_sumexp0
+    _b1 = np.multiply(_exp0, _c0, out=_into(_exp0, _c0))
+    e_logits = np.add(_b1, x, out=_into(_b1, x))
+    e_logits = _output(e_logits, batch + (size,), dtype, copy=False)
     return {"logits": e_logits}
 
 
@@ -79,6 +84,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

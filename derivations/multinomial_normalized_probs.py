@@ -38,7 +38,8 @@ def log_prob(x, total_count, normalized_probs):
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(_xlogy(x, normalized_probs), axis=-1, keepdims=True)
-    return _output((-_sum0 + _sum1 + special.gammaln(total_count + 1))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_sum0 + _sum1 + special.gammaln(total_count + 1)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, normalized_probs):
@@ -61,7 +62,8 @@ def eligibility(x, total_count, normalized_probs):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
-    e_normalized_probs = _output(_xdivy(x, normalized_probs), batch + (size,), dtype, copy=False)
+    e_normalized_probs = _xdivy(x, normalized_probs)
+    e_normalized_probs = _output(e_normalized_probs, batch + (size,), dtype, copy=False)
     return {"normalized_probs": e_normalized_probs}
 
 

@@ -40,7 +40,8 @@ def log_prob(x, total_count, probs):
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(probs, axis=-1, keepdims=True)
     _sum2 = np.sum(_xlogy(x, probs), axis=-1, keepdims=True)
-    return _output((-_sum0 + _sum2 - total_count*np.log(_sum1) + special.gammaln(total_count + 1))[..., 0], batch, dtype, copy=False)
+    _log_prob = -_sum0 + _sum2 - total_count*np.log(_sum1) + special.gammaln(total_count + 1)
+    return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, probs):
@@ -65,7 +66,10 @@ def eligibility(x, total_count, probs):
     total_count = total_count[..., None]
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = np.sum(probs, axis=-1, keepdims=True)
-    e_probs = _output(_xdivy(x, probs) - total_count/_sum0, batch + (size,), dtype, copy=False)
+    _b0 = _xdivy(x, probs)
+    _c1 = total_count/_sum0
+    e_probs = np.subtract(_b0, _c1, out=_into(_b0, _c1))
+    e_probs = _output(e_probs, batch + (size,), dtype, copy=False)
     return {"probs": e_probs}
 
 
@@ -73,6 +77,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

@@ -33,7 +33,24 @@ def log_prob(x, total_count, eta):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, eta.shape)
-    return _output(eta*x + total_count*np.log(1 - np.exp(eta)) - special.gammaln(x + 1) - special.gammaln(total_count) + special.gammaln(total_count + x), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = special.gammaln(x + 1)
+    _b1 = special.gammaln(total_count)
+    _b2 = np.multiply(eta, x)
+    _b3 = np.exp(eta)
+    np.negative(_b3, out=_b3)
+    np.add(_b3, 1, out=_b3)
+    np.log(_b3, out=_b3)
+    _b4 = np.multiply(_b3, total_count, out=_into(_b3, total_count))
+    _b5 = np.add(total_count, x)
+    special.gammaln(_b5, out=_b5)
+    np.subtract(_b2, _b0, out=_b2)
+    _log_prob = np.subtract(_b2, _b1, out=_into(_b2, _b1))
+    np.add(_log_prob, _b4, out=_log_prob)
+    np.add(_log_prob, _b5, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, eta):
@@ -53,7 +70,15 @@ def eligibility(x, total_count, eta):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, eta.shape)
-    e_eta = _output(-total_count/(-1 + np.exp(-eta)) + x, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.multiply(eta, -1)
+    np.exp(_b0, out=_b0)
+    np.subtract(_b0, 1, out=_b0)
+    _b1 = np.divide(total_count, _b0, out=_into(_b0, total_count))
+    e_eta = np.subtract(x, _b1, out=_into(_b1, x))
+    e_eta = _output(e_eta, batch, dtype, copy=False)
     return {"eta": e_eta}
 
 
@@ -61,6 +86,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -71,3 +102,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -32,7 +32,24 @@ def log_prob(x, total_count, probs):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, probs.shape)
-    return _output(total_count*np.log(1 - probs) + x*np.log(probs) - special.gammaln(x + 1) - special.gammaln(total_count) + special.gammaln(total_count + x), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = special.gammaln(x + 1)
+    _b1 = special.gammaln(total_count)
+    _b2 = np.negative(probs)
+    np.add(_b2, 1, out=_b2)
+    np.log(_b2, out=_b2)
+    _b3 = np.multiply(_b2, total_count, out=_into(_b2, total_count))
+    _b4 = np.log(probs)
+    _b5 = np.multiply(_b4, x, out=_into(_b4, x))
+    _b6 = np.add(total_count, x)
+    special.gammaln(_b6, out=_b6)
+    _log_prob = np.subtract(_b3, _b0, out=_into(_b3, _b0))
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    np.add(_log_prob, _b5, out=_log_prob)
+    np.add(_log_prob, _b6, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, total_count, probs):
@@ -51,7 +68,15 @@ def eligibility(x, total_count, probs):
     x = np.asarray(x, dtype)
     total_count = np.asarray(total_count, dtype)
     batch = np.broadcast_shapes(x.shape, total_count.shape, probs.shape)
-    e_probs = _output(-total_count/(1 - probs) + x/probs, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.divide(x, probs)
+    _b1 = np.negative(probs)
+    np.add(_b1, 1, out=_b1)
+    _b2 = np.divide(total_count, _b1, out=_into(_b1, total_count))
+    e_probs = np.subtract(_b0, _b2, out=_into(_b0, _b2))
+    e_probs = _output(e_probs, batch, dtype, copy=False)
     return {"probs": e_probs}
 
 
@@ -59,6 +84,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -69,3 +100,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -34,8 +34,21 @@ def log_prob(x, eta1, eta2):
     eta2 = eta2.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta1.shape, eta2.shape)
-    _t0 = 1/eta2
-    return _output(eta2*((1/2)*_t0*eta1 + x)**2 - 1/2*np.log(-_t0) - 0.57236494292470009, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta1 = _with_ndim(eta1, max(len(batch), 1))
+    eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _t0 = np.divide(1, eta2)
+    _b1 = np.multiply(_t0, -1)
+    np.log(_b1, out=_b1)
+    np.multiply(_b1, -1/2, out=_b1)
+    _b2 = np.multiply(_t0, eta1)
+    np.multiply(_b2, 1/2, out=_b2)
+    _b3 = np.add(_b2, x, out=_into(_b2, x))
+    np.square(_b3, out=_b3)
+    np.multiply(_b3, eta2, out=_b3)
+    _log_prob = np.add(_b1, _b3, out=_into(_b1, _b3))
+    np.subtract(_log_prob, 0.57236494292470009, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, eta1, eta2):
@@ -57,9 +70,21 @@ def eligibility(x, eta1, eta2):
     eta2 = eta2.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, eta1.shape, eta2.shape)
-    _t0 = (1/2)/eta2
-    e_eta1 = _output(_t0*eta1 + x, batch, dtype, copy=False)
-    e_eta2 = _output(_t0 - 1/4*eta1**2/eta2**2 + x**2, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta1 = _with_ndim(eta1, max(len(batch), 1))
+    eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _t0 = np.divide(1/2, eta2)
+    _b1 = np.multiply(_t0, eta1)
+    e_eta1 = np.add(_b1, x, out=_into(_b1, x))
+    _b3 = np.square(x)
+    _b4 = np.square(eta1)
+    _b5 = np.square(eta2)
+    _b6 = np.divide(_b4, _b5, out=_into(_b4, _b5))
+    np.multiply(_b6, -1/4, out=_b6)
+    _b7 = np.add(_t0, _b3, out=_into(_t0, _b3))
+    e_eta2 = np.add(_b7, _b6, out=_into(_b7, _b6))
+    e_eta1 = _output(e_eta1, batch, dtype, copy=False)
+    e_eta2 = _output(e_eta2, batch, dtype, copy=False)
     return {"eta1": e_eta1, "eta2": e_eta2}
 
 
@@ -67,6 +92,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -77,3 +108,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

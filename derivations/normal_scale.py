@@ -33,7 +33,18 @@ def log_prob(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    return _output(-np.log(scale) - 0.91893853320467274 - 1/2*(-loc + x)**2/scale**2, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.log(scale)
+    _b1 = np.subtract(x, loc)
+    np.square(_b1, out=_b1)
+    _b2 = np.square(scale)
+    _log_prob = np.divide(_b1, _b2, out=_into(_b1, _b2))
+    np.multiply(_log_prob, -1/2, out=_log_prob)
+    np.subtract(_log_prob, _b0, out=_log_prob)
+    np.subtract(_log_prob, 0.91893853320467274, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, scale):
@@ -54,9 +65,20 @@ def eligibility(x, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
-    _t0 = -loc + x
-    e_loc = _output(_t0/scale**2, batch, dtype, copy=False)
-    e_scale = _output(_t0**2/scale**3 - 1/scale, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.subtract(x, loc)
+    _b1 = np.square(scale)
+    e_loc = np.divide(_t0, _b1, out=_into(_b1, _t0))
+    _b3 = np.divide(1, scale)
+    np.square(_t0, out=_t0)
+    _b4 = np.square(scale)
+    np.multiply(_b4, scale, out=_b4)
+    e_scale = np.divide(_t0, _b4, out=_into(_t0, _b4))
+    np.subtract(e_scale, _b3, out=e_scale)
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
 
 
@@ -64,6 +86,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -74,3 +102,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

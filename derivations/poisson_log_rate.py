@@ -31,7 +31,14 @@ def log_prob(x, log_rate):
     log_rate = log_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
-    return _output(log_rate*x - special.gammaln(x + 1) - np.exp(log_rate), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _b0 = np.exp(log_rate)
+    _b1 = special.gammaln(x + 1)
+    _log_prob = np.multiply(log_rate, x)
+    np.subtract(_log_prob, _b0, out=_log_prob)
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, log_rate):
@@ -49,7 +56,11 @@ def eligibility(x, log_rate):
     log_rate = log_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
-    e_log_rate = _output(x - np.exp(log_rate), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _b0 = np.exp(log_rate)
+    e_log_rate = np.subtract(x, _b0, out=_into(_b0, x))
+    e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_rate": e_log_rate}
 
 
@@ -57,6 +68,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -67,3 +84,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -31,8 +31,15 @@ def log_prob(x, raw_rate):
     raw_rate = raw_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_rate)
-    return _output(-_t0 + x*np.log(_t0) - special.gammaln(x + 1), batch, dtype, copy=False)
+    _b1 = special.gammaln(x + 1)
+    _b2 = np.log(_t0)
+    _log_prob = np.multiply(_b2, x, out=_into(_b2, x))
+    np.subtract(_log_prob, _t0, out=_log_prob)
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, raw_rate):
@@ -50,7 +57,15 @@ def eligibility(x, raw_rate):
     raw_rate = raw_rate.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_rate.shape)
-    e_raw_rate = _output((x/np.logaddexp(0, raw_rate) - 1)*_sigmoid(raw_rate), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_rate)
+    _b1 = np.divide(x, _b0, out=_into(_b0, x))
+    np.subtract(_b1, 1, out=_b1)
+    _b2 = special.expit(raw_rate)
+    np.multiply(_b1, _b2, out=_b1)
+    e_raw_rate = _b1
+    e_raw_rate = _output(e_raw_rate, batch, dtype, copy=False)
     return {"raw_rate": e_raw_rate}
 
 
@@ -58,6 +73,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -70,6 +91,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

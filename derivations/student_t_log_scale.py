@@ -39,9 +39,31 @@ def log_prob(x, df, loc, log_scale):
     log_scale = log_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, log_scale.shape)
-    _t0 = (1/2)*df
-    _t1 = _t0 + 1/2
-    return _output(-_t1*np.log(1 + (-loc + x)**2*np.exp(-2*log_scale)/df) - log_scale - 1/2*np.log(df) - special.gammaln(_t0) + special.gammaln(_t1) - 0.57236494292470009, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _t0 = np.multiply(df, 1/2)
+    _t1 = np.add(_t0, 1/2)
+    special.gammaln(_t0, out=_t0)
+    _b2 = np.log(df)
+    np.multiply(_b2, -1/2, out=_b2)
+    _b3 = np.subtract(x, loc)
+    np.square(_b3, out=_b3)
+    _b4 = np.multiply(log_scale, -2)
+    np.exp(_b4, out=_b4)
+    _b5 = np.multiply(_b3, _b4, out=_into(_b3, _b4))
+    _b6 = np.divide(_b5, df, out=_into(_b5, df))
+    np.add(_b6, 1, out=_b6)
+    np.log(_b6, out=_b6)
+    np.multiply(_b6, _t1, out=_b6)
+    _b7 = special.gammaln(_t1)
+    _b8 = np.subtract(_b2, log_scale, out=_into(_b2, log_scale))
+    np.subtract(_b8, _t0, out=_b8)
+    _log_prob = np.subtract(_b8, _b6, out=_into(_b8, _b6))
+    np.add(_log_prob, _b7, out=_log_prob)
+    np.subtract(_log_prob, 0.57236494292470009, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, df, loc, log_scale):
@@ -67,18 +89,54 @@ def eligibility(x, df, loc, log_scale):
     log_scale = log_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, log_scale.shape)
-    _t0 = 1/df
-    _t1 = (1/2)*df
-    _t2 = loc - x
-    _t3 = _t2**2
-    _t4 = 2*log_scale
-    _t5 = np.exp(-_t4)
-    _t6 = _t0*_t3*_t5 + 1
-    _t7 = df + 1
-    _t8 = 1/_t6
-    e_df = _output(-1/2*_t0 + (1/2)*_t3*_t5*_t7*_t8/df**2 - 1/2*np.log(_t6) - 1/2*special.digamma(_t1) + (1/2)*special.digamma(_t1 + 1/2), batch, dtype, copy=False)
-    e_loc = _output(-_t2*_t7/(_t3 + df*np.exp(_t4)), batch, dtype, copy=False)
-    e_log_scale = _output(_t0*_t3*_t5*_t7*_t8 - 1, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _t0 = np.divide(1, df)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.subtract(loc, x)
+    _t3 = np.square(_t2)
+    _t4 = np.multiply(log_scale, 2)
+    _t5 = np.multiply(_t4, -1)
+    np.exp(_t5, out=_t5)
+    _b6 = np.multiply(_t0, _t3)
+    _t6 = np.multiply(_b6, _t5, out=_into(_b6, _t5))
+    np.add(_t6, 1, out=_t6)
+    _t7 = np.add(df, 1)
+    _t8 = np.divide(1, _t6)
+    _b10 = np.add(_t1, 1/2)
+    special.digamma(_b10, out=_b10)
+    np.multiply(_b10, 1/2, out=_b10)
+    _b11 = np.multiply(_t0, -1/2)
+    np.log(_t6, out=_t6)
+    np.multiply(_t6, -1/2, out=_t6)
+    _b12 = special.digamma(_t1)
+    np.multiply(_b12, -1/2, out=_b12)
+    _b13 = np.square(df)
+    _b14 = np.divide(_t3, _b13, out=_into(_b13, _t3))
+    _b15 = np.multiply(_b14, _t5, out=_into(_b14, _t5))
+    np.multiply(_b15, _t7, out=_b15)
+    np.multiply(_b15, _t8, out=_b15)
+    np.multiply(_b15, 1/2, out=_b15)
+    np.add(_b10, _b11, out=_b10)
+    e_df = np.add(_b10, _t6, out=_into(_b10, _t6))
+    np.add(e_df, _b12, out=e_df)
+    np.add(e_df, _b15, out=e_df)
+    np.exp(_t4, out=_t4)
+    _b17 = np.multiply(_t4, df, out=_into(_t4, df))
+    _b18 = np.add(_b17, _t3, out=_into(_b17, _t3))
+    _b19 = np.multiply(_t2, _t7, out=_into(_t2, _t7))
+    e_loc = np.divide(_b19, _b18, out=_into(_b19, _b18))
+    np.negative(e_loc, out=e_loc)
+    _b21 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    e_log_scale = np.multiply(_b21, _t5, out=_into(_b21, _t5))
+    np.multiply(e_log_scale, _t7, out=e_log_scale)
+    np.multiply(e_log_scale, _t8, out=e_log_scale)
+    np.subtract(e_log_scale, 1, out=e_log_scale)
+    e_df = _output(e_df, batch, dtype, copy=False)
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "log_scale": e_log_scale}
 
 
@@ -86,6 +144,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -96,3 +160,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -38,9 +38,31 @@ def log_prob(x, df, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, scale.shape)
-    _t0 = (1/2)*df
-    _t1 = _t0 + 1/2
-    return _output(-_t1*np.log(1 + (-loc + x)**2/(df*scale**2)) - 1/2*np.log(df) - np.log(scale) - special.gammaln(_t0) + special.gammaln(_t1) - 0.57236494292470009, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.multiply(df, 1/2)
+    _t1 = np.add(_t0, 1/2)
+    _b2 = np.log(scale)
+    special.gammaln(_t0, out=_t0)
+    _b3 = np.log(df)
+    np.multiply(_b3, -1/2, out=_b3)
+    _b4 = np.subtract(x, loc)
+    np.square(_b4, out=_b4)
+    _b5 = np.square(scale)
+    _b6 = np.divide(_b4, df, out=_into(_b4, df))
+    _b7 = np.divide(_b6, _b5, out=_into(_b6, _b5))
+    np.add(_b7, 1, out=_b7)
+    np.log(_b7, out=_b7)
+    np.multiply(_b7, _t1, out=_b7)
+    _b8 = special.gammaln(_t1)
+    _b9 = np.subtract(_b3, _b2, out=_into(_b3, _b2))
+    np.subtract(_b9, _t0, out=_b9)
+    _log_prob = np.subtract(_b9, _b7, out=_into(_b9, _b7))
+    np.add(_log_prob, _b8, out=_log_prob)
+    np.subtract(_log_prob, 0.57236494292470009, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, df, loc, scale):
@@ -65,18 +87,53 @@ def eligibility(x, df, loc, scale):
     scale = scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, scale.shape)
-    _t0 = 1/df
-    _t1 = (1/2)*df
-    _t2 = scale**2
-    _t3 = 1/_t2
-    _t4 = loc - x
-    _t5 = _t4**2
-    _t6 = _t0*_t3*_t5 + 1
-    _t7 = df + 1
-    _t8 = 1/_t6
-    e_df = _output(-1/2*_t0 + (1/2)*_t3*_t5*_t7*_t8/df**2 - 1/2*np.log(_t6) - 1/2*special.digamma(_t1) + (1/2)*special.digamma(_t1 + 1/2), batch, dtype, copy=False)
-    e_loc = _output(-_t4*_t7/(_t2*df + _t5), batch, dtype, copy=False)
-    e_scale = _output((_t0*_t3*_t5*_t7*_t8 - 1)/scale, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.divide(1, df)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.square(scale)
+    _t3 = np.divide(1, _t2)
+    _t4 = np.subtract(loc, x)
+    _t5 = np.square(_t4)
+    _b6 = np.multiply(_t0, _t3)
+    _t6 = np.multiply(_b6, _t5, out=_into(_b6, _t5))
+    np.add(_t6, 1, out=_t6)
+    _t7 = np.add(df, 1)
+    _t8 = np.divide(1, _t6)
+    _b10 = np.add(_t1, 1/2)
+    special.digamma(_b10, out=_b10)
+    np.multiply(_b10, 1/2, out=_b10)
+    _b11 = np.multiply(_t0, -1/2)
+    np.log(_t6, out=_t6)
+    np.multiply(_t6, -1/2, out=_t6)
+    _b12 = special.digamma(_t1)
+    np.multiply(_b12, -1/2, out=_b12)
+    _b13 = np.square(df)
+    _b14 = np.divide(_t3, _b13, out=_into(_b13, _t3))
+    _b15 = np.multiply(_b14, _t5, out=_into(_b14, _t5))
+    np.multiply(_b15, _t7, out=_b15)
+    np.multiply(_b15, _t8, out=_b15)
+    np.multiply(_b15, 1/2, out=_b15)
+    np.add(_b10, _b11, out=_b10)
+    e_df = np.add(_b10, _t6, out=_into(_b10, _t6))
+    np.add(e_df, _b12, out=e_df)
+    np.add(e_df, _b15, out=e_df)
+    _b17 = np.multiply(_t2, df, out=_into(_t2, df))
+    _b18 = np.add(_b17, _t5, out=_into(_b17, _t5))
+    _b19 = np.multiply(_t4, _t7, out=_into(_t4, _t7))
+    e_loc = np.divide(_b19, _b18, out=_into(_b19, _b18))
+    np.negative(e_loc, out=e_loc)
+    _b21 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    e_scale = np.multiply(_b21, _t5, out=_into(_b21, _t5))
+    np.multiply(e_scale, _t7, out=e_scale)
+    np.multiply(e_scale, _t8, out=e_scale)
+    np.subtract(e_scale, 1, out=e_scale)
+    np.divide(e_scale, scale, out=e_scale)
+    e_df = _output(e_df, batch, dtype, copy=False)
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "scale": e_scale}
 
 
@@ -84,6 +141,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -94,3 +157,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -39,10 +39,32 @@ def log_prob(x, df, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    _t1 = (1/2)*df
-    _t2 = _t1 + 1/2
-    return _output(-_t2*np.log(1 + (-loc + x)**2/(_t0**2*df)) - np.log(_t0) - 1/2*np.log(df) - special.gammaln(_t1) + special.gammaln(_t2) - 0.57236494292470009, batch, dtype, copy=False)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.add(_t1, 1/2)
+    _b3 = np.log(_t0)
+    special.gammaln(_t1, out=_t1)
+    _b4 = np.log(df)
+    np.multiply(_b4, -1/2, out=_b4)
+    _b5 = np.subtract(x, loc)
+    np.square(_b5, out=_b5)
+    _b6 = np.square(_t0)
+    _b7 = np.divide(_b5, _b6, out=_into(_b5, _b6))
+    _b8 = np.divide(_b7, df, out=_into(_b7, df))
+    np.add(_b8, 1, out=_b8)
+    np.log(_b8, out=_b8)
+    np.multiply(_b8, _t2, out=_b8)
+    _b9 = special.gammaln(_t2)
+    _b10 = np.subtract(_b4, _b3, out=_into(_b4, _b3))
+    np.subtract(_b10, _t1, out=_b10)
+    _log_prob = np.subtract(_b10, _b8, out=_into(_b10, _b8))
+    np.add(_log_prob, _b9, out=_log_prob)
+    np.subtract(_log_prob, 0.57236494292470009, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, df, loc, raw_scale):
@@ -68,19 +90,57 @@ def eligibility(x, df, loc, raw_scale):
     raw_scale = raw_scale.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, raw_scale.shape)
-    _t0 = 1/df
-    _t1 = (1/2)*df
-    _t2 = loc - x
-    _t3 = _t2**2
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.divide(1, df)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.subtract(loc, x)
+    _t3 = np.square(_t2)
     _t4 = np.logaddexp(0, raw_scale)
-    _t5 = _t4**2
-    _t6 = 1/_t5
-    _t7 = _t0*_t3*_t6 + 1
-    _t8 = df + 1
-    _t9 = 1/_t7
-    e_df = _output(-1/2*_t0 + (1/2)*_t3*_t6*_t8*_t9/df**2 - 1/2*np.log(_t7) - 1/2*special.digamma(_t1) + (1/2)*special.digamma(_t1 + 1/2), batch, dtype, copy=False)
-    e_loc = _output(-_t2*_t8/(_t3 + _t5*df), batch, dtype, copy=False)
-    e_raw_scale = _output((_t0*_t3*_t6*_t8*_t9 - 1)*_sigmoid(raw_scale)/_t4, batch, dtype, copy=False)
+    _t5 = np.square(_t4)
+    _t6 = np.divide(1, _t5)
+    _b7 = np.multiply(_t0, _t3)
+    _t7 = np.multiply(_b7, _t6, out=_into(_b7, _t6))
+    np.add(_t7, 1, out=_t7)
+    _t8 = np.add(df, 1)
+    _t9 = np.divide(1, _t7)
+    _b11 = np.add(_t1, 1/2)
+    special.digamma(_b11, out=_b11)
+    np.multiply(_b11, 1/2, out=_b11)
+    _b12 = np.multiply(_t0, -1/2)
+    np.log(_t7, out=_t7)
+    np.multiply(_t7, -1/2, out=_t7)
+    _b13 = special.digamma(_t1)
+    np.multiply(_b13, -1/2, out=_b13)
+    _b14 = np.square(df)
+    _b15 = np.divide(_t3, _b14, out=_into(_b14, _t3))
+    _b16 = np.multiply(_b15, _t6, out=_into(_b15, _t6))
+    np.multiply(_b16, _t8, out=_b16)
+    np.multiply(_b16, _t9, out=_b16)
+    np.multiply(_b16, 1/2, out=_b16)
+    np.add(_b11, _b12, out=_b11)
+    e_df = np.add(_b11, _t7, out=_into(_b11, _t7))
+    np.add(e_df, _b13, out=e_df)
+    np.add(e_df, _b16, out=e_df)
+    _b18 = np.multiply(_t5, df, out=_into(_t5, df))
+    _b19 = np.add(_b18, _t3, out=_into(_b18, _t3))
+    _b20 = np.multiply(_t2, _t8, out=_into(_t2, _t8))
+    e_loc = np.divide(_b20, _b19, out=_into(_b20, _b19))
+    np.negative(e_loc, out=e_loc)
+    _b22 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    _b23 = np.multiply(_b22, _t6, out=_into(_b22, _t6))
+    np.multiply(_b23, _t8, out=_b23)
+    np.multiply(_b23, _t9, out=_b23)
+    np.subtract(_b23, 1, out=_b23)
+    _b24 = special.expit(raw_scale)
+    np.multiply(_b23, _b24, out=_b23)
+    np.divide(_b23, _t4, out=_b23)
+    e_raw_scale = _b23
+    e_df = _output(e_df, batch, dtype, copy=False)
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "raw_scale": e_raw_scale}
 
 
@@ -88,6 +148,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -100,6 +166,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

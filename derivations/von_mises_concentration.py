@@ -34,7 +34,16 @@ def log_prob(x, loc, concentration):
     concentration = concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, concentration.shape)
-    return _output(concentration*np.cos(loc - x) - (np.log(special.i0e(concentration)) + np.abs(concentration)) - 1.8378770664093455, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _b0 = (np.log(special.i0e(concentration)) + np.abs(concentration))
+    _b1 = np.subtract(loc, x)
+    np.cos(_b1, out=_b1)
+    _log_prob = np.multiply(_b1, concentration, out=_into(_b1, concentration))
+    np.subtract(_log_prob, _b0, out=_log_prob)
+    np.subtract(_log_prob, 1.8378770664093455, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, concentration):
@@ -55,9 +64,18 @@ def eligibility(x, loc, concentration):
     concentration = concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, concentration.shape)
-    _t0 = loc - x
-    e_loc = _output(-concentration*np.sin(_t0), batch, dtype, copy=False)
-    e_concentration = _output(-(special.i1e(concentration)/special.i0e(concentration)) + np.cos(_t0), batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _t0 = np.subtract(loc, x)
+    _b1 = np.sin(_t0)
+    e_loc = np.multiply(_b1, concentration, out=_into(_b1, concentration))
+    np.negative(e_loc, out=e_loc)
+    _b3 = (special.i1e(concentration)/special.i0e(concentration))
+    np.cos(_t0, out=_t0)
+    e_concentration = np.subtract(_t0, _b3, out=_into(_t0, _b3))
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_concentration = _output(e_concentration, batch, dtype, copy=False)
     return {"loc": e_loc, "concentration": e_concentration}
 
 
@@ -65,6 +83,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -75,3 +99,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -35,8 +35,17 @@ def log_prob(x, loc, raw_concentration):
     raw_concentration = raw_concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_concentration)
-    return _output(_t0*np.cos(loc - x) - (np.log(special.i0e(_t0)) + np.abs(_t0)) - 1.8378770664093455, batch, dtype, copy=False)
+    _b1 = (np.log(special.i0e(_t0)) + np.abs(_t0))
+    _b2 = np.subtract(loc, x)
+    np.cos(_b2, out=_b2)
+    _log_prob = np.multiply(_b2, _t0, out=_into(_b2, _t0))
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    np.subtract(_log_prob, 1.8378770664093455, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, loc, raw_concentration):
@@ -58,10 +67,22 @@ def eligibility(x, loc, raw_concentration):
     raw_concentration = raw_concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, loc.shape, raw_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_concentration)
-    _t1 = loc - x
-    e_loc = _output(-_t0*np.sin(_t1), batch, dtype, copy=False)
-    e_raw_concentration = _output((-(special.i1e(_t0)/special.i0e(_t0)) + np.cos(_t1))*_sigmoid(raw_concentration), batch, dtype, copy=False)
+    _t1 = np.subtract(loc, x)
+    _b2 = np.sin(_t1)
+    e_loc = np.multiply(_b2, _t0, out=_into(_b2, _t0))
+    np.negative(e_loc, out=e_loc)
+    _b4 = (special.i1e(_t0)/special.i0e(_t0))
+    np.cos(_t1, out=_t1)
+    _b5 = np.subtract(_t1, _b4, out=_into(_t1, _b4))
+    _b6 = special.expit(raw_concentration)
+    np.multiply(_b5, _b6, out=_b5)
+    e_raw_concentration = _b5
+    e_loc = _output(e_loc, batch, dtype, copy=False)
+    e_raw_concentration = _output(e_raw_concentration, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_concentration": e_raw_concentration}
 
 
@@ -69,6 +90,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -81,6 +108,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -34,9 +34,22 @@ def log_prob(x, log_scale, log_concentration):
     log_concentration = log_concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_scale.shape, log_concentration.shape)
-    _t0 = -log_scale
+    x = _with_ndim(x, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    _t0 = np.multiply(log_scale, -1)
     _t1 = np.exp(log_concentration)
-    return _output(_t0 + log_concentration - (x*np.exp(_t0))**_t1 + (_t1 - 1)*(-log_scale + np.log(x)), batch, dtype, copy=False)
+    _b2 = np.exp(_t0)
+    _b3 = np.multiply(_b2, x, out=_into(_b2, x))
+    np.power(_b3, _t1, out=_b3)
+    _b4 = np.add(_t1, -1)
+    _b5 = np.log(x)
+    _b6 = np.subtract(_b5, log_scale, out=_into(_b5, log_scale))
+    _log_prob = np.multiply(_b4, _b6, out=_into(_b4, _b6))
+    np.add(_log_prob, _t0, out=_log_prob)
+    np.add(_log_prob, log_concentration, out=_log_prob)
+    np.subtract(_log_prob, _b3, out=_log_prob)
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, log_scale, log_concentration):
@@ -58,11 +71,24 @@ def eligibility(x, log_scale, log_concentration):
     log_concentration = log_concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, log_scale.shape, log_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
     _t0 = np.exp(log_concentration)
-    _t1 = (x*np.exp(-log_scale))**_t0
-    _t2 = _t0*(-log_scale + np.log(x))
-    e_log_scale = _output(_t0*(_t1 - 1), batch, dtype, copy=False)
-    e_log_concentration = _output(-_t1*_t2 + _t2 + 1, batch, dtype, copy=False)
+    _b1 = np.multiply(log_scale, -1)
+    np.exp(_b1, out=_b1)
+    _t1 = np.multiply(_b1, x, out=_into(_b1, x))
+    np.power(_t1, _t0, out=_t1)
+    _b3 = np.log(x)
+    _b4 = np.subtract(_b3, log_scale, out=_into(_b3, log_scale))
+    _t2 = np.multiply(_b4, _t0, out=_into(_b4, _t0))
+    _b6 = np.add(_t1, -1)
+    e_log_scale = np.multiply(_t0, _b6, out=_into(_t0, _b6))
+    e_log_concentration = np.multiply(_t1, _t2, out=_into(_t1, _t2))
+    np.subtract(_t2, e_log_concentration, out=e_log_concentration)
+    np.add(e_log_concentration, 1, out=e_log_concentration)
+    e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
+    e_log_concentration = _output(e_log_concentration, batch, dtype, copy=False)
     return {"log_scale": e_log_scale, "log_concentration": e_log_concentration}
 
 
@@ -70,6 +96,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -80,3 +112,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

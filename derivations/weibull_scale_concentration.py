@@ -33,8 +33,22 @@ def log_prob(x, scale, concentration):
     concentration = concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, scale.shape, concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
     _t0 = np.log(scale)
-    return _output(-_t0 - (x/scale)**concentration + (-_t0 + np.log(x))*(concentration - 1) + np.log(concentration), batch, dtype, copy=False)
+    _b1 = np.divide(x, scale)
+    np.power(_b1, concentration, out=_b1)
+    _b2 = np.add(concentration, -1)
+    _b3 = np.log(x)
+    _b4 = np.subtract(_b3, _t0, out=_into(_b3, _t0))
+    _b5 = np.multiply(_b2, _b4, out=_into(_b2, _b4))
+    _b6 = np.log(concentration)
+    np.subtract(_b5, _t0, out=_b5)
+    np.subtract(_b5, _b1, out=_b5)
+    np.add(_b5, _b6, out=_b5)
+    _log_prob = _b5
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, scale, concentration):
@@ -55,11 +69,24 @@ def eligibility(x, scale, concentration):
     concentration = concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, scale.shape, concentration.shape)
-    _t0 = 1/scale
-    _t1 = (_t0*x)**concentration
-    _t2 = np.log(scale) - np.log(x)
-    e_scale = _output(_t0*(_t1*concentration - concentration), batch, dtype, copy=False)
-    e_concentration = _output(_t1*_t2 - _t2 + 1/concentration, batch, dtype, copy=False)
+    x = _with_ndim(x, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _t0 = np.divide(1, scale)
+    _t1 = np.multiply(_t0, x)
+    np.power(_t1, concentration, out=_t1)
+    _b2 = np.log(x)
+    _b3 = np.log(scale)
+    _t2 = np.subtract(_b3, _b2, out=_into(_b3, _b2))
+    _b5 = np.multiply(_t1, concentration)
+    np.subtract(_b5, concentration, out=_b5)
+    e_scale = np.multiply(_t0, _b5, out=_into(_t0, _b5))
+    _b7 = np.divide(1, concentration)
+    np.multiply(_t1, _t2, out=_t1)
+    e_concentration = np.subtract(_b7, _t2, out=_into(_b7, _t2))
+    np.add(e_concentration, _t1, out=e_concentration)
+    e_scale = _output(e_scale, batch, dtype, copy=False)
+    e_concentration = _output(e_concentration, batch, dtype, copy=False)
     return {"scale": e_scale, "concentration": e_concentration}
 
 
@@ -67,6 +94,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -77,3 +110,8 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

@@ -14,6 +14,7 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
+from scipy import special
 
 __all__ = ["log_prob", "eligibility"]
 FAMILY = 'weibull'
@@ -34,10 +35,24 @@ def log_prob(x, raw_scale, raw_concentration):
     raw_concentration = raw_concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_scale.shape, raw_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
     _t1 = np.log(_t0)
     _t2 = np.logaddexp(0, raw_concentration)
-    return _output(-_t1 - (x/_t0)**_t2 + (-_t1 + np.log(x))*(_t2 - 1) + np.log(_t2), batch, dtype, copy=False)
+    _b3 = np.divide(x, _t0, out=_into(_t0, x))
+    np.power(_b3, _t2, out=_b3)
+    _b4 = np.add(_t2, -1)
+    _b5 = np.log(x)
+    _b6 = np.subtract(_b5, _t1, out=_into(_b5, _t1))
+    _b7 = np.multiply(_b4, _b6, out=_into(_b4, _b6))
+    _b8 = np.log(_t2)
+    np.subtract(_b7, _t1, out=_b7)
+    np.subtract(_b7, _b3, out=_b7)
+    np.add(_b7, _b8, out=_b7)
+    _log_prob = _b7
+    return _output(_log_prob, batch, dtype, copy=False)
 
 
 def eligibility(x, raw_scale, raw_concentration):
@@ -59,14 +74,33 @@ def eligibility(x, raw_scale, raw_concentration):
     raw_concentration = raw_concentration.astype(dtype, copy=False)
     x = np.asarray(x, dtype)
     batch = np.broadcast_shapes(x.shape, raw_scale.shape, raw_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_concentration)
     _t1 = np.logaddexp(0, raw_scale)
-    _t2 = 1/_t1
-    _t3 = (_t2*x)**_t0
-    _t4 = np.log(_t1)
+    _t2 = np.divide(1, _t1)
+    _t3 = np.multiply(_t2, x)
+    np.power(_t3, _t0, out=_t3)
+    np.log(_t1, out=_t1)
+    _t4 = _t1
     _t5 = np.log(x)
-    e_raw_scale = _output(_t0*_t2*(_t3 - 1)*_sigmoid(raw_scale), batch, dtype, copy=False)
-    e_raw_concentration = _output((-_t3*(-_t4 + _t5) - _t4 + _t5 + 1/_t0)*_sigmoid(raw_concentration), batch, dtype, copy=False)
+    _b5 = np.add(_t3, -1)
+    _b6 = special.expit(raw_scale)
+    _b7 = np.multiply(_t2, _t0, out=_into(_t2, _t0))
+    e_raw_scale = np.multiply(_b7, _b5, out=_into(_b7, _b5))
+    np.multiply(e_raw_scale, _b6, out=e_raw_scale)
+    _b9 = np.divide(1, _t0)
+    _b10 = np.subtract(_t5, _t4)
+    np.multiply(_t3, _b10, out=_t3)
+    _b11 = np.add(_b9, _t5, out=_into(_b9, _t5))
+    _b12 = np.subtract(_b11, _t4, out=_into(_b11, _t4))
+    np.subtract(_b12, _t3, out=_b12)
+    _b13 = special.expit(raw_concentration)
+    np.multiply(_b12, _b13, out=_b12)
+    e_raw_concentration = _b12
+    e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
+    e_raw_concentration = _output(e_raw_concentration, batch, dtype, copy=False)
     return {"raw_scale": e_raw_scale, "raw_concentration": e_raw_concentration}
 
 
@@ -74,6 +108,12 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):
@@ -86,6 +126,6 @@ def _output(value, shape, dtype, copy):
     return out
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))
+def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)

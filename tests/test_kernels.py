@@ -243,3 +243,35 @@ def test_von_mises_matches_scipy_including_large_concentration():
     np.testing.assert_allclose(d.log_prob(x, loc=0.1, concentration=kappa), vonmises.logpdf(x, kappa, loc=0.1), rtol=1e-12)
     e = d.eligibility(x, loc=0.1, concentration=kappa)["concentration"]
     assert np.all(np.isfinite(e))
+
+
+@pytest.mark.parametrize("batch", [(), (5,), (2, 3)])
+def test_kernels_never_write_into_their_inputs(entry, batch):
+    """The generated code recycles its own buffers with out=; a read-only input proves it never
+    recycles the caller's arrays (numpy raises on a write), whatever the batch shape."""
+    d = symelig.derive(entry.family, entry.param)
+    args = random_arguments(d, np.random.default_rng(7), batch=batch, size=4)
+    frozen = {n: np.array(v) for n, v in args.items()}
+    for v in frozen.values():
+        v.flags.writeable = False
+    e = d.kernels.eligibility(**frozen)
+    d.kernels.log_prob(**frozen)
+    for n, v in args.items():
+        np.testing.assert_array_equal(frozen[n], v)
+    for name, value in e.items():  # outputs are the caller's own, writable arrays
+        assert isinstance(value, np.ndarray) and value.flags.writeable, name
+        assert not any(np.shares_memory(value, v) for v in frozen.values()), name
+
+
+def test_shared_parameters_broadcast_into_new_buffers():
+    """A (K,) parameter shared by a batch of samples: in-place writes must not assume that the
+    buffer already has the output's shape."""
+    d = symelig.derive("multinomial", "logits")
+    z = np.array([0.1, -0.3, 2.0])
+    x = np.array([[1, 0, 2], [0, 3, 0]])
+    e = d.eligibility(x, total_count=[3, 3], logits=z)["logits"]
+    softmax = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(e, x - 3 * softmax, rtol=1e-13)
+    d = symelig.derive("normal", "scale")
+    e = d.eligibility(np.array([0.5, 1.0, -1.0]), loc=0.25, scale=2.0)
+    np.testing.assert_allclose(e["scale"], ((np.array([0.5, 1.0, -1.0]) - 0.25) ** 2 - 4) / 8, rtol=1e-13)

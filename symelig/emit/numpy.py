@@ -29,6 +29,7 @@ from sympy.printing.precedence import precedence
 from .. import __version__, constraints
 from ..family import K, j
 from ..functions import LogSumExp, Softmax
+from .buffers import Buffers
 from .text import formula, letter, where
 
 _HELPERS = {
@@ -38,9 +39,13 @@ _HELPERS = {
     "_xdivy": '''def _xdivy(a, b):
     """a / b, 0 where a == 0."""
     return np.where(a == 0, 0, a / np.where(a == 0, 1, b))''',
-    "_sigmoid": '''def _sigmoid(z):
-    """1 / (1 + exp(−z)), accurate in both tails."""
-    return np.exp(-np.logaddexp(0, -z))''',
+    "_with_ndim": '''def _with_ndim(a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)''',
+    "_into": '''def _into(buffer, other):
+    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
+    (the ufunc then returns a new array of the broadcast shape)."""
+    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None''',
     "_float_dtype": '''def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -99,7 +104,8 @@ class ArrayPrinter(SciPyPrinter):
         return "np.pi"
 
     def _print_sigmoid(self, expr):
-        return self._helper("_sigmoid", expr.args)
+        """scipy's expit: one ufunc pass, accurate in both tails."""
+        return f"{self._module_format('scipy.special.expit')}({self._print(expr.args[0])})"
 
     def _print_softplus(self, expr):
         return f"np.logaddexp(0, {self._print(expr.args[0])})"
@@ -142,8 +148,12 @@ class _Lowering:
         self.sample_index = x if derivation.family.value is constraints.category else None
         self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
         self.vectors: set = {Symbol(n) for n in self.axis_names}   # names of shape (..., K)
+        # what each name depends on, so the buffer compiler knows which operands fit a buffer
+        self.symbol_deps: dict = {Symbol(n): frozenset({n}) for n in derivation.symbols}
+        self.symbol_deps[Symbol("_x")] = frozenset({"x"})
+        self.owned: set = set()  # temporaries that are fresh output-sized buffers
 
-    def _temp(self, prefix, code, key, vector):
+    def _temp(self, prefix, code, key, vector, depends_on=None):
         if key not in self.memo:
             name = Symbol(f"_{prefix}{self.counts[prefix]}")
             self.counts[prefix] += 1
@@ -151,7 +161,14 @@ class _Lowering:
             self.memo[key] = name
             if vector:
                 self.vectors.add(name)
+            self.symbol_deps[name] = self.deps(depends_on if depends_on is not None else _first_expr(key))
         return self.memo[key]
+
+    def deps(self, expr) -> frozenset:
+        """The arguments (x, parameters) an expression over array names depends on."""
+        if not hasattr(expr, "free_symbols"):
+            return frozenset()
+        return frozenset().union(*(self.symbol_deps.get(s, frozenset()) for s in expr.free_symbols))
 
     def is_vector(self, expr) -> bool:
         return bool(expr.free_symbols & self.vectors)
@@ -169,7 +186,11 @@ class _Lowering:
         both log-sum-exp (max + log Σ) and softmax (exp(f − max) / Σ), which is exact at ±1e4."""
         body = self._materialize(self._lower(reduction.body), "shifted")
         top = self._temp("max", f"np.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
-        shifted = self._temp("exp", f"np.exp({body} - {top})", ("exp", body), vector=True)
+        if ("exp", body) not in self.memo:  # z − max in a new buffer, exp in place: one allocation
+            shifted = self._temp("exp", f"np.subtract({body}, {top})", ("exp", body), vector=True)
+            self.statements.append((None, f"np.exp({shifted}, out={shifted})"))
+            self.owned.add(shifted)
+        shifted = self.memo[("exp", body)]
         total = self._temp("sumexp", f"np.sum({shifted}, axis=-1, keepdims=True)", ("sumexp", body), vector=False)
         return top, shifted, total
 
@@ -184,7 +205,7 @@ class _Lowering:
             name = self.names[e.base]
             if e.indices[0] == self.sample_index:
                 code = f"np.take_along_axis({name}, _x, axis=-1)"
-                return self._temp(f"{name}_at_x", code, e, vector=False)
+                return self._temp(f"{name}_at_x", code, e, vector=False, depends_on=Symbol(name) + Symbol("_x"))
             return Symbol(name)  # j, or the bound index of an enclosing sum: the whole axis
         if e == K:
             return Symbol("size")
@@ -195,22 +216,26 @@ class _Lowering:
             if index not in e.function.free_symbols:
                 return Symbol("size") * self._lower(e.function)
             body = self._lower(e.function)
-            return self._temp("sum", f"np.sum({self._print(body)}, axis=-1, keepdims=True)", e, vector=False)
+            return self._temp("sum", f"np.sum({self._print(body)}, axis=-1, keepdims=True)", e, vector=False, depends_on=body)
         if isinstance(e, LogSumExp):
             top, _, total = self._shifted_exp(e)
-            return self._temp("logsumexp", f"{top} + np.log({total})", e, vector=False)
+            return self._temp("logsumexp", f"{top} + np.log({total})", e, vector=False, depends_on=top + total)
         if isinstance(e, Softmax):
             top, shifted, total = self._shifted_exp(e)
             at = self._lower(e.body.subs(e.index, e.at))
             if at == self._lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
-                return self._temp("softmax", f"{shifted}/{total}", e, vector=True)
+                return shifted / total
             code = f"np.exp({self._print(at - top)})/{total}"
-            return self._temp("softmax", code, e, vector=self.is_vector(at))
+            return self._temp("softmax", code, e, vector=self.is_vector(at), depends_on=at + total)
         if isinstance(e, KroneckerDelta):
             raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
         if e.args:
             return e.func(*[self._lower(a) for a in e.args])
         return e
+
+
+def _first_expr(key):
+    return key[1] if isinstance(key, tuple) else key
 
 
 def _split_delta(expr, sample):
@@ -276,27 +301,46 @@ class _Function:
                 lines.append("_x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))")
             elif self.vector_family:
                 lines.append(f"{n} = {n}[..., None]")
+            else:  # at least 1-d: ufuncs return scalars, not writable buffers, for 0-d inputs
+                lines.append(f"{n} = _with_ndim({n}, max(len(batch), 1))")
+                self.printer.helpers.add("_with_ndim")
         self.printer.helpers.update({"_float_dtype", "_output"})
         return lines
 
+    def is_big(self, expr) -> bool:
+        """Output-sized: carries the category axis, or, without one, depends on any array."""
+        if self.vector_family:
+            return self.lowering.is_vector(expr)
+        return bool(self.lowering.deps(expr))
+
     def elementwise(self, outputs: dict) -> tuple:
-        """CSE over the lowered outputs; returns (statements, {name: printed expression})."""
-        lowered = {n: self.lowering.lower(e) for n, e in outputs.items()}
+        """CSE over the lowered ``outputs`` {target name: expression}, compiled into ufunc
+        statements that recycle buffers; returns (lines, {target: owned?})."""
+        low = self.lowering
+        lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
         for s, e in common:
-            if self.lowering.is_vector(e):
-                self.lowering.vectors.add(s)
-        statements = [(str(s), self.printer.doprint(e)) for s, e in common]
-        return statements, dict(zip(lowered, reduced))
+            if low.is_vector(e):
+                low.vectors.add(s)
+            low.symbol_deps[s] = low.deps(e)
+        buffers = Buffers(self.printer, self.is_big, low.deps)
+        for name in low.owned:
+            buffers.owned(str(name), name)
+        jobs = [(str(s), e) for s, e in common] + list(zip(lowered, reduced))
+        owned = {}
+        for i, (target, e) in enumerate(jobs):
+            later = set().union(*(later_e.free_symbols for _, later_e in jobs[i + 1:]))
+            owned[target] = buffers.assign(target, e, consumable=e.free_symbols - later)
+        lines = [f"{n} = {c}" if n else c for n, c in low.statements] + buffers.lines
+        return lines, owned
 
 
 def _log_prob_body(d) -> tuple:
     f = _Function(d)
     lines = f.prologue()
-    statements, outputs = f.elementwise({"log_prob": d.log_prob})
-    lines += [f"{n} = {c}" for n, c in f.lowering.statements + statements]
-    value = f.printer.doprint(outputs["log_prob"])
-    value = f"({value})[..., 0]" if f.vector_family else value
+    body, _ = f.elementwise({"_log_prob": d.log_prob})
+    lines += body
+    value = "_log_prob[..., 0]" if f.vector_family else "_log_prob"
     lines.append(f"return _output({value}, batch, dtype, copy=False)")
     return f.signature(), lines, f.printer
 
@@ -308,24 +352,21 @@ def _eligibility_body(d) -> tuple:
     parts, deltas = {}, {}
     for name, e in d.eligibility.items():
         rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
-        parts[name] = rest
+        parts[f"e_{_check_identifier(name)}"] = rest
         if coefficient != 0:
             deltas[name] = coefficient
-    statements, outputs = f.elementwise({**{("rest", n): v for n, v in parts.items()},
-                                         **{("delta", n): v for n, v in deltas.items()}})
-    lines += [f"{n} = {c}" for n, c in f.lowering.statements + statements]
+    body, owned = f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
+    lines += body
     for name in d.eligibility:
-        out = f"e_{_check_identifier(name)}"
-        rest = outputs[("rest", name)]
+        out = f"e_{name}"
         vector = isinstance(d.symbols[name], IndexedBase)
-        # A computed expression is a fresh array the kernel may return and add into; a bare
-        # input or a constant has to be copied into a new array of the output's shape.
-        fresh = bool(rest.free_symbols) and not isinstance(rest, Symbol)
+        # An owned buffer is returned as it is (and the δ term added into it); an input or a
+        # per-sample quantity is copied into a new array of the output's shape.
         shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
-        lines.append(f"{out} = _output({f.printer.doprint(rest)}, {shape}, dtype, copy={not fresh})")
+        lines.append(f"{out} = _output({out}, {shape}, dtype, copy={not owned[out]})")
         if name in deltas:
             f.printer.helpers.add("_add_at")
-            lines.append(f"_add_at({out}, _x, {f.printer.doprint(outputs[('delta', name)])})")
+            lines.append(f"_add_at({out}, _x, _at_x_{name})")
         if f.vector_family and not vector:
             lines.append(f"{out} = {out}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")

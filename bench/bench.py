@@ -1,0 +1,233 @@
+"""``make bench``: generated eligibility kernels against what users would otherwise run.
+
+For every row (entry × shape × dtype) the candidates are timed interleaved, in a shuffled order
+per repetition, and reported as medians and as ratios to the generated kernel measured in the
+same run: the careful hand-written numpy reference (bench/references.py), torch.distributions
+autograd and torch's fused-op autograd (where torch is installed), and a copy of an
+output-sized array (the memory-bandwidth floor).  It also reports the generated kernel's peak
+extra memory in output-sized arrays, the derivation's cost in K, and the CLI's cold start.
+
+    python bench/bench.py [--quick] [--out bench/results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import references  # noqa: E402
+
+import symelig  # noqa: E402
+
+VECTOR_SHAPES = [(4096, 1000), (65536, 16), (256, 100000)]
+SCALAR_SHAPES = [(1_000_000,)]
+ROWS = [
+    (("categorical", "logits"), VECTOR_SHAPES),
+    (("categorical", "probs"), VECTOR_SHAPES),
+    (("multinomial", "logits"), VECTOR_SHAPES),
+    (("normal", "scale"), SCALAR_SHAPES),
+    (("bernoulli", "logits"), SCALAR_SHAPES),
+]
+
+
+def inputs(entry, shape, dtype, rng):
+    family, param = entry
+    if family in ("categorical", "multinomial"):
+        batch, k = shape
+        z = rng.normal(scale=3.0, size=shape).astype(dtype)
+        if family == "categorical":
+            x = rng.integers(0, k, size=batch)
+            return {"x": x, param: z if param == "logits" else np.exp(z).astype(dtype)}
+        n = 20
+        x = rng.multinomial(n, np.full(k, 1 / k), size=batch).astype(dtype)
+        return {"x": x, "total_count": np.full(batch, n, dtype), "logits": z}
+    if family == "normal":
+        return {"x": rng.normal(size=shape).astype(dtype), "loc": rng.normal(size=shape).astype(dtype),
+                "scale": rng.uniform(0.5, 2, size=shape).astype(dtype)}
+    return {"x": rng.integers(0, 2, size=shape).astype(dtype), "logits": rng.normal(scale=3, size=shape).astype(dtype)}
+
+
+def time_interleaved(candidates: dict, budget: float, min_reps: int = 5, max_reps: int = 50) -> dict:
+    """Median seconds per call of each candidate; one call each per repetition, shuffled order."""
+    times = {name: [] for name in candidates}
+    for fn in candidates.values():  # warm-up: imports, caches, first-touch page faults
+        fn()
+    start = time.perf_counter()
+    reps = 0
+    while reps < min_reps or (time.perf_counter() - start < budget and reps < max_reps):
+        order = list(candidates.items())
+        random.shuffle(order)
+        for name, fn in order:
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+        reps += 1
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def peak_extra_memory(fn, output_bytes: int) -> float:
+    """Peak numpy allocation during one call, in output-sized arrays (outputs included)."""
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / output_bytes
+
+
+def kernel_rows(quick: bool, torch) -> list:
+    rng = np.random.default_rng(0)
+    torch_refs = references.torch_references(torch) if torch else {}
+    rows = []
+    for entry, shapes in ROWS:
+        kernel = symelig.derive(*entry).kernels.eligibility
+        hand = references.NUMPY[entry]
+        for shape in shapes[:1] if quick else shapes:
+            for dtype in (np.float64, np.float32):
+                args = inputs(entry, shape, dtype, rng)
+                out = kernel(**args)
+                expected = hand(**args)
+                for n in out:  # the reference must compute the same thing, or the race is void
+                    np.testing.assert_allclose(out[n], expected[n], rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-4)
+                output_bytes = sum(v.nbytes for v in out.values())
+                floor_src = np.ones(output_bytes // np.dtype(dtype).itemsize, dtype)
+                floor_dst = np.empty_like(floor_src)
+                candidates = {
+                    "generated": lambda: kernel(**args),
+                    "hand numpy": lambda: hand(**args),
+                    "copy (floor)": lambda: np.copyto(floor_dst, floor_src),
+                }
+                if entry in torch_refs:
+                    targs = {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in args.items()}
+                    if entry[0] == "categorical":
+                        targs["x"] = targs["x"].long()
+                    dist, fused = torch_refs[entry]
+                    candidates["torch.distributions"] = lambda: dist(**targs)
+                    candidates["torch fused op"] = lambda: fused(**targs)
+                medians = time_interleaved(candidates, budget=1.0 if quick else 3.0)
+                rows.append({
+                    "entry": f"{entry[0]} {entry[1]}",
+                    "shape": "×".join(map(str, shape)),
+                    "dtype": np.dtype(dtype).name,
+                    "ms": {n: round(t * 1e3, 3) for n, t in medians.items()},
+                    "ratio_to_generated": {n: round(t / medians["generated"], 2) for n, t in medians.items()},
+                    "peak_memory_outputs": round(peak_extra_memory(lambda: kernel(**args), output_bytes), 2),
+                })
+                print(_row_line(rows[-1]), flush=True)
+    return rows
+
+
+def derivation_rows(quick: bool) -> dict:
+    """Symbolic-K derivation time (no K in it) and --k N expansion times."""
+    from symelig.engine import derive_symbolic
+    from symelig.expand import expand
+    from symelig.family import lookup
+
+    family, parametrization = lookup("categorical", "logits")
+    symbolic = statistics.median(_seconds(lambda: derive_symbolic(family, parametrization)) for _ in range(5))
+    d = derive_symbolic(family, parametrization)
+    # The kernel built from the symbolic derivation is evaluated at several K: one derivation serves all.
+    kernel = symelig.derive("categorical", "logits").kernels.eligibility
+    per_k = {}
+    for k in (4, 16, 64, 1024):
+        z = np.zeros((8, k))
+        per_k[k] = round(statistics.median(_seconds(lambda: kernel(np.zeros(8, int), z)) for _ in range(20)) * 1e6, 1)
+    expansion = {n: round(_seconds(lambda: expand(d, n)), 2) for n in ((4, 16) if quick else (4, 16, 64))}
+    return {"derive_symbolic_K_s": round(symbolic, 3), "kernel_us_at_K": per_k, "expand_s": expansion}
+
+
+def cli_rows(reps: int) -> dict:
+    """Cold-start wall time of fresh processes (median), with the derivation cache cold and warm."""
+    import tempfile
+
+    exe = [sys.executable, "-m", "symelig"]
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "SYMELIG_CACHE_DIR": cache}
+        first = _seconds(lambda: subprocess.run([*exe, "derive", "categorical", "--param", "probs"], env=env, check=True, capture_output=True))
+        derive = [_seconds(lambda: subprocess.run([*exe, "derive", "categorical", "--param", "probs"], env=env, check=True, capture_output=True)) for _ in range(reps)]
+        help_ = [_seconds(lambda: subprocess.run([*exe, "--help"], env=env, check=True, capture_output=True)) for _ in range(reps)]
+    return {"derive_first_run_s": round(first, 3), "derive_cached_median_s": round(statistics.median(derive), 3),
+            "help_median_s": round(statistics.median(help_), 3)}
+
+
+def _seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+COLUMNS = ["generated", "hand numpy", "torch.distributions", "torch fused op", "copy (floor)"]
+
+
+def _row_line(r) -> str:
+    cells = [f"{r['ms'][c]:.2f} ms ({r['ratio_to_generated'][c]:.2f}×)" if c in r["ms"] else "-" for c in COLUMNS]
+    return f"| {r['entry']} | {r['shape']} | {r['dtype']} | " + " | ".join(cells) + f" | {r['peak_memory_outputs']} |"
+
+
+def markdown(result) -> str:
+    head = "| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |"
+    lines = [
+        f"Machine: {result['machine']}; numpy {result['numpy']}, torch {result['torch']}. "
+        "Medians of interleaved runs; (r×) = time / generated time, so r > 1 means the generated kernel is faster.",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+        *(_row_line(r) for r in result["kernels"]),
+        "",
+    ]
+    d = result["derivation"]
+    lines += [
+        f"Derivation of categorical logits with symbolic K: {d['derive_symbolic_K_s']} s, once for every K; "
+        "its kernel at K = " + ", ".join(f"{k}: {us} µs" for k, us in d["kernel_us_at_K"].items()) + " (batch 8).",
+        "`--k N` expansion (every component separately): " + ", ".join(f"N = {n}: {s} s" for n, s in d["expand_s"].items()) + ".",
+        "",
+    ]
+    c = result["cli"]
+    lines.append(
+        f"CLI cold start (fresh process): `symelig derive categorical --param probs` {c['derive_cached_median_s']} s median "
+        f"({c['derive_first_run_s']} s on the very first run, which fills the cache); `symelig --help` {c['help_median_s']} s."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one shape per entry, shorter timing")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args()
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        torch = None
+    print("| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |")
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch else "not installed",
+        "kernels": kernel_rows(args.quick, torch),
+        "derivation": derivation_rows(args.quick),
+        "cli": cli_rows(3 if args.quick else 7),
+    }
+    text = markdown(result)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""What a careful user would write by hand: the references the generated kernels are timed against.
+
+These formulas are typed in on purpose (they are the competition, not the product): one pass per
+operation, in place wherever the buffer is ours, no temporaries of size B×K×K, dtype kept.
+Each takes the same arguments as the generated ``eligibility`` and returns the same dict.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rows(x):
+    return np.arange(x.shape[0])
+
+
+def categorical_logits(x, logits):
+    e = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    np.multiply(e, -1 / e.sum(axis=-1, keepdims=True), out=e)
+    e[_rows(x), x] += 1
+    return {"logits": e}
+
+
+def categorical_probs(x, probs):
+    total = probs.sum(axis=-1)
+    e = np.empty_like(probs)
+    e[...] = (-1 / total)[:, None]
+    rows = _rows(x)
+    e[rows, x] += 1 / probs[rows, x]
+    return {"probs": e}
+
+
+def multinomial_logits(x, total_count, logits):
+    e = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    np.multiply(e, -total_count[:, None] / e.sum(axis=-1, keepdims=True), out=e)
+    np.add(e, x, out=e)
+    return {"logits": e}
+
+
+def normal_scale(x, loc, scale):
+    inv = 1 / scale
+    z = x - loc
+    z *= inv
+    e_loc = z * inv
+    np.multiply(z, z, out=z)
+    z -= 1
+    z *= inv
+    return {"loc": e_loc, "scale": z}
+
+
+def bernoulli_logits(x, logits):
+    # x − sigmoid(z), with sigmoid from the numerically stable tanh form
+    e = np.multiply(logits, 0.5)
+    np.tanh(e, out=e)
+    e *= -0.5
+    e += x - 0.5
+    return {"logits": e}
+
+
+NUMPY = {
+    ("categorical", "logits"): categorical_logits,
+    ("categorical", "probs"): categorical_probs,
+    ("multinomial", "logits"): multinomial_logits,
+    ("normal", "scale"): normal_scale,
+    ("bernoulli", "logits"): bernoulli_logits,
+}
+
+
+def torch_references(torch):
+    """{entry: (distributions autograd, fused-op autograd)}, each (x, **params) → grads."""
+    from torch import distributions as D
+    import torch.nn.functional as F
+
+    def autograd(log_prob):
+        def run(x, **params):
+            leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+            log_prob(x, **leaves).sum().backward()
+            return {n: p.grad for n, p in leaves.items()}
+
+        return run
+
+    return {
+        ("categorical", "logits"): (
+            autograd(lambda x, logits: D.Categorical(logits=logits).log_prob(x)),
+            autograd(lambda x, logits: torch.log_softmax(logits, -1).gather(-1, x[:, None])),
+        ),
+        ("categorical", "probs"): (
+            autograd(lambda x, probs: D.Categorical(probs=probs).log_prob(x)),
+            autograd(lambda x, probs: probs.gather(-1, x[:, None]).log().squeeze(-1) - probs.sum(-1).log()),
+        ),
+        ("multinomial", "logits"): (
+            autograd(lambda x, total_count, logits: D.Multinomial(int(total_count[0]), logits=logits).log_prob(x)),
+            autograd(lambda x, total_count, logits: (x * torch.log_softmax(logits, -1)).sum(-1)),
+        ),
+        ("normal", "scale"): (
+            autograd(lambda x, loc, scale: D.Normal(loc, scale).log_prob(x)),
+            autograd(lambda x, loc, scale: -((x - loc) / scale) ** 2 / 2 - scale.log()),
+        ),
+        ("bernoulli", "logits"): (
+            autograd(lambda x, logits: D.Bernoulli(logits=logits).log_prob(x)),
+            autograd(lambda x, logits: -F.binary_cross_entropy_with_logits(logits, x, reduction="none")),
+        ),
+    }
