@@ -7,7 +7,7 @@ Softplus-parametrized: scale = softplus(raw_scale), for raw network outputs.
 
     log p(x | μ, r) = -(x - μ)/softplus(r) - log(softplus(r)) - exp(-(x - μ)/softplus(r))
     ∂ log p / ∂μ = (1 - exp(-(x - μ)/softplus(r)))/softplus(r)
-    ∂ log p / ∂r = ((x - μ)/softplus(r) - (x - μ)*exp(-(x - μ)/softplus(r))/softplus(r) - 1)*sigmoid(r)/softplus(r)
+    ∂ log p / ∂r = (x - μ)*sigmoid(r)/softplus(r)**2 - (x - μ)*sigmoid(r)*exp(-(x - μ)/softplus(r))/softplus(r)**2 - sigmoid(r)/softplus(r)
     where β = softplus(r)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
@@ -38,15 +38,16 @@ def log_prob(x, loc, raw_scale):
     x = _with_ndim(x, max(len(batch), 1))
     loc = _with_ndim(loc, max(len(batch), 1))
     raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
-    _t0 = np.logaddexp(0, raw_scale)
-    _b1 = np.subtract(x, loc)
-    _t1 = np.divide(_b1, _t0, out=_into(_b1, _t0))
-    _log_prob = np.multiply(_t1, -1)
-    np.exp(_log_prob, out=_log_prob)
-    np.log(_t0, out=_t0)
-    np.negative(_log_prob, out=_log_prob)
-    np.subtract(_log_prob, _t1, out=_log_prob)
-    np.subtract(_log_prob, _t0, out=_log_prob)
+    _b0 = np.subtract(x, loc)
+    _b1 = np.logaddexp(0, raw_scale)
+    _t0 = np.divide(_b0, _b1, out=_into(_b0, _b1))
+    _b3 = np.multiply(_t0, -1)
+    np.exp(_b3, out=_b3)
+    _b4 = _log_softplus(raw_scale)
+    np.negative(_b3, out=_b3)
+    np.subtract(_b3, _t0, out=_b3)
+    np.subtract(_b3, _b4, out=_b3)
+    _log_prob = _b3
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -55,7 +56,7 @@ def eligibility(x, loc, raw_scale):
     broadcast over the batch.
 
     ∂ log p / ∂μ = (1 - exp(-(x - μ)/softplus(r)))/softplus(r)
-    ∂ log p / ∂r = ((x - μ)/softplus(r) - (x - μ)*exp(-(x - μ)/softplus(r))/softplus(r) - 1)*sigmoid(r)/softplus(r)
+    ∂ log p / ∂r = (x - μ)*sigmoid(r)/softplus(r)**2 - (x - μ)*sigmoid(r)*exp(-(x - μ)/softplus(r))/softplus(r)**2 - sigmoid(r)/softplus(r)
     where β = softplus(r)
 
     x: (...), a finite real number
@@ -72,22 +73,26 @@ def eligibility(x, loc, raw_scale):
     x = _with_ndim(x, max(len(batch), 1))
     loc = _with_ndim(loc, max(len(batch), 1))
     raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
-    _b0 = np.logaddexp(0, raw_scale)
-    _t0 = np.divide(1, _b0)
-    _b2 = np.subtract(x, loc)
-    _t1 = np.multiply(_b2, _t0, out=_into(_b2, _t0))
-    _t2 = np.multiply(_t1, -1)
-    _t3 = np.exp(_t2)
-    e_loc = np.negative(_t3)
-    np.add(e_loc, 1, out=e_loc)
-    np.multiply(e_loc, _t0, out=e_loc)
-    np.multiply(_t1, _t3, out=_t1)
-    np.negative(_t2, out=_t2)
-    np.subtract(_t2, _t1, out=_t2)
-    np.subtract(_t2, 1, out=_t2)
-    _b7 = special.expit(raw_scale)
-    e_raw_scale = np.multiply(_t0, _t2, out=_into(_t0, _t2))
-    np.multiply(e_raw_scale, _b7, out=e_raw_scale)
+    _t0 = np.logaddexp(0, raw_scale)
+    _t1 = np.divide(1, _t0)
+    _t2 = np.subtract(x, loc)
+    _t3 = np.multiply(_t1, _t2)
+    np.negative(_t3, out=_t3)
+    np.exp(_t3, out=_t3)
+    _t4 = special.expit(raw_scale)
+    np.square(_t0, out=_t0)
+    _t5 = np.divide(1, _t0)
+    _b6 = np.negative(_t3)
+    np.add(_b6, 1, out=_b6)
+    e_loc = np.multiply(_t1, _b6, out=_into(_t1, _b6))
+    _b8 = _sigmoid_over_softplus(raw_scale)
+    e_raw_scale = np.multiply(_t2, _t4)
+    np.multiply(e_raw_scale, _t5, out=e_raw_scale)
+    np.multiply(_t3, _t2, out=_t3)
+    np.multiply(_t3, _t4, out=_t3)
+    np.multiply(_t3, _t5, out=_t3)
+    np.subtract(e_raw_scale, _b8, out=e_raw_scale)
+    np.subtract(e_raw_scale, _t3, out=e_raw_scale)
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
@@ -105,14 +110,27 @@ def _into(buffer, other):
     return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
+def _log_softplus(z):
+    """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
+    (softplus itself would underflow to 0 there)."""
+    return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
+
+
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
     when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
-    if not copy and np.shape(value) == shape and value.dtype == dtype:
+    if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
         return value
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _sigmoid_over_softplus(z):
+    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
+    where both would underflow."""
+    clipped = np.maximum(z, -37)
+    return np.where(z < -37, 1, special.expit(clipped) / np.logaddexp(0, clipped))
 
 
 def _with_ndim(a, ndim):

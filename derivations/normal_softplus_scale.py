@@ -7,7 +7,7 @@ Softplus-parametrized: scale = softplus(raw_scale), for raw network outputs.
 
     log p(x | μ, r) = -(x - μ)**2/(2*softplus(r)**2) - log(softplus(r)) - log(2*π)/2
     ∂ log p / ∂μ = (x - μ)/softplus(r)**2
-    ∂ log p / ∂r = ((x - μ)**2/softplus(r)**2 - 1)*sigmoid(r)/softplus(r)
+    ∂ log p / ∂r = (x - μ)**2*sigmoid(r)/softplus(r)**3 - sigmoid(r)/softplus(r)
     where σ = softplus(r)
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
@@ -38,14 +38,14 @@ def log_prob(x, loc, raw_scale):
     x = _with_ndim(x, max(len(batch), 1))
     loc = _with_ndim(loc, max(len(batch), 1))
     raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
-    _t0 = np.logaddexp(0, raw_scale)
-    _b1 = np.log(_t0)
-    _b2 = np.subtract(x, loc)
+    _b0 = _log_softplus(raw_scale)
+    _b1 = np.subtract(x, loc)
+    np.square(_b1, out=_b1)
+    _b2 = np.logaddexp(0, raw_scale)
     np.square(_b2, out=_b2)
-    _b3 = np.square(_t0)
-    _log_prob = np.divide(_b2, _b3, out=_into(_b2, _b3))
+    _log_prob = np.divide(_b1, _b2, out=_into(_b1, _b2))
     np.multiply(_log_prob, -1/2, out=_log_prob)
-    np.subtract(_log_prob, _b1, out=_log_prob)
+    np.subtract(_log_prob, _b0, out=_log_prob)
     np.subtract(_log_prob, 0.91893853320467274, out=_log_prob)
     return _output(_log_prob, batch, dtype, copy=False)
 
@@ -55,7 +55,7 @@ def eligibility(x, loc, raw_scale):
     broadcast over the batch.
 
     ∂ log p / ∂μ = (x - μ)/softplus(r)**2
-    ∂ log p / ∂r = ((x - μ)**2/softplus(r)**2 - 1)*sigmoid(r)/softplus(r)
+    ∂ log p / ∂r = (x - μ)**2*sigmoid(r)/softplus(r)**3 - sigmoid(r)/softplus(r)
     where σ = softplus(r)
 
     x: (...), a finite real number
@@ -73,17 +73,17 @@ def eligibility(x, loc, raw_scale):
     loc = _with_ndim(loc, max(len(batch), 1))
     raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_scale)
-    _b1 = np.square(_t0)
-    _t1 = np.divide(1, _b1)
-    _t2 = np.subtract(x, loc)
-    e_loc = np.multiply(_t1, _t2)
-    np.square(_t2, out=_t2)
-    _b5 = np.multiply(_t1, _t2, out=_into(_t1, _t2))
-    np.subtract(_b5, 1, out=_b5)
-    _b6 = special.expit(raw_scale)
-    np.multiply(_b5, _b6, out=_b5)
-    np.divide(_b5, _t0, out=_b5)
-    e_raw_scale = _b5
+    _t1 = np.subtract(x, loc)
+    _b2 = np.square(_t0)
+    e_loc = np.divide(_t1, _b2, out=_into(_b2, _t1))
+    _b4 = _sigmoid_over_softplus(raw_scale)
+    np.square(_t1, out=_t1)
+    _b5 = special.expit(raw_scale)
+    _b6 = np.square(_t0)
+    np.multiply(_b6, _t0, out=_b6)
+    e_raw_scale = np.multiply(_t1, _b5, out=_into(_t1, _b5))
+    np.divide(e_raw_scale, _b6, out=e_raw_scale)
+    np.subtract(e_raw_scale, _b4, out=e_raw_scale)
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
@@ -101,14 +101,27 @@ def _into(buffer, other):
     return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
+def _log_softplus(z):
+    """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
+    (softplus itself would underflow to 0 there)."""
+    return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
+
+
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
     when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
-    if not copy and np.shape(value) == shape and value.dtype == dtype:
+    if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
         return value
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _sigmoid_over_softplus(z):
+    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
+    where both would underflow."""
+    clipped = np.maximum(z, -37)
+    return np.where(z < -37, 1, special.expit(clipped) / np.logaddexp(0, clipped))
 
 
 def _with_ndim(a, ndim):

@@ -79,7 +79,7 @@ def _into(buffer, other):
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
     when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
-    if not copy and np.shape(value) == shape and value.dtype == dtype:
+    if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
         return value
     out = np.empty(shape, dtype)
     out[...] = value

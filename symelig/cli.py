@@ -49,6 +49,8 @@ class EvalFormat(str, enum.Enum):
 
 
 def _emit(text: str, output: Optional[str]) -> None:
+    if output == "":
+        raise SymeligError("-o needs a file name; omit it to print to stdout")
     if output:
         from .files import write_atomic
 
@@ -109,6 +111,8 @@ def _expanded(d, k: int, format: Format) -> str:
 
     if format is Format.numpy:
         raise SymeligError("--k works with --format text, latex or json; the numpy kernel is the same for every K")
+    if not d.symbolic.is_vector:
+        raise SymeligError(f"--k expands the K categories of a vector parameter; {d.family} has none")
     table = expand.expand(d.symbolic, k)
     if format is Format.latex:
         return expand.render_latex(d.symbolic, table)

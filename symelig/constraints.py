@@ -73,11 +73,16 @@ class _Weights(_Positive):
     """Relative weights: each ≥ 0, not all 0 (they are normalized by their sum)."""
 
     def _check_event(self, label, values, **context):
-        bad = ~(values.sum(-1) > 0)
-        if bad.any():
-            where = tuple(int(w) for w in np.argwhere(bad)[0])
-            index = f" at batch index {list(where)}" if where else ""
-            raise SymeligError(f"{label}{index} is all zeros: {label} must have at least one entry > 0")
+        with np.errstate(over="ignore"):  # an infinite sum is reported below, not warned about
+            total = values.sum(-1)
+        for bad, problem in ((~(total > 0), "is all zeros"), (~np.isfinite(total), "sums past the float range")):
+            if bad.any():
+                where = tuple(int(w) for w in np.argwhere(bad)[0])
+                index = f" at batch index {list(where)}" if where else ""
+                raise SymeligError(
+                    f"{label}{index} {problem}: {label} must have at least one entry > 0 and a finite sum "
+                    "(only ratios matter: rescale them)"
+                )
 
 
 class _Simplex(Constraint):
@@ -176,6 +181,11 @@ positive = _Positive("positive", "a finite number > 0", {"positive": True}, lowe
 nonnegative_vector = _Weights(
     "nonnegative_vector", "a vector of finite numbers ≥ 0", {"positive": True},
     event_dim=1, lower=0.0, lower_open=False,
+)
+# Dirichlet samples live in the open simplex: ∂ log p/∂α_j = log x_j is undefined at x_j = 0.
+open_simplex = _Simplex(
+    "open_simplex", "a probability vector with entries > 0 summing to 1", {"positive": True},
+    event_dim=1, lower=0.0, upper=1.0, notation="open simplex",
 )
 simplex = _Simplex(
     "simplex", "a probability vector (entries ≥ 0 summing to 1)", {"positive": True},

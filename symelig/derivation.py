@@ -84,7 +84,7 @@ class Derivation:
         with np.errstate(all="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
             return self.kernels.log_prob(**args)
 
-    def eligibility(self, x, validate: bool = True, **params) -> dict:
+    def eligibility(self, x, *, validate: bool = True, **params) -> dict:
         """{parameter: ∂ log p(x | θ)/∂parameter}; with ``validate`` the arguments are checked and a
         result that is not finite (a sample of probability 0, an overflow) is an error, not inf."""
         if not validate:
@@ -133,13 +133,16 @@ class Derivation:
             log_p = np.broadcast_to(self.kernels.log_prob(**args), bad.shape)
         where = tuple(int(w) for w in np.argwhere(bad)[0])
         at = f" at batch index {list(where)}" if where else ""
-        if log_p[where] == -np.inf:
+        if log_p[where] == -np.inf and self.symbolic.discrete:
             raise SymeligError(
                 f"the sample x{at} has probability 0 under the given {', '.join(self.parameters)} "
                 f"(log p = {log_p[where].item()}): its eligibility is undefined"
             )
         hint = "" if value.dtype == np.float64 else "; float64 has more range"
-        raise SymeligError(f"∂ log p/∂{name}{at} overflows {value.dtype}: the parameters are too extreme{hint}")
+        raise SymeligError(
+            f"∂ log p/∂{name}{at} is not finite in {value.dtype}: x and the parameters are too extreme for "
+            f"this precision (log p = {log_p[where].item()}){hint}"
+        )
 
     @functools.cached_property
     def _vectors(self) -> set:

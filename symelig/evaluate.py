@@ -57,8 +57,10 @@ def parse_arguments(args: list, names: list, entry: str) -> dict:
 
 def evaluate(derivation, values: dict) -> dict:
     x = values.pop("x")
-    log_p = derivation.log_prob(x, **values)
     e = derivation.eligibility(x, **values)
+    log_p = derivation.log_prob(x, **values)
+    if not np.all(np.isfinite(log_p)):
+        raise SymeligError(f"log p(x | θ) = {np.ravel(log_p)[0]} is outside the float64 range at these values")
     prob = np.exp(log_p)
     return {
         "family": derivation.family,

@@ -161,6 +161,43 @@ class softplus(Function):
         return _power(rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)", exp)
 
 
+class log_softplus(Function):
+    """log softplus(z), kept whole: softplus(z) underflows to 0 for z below −745 (−104 in float32)
+    while log softplus(z) = z to machine precision there.  d/dz = sigmoid(z)/softplus(z)."""
+
+    def fdiff(self, argindex=1):
+        return sigmoid_over_softplus(self.args[0])
+
+    def doit(self, **hints):
+        return log(softplus(self.args[0]).doit(**hints))
+
+    def _eval_is_real(self):
+        return self.args[0].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\log\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)", exp)
+
+
+class sigmoid_over_softplus(Function):
+    """sigmoid(z)/softplus(z), the derivative of log softplus(z); → 1 as z → −∞, where both
+    underflow and the plain quotient would be 0/0."""
+
+    def fdiff(self, argindex=1):
+        z = self.args[0]
+        return self * (1 - sigmoid(z)) - self**2
+
+    def doit(self, **hints):
+        z = self.args[0].doit(**hints)
+        return sigmoid(z).doit() / softplus(z).doit()
+
+    def _eval_is_positive(self):
+        return self.args[0].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        z = printer._print(self.args[0])
+        return _power(rf"\frac{{\operatorname{{sigmoid}}\left({z}\right)}}{{\operatorname{{softplus}}\left({z}\right)}}", exp)
+
+
 class log_bessel_i0(Function):
     """log I_0(κ), evaluated as log(i0e(κ)) + |κ| so that large κ does not overflow."""
 

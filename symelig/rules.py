@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sympy import Add, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand, expand_log, expand_mul, factor, factor_terms, log, together
 
 from .family import K, i
-from .functions import LogSumExp, Softmax, bessel_i1_i0, log_bessel_i0, sigmoid, softplus, xlogy
+from .functions import LogSumExp, Softmax, bessel_i1_i0, log_bessel_i0, log_softplus, sigmoid, softplus, xlogy
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,12 @@ def _log_sigmoid(node, ctx):
     return node
 
 
+def _log_softplus(node, ctx):
+    if isinstance(node, log) and isinstance(node.args[0], softplus):
+        return log_softplus(node.args[0].args[0])
+    return node
+
+
 def _sigmoid_reflection(node, ctx):
     if isinstance(node, sigmoid) and node.args[0].could_extract_minus_sign():
         return 1 - sigmoid(-node.args[0])
@@ -210,13 +216,16 @@ LOG_PRODUCT = Rule("log_product", "the log of a product or quotient of positive 
 XLOGY_SPLIT = Rule("log_product", "x log(u v) = x log u + x log v (0 log 0 = 0 kept for the factor indexed like x)", _xlogy_split)
 SIMPLIFY = Rule("simplify", "collect the terms over a common denominator and factor", _tidy, whole=True)
 LOG_SIGMOID = Rule("log_sigmoid", "log sigmoid(u) = −softplus(−u) and log(1 − sigmoid(u)) = −softplus(u), exact and stable", _log_sigmoid)
+LOG_SOFTPLUS = Rule(
+    "log_softplus", "log softplus(u) is one function, = u below the underflow of softplus(u)", _log_softplus
+)
 SIGMOID_REFLECTION = Rule("sigmoid_reflection", "sigmoid(−u) = 1 − sigmoid(u)", _sigmoid_reflection)
 BESSEL = Rule("bessel", "log I₀(κ) and I₁(κ)/I₀(κ) are evaluated with exponentially scaled Bessel functions", _bessel)
 RENAME_INDEX = Rule("rename_index", "the name of a summation index does not matter; call it i", _rename_index)
 LOG_SUM_EXP = Rule("log_sum_exp", "log Σ_i exp(f_i) is the log-sum-exp, evaluated stably with a max shift", _log_sum_exp)
 SOFTMAX = Rule("softmax", "exp(f_j) / Σ_i exp(f_i) is the softmax, evaluated stably with a max shift", _softmax)
 
-ALGEBRA = (LOG_SIGMOID, SIGMOID_REFLECTION, LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
+ALGEBRA = (LOG_SIGMOID, LOG_SOFTPLUS, SIGMOID_REFLECTION, LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
 TIDY = (SIMPLIFY,)
 NAMING = (LOG_SUM_EXP, SOFTMAX, BESSEL)
 

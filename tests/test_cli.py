@@ -100,6 +100,9 @@ def test_bare_command_prints_help(capsys):
         (["export", "categorical", "-o", "my-module.py"], "not an importable module name"),
         (["export", "-o", "x.py"], "name a family"),
         (["export", "categorical", "-o", "class.py"], "not a Python keyword"),
+        (["derive", "categorical", "-o", ""], "-o needs a file name"),
+        (["derive", "normal", "--param", "scale", "--k", "3"], "normal has none"),
+        (["eval", "categorical", "--probs", "1e308,1e308", "--x", "0"], "sums past the float range"),
         (["derive", "categorical", "--standalone"], "--standalone makes a whole LaTeX document"),
         (["derive", "categorical", "-f", "latex", "--standalone", "--k", "3"], "without --k"),
         (["eval", "categorical", "--probs=", "--x", "0"], "--probs needs a value after '='"),
@@ -145,3 +148,19 @@ def test_console_script_end_to_end(tmp_path):
     assert ok.returncode == 0 and "eligibility" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "symelig", "eval", "categorical", "--probs", "0.5,0.5", "--x", "7"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("symelig: error:") and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "categorical", "--param", "probs", "--probs", "1e308,1e308", "--x", "0"],
+        ["eval", "normal", "--param", "scale", "--loc", "0", "--scale", "1e-200", "--x", "0.3"],
+        ["eval", "categorical", "--param", "probs", "--probs", "1,0", "--x", "1"],
+    ],
+)
+def test_numeric_failures_print_one_line_and_no_warning(argv):
+    """Overflow inside numpy must surface as our one-line error, not as a RuntimeWarning too."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    bad = subprocess.run([sys.executable, "-m", "symelig", *argv], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("symelig: error:") and bad.stderr.count("\n") == 1, bad.stderr

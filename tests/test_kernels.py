@@ -275,3 +275,19 @@ def test_shared_parameters_broadcast_into_new_buffers():
     d = symelig.derive("normal", "scale")
     e = d.eligibility(np.array([0.5, 1.0, -1.0]), loc=0.25, scale=2.0)
     np.testing.assert_allclose(e["scale"], ((np.array([0.5, 1.0, -1.0]) - 0.25) ** 2 - 4) / 8, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype,raw", [(np.float32, -120.0), (np.float64, -800.0), (np.float64, -1e4)])
+def test_softplus_parametrizations_survive_underflow(dtype, raw):
+    """softplus(r) underflows to 0 for very negative raw outputs, but log softplus(r) = r and
+    sigmoid(r)/softplus(r) = 1 there: rates and concentrations stay finite, nothing is 'probability 0'."""
+    r = np.array([raw], dtype)
+    poisson = symelig.derive("poisson", "softplus_rate")
+    assert poisson.eligibility(np.array([3]), raw_rate=r)["raw_rate"] == pytest.approx(3.0)
+    assert poisson.log_prob(np.array([3]), raw_rate=r) == pytest.approx(3 * raw - np.log(6), rel=1e-6)
+    exponential = symelig.derive("exponential", "softplus_rate")
+    e = exponential.eligibility(np.array([2.0], dtype), raw_rate=r)["raw_rate"]
+    assert e.dtype == dtype and e == pytest.approx(1.0)
+    gamma = symelig.derive("gamma", "softplus_concentration_rate")
+    e = gamma.eligibility(np.array([2.0], dtype), raw_concentration=np.array([0.5], dtype), raw_rate=r)
+    assert np.isfinite(e["raw_rate"]) and e["raw_rate"] == pytest.approx(float(np.logaddexp(0, 0.5)), rel=1e-5)

@@ -78,6 +78,12 @@ def test_latex_fragment_reads_like_a_paper():
     assert r"\log n!" in tex and r"{x}_{i} \log {p}_{i}" in tex
 
 
+def test_latex_writes_special_functions_as_papers_do():
+    tex = symelig.derive("gamma", "concentration_rate").latex()
+    assert r"\log\Gamma\left(\alpha\right)" in tex and r"\psi\left(\alpha\right)" in tex
+    assert "operatorname{loggamma}" not in tex and "polygamma" not in tex
+
+
 def test_latex_names_the_distribution_apart_from_its_parameters():
     """probs is written p, so a probability mass is written Pr; the reparametrization is stated."""
     tex = symelig.derive("categorical", "probs").latex()

@@ -234,12 +234,14 @@ class Buffers:
         base, exponent = e.args
         if exponent == 2:
             return self._unary("np.square", base, e)
-        if exponent in (3, 4):
+        if exponent == 4:
             name, _ = self._unary("np.square", base, base**2)
-            if exponent == 4:
-                self.lines.append(f"np.square({name}, out={name})")
-            else:
-                name = self._accumulate(name, "np.multiply", base, self._plain(base))
+            self.lines.append(f"np.square({name}, out={name})")
+            return name, True
+        if exponent == 3:  # b² in a new buffer, then · b (b itself is read twice: never overwritten)
+            code, _ = self._emit(base)
+            name, _ = self._fresh(f"np.square({code})", self.deps(base))
+            self.lines.append(f"np.multiply({name}, {code}, out={name})")
             return name, True
         if exponent == Rational(1, 2):
             return self._unary("np.sqrt", base, e)

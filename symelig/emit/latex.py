@@ -10,7 +10,17 @@ from .text import PositiveFirst
 
 
 class _Latex(PositiveFirst, LatexPrinter):
-    """SymPy's LaTeX printer, positive terms first."""
+    """SymPy's LaTeX printer, positive terms first; log Γ and ψ as papers write them."""
+
+    def _print_loggamma(self, expr, exp=None):
+        body = rf"\log\Gamma\left({self._print(expr.args[0])}\right)"
+        return rf"\left({body}\right)^{{{exp}}}" if exp else body
+
+    def _print_polygamma(self, expr, exp=None):
+        n, a = expr.args
+        name = r"\psi" if n == 0 else r"\psi'" if n == 1 else rf"\psi^{{({self._print(n)})}}"
+        body = rf"{name}\left({self._print(a)}\right)"
+        return rf"\left({body}\right)^{{{exp}}}" if exp else body
 
 
 def tex(expr) -> str:

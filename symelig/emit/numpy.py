@@ -39,6 +39,15 @@ _HELPERS = {
     "_xdivy": '''def _xdivy(a, b):
     """a / b, 0 where a == 0."""
     return np.where(a == 0, 0, a / np.where(a == 0, 1, b))''',
+    "_log_softplus": '''def _log_softplus(z):
+    """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
+    (softplus itself would underflow to 0 there)."""
+    return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))''',
+    "_sigmoid_over_softplus": '''def _sigmoid_over_softplus(z):
+    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
+    where both would underflow."""
+    clipped = np.maximum(z, -37)
+    return np.where(z < -37, 1, special.expit(clipped) / np.logaddexp(0, clipped))''',
     "_with_ndim": '''def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)''',
@@ -53,7 +62,7 @@ _HELPERS = {
     "_output": '''def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
     when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
-    if not copy and np.shape(value) == shape and value.dtype == dtype:
+    if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
         return value
     out = np.empty(shape, dtype)
     out[...] = value
@@ -106,6 +115,13 @@ class ArrayPrinter(SciPyPrinter):
     def _print_sigmoid(self, expr):
         """scipy's expit: one ufunc pass, accurate in both tails."""
         return f"{self._module_format('scipy.special.expit')}({self._print(expr.args[0])})"
+
+    def _print_log_softplus(self, expr):
+        return self._helper("_log_softplus", expr.args)
+
+    def _print_sigmoid_over_softplus(self, expr):
+        self._module_format("scipy.special.expit")  # the helper calls special.expit
+        return self._helper("_sigmoid_over_softplus", expr.args)
 
     def _print_softplus(self, expr):
         return f"np.logaddexp(0, {self._print(expr.args[0])})"

@@ -1,13 +1,15 @@
 """Plain-text forms of a derivation: one-line formulas (docstrings, JSON) and 2-D Unicode."""
 from __future__ import annotations
 
-from sympy import Add, Indexed, KroneckerDelta, Mul, Symbol, factorial, log
+from sympy import Add, Function, Indexed, KroneckerDelta, Mul, Pow, Symbol, factorial, gamma, log, loggamma, polygamma
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.pretty_symbology import pretty_symbol
 from sympy.printing.str import StrPrinter
 
-from ..functions import LogSumExp, Softmax, logfactorial, xdivy, xlogy
+from ..functions import (
+    LogSumExp, Softmax, log_softplus, logfactorial, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
+)
 
 
 class PositiveFirst:
@@ -32,6 +34,20 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
 
     def _print_Pi(self, expr):
         return "π"
+
+    def _print_log_softplus(self, expr):
+        return f"log(softplus({self._print(expr.args[0])}))"
+
+    def _print_sigmoid_over_softplus(self, expr):
+        z = self._print(expr.args[0])
+        return f"sigmoid({z})/softplus({z})"
+
+    def _print_loggamma(self, expr):
+        return f"logΓ({self._print(expr.args[0])})"
+
+    def _print_polygamma(self, expr):
+        n, a = expr.args
+        return f"ψ({self._print(a)})" if n == 0 else f"ψ{'′' if n == 1 else f'^({n})'}({self._print(a)})"
 
     def _print_Sum(self, expr):
         (index, _, _), = expr.limits
@@ -68,6 +84,15 @@ def _for_display(expr):
     expr = expr.replace(lambda e: isinstance(e, LogSumExp), lambda e: e.doit())
     expr = expr.replace(lambda e: isinstance(e, (xlogy, xdivy)), lambda e: e.doit())
     expr = expr.replace(lambda e: isinstance(e, logfactorial), lambda e: log(factorial(e.args[0]), evaluate=False))
+    expr = expr.replace(lambda e: isinstance(e, log_softplus), lambda e: log(softplus(e.args[0]), evaluate=False))
+    expr = expr.replace(
+        lambda e: isinstance(e, sigmoid_over_softplus),
+        lambda e: Mul(sigmoid(e.args[0]), Pow(softplus(e.args[0]), -1), evaluate=False),
+    )
+    expr = expr.replace(lambda e: isinstance(e, loggamma), lambda e: log(gamma(e.args[0]), evaluate=False))
+    expr = expr.replace(
+        lambda e: isinstance(e, polygamma) and e.args[0] == 0, lambda e: Function("ψ")(e.args[1])
+    )
     return expr.replace(lambda e: isinstance(e, Indexed), lambda e: Symbol(f"{e.base}_{e.indices[0]}"))
 
 

@@ -14,7 +14,7 @@ class Dirichlet(Family):
 
     name = "dirichlet"
     torch = "Dirichlet"
-    value = constraints.simplex
+    value = constraints.open_simplex
     parameters = {"concentration": constraints.positive_vector}
     symbols = {"concentration": "alpha", "log_concentration": "a", "raw_concentration": "r", "eta": "eta"}
 
