@@ -85,14 +85,24 @@ def derive(
     k: Optional[int] = typer.Option(None, "--k", help="Also expand for a concrete number of categories (1–64)."),
 ) -> None:
     """Print the log-likelihood and the eligibility of a family in a parametrization."""
-    from . import derive as derive_entry
+    from . import cache
 
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
+    request = ("derive", family, param, format.value, standalone, k)
+    text = cache.get(request)
+    if text is None:
+        text = _derived(family, param, format, standalone, k)
+        cache.put(request, text)
+    _emit(text, output)
+
+
+def _derived(family: str, param: Optional[str], format: Format, standalone: bool, k: Optional[int]) -> str:
+    from . import derive as derive_entry
+
     d = derive_entry(family, param)
     if k is not None:
-        _emit(_expanded(d, k, format), output)
-        return
+        return _expanded(d, k, format)
     if format is Format.text:
         text = d.text()
     elif format is Format.latex:
@@ -103,7 +113,7 @@ def derive(
         import json
 
         text = json.dumps(d.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    _emit(text, output)
+    return text
 
 
 def _expanded(d, k: int, format: Format) -> str:
@@ -184,7 +194,13 @@ def export(
 
     if not Path(output).stem.isidentifier() or keyword.iskeyword(Path(output).stem):
         raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit; not a Python keyword)")
-    source = derive_entry(family, param).numpy_source
+    from . import cache
+
+    request = ("derive", family, param, Format.numpy.value, False, None)  # the same text as derive -f numpy
+    source = cache.get(request)
+    if source is None:
+        source = derive_entry(family, param).numpy_source
+        cache.put(request, source)
     write_atomic(output, source)
     typer.echo(f"wrote {output}", err=True)
 

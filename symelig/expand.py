@@ -41,12 +41,14 @@ def expand(symbolic, size: int) -> Table:
         n: tuple(s[n][m] for m in range(size)) if isinstance(s[n], IndexedBase) else (s[n],)
         for n in symbolic.parameters
     }
+    # Differentiate once per component with the sample x still a symbol (∂p_x/∂p_m = δ_mx),
+    # then set x to each row: N derivatives instead of N², the same table.
+    derivatives = {n: [diff(log_p, w) for w in wrt] for n, wrt in columns.items()}
     entries, log_probs = {}, {}
     for row in rows:
-        lp = log_p.subs(s["x"], row) if by_index else log_p
-        log_probs[row] = lp
-        for n, wrt in columns.items():
-            entries[(row, n)] = tuple(_tidy(diff(lp, w)) for w in wrt)
+        log_probs[row] = log_p.xreplace({s["x"]: row}) if by_index else log_p
+        for n in columns:
+            entries[(row, n)] = tuple(_tidy(e.xreplace({s["x"]: row}) if by_index else e) for e in derivatives[n])
     return Table(size, rows, columns, entries, log_probs)
 
 

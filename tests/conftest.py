@@ -1,12 +1,19 @@
 """Shared helpers: every test that takes ``entry`` runs once per catalog entry."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 import symelig
 import symelig.family
 from symelig import constraints
+
+# The CLI's derivation cache goes to a fresh folder per test session (subprocesses inherit it),
+# so tests neither read a developer's cache nor leave files in ~/.cache.
+os.environ["SYMELIG_CACHE_DIR"] = tempfile.mkdtemp(prefix="symelig-cache-")
 
 ENTRIES = symelig.catalog()
 
