@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test derivations clean
+.PHONY: demo test derivations bench clean
 
 # The stamp files re-run the install when pyproject.toml changes.
 $(BIN)/python:
@@ -24,6 +24,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# Generated kernels vs hand-written numpy and torch; writes bench/results.md and .json.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0 \
+		|| echo "torch could not be installed: its columns are left out"
+	$(BIN)/python bench/bench.py
 
 derivations: $(VENV)/.installed
 	$(BIN)/python -m symelig.pages derivations

@@ -114,6 +114,7 @@ def kernel_rows(quick: bool, torch) -> list:
                     dist, fused = torch_refs[entry]
                     candidates["torch.distributions"] = lambda: dist(**targs)
                     candidates["torch fused op"] = lambda: fused(**targs)
+                    candidates["torch fused, 1 thread"] = lambda: _one_thread(torch, fused, targs)
                 medians = time_interleaved(candidates, budget=1.0 if quick else 3.0)
                 rows.append({
                     "entry": f"{entry[0]} {entry[1]}",
@@ -167,13 +168,23 @@ def cli_rows(reps: int) -> dict:
             "help_median_s": round(statistics.median(help_), 3)}
 
 
+def _one_thread(torch, fn, args):
+    """torch on one core, as numpy runs: separates the algorithm from torch's intra-op threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(**args)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _seconds(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
 
 
-COLUMNS = ["generated", "hand numpy", "torch.distributions", "torch fused op", "copy (floor)"]
+COLUMNS = ["generated", "hand numpy", "torch.distributions", "torch fused op", "torch fused, 1 thread", "copy (floor)"]
 
 
 def _row_line(r) -> str:
@@ -185,7 +196,9 @@ def markdown(result) -> str:
     head = "| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |"
     lines = [
         f"Machine: {result['machine']}; numpy {result['numpy']}, torch {result['torch']}. "
-        "Medians of interleaved runs; (r×) = time / generated time, so r > 1 means the generated kernel is faster.",
+        "Medians of interleaved runs; (r×) = time / generated time, so r > 1 means the generated kernel is faster. "
+        f"numpy runs on one core; torch uses {result['torch_threads']} threads unless the column says 1 thread. "
+        "Peak memory: the largest numpy allocation during one generated call, in output-sized arrays (the outputs included).",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
@@ -223,6 +236,7 @@ def main():
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
         "numpy": np.__version__,
         "torch": torch.__version__ if torch else "not installed",
+        "torch_threads": torch.get_num_threads() if torch else 0,
         "kernels": kernel_rows(args.quick, torch),
         "derivation": derivation_rows(args.quick),
         "cli": cli_rows(3 if args.quick else 7),

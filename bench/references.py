@@ -72,6 +72,10 @@ def torch_references(torch):
     from torch import distributions as D
     import torch.nn.functional as F
 
+    # argument validation off, as in training loops that care about speed (and float32
+    # simplex checks at K = 100000 would reject softmax outputs)
+    D.Distribution.set_default_validate_args(False)
+
     def autograd(log_prob):
         def run(x, **params):
             leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}

@@ -162,6 +162,48 @@ def evaluate(
         typer.echo(render(d, result), nl=False)
 
 
+class ExplainFormat(str, enum.Enum):
+    text = "text"
+    latex = "latex"
+    markdown = "markdown"
+
+
+@app.command(
+    "explain",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def explain_steps(
+    ctx: typer.Context,
+    family: str = typer.Argument(..., help="Family name (see `symelig list`)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
+    format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="Output format."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
+) -> None:
+    """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
+    every step and explain the numbers users confuse."""
+    from . import derive as derive_entry
+    from .emit import steps
+    from .evaluate import parse_arguments, single_sample
+    from .explain import explain
+
+    if standalone and format is not ExplainFormat.latex:
+        raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
+    d = derive_entry(family, param)
+    values = None
+    if ctx.args:
+        values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}")
+        single_sample(d, values)
+    explanation = explain(d, values)
+    if format is ExplainFormat.latex:
+        text = steps.latex_document(explanation) if standalone else steps.latex(explanation)
+    elif format is ExplainFormat.markdown:
+        text = steps.markdown(explanation)
+    else:
+        text = steps.text(explanation)
+    _emit(text, output)
+
+
 @app.command()
 def export(
     family: Optional[str] = typer.Argument(None, help="Family name (omit with --all)."),

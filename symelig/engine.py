@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import Basic, Indexed, IndexedBase, Lambda, diff
+from sympy import Add, Basic, Indexed, IndexedBase, Lambda, Mul, Sum, diff, log
 
 from . import constraints, rules
 from .family import Family, Parametrization, call_with, j
@@ -35,6 +35,9 @@ class Step:
     statement: str
     before: Basic
     after: Basic
+    # "rewrite": after equals before; "derivative": after = ∂ before / ∂ wrt
+    kind: str = "rewrite"
+    wrt: Basic = None
 
 
 @dataclass(frozen=True)
@@ -125,12 +128,49 @@ def derive_symbolic(family: type[Family], parametrization: Parametrization) -> S
     eligibility = {}
     for name in parametrization.parameters:
         wrt = symbols[name][j] if isinstance(symbols[name], IndexedBase) else symbols[name]
-        raw = diff(log_prob, wrt)
-        steps.append(Step(name, "differentiate", f"differentiate log p with respect to {wrt}", log_prob, raw))
+        raw = _differentiate(log_prob, wrt, name, steps)
         e = _rewrite(raw, rules.ALGEBRA + rules.TIDY, ctx, name, steps)
         eligibility[name] = _rewrite(e, rules.NAMING, ctx, name, steps)
     named_log_prob = _rewrite(log_prob, rules.NAMING, ctx, "log_prob", steps)
     return SymbolicDerivation(family, parametrization, symbols, named_log_prob, eligibility, tuple(steps))
+
+
+def _differentiate(log_prob, wrt, target: str, steps: list):
+    """∂ log p/∂wrt term by term, one recorded step per term, then their sum (linearity)."""
+    parts = []
+    for term in Add.make_args(log_prob):
+        derivative = diff(term, wrt)
+        rule, statement = _derivative_rule(term, wrt, derivative)
+        steps.append(Step(target, rule, statement, term, derivative, kind="derivative", wrt=wrt))
+        parts.append(derivative)
+    raw = Add(*parts)
+    statement = "the derivative of log p is the sum of the terms' derivatives (linearity)"
+    steps.append(Step(target, "differentiate", statement, log_prob, raw, kind="derivative", wrt=wrt))
+    return raw
+
+
+def _derivative_rule(term, wrt, derivative) -> tuple:
+    """Name the calculus rule that ∂term/∂wrt uses, from the factors of the term that depend on
+    the parameter."""
+    if derivative == 0:
+        return "constant", "the term does not depend on the parameter: its derivative is 0"
+    dependent = [f for f in Mul.make_args(term) if diff(f, wrt) != 0]
+    if len(dependent) > 1:
+        return "product_rule", "product rule: ∂(u v) = (∂u) v + u (∂v)"
+    (factor,) = dependent
+    if isinstance(factor, log):
+        if factor.args[0].has(Sum):
+            return "chain_rule_log", "chain rule through the log of the normalizer: ∂ log Σ = (∂Σ)/Σ"
+        return "chain_rule_log", "chain rule through the log: ∂ log u = (∂u)/u"
+    if isinstance(factor, Sum):
+        return "sum_rule", "the derivative of a sum is the sum of the derivatives: ∂/∂θ Σ_i f_i = Σ_i ∂f_i/∂θ"
+    if isinstance(factor, Indexed):
+        return "indexed_derivative", "∂θ_i/∂θ_j = δ_ij: a component depends only on itself"
+    if factor.is_Pow:
+        return "power_rule", "power rule with the chain rule: ∂ u^n = n u^(n−1) ∂u"
+    if factor == wrt:
+        return "linear", "a linear term: ∂(c θ)/∂θ = c"
+    return "chain_rule", f"chain rule through {type(factor).__name__}: ∂ f(u) = f′(u) ∂u"
 
 
 def _definitions(substitution: dict, symbols: dict) -> list:
@@ -147,4 +187,4 @@ def _definitions(substitution: dict, symbols: dict) -> list:
 
 def _parametrize_statement(substitution: dict, symbols: dict) -> str:
     parts = [f"{target} = {value}" for target, value in _definitions(substitution, symbols)]
-    return "write the canonical parameters in terms of θ: " + ", ".join(parts)
+    return "write the family's parameters in terms of the ones differentiated: " + ", ".join(parts)

@@ -14,7 +14,9 @@ def _stem(entry) -> str:
 
 
 def markdown(d) -> str:
+    from .emit import steps
     from .emit.latex import likelihood, tex
+    from .explain import explain
 
     s = d.symbolic
     blocks = [f"\\log {likelihood(s)} = {tex(s.log_prob)}"] + [
@@ -28,6 +30,8 @@ def markdown(d) -> str:
         "Eligibility e = ∂ log p(x | θ)/∂θ (Williams 1992): the gradient of the log-likelihood, "
         "not of a loss.\n\n"
         f"{math}\n\n"
+        f"## Step by step\n\nEach step is one rule the engine applied (`symelig explain {d.family} --param {d.param}`).\n\n"
+        f"{steps.markdown(explain(d))}\n"
         f"Files: [`{_stem(d)}.tex`]({_stem(d)}.tex) (LaTeX fragment), "
         f"[`{_stem(d)}.py`]({_stem(d)}.py) (numpy kernels: `log_prob`, `eligibility`).\n\n"
         f"Regenerate with `make derivations` (symelig {__version__}).\n"

@@ -63,6 +63,21 @@ def test_eval_json_and_multinomial(capsys):
     assert result["eligibility"]["probs"] == pytest.approx([1 / 0.2 - 3, -3, 2 / 0.5 - 3])
 
 
+def test_explain_answers_the_seed(capsys):
+    code, out, _ = run(capsys, "explain", "categorical", "--param", "probs", "--probs", "0.69,0.1,0.2,0.01", "--x", "0")
+    assert code == 0
+    assert "Chain rule through a log" in out and "Kronecker delta" in out and "Vector form" in out
+    assert "[0.449275, -1, -1, -1]" in out and "[0.31, -0.69, -0.69, -0.69]" in out
+    assert "[1.44928, 0, 0, 0]" in out  # normalized probs: zero for the unsampled categories
+
+
+@pytest.mark.parametrize("fmt,needle", [("latex", "\\intertext{Step 1"), ("markdown", "```math"), ("text", " 1. Model")])
+def test_explain_formats(capsys, tmp_path, fmt, needle):
+    target = tmp_path / "steps.out"
+    code, _, _ = run(capsys, "explain", "gamma", "--param", "log_concentration_rate", "-f", fmt, "-o", str(target))
+    assert code == 0 and needle in target.read_text()
+
+
 def test_list_shows_the_catalog(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0 and "categorical" in out and "normalized_probs" in out and "Multinomial" in out
@@ -101,6 +116,10 @@ def test_bare_command_prints_help(capsys):
         (["export", "-o", "x.py"], "name a family"),
         (["export", "categorical", "-o", "class.py"], "not a Python keyword"),
         (["derive", "categorical", "-o", ""], "-o needs a file name"),
+        (["explain", "categorical", "--probs", "0.5,0.5", "--x", "0,1"], "explain takes one sample"),
+        (["explain", "categorical", "--standalone"], "use it with --format latex"),
+        (["explain", "categorical", "--probs", "0.5,0.5"], "missing --x"),
+        (["explain", "categorical", "--probs", "0.5,0.5", "--x", "3"], "category index in {0, …, 1}"),
         (["derive", "normal", "--param", "scale", "--k", "3"], "normal has none"),
         (["eval", "categorical", "--probs", "1e308,1e308", "--x", "0"], "sums past the float range"),
         (["derive", "categorical", "--standalone"], "--standalone makes a whole LaTeX document"),

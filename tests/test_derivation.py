@@ -46,11 +46,12 @@ def test_no_unevaluated_sum_against_a_delta_remains(entry):
 
 def test_every_rewrite_is_recorded_as_a_named_step():
     steps = symelig.derive("multinomial", "probs").symbolic.steps
-    assert [s.rule for s in steps if s.target == "probs"][0] == "differentiate"
+    derivatives = [s for s in steps if s.target == "probs" and s.kind == "derivative"]
+    assert derivatives[-1].rule == "differentiate" and {"chain_rule_log", "sum_rule"} <= {s.rule for s in derivatives}
     assert steps[0].rule == "parametrize"
     assert {"log_product", "linearity", "delta_sum", "support_identity"} <= {s.rule for s in steps}
     for step in steps:
-        assert step.before != step.after and step.statement
+        assert step.statement and (step.kind == "derivative" or step.before != step.after)
 
 
 def _concrete(expr, size, row, m, d):

@@ -1,0 +1,217 @@
+"""Show the work: the derivation as numbered steps, each one rule the engine applied.
+
+The steps are the engine's own record (:class:`symelig.engine.Step`), in the order it worked:
+the family's model, the reparametrization, the log rules, the derivative of every term (with
+the calculus rule it used), their sum, the delta and simplification rules, and the result with
+its vector form.  Nothing is templated: a step shows the expressions the engine held.
+
+With values, every step is also evaluated numerically at them (``numeric``), and for the
+quantities users confuse the explanation adds checked facts: ∂p/∂θ = p·e versus e itself, and,
+for relative probabilities, what changes against the normalized parametrization.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Mul, Sum, count_ops, sympify, together
+
+from .engine import parametrized_log_prob
+from .family import K, j
+
+TITLES = {
+    "model": "Model",
+    "parametrize": "Reparametrize",
+    "log_product": "Log of a product or quotient",
+    "log_sigmoid": "Log of a sigmoid",
+    "log_softplus": "Log of a softplus",
+    "sigmoid_reflection": "Sigmoid reflection",
+    "rename_index": "Rename the summation index",
+    "linearity": "Linearity of sums",
+    "delta_sum": "A Kronecker delta picks out one term",
+    "delta_select": "Kronecker delta at the sample",
+    "support_identity": "Use the support",
+    "constant": "Constant term",
+    "chain_rule_log": "Chain rule through a log",
+    "sum_rule": "Derivative of a sum",
+    "indexed_derivative": "Derivative of an indexed parameter",
+    "power_rule": "Power rule",
+    "product_rule": "Product rule",
+    "linear": "Linear term",
+    "chain_rule": "Chain rule",
+    "differentiate": "Sum of the terms' derivatives",
+    "simplify": "Simplify",
+    "log_sum_exp": "Name the log-sum-exp",
+    "softmax": "Name the softmax",
+    "bessel": "Stable Bessel functions",
+    "result": "Result",
+    "common_denominator": "Over a common denominator",
+    "vector_form": "Vector form",
+}
+
+
+@dataclass
+class Item:
+    """One numbered line of the explanation."""
+
+    rule: str
+    sentence: str
+    target: str            # "log_prob" or a parameter name
+    lhs: str               # what the expression is: "log p", "term", "e", "vector"
+    expression: object
+    before: object = None
+    kind: str = "rewrite"  # "rewrite": equals the previous expression; "derivative": ∂before/∂wrt
+    wrt: object = None
+    value: object = None   # the numeric value at the given values (number or vector), if any
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.rule, self.rule.replace("_", " ").capitalize())
+
+
+@dataclass
+class Explanation:
+    derivation: object     # the SymbolicDerivation
+    items: list
+    values: dict | None = None
+    notes: list = field(default_factory=list)   # [(sentence, {label: number or vector})]
+
+
+def explain(derivation, values: dict | None = None) -> Explanation:
+    """The steps of ``derivation`` (a :class:`symelig.derivation.Derivation`); with ``values``
+    ({x, arguments, parameters} as arrays for one sample), evaluated and annotated."""
+    s = derivation.symbolic
+    canonical, _ = parametrized_log_prob(s.family, s.parametrization, s.symbols)
+    items = [Item("model", s.family.summary(), "log_prob", "log p", canonical)]
+    for step in s.steps:
+        lhs = "term" if step.kind == "derivative" and step.rule != "differentiate" else ("log p" if step.target == "log_prob" else "e")
+        sentence = step.statement
+        if step.rule == "parametrize":  # the definitions are shown as equations by the printers
+            sentence = step.statement.split(":")[0]
+        items.append(Item(step.rule, sentence, step.target, lhs, step.after, step.before, step.kind, step.wrt))
+    for name, e in s.eligibility.items():
+        items.append(Item("result", f"the eligibility with respect to {name}", name, "e", e))
+        combined = together(e)
+        if combined != e and not e.has(Sum, KroneckerDelta, Indexed) and count_ops(combined) <= count_ops(e) + 1:
+            items.append(Item("common_denominator", "the same over one denominator, as it is often printed",
+                              name, "e", combined, before=e))
+        if isinstance(s.symbols[name], IndexedBase):
+            items.append(Item("vector_form", "all K components at once", name, "vector", vector_form(e, s, name)))
+    explanation = Explanation(s, items, values)
+    if values is not None:
+        size = _size(s, values)
+        explanation.notes = _notes(derivation, values)
+        values = _with_canonical(s, values, size)
+        for item in items:
+            if item.lhs != "vector":
+                item.value = numeric(item.expression, s, values, size, vector=_has_j(item.expression, s, item))
+    return explanation
+
+
+def _has_j(expr, s, item) -> bool:
+    return item.target != "log_prob" and isinstance(s.symbols.get(item.target), IndexedBase)
+
+
+def vector_form(e, s, name):
+    """e_j as vectors over j: δ_jx·c → c·onehot(x), j-free terms → ·𝟙, θ_j → the vector θ.
+    Returned as {"onehot": c, "ones": a, "elementwise": f(θ)} (zero parts omitted)."""
+    x = s.symbols["x"]
+    parts = {"onehot": [], "ones": [], "elementwise": []}
+    for term in Add.make_args(e):
+        factors = Mul.make_args(term)
+        if KroneckerDelta(j, x) in factors:
+            parts["onehot"].append(Mul(*[f for f in factors if f != KroneckerDelta(j, x)]))
+        elif term.has(j):
+            parts["elementwise"].append(term)
+        else:
+            parts["ones"].append(term)
+    return {k: Add(*v) for k, v in parts.items() if v}
+
+
+def _size(s, values) -> int:
+    for name, symbol in s.symbols.items():
+        if isinstance(symbol, IndexedBase) and name in values:
+            return int(np.shape(values[name])[-1])
+    return 1
+
+
+def _with_canonical(s, values: dict, size: int) -> dict:
+    """``values`` plus the family's canonical parameters computed from them (π = p/Σp, σ = e^s),
+    so that the model step, written in the canonical parameters, can be evaluated too."""
+    values = dict(values)
+    for target, expression in s.definitions():
+        if isinstance(target, Indexed):
+            index = target.indices[0]
+            values[_name_of(s, target.base)] = numeric(expression.xreplace({index: j}), s, values, size, vector=True)
+        else:
+            values[_name_of(s, target)] = numeric(expression, s, values, size, vector=False)
+    return values
+
+
+def numeric(expr, s, values: dict, size: int, vector: bool):
+    """``expr`` evaluated at ``values`` for K = ``size``: a float, or the K components over j."""
+    expr = sympify(expr).xreplace({K: size})
+    for _ in range(3):  # named functions (softmax, log-sum-exp) unfold into sums, which unfold in turn
+        expr = expr.doit()
+    fixed = {}
+    for name, symbol in s.symbols.items():
+        if name in values and not isinstance(symbol, IndexedBase):
+            integer = name == "x" and s.family.value.integer and not s.family.value.event_dim
+            fixed[symbol] = sympify(int(values[name]) if integer else float(values[name]))
+    expr = expr.xreplace(fixed)
+
+    def at(jv):
+        e = expr.xreplace({j: jv}).doit() if expr.has(j) else expr
+        e = e.replace(
+            lambda a: isinstance(a, Indexed) and a.indices[0].is_Integer,
+            lambda a: sympify(float(np.asarray(values[_name_of(s, a.base)])[int(a.indices[0])])),
+        )
+        return float(e.doit().evalf(30))
+
+    return np.array([at(jv) for jv in range(size)]) if vector else at(0)
+
+
+def _name_of(s, base) -> str:
+    return next(n for n, symbol in s.symbols.items() if symbol == base)
+
+
+def _notes(derivation, values) -> list:
+    """Checked facts for the quantities users confuse, computed with the derivation's kernels."""
+    args = {n: np.asarray(v, dtype=float) if n != "x" else np.asarray(v) for n, v in values.items()}
+    e = derivation.eligibility(**args)
+    log_p = float(derivation.log_prob(**args))
+    p = float(np.exp(log_p))
+    notes = [(
+        "log_prob versus prob: autograd of exp(log_prob) gives ∂p/∂θ = p(x | θ)·e, not e",
+        {"p(x | θ)": p, **{f"∂p/∂{n} = p·e": p * v for n, v in e.items()}},
+    )]
+    s = derivation.symbolic
+    if derivation.param == "probs" and "normalized_probs" in s.family.parametrizations():
+        notes += _relative_probs_notes(derivation, args, e["probs"])
+    return notes
+
+
+def _relative_probs_notes(derivation, args, e_probs) -> list:
+    from . import derive
+
+    probs = args["probs"]
+    total = float(probs.sum())
+    normalized = derive(derivation.family, "normalized_probs")
+    others = {n: v for n, v in args.items() if n != "probs"}
+    e_pi = normalized.eligibility(**others, normalized_probs=probs / total)["normalized_probs"]
+    scaled = derivation.eligibility(**others, probs=2.0 * probs)["probs"]
+    k = probs.shape[-1]
+    direction = np.zeros(k)
+    direction[0], direction[-1] = 1.0, -1.0  # a direction that stays on the simplex
+    return [
+        ("relative probs (π = p/Σp, as PyTorch): every p_j enters through the normalizer, so the "
+         "unsampled categories get −1/Σp; with normalized_probs they get 0",
+         {"e (probs)": e_probs, "e (normalized_probs at π = p/Σp)": e_pi, "Σp": total}),
+        ("scaling all probs by c leaves π unchanged and scales the eligibility by 1/c (here c = 2)",
+         {"e at 2p": scaled, "e at p / 2": e_probs / 2}),
+        ("the two answers differ by a multiple of the all-ones vector: Σp·e(probs) − e(normalized_probs) = c·𝟙",
+         {"Σp·e(probs)": total * e_probs, "Σp·e(probs) − e(normalized_probs)": total * e_probs - e_pi}),
+        ("they agree on every direction v that stays on the simplex (Σ_j v_j = 0): Σp·(v·e(probs)) = v·e(normalized_probs)",
+         {"v": direction, "Σp·(v·e(probs))": float(total * direction @ e_probs),
+          "v·e(normalized_probs)": float(direction @ e_pi)}),
+    ]
