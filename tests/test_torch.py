@@ -100,3 +100,40 @@ def test_seed_reproduces_pytorch_probs_grad():
     p = probs.detach().numpy()
     gradient = np.exp(d.log_prob([0], probs=p))[:, None] * d.eligibility([0], probs=p)["probs"]
     np.testing.assert_allclose(gradient, probs.grad.numpy(), rtol=1e-12)
+
+
+# Independent oracles for the maps (typed in here on purpose, not taken from the families): the
+# test above lambdifies the families' own substitutions, so a wrong map would check against itself.
+F = torch.nn.functional
+_ORACLE_MAPS = {
+    ("normal", "log_scale"): (D.Normal, lambda loc, log_scale: dict(loc=loc, scale=torch.exp(log_scale))),
+    ("normal", "softplus_scale"): (D.Normal, lambda loc, raw_scale: dict(loc=loc, scale=F.softplus(raw_scale))),
+    ("normal", "natural"): (D.Normal, lambda eta1, eta2: dict(loc=-eta1 / (2 * eta2), scale=torch.sqrt(-1 / (2 * eta2)))),
+    ("poisson", "log_rate"): (D.Poisson, lambda log_rate: dict(rate=torch.exp(log_rate))),
+    ("exponential", "natural"): (D.Exponential, lambda eta: dict(rate=-eta)),
+    ("gamma", "natural"): (D.Gamma, lambda eta1, eta2: dict(concentration=eta1 + 1, rate=-eta2)),
+    ("beta", "log_concentration"): (D.Beta, lambda log_concentration1, log_concentration0: dict(
+        concentration1=torch.exp(log_concentration1), concentration0=torch.exp(log_concentration0))),
+    ("geometric", "natural"): (D.Geometric, lambda eta: dict(probs=1 - torch.exp(eta))),
+    ("bernoulli", "logits"): (D.Bernoulli, lambda logits: dict(probs=torch.sigmoid(logits))),
+    ("categorical", "logits"): (D.Categorical, lambda logits: dict(probs=torch.softmax(logits, -1))),
+    ("dirichlet", "softplus_concentration"): (D.Dirichlet, lambda raw_concentration: dict(
+        concentration=F.softplus(raw_concentration))),
+    ("weibull", "log_scale_concentration"): (D.Weibull, lambda log_scale, log_concentration: dict(
+        scale=torch.exp(log_scale), concentration=torch.exp(log_concentration))),
+}
+
+
+@pytest.mark.parametrize("key", list(_ORACLE_MAPS), ids=lambda k: "-".join(k))
+def test_parametrization_maps_match_an_independent_oracle(key):
+    d = symelig.derive(*key)
+    args = moderate_arguments(d, np.random.default_rng(5), size=4)
+    torch_class, to_torch = _ORACLE_MAPS[key]
+    theta = {n: torch.tensor(np.asarray(args[n], dtype=np.float64), requires_grad=True) for n in d.parameters}
+    x = torch.tensor(np.asarray(args["x"])) if key[0] == "categorical" else torch.tensor(np.asarray(args["x"], dtype=np.float64))
+    log_p = torch_class(**to_torch(**theta), validate_args=False).log_prob(x)
+    log_p.sum().backward()
+    np.testing.assert_allclose(d.log_prob(**args), log_p.detach().numpy(), rtol=1e-10)
+    e = d.eligibility(**args)
+    for name in d.parameters:
+        np.testing.assert_allclose(e[name], theta[name].grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
