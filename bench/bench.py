@@ -192,6 +192,20 @@ def _row_line(r) -> str:
     return f"| {r['entry']} | {r['shape']} | {r['dtype']} | " + " | ".join(cells) + f" | {r['peak_memory_outputs']} |"
 
 
+def compact_rows(result) -> list:
+    """float64 / float32 side by side, as ratios to the generated kernel (the README's table)."""
+    rows, by_key = [], {}
+    for r in result["kernels"]:
+        by_key.setdefault((r["entry"], r["shape"]), {})[r["dtype"]] = r["ratio_to_generated"]
+    for (entry, shape), ratios in by_key.items():
+        cells = []
+        for column in ("hand numpy", "torch.distributions", "torch fused op", "torch fused, 1 thread"):
+            pair = [ratios.get(d, {}).get(column) for d in ("float64", "float32")]
+            cells.append(" / ".join(f"{v:.2f}×" for v in pair) if None not in pair else "-")
+        rows.append(f"| {entry} | {shape} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def markdown(result) -> str:
     head = "| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |"
     lines = [
@@ -212,6 +226,9 @@ def markdown(result) -> str:
         "`--k N` expansion (every component separately): " + ", ".join(f"N = {n}: {s} s" for n, s in d["expand_s"].items()) + ".",
         "",
     ]
+    lines += ["Ratios to the generated kernel, float64 / float32:", "",
+              "| entry | shape | hand numpy | torch.distributions | torch fused op | torch fused, 1 thread |",
+              "|---|---|---|---|---|---|", *compact_rows(result), ""]
     c = result["cli"]
     lines.append(
         f"CLI cold start (fresh process): `symelig derive categorical --param probs` {c['derive_cached_median_s']} s median "

@@ -24,12 +24,12 @@ import re
 from sympy import Add, Function, Mul, Pow, Rational, Symbol, exp, log, sqrt
 from sympy import Abs, cos, loggamma, polygamma, sin, tanh
 
-from ..functions import sigmoid, softplus
+from ..functions import softplus
 
 # SymPy function -> (ufunc call prefix, extra leading arguments); all accept out=.
 _UNARY = {
     exp: "np.exp", log: "np.log", cos: "np.cos", sin: "np.sin", tanh: "np.tanh", Abs: "np.abs",
-    sigmoid: "special.expit", loggamma: "special.gammaln",
+    loggamma: "special.gammaln",
 }
 
 

@@ -39,6 +39,14 @@ _HELPERS = {
     "_xdivy": '''def _xdivy(a, b):
     """a / b, 0 where a == 0."""
     return np.where(a == 0, 0, a / np.where(a == 0, 1, b))''',
+    "_sigmoid": '''def _sigmoid(z):
+    """1 / (1 + exp(−z)) in four in-place passes, accurate in both tails: as z → −∞ the result
+    keeps a relative error of a few ulp, and where exp(−z) overflows it is the limit 0."""
+    e = np.asarray(np.negative(z))
+    with np.errstate(over="ignore"):
+        np.exp(e, out=e)
+    e += 1
+    return np.reciprocal(e, out=e)''',
     "_log_softplus": '''def _log_softplus(z):
     """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
     (softplus itself would underflow to 0 there)."""
@@ -47,7 +55,7 @@ _HELPERS = {
     """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
     where both would underflow."""
     clipped = np.maximum(z, -37)
-    return np.where(z < -37, 1, special.expit(clipped) / np.logaddexp(0, clipped))''',
+    return np.where(z < -37, 1, _sigmoid(clipped) / np.logaddexp(0, clipped))''',
     "_with_ndim": '''def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)''',
@@ -113,14 +121,13 @@ class ArrayPrinter(SciPyPrinter):
         return "np.pi"
 
     def _print_sigmoid(self, expr):
-        """scipy's expit: one ufunc pass, accurate in both tails."""
-        return f"{self._module_format('scipy.special.expit')}({self._print(expr.args[0])})"
+        return self._helper("_sigmoid", expr.args)
 
     def _print_log_softplus(self, expr):
         return self._helper("_log_softplus", expr.args)
 
     def _print_sigmoid_over_softplus(self, expr):
-        self._module_format("scipy.special.expit")  # the helper calls special.expit
+        self.helpers.add("_sigmoid")  # the helper calls _sigmoid
         return self._helper("_sigmoid_over_softplus", expr.args)
 
     def _print_softplus(self, expr):
