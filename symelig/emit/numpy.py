@@ -22,7 +22,10 @@ from __future__ import annotations
 import keyword
 from collections import Counter
 
-from sympy import Add, Float, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, Sum, Symbol, cse, numbered_symbols
+from sympy import (
+    Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, Sum, Symbol, count_ops, cse, numbered_symbols,
+    together,
+)
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import precedence
 
@@ -257,6 +260,40 @@ class _Lowering:
         return e
 
 
+def _reuse_squares(common: list, reduced: list) -> tuple:
+    """Where CSE named b², write later powers b^n (|n| ≥ 3) through it: σ³ = σ²·σ is one
+    multiplication, not two."""
+    squares = {e.base: name for name, e in common if e.is_Pow and e.exp == 2}
+    if not squares:
+        return common, reduced
+
+    def rewrite(expr, own=None):
+        def split(p):
+            n = int(p.exp)
+            sign = 1 if n > 0 else -1
+            square = squares[p.base]
+            return Pow(square, sign * (abs(n) // 2)) * Pow(p.base, sign * (abs(n) % 2))
+
+        return expr.replace(
+            lambda p: p.is_Pow and p.base in squares and p.exp.is_Integer and abs(p.exp) >= 3 and squares[p.base] != own,
+            split,
+        )
+
+    return [(name, rewrite(e, own=name)) for name, e in common], [rewrite(e) for e in reduced]
+
+
+def _one_denominator(expr):
+    """A rational expression over one denominator when that costs no extra operation: one
+    division instead of several, and common factors (σ² in the normal's two eligibilities)
+    that CSE then shares.  Only for plain rational expressions: with functions such as
+    sigmoid/softplus a common denominator could bring back the underflow they were kept apart
+    to avoid."""
+    if expr.atoms(Function, Sum, Indexed) or not expr.is_Add:
+        return expr
+    combined = together(expr)
+    return combined if count_ops(combined) <= count_ops(expr) else expr
+
+
 def _first_expr(key):
     return key[1] if isinstance(key, tuple) else key
 
@@ -342,6 +379,7 @@ class _Function:
         low = self.lowering
         lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
+        common, reduced = _reuse_squares(common, reduced)
         for s, e in common:
             if low.is_vector(e):
                 low.vectors.add(s)
@@ -375,7 +413,7 @@ def _eligibility_body(d) -> tuple:
     parts, deltas = {}, {}
     for name, e in d.eligibility.items():
         rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
-        parts[f"e_{_check_identifier(name)}"] = rest
+        parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
         if coefficient != 0:
             deltas[name] = coefficient
     body, owned = f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
