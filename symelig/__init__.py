@@ -27,4 +27,28 @@ def derive(family: str, param: str | None = None):
     return _derive(family, param)
 
 
-__all__ = ["catalog", "derive", "SymeligError", "__version__"]
+def reparametrize(family: str, via: str, wrt, positive=(), vector=None):
+    """A catalog family with one parameter replaced by an expression, e.g.
+    ``reparametrize("categorical", "logits = z / tau", wrt=["z", "tau"], positive=["tau"])``;
+    parsed by a whitelist (never evaluated), derived and verified like a catalog entry."""
+    from .user import reparametrize as _reparametrize
+
+    return _reparametrize(family, via, list(wrt), tuple(positive), vector)
+
+
+def custom(log_prob: str, wrt, x: str = "x", positive=()):
+    """A scalar log-density typed as text, e.g. ``custom("-(x-m)**2/(2*s**2) - log(s)",
+    wrt=["m", "s"], positive=["s"])``: parsed by a whitelist, derived and verified."""
+    from .user import custom as _custom
+
+    return _custom(log_prob, list(wrt), x, tuple(positive))
+
+
+def register(cls):
+    """Class decorator for a lab's own :class:`symelig.family.Family`: it joins ``catalog()``."""
+    from .family import register as _register
+
+    return _register(cls)
+
+
+__all__ = ["catalog", "derive", "reparametrize", "custom", "register", "SymeligError", "__version__"]

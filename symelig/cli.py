@@ -75,32 +75,67 @@ def list_catalog() -> None:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
+def _names(text: Optional[str]) -> list:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+
+
+# options that define a derivation outside the catalog (symelig.user)
+_VIA = typer.Option(None, "--via", help='Reparametrize: "logits = z / tau" (then --wrt z,tau).')
+_WRT = typer.Option(None, "--wrt", help="With --via or custom: the parameters to differentiate, comma-separated.")
+_POSITIVE = typer.Option(None, "--positive", help="With --via or custom: names declared > 0, comma-separated.")
+_VECTOR = typer.Option(None, "--vector", help="With --via on a vector parameter: the new names that are vectors.")
+_LOG_PROB = typer.Option(None, "--log-prob", help='With family custom: the log-density, e.g. "-(x-m)**2/(2*s**2) - log(s)".')
+_X = typer.Option("x", "--x", help="With family custom: the name of the sample.")
+
+
+def _resolve(family, param, via, wrt, positive, vector, log_prob, x):
+    """A catalog entry, or a user derivation when --via or family custom asks for one."""
+    from . import custom, derive as derive_entry, reparametrize
+
+    if family == "custom":
+        if not log_prob or via or param:
+            raise SymeligError("family custom takes --log-prob \"…\" and --wrt (not --param or --via)")
+        return custom(log_prob, _names(wrt), x, _names(positive))
+    if via is not None:
+        if param or log_prob:
+            raise SymeligError("--via replaces --param (and --log-prob is for family custom)")
+        return reparametrize(family, via, _names(wrt), _names(positive), _names(vector) if vector else None)
+    if any(v is not None for v in (wrt, positive, vector, log_prob)) or x != "x":
+        raise SymeligError("--wrt, --positive, --vector, --log-prob and --x go with --via or family custom")
+    return derive_entry(family, param)
+
+
 @app.command()
 def derive(
-    family: str = typer.Argument(..., help="Family name, e.g. categorical (see `symelig list`)."),
+    family: str = typer.Argument(..., help="Family name, e.g. categorical (see `symelig list`), or custom."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization, e.g. probs, logits."),
     format: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
     k: Optional[int] = typer.Option(None, "--k", help="Also expand for a concrete number of categories (1–64)."),
+    via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
+    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
 ) -> None:
     """Print the log-likelihood and the eligibility of a family in a parametrization."""
     from . import cache
 
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
+    user = (via, wrt, positive, vector, log_prob, x)
+    if family == "custom" or any(v is not None for v in user[:5]) or x != "x":
+        _emit(_derived(_resolve(family, param, *user), format, standalone, k), output)
+        return
     request = ("derive", family, param, format.value, standalone, k)
     text = cache.get(request)
     if text is None:
-        text = _derived(family, param, format, standalone, k)
+        from . import derive as derive_entry
+
+        text = _derived(derive_entry(family, param), format, standalone, k)
         cache.put(request, text)
     _emit(text, output)
 
 
-def _derived(family: str, param: Optional[str], format: Format, standalone: bool, k: Optional[int]) -> str:
-    from . import derive as derive_entry
-
-    d = derive_entry(family, param)
+def _derived(d, format: Format, standalone: bool, k: Optional[int]) -> str:
     if k is not None:
         return _expanded(d, k, format)
     if format is Format.text:
@@ -206,10 +241,12 @@ def explain_steps(
 
 @app.command()
 def export(
-    family: Optional[str] = typer.Argument(None, help="Family name (omit with --all)."),
+    family: Optional[str] = typer.Argument(None, help="Family name (omit with --all), or custom."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.py, or a folder with --all."),
     all_entries: bool = typer.Option(False, "--all", help="Export every catalog entry into the folder -o."),
+    via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
+    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
 ) -> None:
     """Write a standalone numpy module (log_prob, eligibility) that other code imports."""
     from pathlib import Path
@@ -238,6 +275,11 @@ def export(
         raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit; not a Python keyword)")
     from . import cache
 
+    user = (via, wrt, positive, vector, log_prob, x)
+    if family == "custom" or any(v is not None for v in user[:5]) or x != "x":
+        write_atomic(output, _resolve(family, param, *user).numpy_source)
+        typer.echo(f"wrote {output}", err=True)
+        return
     request = ("derive", family, param, Format.numpy.value, False, None)  # the same text as derive -f numpy
     source = cache.get(request)
     if source is None:

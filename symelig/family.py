@@ -53,6 +53,7 @@ class Parametrization:
     build_substitution: Callable  # (**symbols) -> {canonical name: expression or Lambda}
     doc: str
     natural: bool = False         # θ is the natural parameter of an exponential family
+    command: str = ""             # how to regenerate it, where not `symelig export FAMILY --param NAME`
 
     def substitution(self, symbols: dict) -> dict:
         return call_with(self.build_substitution, symbols)
@@ -160,21 +161,30 @@ class Entry:
     torch: str | None
     summary: str
     support: str = ""      # the set x lives in
+    builtin: bool = True   # shipped with symelig (False: registered by user code)
 
 
 _REGISTRY: dict = {}
 
 
 def register(cls):
-    """Class decorator: add a family to the catalog."""
+    """Class decorator: add a family to the catalog (built-in families and a lab's own)."""
+    if not cls.__module__.startswith(f"{__package__}.families"):
+        _load_builtin_families()  # a user family must not shadow, or be shadowed by, a built-in one
     if not cls.name or cls.name in _REGISTRY:
-        raise RuntimeError(f"family name {cls.name!r} is empty or registered twice")
+        raise SymeligError(f"family name {cls.name!r} is empty or already registered")
     _REGISTRY[cls.name] = cls
     return cls
 
 
+_BUILTINS_LOADED = []
+
+
 def _load_builtin_families() -> None:
     # Importing each module of symelig.families runs its @register: a new family is a new file.
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED.append(True)
     from . import families
 
     for module in pkgutil.iter_modules(families.__path__):
@@ -182,8 +192,7 @@ def _load_builtin_families() -> None:
 
 
 def families() -> dict:
-    if not _REGISTRY:
-        _load_builtin_families()
+    _load_builtin_families()
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -192,7 +201,7 @@ def catalog() -> list:
     return [
         Entry(
             name, p.name, tuple(p.parameters), tuple(cls.arguments), cls.torch, p.doc.split("\n\n")[0],
-            cls.value.notation or cls.value.allowed,
+            cls.value.notation or cls.value.allowed, cls.__module__.startswith(f"{__package__}.families"),
         )
         for name, cls in families().items()
         for p in cls.parametrizations().values()

@@ -15,6 +15,8 @@ from symelig import constraints
 # so tests neither read a developer's cache nor leave files in ~/.cache.
 os.environ["SYMELIG_CACHE_DIR"] = tempfile.mkdtemp(prefix="symelig-cache-")
 
+import lab_families  # noqa: E402,F401  (registers a user family: every test runs over it too)
+
 ENTRIES = symelig.catalog()
 
 
