@@ -69,17 +69,29 @@ class Derivation:
     @functools.cached_property
     def kernels(self):
         """The generated module (``log_prob``, ``eligibility``), compiled from ``numpy_source``."""
+        return self._compile(self.numpy_source, "numpy")
+
+    def _compile(self, source: str, kind: str):
         import types
 
         # The source is our own printer's output over validated identifiers, never user text.
-        filename = f"<symelig {self.family} {self.param}>"
-        source = self.numpy_source
+        filename = f"<symelig {self.family} {self.param} {kind}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        module = types.ModuleType(f"symelig_generated_{self.family}_{self.param}")
+        module = types.ModuleType(f"symelig_generated_{self.family}_{self.param}_{kind}")
         exec(compile(source, filename, "exec"), module.__dict__)
         return module
 
-    def log_prob(self, x, **params) -> np.ndarray:
+    @functools.cached_property
+    def array_api_kernels(self):
+        """The same kernels for any array API library (torch, jax, cupy, numpy): arrays in, arrays
+        of the same library, device and dtype out (see :mod:`symelig.emit.xp`)."""
+        from .emit.xp import module_source
+
+        return self._compile(module_source(self.symbolic), "array_api")
+
+    def log_prob(self, x, **params):
+        if _foreign(x, params):
+            return self._foreign_call("log_prob", x, params)
         args = self._checked(x, params)
         with np.errstate(all="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
             return self.kernels.log_prob(**args)
@@ -87,6 +99,8 @@ class Derivation:
     def eligibility(self, x, *, validate: bool = True, **params) -> dict:
         """{parameter: ∂ log p(x | θ)/∂parameter}; with ``validate`` the arguments are checked and a
         result that is not finite (a sample of probability 0, an overflow) is an error, not inf."""
+        if _foreign(x, params):
+            return self._foreign_call("eligibility", x, params)
         if not validate:
             return self.kernels.eligibility(x, **params)
         args = self._checked(x, params)
@@ -96,6 +110,17 @@ class Derivation:
             if not np.all(np.isfinite(value)):
                 self._explain_non_finite(args, name, value)
         return result
+
+    def _foreign_call(self, function: str, x, params: dict):
+        """Tensors of another library go straight to the array API kernels: checking their values
+        would copy them to the host, which is what passing tensors avoids.  Names are checked."""
+        expected = {"x", *self.arguments, *self.parameters}
+        given = {"x", *params}
+        if given != expected:
+            missing, extra = sorted(expected - given), sorted(given - expected)
+            problem = f"missing argument {missing[0]!r}" if missing else f"unknown argument {extra[0]!r}"
+            raise SymeligError(f"{problem} for {self.family} param={self.param}")
+        return getattr(self.array_api_kernels, function)(x, **params)
 
     def _checked(self, x, params: dict) -> dict:
         family = self.symbolic.family
@@ -147,6 +172,12 @@ class Derivation:
     @functools.cached_property
     def _vectors(self) -> set:
         return {n for n, c in self.symbolic.parametrization.parameters.items() if c.event_dim}
+
+
+def _foreign(x, params: dict) -> bool:
+    """Whether an argument is an array of another library (torch, jax, cupy, dask…)."""
+    plain = (np.ndarray, np.generic, int, float, bool, list, tuple)
+    return any(hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, plain) for v in (x, *params.values()))
 
 
 def _as_array(name: str, value) -> np.ndarray:

@@ -85,13 +85,19 @@ _HELPERS = {
 
 
 class ArrayPrinter(SciPyPrinter):
-    """Elementwise expressions over array names; writes ``np.f``/``special.f`` and records helpers."""
+    """Elementwise expressions over array names; writes ``np.f``/``special.f`` and records helpers.
 
-    _aliases = {"numpy": "np", "scipy.special": "special"}
+    The ``xp`` dialect writes ``xp.f``/``_sp.f`` instead: the array API namespace of the inputs
+    and that library's special functions (see :mod:`symelig.emit.xp`), and passes ``xp`` to its
+    helpers, which are written without in-place updates.
+    """
 
-    def __init__(self):
+    def __init__(self, dialect: str = "numpy"):
         super().__init__({"fully_qualified_modules": True})
         self.helpers: set = set()
+        self.dialect = dialect
+        self.ns = "np" if dialect == "numpy" else "xp"
+        self._aliases = {"numpy": self.ns, "scipy.special": "special" if dialect == "numpy" else "_sp"}
 
     def _module_format(self, fqn, register=True):
         """Short aliases (np., special.) instead of fully qualified names; imports still recorded."""
@@ -111,7 +117,8 @@ class ArrayPrinter(SciPyPrinter):
 
     def _helper(self, name, args):
         self.helpers.add(name)
-        return f"{name}({', '.join(self._print(a) for a in args)})"
+        prefix = "" if self.dialect == "numpy" else "xp, "
+        return f"{name}({prefix}{', '.join(self._print(a) for a in args)})"
 
     def _print_xlogy(self, expr):
         return self._helper("_xlogy", expr.args)
@@ -121,7 +128,7 @@ class ArrayPrinter(SciPyPrinter):
 
     def _print_Pi(self, expr):
         """np.pi: SciPyPrinter would import scipy.constants for it."""
-        return "np.pi"
+        return "np.pi" if self.dialect == "numpy" else repr(float(expr))
 
     def _print_sigmoid(self, expr):
         return self._helper("_sigmoid", expr.args)
@@ -134,6 +141,8 @@ class ArrayPrinter(SciPyPrinter):
         return self._helper("_sigmoid_over_softplus", expr.args)
 
     def _print_softplus(self, expr):
+        if self.dialect != "numpy":
+            return self._helper("_softplus", expr.args)
         return f"np.logaddexp(0, {self._print(expr.args[0])})"
 
     def _print_polygamma(self, expr):
@@ -145,7 +154,7 @@ class ArrayPrinter(SciPyPrinter):
 
     def _print_log_bessel_i0(self, expr):
         a = self._print(expr.args[0])
-        return f"(np.log({self._module_format('scipy.special.i0e')}({a})) + np.abs({a}))"
+        return f"({self.ns}.log({self._module_format('scipy.special.i0e')}({a})) + {self.ns}.abs({a}))"
 
     def _print_bessel_i1_i0(self, expr):
         a = self._print(expr.args[0])
@@ -178,6 +187,8 @@ class _Lowering:
         self.symbol_deps: dict = {Symbol(n): frozenset({n}) for n in derivation.symbols}
         self.symbol_deps[Symbol("_x")] = frozenset({"x"})
         self.owned: set = set()  # temporaries that are fresh output-sized buffers
+        self.ns = printer.ns
+        self.inplace = printer.dialect == "numpy"  # the array API has no out=
 
     def _temp(self, prefix, code, key, vector, depends_on=None):
         if key not in self.memo:
@@ -211,13 +222,16 @@ class _Lowering:
         """max_i f, exp(f − max) and Σ_i exp(f − max), computed once per f: the stable pieces of
         both log-sum-exp (max + log Σ) and softmax (exp(f − max) / Σ), which is exact at ±1e4."""
         body = self._materialize(self._lower(reduction.body), "shifted")
-        top = self._temp("max", f"np.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
+        ns = self.ns
+        top = self._temp("max", f"{ns}.max({body}, axis=-1, keepdims=True)", ("max", body), vector=False)
+        if not self.inplace:
+            self._temp("exp", f"{ns}.exp({body} - {top})", ("exp", body), vector=True)
         if ("exp", body) not in self.memo:  # z − max in a new buffer, exp in place: one allocation
             shifted = self._temp("exp", f"np.subtract({body}, {top})", ("exp", body), vector=True)
             self.statements.append((None, f"np.exp({shifted}, out={shifted})"))
             self.owned.add(shifted)
         shifted = self.memo[("exp", body)]
-        total = self._temp("sumexp", f"np.sum({shifted}, axis=-1, keepdims=True)", ("sumexp", body), vector=False)
+        total = self._temp("sumexp", f"{ns}.sum({shifted}, axis=-1, keepdims=True)", ("sumexp", body), vector=False)
         return top, shifted, total
 
     def lower(self, e):
@@ -230,7 +244,7 @@ class _Lowering:
         if isinstance(e, Indexed):
             name = self.names[e.base]
             if e.indices[0] == self.sample_index:
-                code = f"np.take_along_axis({name}, _x, axis=-1)"
+                code = f"{self.ns}.take_along_axis({name}, _x, axis=-1)"
                 return self._temp(f"{name}_at_x", code, e, vector=False, depends_on=Symbol(name) + Symbol("_x"))
             return Symbol(name)  # j, or the bound index of an enclosing sum: the whole axis
         if e == K:
@@ -242,16 +256,17 @@ class _Lowering:
             if index not in e.function.free_symbols:
                 return Symbol("size") * self._lower(e.function)
             body = self._lower(e.function)
-            return self._temp("sum", f"np.sum({self._print(body)}, axis=-1, keepdims=True)", e, vector=False, depends_on=body)
+            code = f"{self.ns}.sum({self._print(body)}, axis=-1, keepdims=True)"
+            return self._temp("sum", code, e, vector=False, depends_on=body)
         if isinstance(e, LogSumExp):
             top, _, total = self._shifted_exp(e)
-            return self._temp("logsumexp", f"{top} + np.log({total})", e, vector=False, depends_on=top + total)
+            return self._temp("logsumexp", f"{top} + {self.ns}.log({total})", e, vector=False, depends_on=top + total)
         if isinstance(e, Softmax):
             top, shifted, total = self._shifted_exp(e)
             at = self._lower(e.body.subs(e.index, e.at))
             if at == self._lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
                 return shifted / total
-            code = f"np.exp({self._print(at - top)})/{total}"
+            code = f"{self.ns}.exp({self._print(at - top)})/{total}"
             return self._temp("softmax", code, e, vector=self.is_vector(at), depends_on=at + total)
         if isinstance(e, KroneckerDelta):
             raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
@@ -443,7 +458,6 @@ def module_source(d) -> str:
     """A standalone module with ``log_prob`` and ``eligibility``; imports numpy (and scipy.special
     only when a special function is used), never SymPy."""
     from .. import __version__ as version
-    import sympy
 
     sig, lp_lines, lp_printer = _log_prob_body(d)
     _, el_lines, el_printer = _eligibility_body(d)
@@ -453,6 +467,21 @@ def module_source(d) -> str:
     if unknown:
         raise NotImplementedError(f"generated code would need {sorted(unknown)}; add a printer method")
     imports = ["import numpy as np"] + (["from scipy import special"] if "scipy.special" in modules else [])
+    header, lp_doc, el_doc = _header_and_docs(d, version)
+    return "\n\n".join([
+        header + "\n".join(imports),
+        f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
+        f"PARAMETERS = {tuple(d.parameters)!r}",
+        _function("log_prob", sig, lp_doc, lp_lines),
+        _function("eligibility", sig, el_doc, el_lines),
+        *(_HELPERS[h] + "\n" for h in helpers),
+    ]).rstrip() + "\n"
+
+
+def _header_and_docs(d, version, note: str = "") -> tuple:
+    """The module docstring and the two functions' docstrings, with the formulas."""
+    import sympy
+
     theta = ", ".join(formula(d.symbols[n]) for n in d.parameters)
     P = letter(d)
     formulas = "\n".join(
@@ -466,21 +495,15 @@ def module_source(d) -> str:
         f"{d.parametrization.doc}\n\n"
         f"    log {P}(x | {theta}) = {formula(d.log_prob)}\n{formulas}\n\n"
         "Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.\n"
-        'The category axis is the last one; all other axes broadcast as batch axes.\n"""\n'
+        'The category axis is the last one; all other axes broadcast as batch axes.\n'
+        + (f"{note}\n" if note else "") + '"""\n'
     )
     lp_doc = f"log {P}(x | {theta}) = {formula(d.log_prob)}, shaped like the batch.\n\n{args_doc}\n    "
     el_doc = (
         "Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter\n"
         f"    broadcast over the batch.\n\n{formulas}\n\n{args_doc}\n    "
     )
-    return "\n\n".join([
-        header + "\n".join(imports),
-        f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
-        f"PARAMETERS = {tuple(d.parameters)!r}",
-        _function("log_prob", sig, lp_doc, lp_lines),
-        _function("eligibility", sig, el_doc, el_lines),
-        *(_HELPERS[h] + "\n" for h in helpers),
-    ]).rstrip() + "\n"
+    return header, lp_doc, el_doc
 
 
 def _arguments_doc(d) -> str:

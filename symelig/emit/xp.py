@@ -1,0 +1,225 @@
+"""The same derived kernels for any array library: code written against the array API namespace
+of its inputs (array-api-compat's ``array_namespace``), so numpy, PyTorch, JAX and CuPy arrays
+go in and arrays of the same library, device and dtype come out — no conversion to numpy.
+
+Differences from the numpy emitter, all for the array API's sake: no ``out=`` (JAX arrays are
+immutable, and torch's autograd dislikes in-place writes), the δ_jx term added as
+``where(arange(K) == x, c, 0)`` instead of a scatter, no Python branching on array values (so
+``jax.jit`` and ``jax.vmap`` trace it), and special functions from the input's own library
+(torch.special, jax.scipy.special, cupyx.scipy.special, scipy.special).  ``backend`` pins the
+namespace for a module specialised to one library.
+"""
+from __future__ import annotations
+
+from sympy import IndexedBase
+
+from .. import constraints
+from .numpy import ArrayPrinter, _check_identifier, _Lowering, _one_denominator, _split_delta
+from sympy import cse, numbered_symbols
+
+BACKENDS = ("array-api", "torch", "jax", "numpy-xp")
+
+_HELPERS = {
+    "_namespace": '''def _namespace(*arrays):
+    """The array API namespace of the array arguments (numpy for plain numbers and lists)."""
+    arrays = [a for a in arrays if hasattr(a, "shape") and hasattr(a, "dtype")]
+    if not arrays:
+        import numpy
+        return array_namespace(numpy.asarray(0.0))
+    return array_namespace(*arrays)''',
+    "_special": '''def _special(xp):
+    """The special functions (gammaln, digamma, i0e, i1e) of the namespace's own library."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.special
+    if "jax" in name:
+        import jax.scipy.special
+        return jax.scipy.special
+    if "cupy" in name:
+        import cupyx.scipy.special
+        return cupyx.scipy.special
+    from scipy import special
+    return special''',
+    "_device": '''def _device(*arrays):
+    """The device of the first array argument (None: the library's default)."""
+    for a in arrays:
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            return device(a)
+    return None''',
+    "_float_dtype": '''def _float_dtype(xp, *arrays):
+    """The floating dtype of the parameters: float32 stays float32, anything else float64."""
+    dtypes = [a.dtype for a in arrays]
+    if dtypes and all(xp.isdtype(t, "real floating") for t in dtypes):
+        return xp.result_type(*dtypes)
+    return xp.float64''',
+    "_broadcast_shapes": '''def _broadcast_shapes(*shapes):
+    """numpy.broadcast_shapes on plain tuples (the array API has none); static under jax.jit."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(ndim):
+        sizes = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)''',
+    "_full": '''def _full(xp, value, shape, dtype, device):
+    """``value`` broadcast to ``shape`` as a new array the caller owns."""
+    if tuple(value.shape) == tuple(shape) and value.dtype == dtype:
+        return value
+    return value + xp.zeros(shape, dtype=dtype, device=device)''',
+    "_with_ndim": '''def _with_ndim(xp, a, ndim):
+    """``a`` with leading axes of length 1 added up to ``ndim`` axes."""
+    return xp.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))''',
+    "_xlogy": '''def _xlogy(xp, a, b):
+    """a·log(b), 0 where a == 0."""
+    zero = a == 0
+    return xp.where(zero, 0.0, a * xp.log(xp.where(zero, 1.0, b)))''',
+    "_xdivy": '''def _xdivy(xp, a, b):
+    """a / b, 0 where a == 0."""
+    zero = a == 0
+    return xp.where(zero, 0.0, a / xp.where(zero, 1.0, b))''',
+    "_sigmoid": '''def _sigmoid(xp, z):
+    """1 / (1 + exp(−z)), accurate in both tails."""
+    return 1 / (1 + xp.exp(-z))''',
+    "_softplus": '''def _softplus(xp, z):
+    """log(1 + exp(z)) = max(z, 0) + log1p(exp(−|z|)), stable for any z."""
+    return (z + xp.abs(z)) / 2 + xp.log1p(xp.exp(-xp.abs(z)))''',
+    "_log_softplus": '''def _log_softplus(xp, z):
+    """log softplus(z); z itself below −37, where softplus(z) = exp(z) to machine precision."""
+    clipped = xp.where(z < -37, -37.0, z)
+    return xp.where(z < -37, z, xp.log(_softplus(xp, clipped)))''',
+    "_sigmoid_over_softplus": '''def _sigmoid_over_softplus(xp, z):
+    """sigmoid(z)/softplus(z); 1 below z = −37, where both underflow."""
+    clipped = xp.where(z < -37, -37.0, z)
+    return xp.where(z < -37, 1.0, _sigmoid(xp, clipped) / _softplus(xp, clipped))''',
+}
+_DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}}
+
+
+class _Function:
+    def __init__(self, derivation):
+        self.d = derivation
+        self.printer = ArrayPrinter("xp")
+        self.lowering = _Lowering(derivation, self.printer)
+        self.vector_family = derivation.is_vector
+        self.printer.helpers.update({"_namespace", "_special", "_device", "_float_dtype", "_broadcast_shapes"})
+
+    def signature(self):
+        return ["x", *self.d.family.arguments, *self.d.parameters]
+
+    def prologue(self) -> list:
+        d, fam = self.d, self.d.family
+        params = list(d.parameters)
+        names = self.signature()
+        lines = [f"xp = _namespace({', '.join(names)})", "_sp = _special(xp)", f"device = _device({', '.join(params + ['x'])})"]
+        lines += [f"{p} = xp.asarray({p}, device=device)" for p in params]
+        lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
+        lines += [f"{p} = xp.astype({p}, dtype)" for p in params]
+        is_index = fam.value is constraints.category
+        lines.append("x = xp.asarray(x, device=device)" if is_index else "x = xp.astype(xp.asarray(x, device=device), dtype)")
+        lines += [f"{a} = xp.astype(xp.asarray({a}, device=device), dtype)" for a in fam.arguments]
+        constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
+        vectors = [n for n in names if constraint_of[n].event_dim]
+        parts = [f"tuple({n}.shape)[:-1]" if n in vectors else f"tuple({n}.shape)" for n in names]
+        if vectors:
+            lines.append(f"size = {vectors[0]}.shape[-1]")
+        lines.append(f"batch = _broadcast_shapes({', '.join(parts)})")
+        for n in names:
+            if n in vectors:
+                lines.append(f"{n} = _with_ndim(xp, {n}, len(batch) + 1)")
+            elif n == "x" and is_index:
+                lines.append("_x = xp.reshape(xp.astype(x, xp.int64), (1,) * (len(batch) - x.ndim) + tuple(x.shape) + (1,))")
+            elif self.vector_family:
+                lines.append(f"{n} = {n}[..., None]")
+        self.printer.helpers.update({"_with_ndim", "_full"})
+        return lines
+
+    def elementwise(self, outputs: dict) -> list:
+        low = self.lowering
+        lowered = {n: low.lower(e) for n, e in outputs.items()}
+        common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
+        lines = [f"{n} = {c}" for n, c in low.statements if n]
+        lines += [f"{s} = {self.printer.doprint(e)}" for s, e in common]
+        lines += [f"{n} = {self.printer.doprint(e)}" for n, e in zip(lowered, reduced)]
+        return lines
+
+
+def _log_prob_body(d):
+    f = _Function(d)
+    lines = f.prologue() + f.elementwise({"_log_prob": d.log_prob})
+    value = "_log_prob[..., 0]" if f.vector_family else "_log_prob"
+    lines.append(f"return _full(xp, {value}, batch, dtype, device)")
+    return f.signature(), lines, f.printer
+
+
+def _eligibility_body(d):
+    f = _Function(d)
+    lines = f.prologue()
+    sample = d.symbols["x"] if d.family.value is constraints.category else None
+    parts, deltas = {}, {}
+    for name, e in d.eligibility.items():
+        rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
+        parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
+        if coefficient != 0:
+            deltas[name] = coefficient
+    lines += f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
+    for name in d.eligibility:
+        vector = isinstance(d.symbols[name], IndexedBase)
+        shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
+        if name in deltas:  # δ_jx·c: c where the category is the sample, 0 elsewhere
+            onehot = "xp.astype(xp.arange(size, device=device) == _x, dtype)"
+            lines.append(f"e_{name} = e_{name} + {onehot} * _at_x_{name}")
+        lines.append(f"e_{name} = _full(xp, e_{name}, {shape}, dtype, device)")
+        if f.vector_family and not vector:
+            lines.append(f"e_{name} = e_{name}[..., 0]")
+    lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
+    return f.signature(), lines, f.printer
+
+
+def _imports(backend: str) -> list:
+    if backend == "torch":
+        return ["import array_api_compat.torch as _torch_xp",
+                "from array_api_compat import device",
+                "", "", "def array_namespace(*arrays):", "    return _torch_xp"]
+    if backend == "jax":
+        return ["import jax.numpy as _jnp", "", "", "def array_namespace(*arrays):", "    return _jnp", "",
+                "", "def device(a):", "    return a.device"]
+    if backend == "numpy-xp":
+        return ["import array_api_compat.numpy as _np_xp", "from array_api_compat import device", "", "",
+                "def array_namespace(*arrays):", "    return _np_xp"]
+    return [
+        "try:  # any array API library: numpy, torch, jax, cupy",
+        "    from array_api_compat import array_namespace, device",
+        "except ImportError:  # numpy alone: its own namespace is array-API compatible (numpy >= 2)",
+        "    import numpy as _numpy",
+        "",
+        "    def array_namespace(*arrays):",
+        "        return _numpy",
+        "",
+        "    def device(a):",
+        '        return getattr(a, "device", None)',
+    ]
+
+
+def module_source(d, backend: str = "array-api") -> str:
+    """A module with ``log_prob`` and ``eligibility`` for arrays of any array API library."""
+    from .. import __version__ as version
+    from .numpy import _function, _header_and_docs
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}")
+    sig, lp_lines, lp_printer = _log_prob_body(d)
+    _, el_lines, el_printer = _eligibility_body(d)
+    helpers = set(lp_printer.helpers | el_printer.helpers)
+    for h in list(helpers):
+        helpers |= _DEPENDS.get(h, set())
+    header, lp_doc, el_doc = _header_and_docs(d, version, note=f"Array library: {backend} (array API namespace of the inputs).")
+    return "\n\n".join([
+        header + "\n".join(_imports(backend)),
+        f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
+        f"PARAMETERS = {tuple(d.parameters)!r}\nBACKEND = {backend!r}",
+        _function("log_prob", sig, lp_doc, lp_lines),
+        _function("eligibility", sig, el_doc, el_lines),
+        *(_HELPERS[h] + "\n" for h in sorted(helpers)),
+    ]).rstrip() + "\n"

@@ -1,0 +1,88 @@
+"""The array API kernels: every catalog entry on numpy, PyTorch and JAX arrays gives arrays of
+the same library, device and dtype, equal to the numpy kernels (1e-12 float64, 1e-5 float32).
+Libraries that are not installed are skipped."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import symelig
+
+from conftest import random_arguments
+
+LIBRARIES = [lib for lib in ("numpy", "torch", "jax") if importlib.util.find_spec(lib)]
+
+
+def _to(lib, value, dtype):
+    value = np.asarray(value)
+    if value.dtype.kind == "f":
+        value = value.astype(dtype)
+    if lib == "numpy":
+        return value
+    if lib == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(value))
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    return jnp.asarray(value)
+
+
+def _library(array) -> str:
+    return type(array).__module__.split(".")[0].replace("jaxlib", "jax")
+
+
+def _numpy(array):
+    return np.asarray(array.cpu() if hasattr(array, "cpu") else array)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lib", LIBRARIES)
+def test_array_api_kernels_match_numpy(entry, lib, dtype):
+    d = symelig.derive(entry.family, entry.param)
+    args = random_arguments(d, np.random.default_rng(21), batch=(3,), size=4, dtype=dtype)
+    expected = d.kernels.eligibility(**args)
+    converted = {n: _to(lib, v, dtype) for n, v in args.items()}
+    result = d.array_api_kernels.eligibility(**converted)
+    tolerance = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    for name, value in result.items():
+        assert _library(value) == lib, (name, type(value))
+        assert str(value.dtype).endswith(np.dtype(dtype).name), (name, value.dtype)
+        np.testing.assert_allclose(_numpy(value), expected[name], **tolerance, err_msg=name)
+    np.testing.assert_allclose(_numpy(d.array_api_kernels.log_prob(**converted)), d.kernels.log_prob(**args), **tolerance)
+
+
+def test_derive_dispatches_torch_tensors_and_keeps_them_on_their_device():
+    torch = pytest.importorskip("torch")
+    d = symelig.derive("categorical", param="logits")
+    z = torch.randn(5, 7, dtype=torch.float32)
+    x = torch.randint(0, 7, (5,))
+    with torch.no_grad():
+        e = d.eligibility(x, logits=z)["logits"]
+    assert isinstance(e, torch.Tensor) and e.dtype == torch.float32 and e.device == z.device
+    np.testing.assert_allclose(e.numpy(), d.eligibility(x.numpy(), logits=z.numpy())["logits"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(symelig.SymeligError, match="missing argument 'logits'"):
+        d.eligibility(x, probs=z)
+
+
+def test_jax_kernels_jit_and_vmap():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    d = symelig.derive("categorical", param="logits")
+    rng = np.random.default_rng(0)
+    z, x = rng.normal(size=(6, 5)), rng.integers(0, 5, size=6)
+    expected = d.eligibility(x, logits=z)["logits"]
+    jitted = jax.jit(lambda x, z: d.eligibility(x, logits=z)["logits"])
+    np.testing.assert_allclose(np.asarray(jitted(jnp.asarray(x), jnp.asarray(z))), expected, rtol=1e-12)
+    per_sample = jax.vmap(lambda x, z: d.eligibility(x, logits=z)["logits"])
+    np.testing.assert_allclose(np.asarray(per_sample(jnp.asarray(x), jnp.asarray(z))), expected, rtol=1e-12)
+    normal = symelig.derive("normal", "scale")
+    grads = jax.jit(lambda x, m, s: normal.eligibility(x, loc=m, scale=s))(jnp.ones(3), jnp.zeros(3), 2 * jnp.ones(3))
+    np.testing.assert_allclose(np.asarray(grads["scale"]), (1 - 4) / 8 * np.ones(3), rtol=1e-12)
