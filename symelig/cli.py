@@ -197,6 +197,53 @@ def evaluate(
         typer.echo(render(d, result), nl=False)
 
 
+@app.command("eval-files")
+def eval_files(
+    family: str = typer.Argument(..., help="Family name (see `symelig list`)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
+    input: str = typer.Option(..., "--input", "-i", help="Folder with x.npy and one NAME.npy per argument."),
+    output: str = typer.Option(..., "--output", "-o", help="Existing folder for log_prob.npy and one .npy per parameter."),
+    memory_limit: str = typer.Option("1GB", "--memory-limit", help="Working memory for one block, e.g. 512MB."),
+) -> None:
+    """Eligibilities of logged data larger than memory: memory-mapped .npy in, .npy out, block by block."""
+    import sys
+
+    from . import derive as derive_entry
+    from .outofcore import parse_size, run
+
+    limit = parse_size(memory_limit)
+    d = derive_entry(family, param)
+    with typer.progressbar(length=_rows(input), label="eligibility", file=sys.stderr) as bar:
+        written = run(d, input, output, limit, progress=bar.update)
+    typer.echo(f"wrote {', '.join(str(p) for p in written.values())}", err=True)
+
+
+def _rows(folder: str) -> int:
+    import numpy as np
+    from pathlib import Path
+
+    try:
+        return int(np.load(Path(folder) / "x.npy", mmap_mode="r", allow_pickle=False).shape[0])
+    except (OSError, ValueError, IndexError):
+        return 1  # run() reports what is wrong with the folder
+
+
+class Backend(str, enum.Enum):
+    numpy = "numpy"
+    array_api = "array-api"
+    torch = "torch"
+    jax = "jax"
+
+
+def _source(d, backend: "Backend") -> str:
+    """The module's source: numpy's in-place kernels, or the array API ones pinned to a library."""
+    if backend is Backend.numpy:
+        return d.numpy_source
+    from .emit.xp import module_source
+
+    return module_source(d.symbolic, backend.value)
+
+
 class ExplainFormat(str, enum.Enum):
     text = "text"
     latex = "latex"
@@ -245,6 +292,7 @@ def export(
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.py, or a folder with --all."),
     all_entries: bool = typer.Option(False, "--all", help="Export every catalog entry into the folder -o."),
+    backend: Backend = typer.Option(Backend.numpy, "--backend", "-b", help="Array library the module is written for."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
 ) -> None:
@@ -260,7 +308,7 @@ def export(
         folder = Path(output or ".")
         if not folder.is_dir():
             raise SymeligError(f"--all needs an existing folder for -o; {folder} is not one")
-        sources = {folder / f"{e.family}_{e.param}.py": derive_entry(e.family, e.param).numpy_source for e in catalog()}
+        sources = {folder / f"{e.family}_{e.param}.py": _source(derive_entry(e.family, e.param), backend) for e in catalog()}
         for path, source in sources.items():
             write_atomic(path, source)
         typer.echo(f"wrote {len(sources)} modules to {folder}", err=True)
@@ -276,8 +324,8 @@ def export(
     from . import cache
 
     user = (via, wrt, positive, vector, log_prob, x)
-    if family == "custom" or any(v is not None for v in user[:5]) or x != "x":
-        write_atomic(output, _resolve(family, param, *user).numpy_source)
+    if family == "custom" or any(v is not None for v in user[:5]) or x != "x" or backend is not Backend.numpy:
+        write_atomic(output, _source(_resolve(family, param, *user), backend))
         typer.echo(f"wrote {output}", err=True)
         return
     request = ("derive", family, param, Format.numpy.value, False, None)  # the same text as derive -f numpy

@@ -129,7 +129,8 @@ class _Function:
             if n in vectors:
                 lines.append(f"{n} = _with_ndim(xp, {n}, len(batch) + 1)")
             elif n == "x" and is_index:
-                lines.append("_x = xp.reshape(xp.astype(x, xp.int64), (1,) * (len(batch) - x.ndim) + tuple(x.shape) + (1,))")
+                lines.append("_x = x if xp.isdtype(x.dtype, 'integral') else xp.astype(x, xp.int64)")
+                lines.append("_x = xp.reshape(_x, (1,) * (len(batch) - x.ndim) + tuple(x.shape) + (1,))")
             elif self.vector_family:
                 lines.append(f"{n} = {n}[..., None]")
         self.printer.helpers.update({"_with_ndim", "_full"})
