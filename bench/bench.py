@@ -85,7 +85,7 @@ def peak_extra_memory(fn, output_bytes: int) -> float:
     return peak / output_bytes
 
 
-def kernel_rows(quick: bool, torch) -> list:
+def kernel_rows(quick: bool, torch, jax) -> list:
     rng = np.random.default_rng(0)
     torch_refs = references.torch_references(torch) if torch else {}
     rows = []
@@ -115,7 +115,15 @@ def kernel_rows(quick: bool, torch) -> list:
                     candidates["torch.distributions"] = lambda: dist(**targs)
                     candidates["torch fused op"] = lambda: fused(**targs)
                     candidates["torch fused, 1 thread"] = lambda: _one_thread(torch, fused, targs)
-                medians = time_interleaved(candidates, budget=1.0 if quick else 3.0)
+                    nograd = references.torch_nograd(torch)[entry]
+                    torch_kernel = symelig.derive(*entry).array_api_kernels.eligibility
+                    candidates["symelig on torch"] = lambda: torch_kernel(**targs)
+                    candidates["torch no-grad hand"] = lambda: nograd(**targs)
+                if jax is not None:
+                    jargs = {n: jax.numpy.asarray(v) for n, v in args.items()}
+                    jitted = jax.jit(symelig.derive(*entry).array_api_kernels.eligibility)
+                    candidates["symelig on jax (jit)"] = lambda: jax.block_until_ready(jitted(**jargs))
+                medians = time_interleaved(candidates, budget=1.0 if quick else 2.0)
                 rows.append({
                     "entry": f"{entry[0]} {entry[1]}",
                     "shape": "×".join(map(str, shape)),
@@ -184,7 +192,8 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t
 
 
-COLUMNS = ["generated", "hand numpy", "torch.distributions", "torch fused op", "torch fused, 1 thread", "copy (floor)"]
+COLUMNS = ["generated", "hand numpy", "torch.distributions", "torch fused op", "torch fused, 1 thread",
+           "symelig on torch", "torch no-grad hand", "symelig on jax (jit)", "copy (floor)"]
 
 
 def _row_line(r) -> str:
@@ -248,13 +257,20 @@ def main():
         torch.set_num_threads(os.cpu_count() or 1)
     except ImportError:
         torch = None
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    except ImportError:
+        jax = None
     print("| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |")
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
         "numpy": np.__version__,
         "torch": torch.__version__ if torch else "not installed",
         "torch_threads": torch.get_num_threads() if torch else 0,
-        "kernels": kernel_rows(args.quick, torch),
+        "jax": jax.__version__ if jax else "not installed",
+        "kernels": kernel_rows(args.quick, torch, jax),
         "derivation": derivation_rows(args.quick),
         "cli": cli_rows(3 if args.quick else 7),
     }

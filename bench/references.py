@@ -67,6 +67,36 @@ NUMPY = {
 }
 
 
+def torch_nograd(torch):
+    """Eligibilities written by hand in torch, no autograd: what a torch user would type."""
+
+    def categorical_logits(x, logits):
+        e = torch.softmax(logits, -1).neg_()
+        e.scatter_add_(-1, x[:, None], torch.ones_like(e[:, :1]))
+        return {"logits": e}
+
+    def categorical_probs(x, probs):
+        e = (-1 / probs.sum(-1, keepdim=True)).expand_as(probs).clone()
+        e.scatter_add_(-1, x[:, None], 1 / probs.gather(-1, x[:, None]))
+        return {"probs": e}
+
+    def multinomial_logits(x, total_count, logits):
+        return {"logits": x - total_count[:, None] * torch.softmax(logits, -1)}
+
+    def normal_scale(x, loc, scale):
+        z = (x - loc) / scale
+        return {"loc": z / scale, "scale": (z * z - 1) / scale}
+
+    def bernoulli_logits(x, logits):
+        return {"logits": x - torch.sigmoid(logits)}
+
+    return {
+        ("categorical", "logits"): categorical_logits, ("categorical", "probs"): categorical_probs,
+        ("multinomial", "logits"): multinomial_logits, ("normal", "scale"): normal_scale,
+        ("bernoulli", "logits"): bernoulli_logits,
+    }
+
+
 def torch_references(torch):
     """{entry: (distributions autograd, fused-op autograd)}, each (x, **params) → grads."""
     from torch import distributions as D

@@ -115,10 +115,10 @@ class _Function:
         lines = [f"xp = _namespace({', '.join(names)})", "_sp = _special(xp)", f"device = _device({', '.join(params + ['x'])})"]
         lines += [f"{p} = xp.asarray({p}, device=device)" for p in params]
         lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
-        lines += [f"{p} = xp.astype({p}, dtype)" for p in params]
+        lines += [f"{p} = xp.astype({p}, dtype, copy=False)" for p in params]
         is_index = fam.value is constraints.category
-        lines.append("x = xp.asarray(x, device=device)" if is_index else "x = xp.astype(xp.asarray(x, device=device), dtype)")
-        lines += [f"{a} = xp.astype(xp.asarray({a}, device=device), dtype)" for a in fam.arguments]
+        lines.append("x = xp.asarray(x, device=device)" if is_index else "x = xp.astype(xp.asarray(x, device=device), dtype, copy=False)")
+        lines += [f"{a} = xp.astype(xp.asarray({a}, device=device), dtype, copy=False)" for a in fam.arguments]
         constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
         vectors = [n for n in names if constraint_of[n].event_dim]
         parts = [f"tuple({n}.shape)[:-1]" if n in vectors else f"tuple({n}.shape)" for n in names]
@@ -169,8 +169,8 @@ def _eligibility_body(d):
         vector = isinstance(d.symbols[name], IndexedBase)
         shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
         if name in deltas:  # δ_jx·c: c where the category is the sample, 0 elsewhere
-            onehot = "xp.astype(xp.arange(size, device=device) == _x, dtype)"
-            lines.append(f"e_{name} = e_{name} + {onehot} * _at_x_{name}")
+            hit = "xp.arange(size, device=device) == _x"
+            lines.append(f"e_{name} = xp.where({hit}, e_{name} + _at_x_{name}, e_{name})")
         lines.append(f"e_{name} = _full(xp, e_{name}, {shape}, dtype, device)")
         if f.vector_family and not vector:
             lines.append(f"e_{name} = e_{name}[..., 0]")
