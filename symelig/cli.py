@@ -261,6 +261,8 @@ def explain_steps(
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="Output format."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
+    via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
+    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB,
 ) -> None:
     """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
     every step and explain the numbers users confuse."""
@@ -271,7 +273,7 @@ def explain_steps(
 
     if standalone and format is not ExplainFormat.latex:
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
-    d = derive_entry(family, param)
+    d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
     values = None
     if ctx.args:
         values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}")

@@ -162,7 +162,7 @@ def _derivative_rule(term, wrt, derivative) -> tuple:
         if factor.args[0].has(Sum):
             return "chain_rule_log", "chain rule through the log of the normalizer: ∂ log Σ = (∂Σ)/Σ"
         return "chain_rule_log", "chain rule through the log: ∂ log u = (∂u)/u"
-    if isinstance(factor, Sum):
+    if isinstance(factor, (Sum, Add)):
         return "sum_rule", "the derivative of a sum is the sum of the derivatives: ∂/∂θ Σ_i f_i = Σ_i ∂f_i/∂θ"
     if isinstance(factor, Indexed):
         return "indexed_derivative", "∂θ_i/∂θ_j = δ_ij: a component depends only on itself"

@@ -205,10 +205,10 @@ def _relative_probs_notes(derivation, args, e_probs) -> list:
     direction[0], direction[-1] = 1.0, -1.0  # a direction that stays on the simplex
     return [
         ("relative probs (π = p/Σp, as PyTorch): every p_j enters through the normalizer, so the "
-         "unsampled categories get −1/Σp; with normalized_probs they get 0",
+         "unsampled categories get a nonzero eligibility (−1/Σp per draw); with normalized_probs they get 0",
          {"e (probs)": e_probs, "e (normalized_probs at π = p/Σp)": e_pi, "Σp": total}),
         ("scaling all probs by c leaves π unchanged and scales the eligibility by 1/c (here c = 2)",
-         {"e at 2p": scaled, "e at p / 2": e_probs / 2}),
+         {"e at 2p": scaled, "e(p) / 2": e_probs / 2}),
         ("the two answers differ by a multiple of the all-ones vector: Σp·e(probs) − e(normalized_probs) = c·𝟙",
          {"Σp·e(probs)": total * e_probs, "Σp·e(probs) − e(normalized_probs)": total * e_probs - e_pi}),
         ("they agree on every direction v that stays on the simplex (Σ_j v_j = 0): Σp·(v·e(probs)) = v·e(normalized_probs)",

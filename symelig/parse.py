@@ -17,6 +17,7 @@ nested input fails fast instead of exhausting memory or the recursion limit.
 from __future__ import annotations
 
 import ast
+import builtins
 import keyword
 import math
 import re
@@ -40,7 +41,28 @@ FUNCTIONS = {
 CONSTANTS = {"pi": pi, "E": E}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*")
 # names the generated code uses itself, or that would read as something else
-RESERVED = {"np", "special", "dtype", "batch", "size", "i", "j", "k", "l", "K", "sum", *FUNCTIONS, *CONSTANTS}
+RESERVED = {
+    "np", "xp", "special", "device", "dtype", "batch", "size", "i", "j", "k", "l", "K", "sum",
+    *FUNCTIONS, *CONSTANTS, *dir(builtins),  # generated code calls len(), max(), tuple()…
+}
+
+
+def _finite(number) -> bool:
+    try:
+        return math.isfinite(float(number)) and abs(float(number)) < 1e300
+    except (OverflowError, TypeError, ValueError):
+        return False
+
+
+def _representable(a, b, op) -> bool:
+    """Whether a constant subexpression stays within float range, decided in floats *before*
+    SymPy computes it exactly (10**10**10 would take forever)."""
+    try:
+        x, y = float(a), float(b)
+        value = x**y if op is ast.Pow else x * y if op is ast.Mult else x / y if op is ast.Div and y else 0.0
+        return math.isfinite(value) and abs(value) < 1e300
+    except (OverflowError, TypeError, ValueError, ZeroDivisionError):
+        return False
 
 
 def check_name(name: str, what: str) -> str:
@@ -96,6 +118,8 @@ class _Builder:
     def build(self, node):
         if isinstance(node, ast.Constant):
             if type(node.value) is int:
+                if abs(node.value) >= 10**300:
+                    return self.fail(node, "a number beyond the float range")
                 return Integer(node.value)
             if type(node.value) is float:
                 if not math.isfinite(node.value):
@@ -117,7 +141,12 @@ class _Builder:
                    ast.Div: lambda: a / b, ast.Pow: lambda: a**b}
             if type(node.op) not in ops:
                 return self.fail(node, f"the operator {type(node.op).__name__}")
-            return ops[type(node.op)]()
+            if a.is_number and b.is_number and not _representable(a, b, type(node.op)):
+                return self.fail(node, "a number beyond the float range")
+            result = ops[type(node.op)]()
+            if result.is_Number and not _finite(result):
+                return self.fail(node, "a number beyond the float range")
+            return result
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self.build(node.operand)
             return -operand if isinstance(node.op, ast.USub) else operand

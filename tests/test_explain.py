@@ -97,6 +97,7 @@ def test_the_seed_question_is_answered_with_checked_numbers():
     (scaling,) = [v for k, v in notes.items() if k.startswith("scaling")]
     np.testing.assert_allclose(scaling["e at 2p"], d.eligibility(0, probs=2 * SEED["probs"])["probs"])
     np.testing.assert_allclose(scaling["e at 2p"], e / 2, rtol=1e-12)
+    np.testing.assert_allclose(scaling["e(p) / 2"], e / 2, rtol=1e-12)
     (difference,) = [v for k, v in notes.items() if k.startswith("the two answers")]
     gap = difference["Σp·e(probs) − e(normalized_probs)"]
     np.testing.assert_allclose(gap, np.full(4, gap[0]), rtol=1e-12)

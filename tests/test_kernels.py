@@ -293,3 +293,14 @@ def test_softplus_parametrizations_survive_underflow(dtype, raw):
     gamma = symelig.derive("gamma", "softplus_concentration_rate")
     e = gamma.eligibility(np.array([2.0], dtype), raw_concentration=np.array([0.5], dtype), raw_rate=r)
     assert np.isfinite(e["raw_rate"]) and e["raw_rate"] == pytest.approx(float(np.logaddexp(0, 0.5)), rel=1e-5)
+
+
+def test_array_exponents_broadcast_into_larger_batches():
+    """x^k with k an array of another batch shape must not be written into x's buffer."""
+    d = symelig.derive("weibull", "scale_concentration")
+    x, scale, k = np.array([1.0, 2, 3]), np.array([1.0, 2, 3]), np.array([[1.5], [2.0]])
+    e = d.eligibility(x, scale=scale, concentration=k)
+    expected = d.eligibility(np.broadcast_to(x, (2, 3)), scale=np.broadcast_to(scale, (2, 3)),
+                             concentration=np.broadcast_to(k, (2, 3)))
+    for name in e:
+        np.testing.assert_allclose(e[name], expected[name], rtol=1e-13)

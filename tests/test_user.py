@@ -188,3 +188,43 @@ def test_random_formulas_from_the_grammar_parse_or_fail_cleanly(tokens):
 
 def test_no_file_named_pwned_appeared():
     assert not os.path.exists("pwned")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("10**10**10 + m", "beyond the float range"),          # would hang in exact arithmetic
+    ("9**9**9**9 * m", "beyond the float range"),
+    ("2**2**25*m", "beyond the float range"),
+    ("1e308*1e308*m", "beyond the float range"),
+    ("-(x-m)**2/2 + 10**400", "beyond the float range"),
+    ("1" + "0" * 400 + "*m", "beyond the float range"),
+])
+def test_huge_constants_fail_fast(capsys, text, message):
+    code, _, err = run(capsys, "derive", "custom", "--log-prob", text, "--wrt", "m")
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["derive", "normal", "--via", "scale = exp(mu)", "--wrt", "mu"], "'mu' is already used by normal"),
+    (["derive", "binomial", "--via", "probs = sigmoid(n)", "--wrt", "n"], "'n' is already used"),
+    (["derive", "cauchy", "--via", "loc = gamma", "--wrt", "gamma"], "'gamma' is already used"),
+    (["derive", "custom", "--log-prob", "-x**2*len", "--wrt", "len"], "reserved"),
+    (["derive", "categorical", "--via", "probs = p**alpha", "--wrt", "p,alpha"], "cannot vectorize"),
+    (["derive", "categorical", "--via", "logits = sum(z)", "--wrt", "z"], "the derived kernel fails"),
+    (["derive", "normal", "--via", "scale = exp(s)", "--wrt", "s", "--vector", "s"], "is a scalar"),
+    (["explain", "categorical", "--via", "logits = z / tau", "--wrt", "z,tau", "--positive", "tau",
+      "--z", "0.5,1", "--tau", "2"], "missing --x"),
+])
+def test_user_derivation_errors_are_one_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+
+
+def test_explain_works_for_user_derivations(capsys):
+    code, out, _ = run(capsys, "explain", "categorical", "--via", "logits = z / tau", "--wrt", "z,tau",
+                       "--positive", "tau", "--z", "0.5,1,-1", "--tau", "2", "--x", "1")
+    assert code == 0 and "Reparametrize" in out and "∂p/∂z = p·e" in out
+
+
+def test_verification_copes_with_steep_reparametrizations():
+    d = symelig.reparametrize("dirichlet", "log_concentration = exp(w)", wrt=["w"])
+    assert d.parameters == ("w",)

@@ -247,4 +247,7 @@ class Buffers:
             return self._unary("np.sqrt", base, e)
         if exponent.is_number and exponent < 0:
             return self._mul(Mul(1, e, evaluate=False))
-        return self._binary("np.power", self._plain(exponent), base, e)
+        code, owned = self._emit(base)
+        if owned:  # the exponent may be an array of a larger shape: write in place only where it fits
+            return self._accumulate(code, "np.power", exponent, self._plain(exponent)), True
+        return self._fresh(f"np.power({code}, {self._plain(exponent)})", self.deps(e))

@@ -64,7 +64,8 @@ def _vector_text(parts: dict, s, name) -> str:
 
 def text(explanation) -> str:
     s = explanation.derivation
-    lines = [f"{s.family.name} --param {s.param}: the eligibility step by step (each step is one rule the engine applied)", ""]
+    title = f"{s.family.name}, {s.parametrization.doc.rstrip('.')}" if s.parametrization.command else f"{s.family.name} --param {s.param}"
+    lines = [f"{title}: the eligibility step by step (each step is one rule the engine applied)", ""]
     for number, item in enumerate(explanation.items, 1):
         lines.append(f"{number:2d}. {item.title}: {item.sentence}")
         if item.lhs == "vector":
