@@ -86,3 +86,15 @@ def test_jax_kernels_jit_and_vmap():
     normal = symelig.derive("normal", "scale")
     grads = jax.jit(lambda x, m, s: normal.eligibility(x, loc=m, scale=s))(jnp.ones(3), jnp.zeros(3), 2 * jnp.ones(3))
     np.testing.assert_allclose(np.asarray(grads["scale"]), (1 - 4) / 8 * np.ones(3), rtol=1e-12)
+
+
+@pytest.mark.parametrize("lib", LIBRARIES)
+def test_shared_sample_and_shared_parameters_broadcast(lib):
+    """One sample for a batch of logits, and one logits vector for a batch of samples."""
+    d = symelig.derive("categorical", "logits")
+    rng = np.random.default_rng(4)
+    z, xs = rng.normal(size=(5, 4)), rng.integers(0, 4, size=5)
+    for x, logits in ((np.asarray(2), z), (xs, z[0])):
+        expected = d.kernels.eligibility(x, logits)["logits"]
+        result = d.array_api_kernels.eligibility(_to(lib, x, np.float64), _to(lib, logits, np.float64))["logits"]
+        np.testing.assert_allclose(_numpy(result), expected, rtol=1e-12)

@@ -234,6 +234,18 @@ class _Lowering:
         total = self._temp("sumexp", f"{ns}.sum({shifted}, axis=-1, keepdims=True)", ("sumexp", body), vector=False)
         return top, shifted, total
 
+    def _fused(self, e):
+        """The array API dialect: the library's own fused softmax / logsumexp over the whole axis
+        (one kernel in torch and JAX instead of max, subtract, exp, sum, divide)."""
+        body = self._materialize(self._lower(e.body), "shifted")
+        if isinstance(e, LogSumExp):
+            self.printer.helpers.add("_logsumexp")
+            return self._temp("logsumexp", f"_logsumexp(xp, {body})", e, vector=False, depends_on=body)
+        if self._lower(e.body.subs(e.index, e.at)) != body:
+            return None  # softmax at one index: the shifted pieces below
+        self.printer.helpers.add("_softmax")
+        return self._temp("softmax", f"_softmax(xp, {body})", ("softmax", body), vector=True, depends_on=body)
+
     def lower(self, e):
         """Array form of ``e``; constants become Python floats, which keep float32 float32
         (np.log(2) would be a float64 scalar and promote the result)."""
@@ -258,6 +270,10 @@ class _Lowering:
             body = self._lower(e.function)
             code = f"{self.ns}.sum({self._print(body)}, axis=-1, keepdims=True)"
             return self._temp("sum", code, e, vector=False, depends_on=body)
+        if isinstance(e, (LogSumExp, Softmax)) and not self.inplace:
+            fused = self._fused(e)
+            if fused is not None:
+                return fused
         if isinstance(e, LogSumExp):
             top, _, total = self._shifted_exp(e)
             return self._temp("logsumexp", f"{top} + {self.ns}.log({total})", e, vector=False, depends_on=top + total)

@@ -63,9 +63,10 @@ _HELPERS = {
             raise ValueError(f"shapes {shapes} do not broadcast")
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)''',
-    "_full": '''def _full(xp, value, shape, dtype, device):
-    """``value`` broadcast to ``shape`` as a new array the caller owns."""
-    if tuple(value.shape) == tuple(shape) and value.dtype == dtype:
+    "_full": '''def _full(xp, value, shape, dtype, device, copy=False):
+    """``value`` broadcast to ``shape`` as an array the caller owns (``value`` itself when it is
+    a fresh result of that shape and ``copy`` is false)."""
+    if not copy and tuple(getattr(value, "shape", ())) == tuple(shape) and getattr(value, "dtype", None) == dtype:
         return value
     return value + xp.zeros(shape, dtype=dtype, device=device)''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
@@ -94,6 +95,49 @@ _HELPERS = {
     clipped = xp.where(z < -37, -37.0, z)
     return xp.where(z < -37, 1.0, _sigmoid(xp, clipped) / _softplus(xp, clipped))''',
 }
+_HELPERS.update({
+    "_softmax": '''def _softmax(xp, z):
+    """softmax over the last axis: the library's fused kernel where it has one."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.softmax(z, -1)
+    if "jax" in name:
+        import jax
+        return jax.nn.softmax(z, axis=-1)
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)''',
+    "_logsumexp": '''def _logsumexp(xp, z):
+    """log Σ exp over the last axis (kept), max-shifted; the library's own where it has one."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.logsumexp(z, -1, keepdim=True)
+    if "jax" in name:
+        import jax
+        return jax.nn.logsumexp(z, axis=-1, keepdims=True)
+    top = xp.max(z, axis=-1, keepdims=True)
+    return top + xp.log(xp.sum(xp.exp(z - top), axis=-1, keepdims=True))''',
+    "_add_at": '''def _add_at(xp, e, index, value):
+    """e with ``value`` added at ``index`` along the last axis (index and value are (..., 1)).
+    ``e`` is the kernel's own fresh array: torch adds in place (a scatter, O(batch)), JAX and
+    numpy-likes put along the axis, anything else uses where() over the whole array."""
+    name = xp.__name__
+    index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))  # a sample shared by a batch
+    value = xp.broadcast_to(xp.asarray(value, dtype=e.dtype, device=device(e)), tuple(index.shape))
+    if "torch" in name:
+        return e.scatter_add_(-1, index, value)
+    if "jax" in name:
+        import jax.numpy as jnp
+        return jnp.put_along_axis(e, index, jnp.take_along_axis(e, index, axis=-1) + value, axis=-1, inplace=False)
+    if hasattr(xp, "put_along_axis") or "numpy" in name or "cupy" in name:
+        import importlib
+        library = importlib.import_module("cupy" if "cupy" in name else "numpy")
+        library.put_along_axis(e, index, library.take_along_axis(e, index, axis=-1) + value, axis=-1)
+        return e
+    hit = xp.arange(e.shape[-1], device=device(e)) == index
+    return xp.where(hit, e + value, e)''',
+})
 _DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}}
 
 
@@ -168,10 +212,12 @@ def _eligibility_body(d):
     for name in d.eligibility:
         vector = isinstance(d.symbols[name], IndexedBase)
         shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
-        if name in deltas:  # δ_jx·c: c where the category is the sample, 0 elsewhere
-            hit = "xp.arange(size, device=device) == _x"
-            lines.append(f"e_{name} = xp.where({hit}, e_{name} + _at_x_{name}, e_{name})")
-        lines.append(f"e_{name} = _full(xp, e_{name}, {shape}, dtype, device)")
+        # an output that is an input itself is copied: _add_at may write into it
+        copy = not parts[f"e_{name}"].free_symbols or parts[f"e_{name}"].is_Symbol
+        lines.append(f"e_{name} = _full(xp, e_{name}, {shape}, dtype, device, copy={copy})")
+        if name in deltas:  # δ_jx·c: c added where the category is the sample
+            f.printer.helpers.add("_add_at")
+            lines.append(f"e_{name} = _add_at(xp, e_{name}, _x, _at_x_{name})")
         if f.vector_family and not vector:
             lines.append(f"e_{name} = e_{name}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
