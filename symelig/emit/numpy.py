@@ -244,7 +244,9 @@ class _Lowering:
         if self._lower(e.body.subs(e.index, e.at)) != body:
             return None  # softmax at one index: the shifted pieces below
         self.printer.helpers.add("_softmax")
-        return self._temp("softmax", f"_softmax(xp, {body})", ("softmax", body), vector=True, depends_on=body)
+        name = self._temp("softmax", f"_softmax(xp, {body})", ("softmax", body), vector=True, depends_on=body)
+        self.owned.add(name)  # a fresh array: the xp emitter may negate it in place
+        return name
 
     def lower(self, e):
         """Array form of ``e``; constants become Python floats, which keep float32 float32

@@ -68,7 +68,13 @@ _HELPERS = {
     a fresh result of that shape and ``copy`` is false)."""
     if not copy and tuple(getattr(value, "shape", ())) == tuple(shape) and getattr(value, "dtype", None) == dtype:
         return value
-    return value + xp.zeros(shape, dtype=dtype, device=device)''',
+    value = xp.astype(xp.asarray(value, device=device), dtype, copy=False)
+    return xp.asarray(xp.broadcast_to(value, tuple(shape)), copy=True)  # one pass: a view, then a copy''',
+    "_negated": '''def _negated(xp, a):
+    """−a; in place for torch, where ``a`` is the kernel's own array at its last use."""
+    if "torch" in xp.__name__:
+        return a.neg_()
+    return -a''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes."""
     return xp.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))''',
@@ -185,8 +191,16 @@ class _Function:
         lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
         lines = [f"{n} = {c}" for n, c in low.statements if n]
-        lines += [f"{s} = {self.printer.doprint(e)}" for s, e in common]
-        lines += [f"{n} = {self.printer.doprint(e)}" for n, e in zip(lowered, reduced)]
+        jobs = [(str(s), e) for s, e in common] + list(zip(lowered, reduced))
+        fresh = set(low.owned) | {s for s, _ in common}
+        for position, (target, e) in enumerate(jobs):
+            later = set().union(*(other.free_symbols for _, other in jobs[position + 1:]))
+            negated = -e
+            if negated.is_Symbol and negated in fresh and negated not in later:  # −softmax: no new array
+                self.printer.helpers.add("_negated")
+                lines.append(f"{target} = _negated(xp, {negated})")
+            else:
+                lines.append(f"{target} = {self.printer.doprint(e)}")
         return lines
 
 
