@@ -429,6 +429,19 @@ class _Function:
         return lines, owned
 
 
+def split_outputs(d) -> tuple:
+    """({e_name: the eligibility without its δ_jx term}, {name: the δ_jx coefficient}): the
+    dense part becomes an array, the δ part is added at the sample's category only."""
+    sample = d.symbols["x"] if d.family.value is constraints.category else None
+    parts, deltas = {}, {}
+    for name, e in d.eligibility.items():
+        rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
+        parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
+        if coefficient != 0:
+            deltas[name] = coefficient
+    return parts, deltas
+
+
 def _log_prob_body(d) -> tuple:
     f = _Function(d)
     lines = f.prologue()
@@ -442,13 +455,7 @@ def _log_prob_body(d) -> tuple:
 def _eligibility_body(d) -> tuple:
     f = _Function(d)
     lines = f.prologue()
-    sample = d.symbols["x"] if d.family.value is constraints.category else None
-    parts, deltas = {}, {}
-    for name, e in d.eligibility.items():
-        rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
-        parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
-        if coefficient != 0:
-            deltas[name] = coefficient
+    parts, deltas = split_outputs(d)
     body, owned = f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
     lines += body
     for name in d.eligibility:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sympy import IndexedBase
 
 from .. import constraints
-from .numpy import ArrayPrinter, _check_identifier, _Lowering, _one_denominator, _split_delta
+from .numpy import ArrayPrinter, _Lowering, split_outputs
 from sympy import cse, numbered_symbols
 
 BACKENDS = ("array-api", "torch", "jax", "numpy-xp")
@@ -215,13 +215,7 @@ def _log_prob_body(d):
 def _eligibility_body(d):
     f = _Function(d)
     lines = f.prologue()
-    sample = d.symbols["x"] if d.family.value is constraints.category else None
-    parts, deltas = {}, {}
-    for name, e in d.eligibility.items():
-        rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
-        parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
-        if coefficient != 0:
-            deltas[name] = coefficient
+    parts, deltas = split_outputs(d)
     lines += f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
     for name in d.eligibility:
         vector = isinstance(d.symbols[name], IndexedBase)
