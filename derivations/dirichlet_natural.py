@@ -37,7 +37,7 @@ def log_prob(x, eta):
     _sum0 = np.sum(special.gammaln(eta + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(eta*np.log(x), axis=-1, keepdims=True)
     _sum2 = np.sum(eta, axis=-1, keepdims=True)
-    _log_prob = -_sum0 + _sum1 + special.gammaln(_sum2 + size)
+    _log_prob = _sum1 + special.gammaln(_sum2 + size) - _sum0
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 

@@ -38,7 +38,7 @@ def log_prob(x, raw_concentration):
     _sum1 = np.sum(special.gammaln(np.logaddexp(0, raw_concentration)), axis=-1, keepdims=True)
     _sum2 = np.sum(np.logaddexp(0, raw_concentration)*np.log(x), axis=-1, keepdims=True)
     _sum3 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
-    _log_prob = -_sum0 - _sum1 + _sum2 + special.gammaln(_sum3)
+    _log_prob = _sum2 + special.gammaln(_sum3) - _sum0 - _sum1
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 

@@ -44,7 +44,7 @@ def log_prob(x, total_count, logits):
     _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _sum1 = np.sum(logits*x, axis=-1, keepdims=True)
-    _log_prob = -_logsumexp0*total_count - _sum0 + _sum1 + special.gammaln(total_count + 1)
+    _log_prob = _sum1 + special.gammaln(total_count + 1) - _logsumexp0*total_count - _sum0
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 

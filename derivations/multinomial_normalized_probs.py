@@ -38,7 +38,7 @@ def log_prob(x, total_count, normalized_probs):
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(_xlogy(x, normalized_probs), axis=-1, keepdims=True)
-    _log_prob = -_sum0 + _sum1 + special.gammaln(total_count + 1)
+    _log_prob = _sum1 + special.gammaln(total_count + 1) - _sum0
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 

@@ -40,7 +40,7 @@ def log_prob(x, total_count, probs):
     _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
     _sum1 = np.sum(probs, axis=-1, keepdims=True)
     _sum2 = np.sum(_xlogy(x, probs), axis=-1, keepdims=True)
-    _log_prob = -_sum0 + _sum2 - total_count*np.log(_sum1) + special.gammaln(total_count + 1)
+    _log_prob = _sum2 + special.gammaln(total_count + 1) - _sum0 - total_count*np.log(_sum1)
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 

@@ -33,7 +33,7 @@ from .. import __version__, constraints
 from ..family import K, j
 from ..functions import LogSumExp, Softmax
 from .buffers import Buffers
-from .text import formula, letter, where
+from .text import PositiveFirst, formula, letter, where
 
 _HELPERS = {
     "_xlogy": '''def _xlogy(a, b):
@@ -84,7 +84,7 @@ _HELPERS = {
 }
 
 
-class ArrayPrinter(SciPyPrinter):
+class ArrayPrinter(PositiveFirst, SciPyPrinter):
     """Elementwise expressions over array names; writes ``np.f``/``special.f`` and records helpers.
 
     The ``xp`` dialect writes ``xp.f``/``_sp.f`` instead: the array API namespace of the inputs
