@@ -213,19 +213,12 @@ def eval_files(
 
     limit = parse_size(memory_limit)
     d = derive_entry(family, param)
-    with typer.progressbar(length=_rows(input), label="eligibility", file=sys.stderr) as bar:
-        written = run(d, input, output, limit, progress=bar.update)
+
+    def bar(rows):
+        return typer.progressbar(length=rows, label="eligibility", file=sys.stderr)
+
+    written = run(d, input, output, limit, progress=bar)
     typer.echo(f"wrote {', '.join(str(p) for p in written.values())}", err=True)
-
-
-def _rows(folder: str) -> int:
-    import numpy as np
-    from pathlib import Path
-
-    try:
-        return int(np.load(Path(folder) / "x.npy", mmap_mode="r", allow_pickle=False).shape[0])
-    except (OSError, ValueError, IndexError):
-        return 1  # run() reports what is wrong with the folder
 
 
 class Backend(str, enum.Enum):

@@ -120,6 +120,8 @@ class Derivation:
             missing, extra = sorted(expected - given), sorted(given - expected)
             problem = f"missing argument {missing[0]!r}" if missing else f"unknown argument {extra[0]!r}"
             raise SymeligError(f"{problem} for {self.family} param={self.param}")
+        if self.symbolic.family.value is constraints.category:
+            _check_foreign_categories(x, params)
         return getattr(self.array_api_kernels, function)(x, **params)
 
     def _checked(self, x, params: dict) -> dict:
@@ -172,6 +174,27 @@ class Derivation:
     @functools.cached_property
     def _vectors(self) -> set:
         return {n for n, c in self.symbolic.parametrization.parameters.items() if c.event_dim}
+
+
+def _check_foreign_categories(x, params: dict) -> None:
+    """Category indices of a tensor: integers, inside {0, …, K−1}.  The range check costs one
+    device reduction and a scalar to the host; under jax tracing (jit, vmap) it is skipped."""
+    from array_api_compat import array_namespace
+
+    xp = array_namespace(x) if hasattr(x, "dtype") else None
+    if xp is None:
+        return
+    if not xp.isdtype(x.dtype, "integral"):
+        raise SymeligError(f"x must be integer category indices, got dtype {x.dtype}")
+    size = next((v.shape[-1] for v in params.values() if getattr(v, "ndim", 0)), None)
+    if size is None:
+        return
+    try:
+        bad = bool(xp.any((x < 0) | (x >= size)))
+    except Exception:  # noqa: BLE001 -- a tracer has no concrete value: nothing to check now
+        return
+    if bad:
+        raise SymeligError(f"x holds a category index outside {{0, …, {size - 1}}}")
 
 
 def _foreign(x, params: dict) -> bool:

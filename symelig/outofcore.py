@@ -9,6 +9,7 @@ under temporary names and renamed when complete, so an error leaves nothing half
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -28,19 +29,23 @@ def parse_size(text: str) -> int:
         value = float(digits)
     except ValueError:
         value = -1.0
-    if value <= 0 or unit not in _UNITS:
+    if not 0 < value < 2**62 or unit not in _UNITS or value * _UNITS.get(unit, 1) >= 2**62:
         raise SymeligError(f"--memory-limit {text!r} is not a size such as 512MB, 2GB or 100000")
     return int(value * _UNITS[unit])
 
 
 def run(derivation, input_dir, output_dir, memory_limit: int, progress=None) -> dict:
-    """Evaluate ``derivation`` over the folder ``input_dir``; returns {output name: path}."""
+    """Evaluate ``derivation`` over the folder ``input_dir``; returns {output name: path}.
+    ``progress(rows)`` makes a context manager with ``update(n)`` (a progress bar), opened only
+    once the inputs have been checked."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     names = ["x", *derivation.arguments, *derivation.parameters]
     if not input_dir.is_dir():
         raise SymeligError(f"--input {input_dir} is not a folder of .npy files")
     if not output_dir.is_dir():
         raise SymeligError(f"--output {output_dir} is not an existing folder")
+    if output_dir.resolve() == input_dir.resolve():
+        raise SymeligError("--output must be another folder than --input: the outputs would overwrite the inputs")
     arrays = {}
     for n in names:
         path = input_dir / f"{n}.npy"
@@ -50,16 +55,28 @@ def run(derivation, input_dir, output_dir, memory_limit: int, progress=None) -> 
             arrays[n] = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as err:
             raise SymeligError(f"{path} is not a readable .npy file ({err})") from None
-    rows = {a.shape[0] if a.ndim else 1 for a in arrays.values()} - {1}
-    if len(rows) > 1:
-        raise SymeligError(f"the files disagree on the number of rows: {sorted(rows)}")
-    length = rows.pop() if rows else 1
-    probe = derivation.eligibility(**{n: np.asarray(a[:1] if a.ndim and a.shape[0] == length else a) for n, a in arrays.items()})
-    outputs = {"log_prob": ((length,), None)}
+    s = derivation.symbolic
+    event = {"x": s.family.value.event_dim, **{n: c.event_dim for n, c in s.family.arguments.items()},
+             **{n: c.event_dim for n, c in s.parametrization.parameters.items()}}
+    batch_ndim = arrays["x"].ndim - event["x"]
+    if batch_ndim < 1 or arrays["x"].shape[0] == 0:
+        raise SymeligError("x.npy must hold at least one row (the batch runs along its first axis)")
+    length = arrays["x"].shape[0]
+    per_row = {}
+    for n, a in arrays.items():  # a row per sample, or one value shared by every row
+        if a.ndim == batch_ndim + event[n] and a.shape[0] == length:
+            per_row[n] = True
+        elif a.ndim <= event[n] + batch_ndim - 1 or a.ndim == event[n]:
+            per_row[n] = False
+        else:
+            raise SymeligError(f"{n}.npy has shape {a.shape}; x.npy has {length} rows: give {n} per row or shared")
+    first = {n: np.asarray(a[:1] if per_row[n] else a) for n, a in arrays.items()}
+    probe = derivation.eligibility(**first)
+    outputs = {"log_prob": ((length,) + np.shape(derivation.log_prob(**first))[1:], None)}
     for name, value in probe.items():
         outputs[name] = ((length,) + value.shape[1:], value.dtype)
     dtype = next(iter(probe.values())).dtype
-    row_bytes = sum(a[0].nbytes if a.ndim and a.shape[0] == length else 0 for a in arrays.values())
+    row_bytes = sum(a[0].nbytes if per_row[n] else 0 for n, a in arrays.items())
     row_bytes += _WORKING_COPIES * sum(int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize for shape, _ in outputs.values())
     block = max(1, memory_limit // max(row_bytes, 1))
     if block == 1 and row_bytes > memory_limit:
@@ -68,14 +85,15 @@ def run(derivation, input_dir, output_dir, memory_limit: int, progress=None) -> 
     try:
         maps = {n: np.lib.format.open_memmap(temporary[n], mode="w+", dtype=t or dtype, shape=shape)
                 for n, (shape, t) in outputs.items()}
-        for start in range(0, length, block):
-            stop = min(start + block, length)
-            chunk = {n: np.asarray(a[start:stop]) if a.ndim and a.shape[0] == length else np.asarray(a) for n, a in arrays.items()}
-            maps["log_prob"][start:stop] = derivation.log_prob(**chunk)
-            for name, value in derivation.eligibility(**chunk).items():
-                maps[name][start:stop] = value
-            if progress is not None:
-                progress(stop - start)
+        with progress(length) if progress is not None else contextlib.nullcontext() as bar:
+            for start in range(0, length, block):
+                stop = min(start + block, length)
+                chunk = {n: np.asarray(a[start:stop]) if per_row[n] else np.asarray(a) for n, a in arrays.items()}
+                maps["log_prob"][start:stop] = derivation.log_prob(**chunk)
+                for name, value in derivation.eligibility(**chunk).items():
+                    maps[name][start:stop] = value
+                if bar is not None:
+                    bar.update(stop - start)
         for m in maps.values():
             m.flush()
         del maps

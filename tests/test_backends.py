@@ -24,7 +24,7 @@ def _to(lib, value, dtype):
     if lib == "torch":
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return torch.tensor(value)  # keeps 0-d inputs 0-d
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -98,3 +98,39 @@ def test_shared_sample_and_shared_parameters_broadcast(lib):
         expected = d.kernels.eligibility(x, logits)["logits"]
         result = d.array_api_kernels.eligibility(_to(lib, x, np.float64), _to(lib, logits, np.float64))["logits"]
         np.testing.assert_allclose(_numpy(result), expected, rtol=1e-12)
+
+
+def test_torch_autograd_flows_through_the_kernels():
+    """In-place writes are for the kernel's own arrays only when autograd does not record them."""
+    torch = pytest.importorskip("torch")
+    z = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    e = symelig.derive("categorical", "logits").eligibility(torch.tensor([0, 1, 2]), logits=z)["logits"]
+    (e**2).sum().backward()
+    p = torch.softmax(z.detach(), -1)
+    expected = -2 * (torch.eye(4)[[0, 1, 2]].double() - p)  # d/dz of Σ(δ − p)² through p
+    expected = (expected[:, :, None] * (torch.diag_embed(p) - p[:, :, None] * p[:, None, :])).sum(1)
+    torch.testing.assert_close(z.grad, expected)
+
+
+def test_foreign_category_indices_are_checked():
+    torch = pytest.importorskip("torch")
+    d = symelig.derive("categorical", "logits")
+    with pytest.raises(symelig.SymeligError, match="outside"):
+        d.eligibility(torch.tensor([5, 1]), logits=torch.zeros(2, 4))
+    with pytest.raises(symelig.SymeligError, match="integer category indices"):
+        d.eligibility(torch.tensor([1.5, 2.0]), logits=torch.zeros(2, 4))
+    mixed = d.eligibility(torch.tensor([1, 2]), logits=np.zeros((2, 4)))["logits"]  # numpy params join torch
+    assert isinstance(mixed, torch.Tensor)
+
+
+def test_jax_vmap_over_every_entry(entry):
+    """vmap without jit traces each kernel per sample (no concrete values anywhere)."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    d = symelig.derive(entry.family, entry.param)
+    args = random_arguments(d, np.random.default_rng(8), batch=(3,), size=4)
+    names = list(args)
+    mapped = jax.vmap(lambda *values: d.array_api_kernels.eligibility(**dict(zip(names, values))))
+    result = mapped(*(jax.numpy.asarray(np.asarray(args[n])) for n in names))
+    for name, value in d.kernels.eligibility(**args).items():
+        np.testing.assert_allclose(np.asarray(result[name]), value, rtol=1e-10, atol=1e-12, err_msg=name)

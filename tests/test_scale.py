@@ -90,3 +90,31 @@ def test_out_of_core_errors_leave_nothing_behind(tmp_path, capsys):
     assert done.value.code == 2 and "probs.npy is missing" in capsys.readouterr().err
     with pytest.raises(symelig.SymeligError, match="not a size"):
         outofcore.parse_size("lots")
+
+
+def test_out_of_core_shapes_and_refusals(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    data, out = tmp_path / "in", tmp_path / "out"
+    data.mkdir()
+    out.mkdir()
+    x, z = rng.integers(0, 5, size=(40, 3)), rng.normal(size=(40, 3, 5))  # a 2-D batch
+    np.save(data / "x.npy", x)
+    np.save(data / "logits.npy", z)
+    d = symelig.derive("categorical", "logits")
+    outofcore.run(d, data, out, 10_000)
+    np.testing.assert_allclose(np.load(out / "log_prob.npy"), d.log_prob(x, logits=z), rtol=1e-13)
+    np.save(data / "logits.npy", z[0, 0])  # one logits vector shared by every row
+    outofcore.run(d, data, out, 10_000)
+    np.testing.assert_allclose(np.load(out / "logits.npy"), d.eligibility(x, logits=z[0, 0])["logits"], rtol=1e-13)
+    for argv, message in [
+        (["-i", str(data), "-o", str(data)], "another folder"),
+        (["-i", str(data), "-o", str(out), "--memory-limit", "nan"], "not a size"),
+        (["-i", str(data), "-o", str(out), "--memory-limit", "1e400"], "not a size"),
+    ]:
+        with pytest.raises(SystemExit) as done:
+            main(["eval-files", "categorical", "--param", "logits", *argv])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and message in err and err.count("\n") == 1
+    np.save(data / "x.npy", np.zeros(0, dtype=int))
+    with pytest.raises(symelig.SymeligError, match="at least one row"):
+        outofcore.run(d, data, out, 10_000)

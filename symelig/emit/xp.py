@@ -21,12 +21,24 @@ BACKENDS = ("array-api", "torch", "jax", "numpy-xp")
 
 _HELPERS = {
     "_namespace": '''def _namespace(*arrays):
-    """The array API namespace of the array arguments (numpy for plain numbers and lists)."""
+    """The array API namespace of the array arguments (numpy for plain numbers and lists); where
+    numpy arrays are mixed with one other library's, that library's (the numpy ones move to it)."""
     arrays = [a for a in arrays if hasattr(a, "shape") and hasattr(a, "dtype")]
     if not arrays:
         import numpy
         return array_namespace(numpy.asarray(0.0))
-    return array_namespace(*arrays)''',
+    foreign = [a for a in arrays if type(a).__module__.split(".")[0] != "numpy"]
+    return array_namespace(*(foreign or arrays))''',
+    "_asarray": '''def _asarray(xp, a, device):
+    """``a`` itself when it is already an array of ``xp`` (no copy, autograd intact), else
+    converted onto ``device``."""
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        try:
+            if array_namespace(a) is xp:
+                return a
+        except TypeError:
+            pass
+    return xp.asarray(a, device=device)''',
     "_special": '''def _special(xp):
     """The special functions (gammaln, digamma, i0e, i1e) of the namespace's own library."""
     name = xp.__name__
@@ -71,8 +83,9 @@ _HELPERS = {
     value = xp.astype(xp.asarray(value, device=device), dtype, copy=False)
     return xp.asarray(xp.broadcast_to(value, tuple(shape)), copy=True)  # one pass: a view, then a copy''',
     "_negated": '''def _negated(xp, a):
-    """−a; in place for torch, where ``a`` is the kernel's own array at its last use."""
-    if "torch" in xp.__name__:
+    """−a; in place for torch, where ``a`` is the kernel's own array at its last use (unless
+    autograd records it: an in-place op would break the backward pass)."""
+    if "torch" in xp.__name__ and not a.requires_grad:
         return a.neg_()
     return -a''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
@@ -130,12 +143,13 @@ _HELPERS.update({
     numpy-likes put along the axis, anything else uses where() over the whole array."""
     name = xp.__name__
     index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))  # a sample shared by a batch
-    value = xp.broadcast_to(xp.asarray(value, dtype=e.dtype, device=device(e)), tuple(index.shape))
-    if "torch" in name:
-        return e.scatter_add_(-1, index, value)
     if "jax" in name:
         import jax.numpy as jnp
+        value = jnp.broadcast_to(jnp.asarray(value, dtype=e.dtype), index.shape)
         return jnp.put_along_axis(e, index, jnp.take_along_axis(e, index, axis=-1) + value, axis=-1, inplace=False)
+    value = xp.broadcast_to(xp.asarray(value, dtype=e.dtype, device=device(e)), tuple(index.shape))
+    if "torch" in name:  # out of place where autograd records e
+        return e.scatter_add(-1, index, value) if e.requires_grad else e.scatter_add_(-1, index, value)
     if hasattr(xp, "put_along_axis") or "numpy" in name or "cupy" in name:
         import importlib
         library = importlib.import_module("cupy" if "cupy" in name else "numpy")
@@ -153,7 +167,7 @@ class _Function:
         self.printer = ArrayPrinter("xp")
         self.lowering = _Lowering(derivation, self.printer)
         self.vector_family = derivation.is_vector
-        self.printer.helpers.update({"_namespace", "_special", "_device", "_float_dtype", "_broadcast_shapes"})
+        self.printer.helpers.update({"_namespace", "_asarray", "_special", "_device", "_float_dtype", "_broadcast_shapes"})
 
     def signature(self):
         return ["x", *self.d.family.arguments, *self.d.parameters]
@@ -163,12 +177,12 @@ class _Function:
         params = list(d.parameters)
         names = self.signature()
         lines = [f"xp = _namespace({', '.join(names)})", "_sp = _special(xp)", f"device = _device({', '.join(params + ['x'])})"]
-        lines += [f"{p} = xp.asarray({p}, device=device)" for p in params]
+        lines += [f"{p} = _asarray(xp, {p}, device)" for p in params]
         lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
         lines += [f"{p} = xp.astype({p}, dtype, copy=False)" for p in params]
         is_index = fam.value is constraints.category
-        lines.append("x = xp.asarray(x, device=device)" if is_index else "x = xp.astype(xp.asarray(x, device=device), dtype, copy=False)")
-        lines += [f"{a} = xp.astype(xp.asarray({a}, device=device), dtype, copy=False)" for a in fam.arguments]
+        lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
+        lines += [f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)" for a in fam.arguments]
         constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
         vectors = [n for n in names if constraint_of[n].event_dim]
         parts = [f"tuple({n}.shape)[:-1]" if n in vectors else f"tuple({n}.shape)" for n in names]
