@@ -30,28 +30,6 @@ def log_prob(x, df, loc, raw_scale):
     loc: (...), a finite real number
     raw_scale: (...), a finite real number
     """
-    return _in_blocks(_log_prob, (x, df, loc, raw_scale,), (0, 0, 0, 0))
-
-
-def eligibility(x, df, loc, raw_scale):
-    """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
-    broadcast over the batch.
-
-    ∂ log p / ∂ν = (ψ((ν + 1)/2) + (x - μ)**2*(ν + 1)/(ν**2*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**2) - log(1 + (x - μ)**2/(ν*softplus(r)**2)) - ψ(ν/2) - 1/ν)/2
-    ∂ log p / ∂μ = -(μ - x)*(ν + 1)/(ν*softplus(r)**2 + (x - μ)**2)
-    ∂ log p / ∂r = (x - μ)**2*(ν + 1)*sigmoid(r)/(ν*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**3) - sigmoid(r)/softplus(r)
-    where σ = softplus(r)
-
-    x: (...), a finite real number
-    df: (...), a finite number > 0
-    loc: (...), a finite real number
-    raw_scale: (...), a finite real number
-    """
-    return _in_blocks(_eligibility, (x, df, loc, raw_scale,), (0, 0, 0, 0))
-
-
-def _log_prob(x, df, loc, raw_scale):
-    """One block of the batch (see log_prob)."""
     df = np.asarray(df)
     loc = np.asarray(loc)
     raw_scale = np.asarray(raw_scale)
@@ -89,8 +67,20 @@ def _log_prob(x, df, loc, raw_scale):
     return _output(_log_prob, batch, dtype, copy=False)
 
 
-def _eligibility(x, df, loc, raw_scale):
-    """One block of the batch (see eligibility)."""
+def eligibility(x, df, loc, raw_scale):
+    """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
+    broadcast over the batch.
+
+    ∂ log p / ∂ν = (ψ((ν + 1)/2) + (x - μ)**2*(ν + 1)/(ν**2*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**2) - log(1 + (x - μ)**2/(ν*softplus(r)**2)) - ψ(ν/2) - 1/ν)/2
+    ∂ log p / ∂μ = -(μ - x)*(ν + 1)/(ν*softplus(r)**2 + (x - μ)**2)
+    ∂ log p / ∂r = (x - μ)**2*(ν + 1)*sigmoid(r)/(ν*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**3) - sigmoid(r)/softplus(r)
+    where σ = softplus(r)
+
+    x: (...), a finite real number
+    df: (...), a finite number > 0
+    loc: (...), a finite real number
+    raw_scale: (...), a finite real number
+    """
     df = np.asarray(df)
     loc = np.asarray(loc)
     raw_scale = np.asarray(raw_scale)
@@ -153,56 +143,6 @@ def _eligibility(x, df, loc, raw_scale):
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "raw_scale": e_raw_scale}
 
-
-_PARALLEL_MIN = 1 << 18
-_POOL = []
-
-
-def _workers():
-    import os
-    wanted = os.environ.get("SYMELIG_THREADS")
-    count = int(wanted) if wanted and wanted.isdigit() else (os.cpu_count() or 1)
-    return max(1, count)
-
-
-def _in_blocks(kernel, args, event_dims):
-    """kernel(*args), computed as one block of the leading batch axis per worker thread."""
-    workers = _workers()
-    if workers < 2:
-        return kernel(*args)
-    arrays = [np.asarray(a) for a in args]
-    batch = np.broadcast_shapes(*(a.shape[:a.ndim - e] if a.ndim >= e else () for a, e in zip(arrays, event_dims)))
-    width = max((a.shape[-1] for a, e in zip(arrays, event_dims) if e and a.ndim), default=1)
-    if not batch or batch[0] < 2 or int(np.prod(batch)) * width < _PARALLEL_MIN:
-        return kernel(*args)
-    rows = batch[0]
-    workers = min(workers, rows)
-    bounds = [rows * w // workers for w in range(workers + 1)]
-    per_row = [a.ndim - e == len(batch) and a.shape[0] == rows for a, e in zip(arrays, event_dims)]
-
-    settings = np.geterr()  # the caller's errstate: worker threads do not inherit it
-
-    def block(w):
-        lo, hi = bounds[w], bounds[w + 1]
-        with np.errstate(**settings):
-            return kernel(*(a[lo:hi] if cut else a for a, cut in zip(arrays, per_row)))
-
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(max_workers=workers))
-    pool = _POOL[0]
-    parts = list(pool.map(block, range(workers)))
-    single = not isinstance(parts[0], dict)
-    parts = [{"": p} for p in parts] if single else parts
-    out = {n: np.empty((rows,) + v.shape[1:], v.dtype) for n, v in parts[0].items()}
-
-    def gather(w):
-        lo, hi = bounds[w], bounds[w + 1]
-        for n, v in parts[w].items():
-            out[n][lo:hi] = v
-
-    list(pool.map(gather, range(workers)))
-    return out[""] if single else out
 
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""

@@ -497,82 +497,10 @@ def module_source(d) -> str:
         header + "\n".join(imports),
         f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
         f"PARAMETERS = {tuple(d.parameters)!r}",
-        _public("log_prob", sig, lp_doc, _event_dims(d)),
-        _public("eligibility", sig, el_doc, _event_dims(d)),
-        _function("_log_prob", sig, "One block of the batch (see log_prob).", lp_lines),
-        _function("_eligibility", sig, "One block of the batch (see eligibility).", el_lines),
-        _BLOCKS,
+        _function("log_prob", sig, lp_doc, lp_lines),
+        _function("eligibility", sig, el_doc, el_lines),
         *(_HELPERS[h] + "\n" for h in helpers),
     ]).rstrip() + "\n"
-
-
-def _event_dims(d) -> tuple:
-    fam = d.family
-    constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
-    return tuple(constraint_of[n].event_dim for n in ["x", *fam.arguments, *d.parameters])
-
-
-def _public(name, signature, doc, event_dims) -> str:
-    """The exported function: the batch split into one contiguous block per core when it is
-    large (numpy releases the GIL in its loops), else the kernel itself."""
-    args = ", ".join(map(_check_identifier, signature))
-    return (f'def {name}({args}):\n    """{doc}"""\n'
-            f"    return _in_blocks(_{name}, ({args},), {event_dims!r})\n")
-
-
-# Threads over contiguous blocks of the leading batch axis: no loop over batch elements or
-# categories, one block per core; small problems (under _PARALLEL_MIN output elements) run
-# directly.  SYMELIG_THREADS=1 turns it off.
-_BLOCKS = '''_PARALLEL_MIN = 1 << 18
-_POOL = []
-
-
-def _workers():
-    import os
-    wanted = os.environ.get("SYMELIG_THREADS")
-    count = int(wanted) if wanted and wanted.isdigit() else (os.cpu_count() or 1)
-    return max(1, count)
-
-
-def _in_blocks(kernel, args, event_dims):
-    """kernel(*args), computed as one block of the leading batch axis per worker thread."""
-    workers = _workers()
-    if workers < 2:
-        return kernel(*args)
-    arrays = [np.asarray(a) for a in args]
-    batch = np.broadcast_shapes(*(a.shape[:a.ndim - e] if a.ndim >= e else () for a, e in zip(arrays, event_dims)))
-    width = max((a.shape[-1] for a, e in zip(arrays, event_dims) if e and a.ndim), default=1)
-    if not batch or batch[0] < 2 or int(np.prod(batch)) * width < _PARALLEL_MIN:
-        return kernel(*args)
-    rows = batch[0]
-    workers = min(workers, rows)
-    bounds = [rows * w // workers for w in range(workers + 1)]
-    per_row = [a.ndim - e == len(batch) and a.shape[0] == rows for a, e in zip(arrays, event_dims)]
-
-    settings = np.geterr()  # the caller's errstate: worker threads do not inherit it
-
-    def block(w):
-        lo, hi = bounds[w], bounds[w + 1]
-        with np.errstate(**settings):
-            return kernel(*(a[lo:hi] if cut else a for a, cut in zip(arrays, per_row)))
-
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(max_workers=workers))
-    pool = _POOL[0]
-    parts = list(pool.map(block, range(workers)))
-    single = not isinstance(parts[0], dict)
-    parts = [{"": p} for p in parts] if single else parts
-    out = {n: np.empty((rows,) + v.shape[1:], v.dtype) for n, v in parts[0].items()}
-
-    def gather(w):
-        lo, hi = bounds[w], bounds[w + 1]
-        for n, v in parts[w].items():
-            out[n][lo:hi] = v
-
-    list(pool.map(gather, range(workers)))
-    return out[""] if single else out'''
-
 
 
 def _header_and_docs(d, version, note: str = "") -> tuple:
