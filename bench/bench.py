@@ -11,9 +11,15 @@ extra memory in output-sized arrays, the derivation's cost in K, and the CLI's c
 """
 from __future__ import annotations
 
+import os
+
+# torch's OpenMP threads otherwise spin for a while after each call and take the two cores from
+# whatever runs next in the interleaved schedule (numpy's block threads included); passive
+# waiting makes the candidates independent of their order.  Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import platform
 import random
 import statistics
@@ -85,7 +91,7 @@ def peak_extra_memory(fn, output_bytes: int) -> float:
     return peak / output_bytes
 
 
-def kernel_rows(quick: bool, torch, jax) -> list:
+def kernel_rows(quick: bool, torch) -> list:
     rng = np.random.default_rng(0)
     torch_refs = references.torch_references(torch) if torch else {}
     rows = []
@@ -119,10 +125,6 @@ def kernel_rows(quick: bool, torch, jax) -> list:
                     torch_kernel = symelig.derive(*entry).array_api_kernels.eligibility
                     candidates["symelig on torch"] = lambda: torch_kernel(**targs)
                     candidates["torch no-grad hand"] = lambda: nograd(**targs)
-                if jax is not None:
-                    jargs = {n: jax.numpy.asarray(v) for n, v in args.items()}
-                    jitted = jax.jit(symelig.derive(*entry).array_api_kernels.eligibility)
-                    candidates["symelig on jax (jit)"] = lambda: jax.block_until_ready(jitted(**jargs))
                 medians = time_interleaved(candidates, budget=1.0 if quick else 2.0)
                 rows.append({
                     "entry": f"{entry[0]} {entry[1]}",
@@ -134,6 +136,30 @@ def kernel_rows(quick: bool, torch, jax) -> list:
                 })
                 print(_row_line(rows[-1]), flush=True)
     return rows
+
+
+def jax_rows(rows: list, quick: bool) -> str:
+    """JAX (jit) timings, after all other rows: XLA's CPU thread pool keeps spinning once it has
+    run, which would slow whatever is interleaved with it.  Added to the rows as their own column."""
+    try:
+        import jax
+    except ImportError:
+        return "not installed"
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(0)
+    index = 0
+    for entry, shapes in ROWS:
+        jitted = jax.jit(symelig.derive(*entry).array_api_kernels.eligibility)
+        for shape in shapes[:1] if quick else shapes:
+            for dtype in (np.float64, np.float32):
+                args = inputs(entry, shape, dtype, rng)
+                jargs = {n: jax.numpy.asarray(v) for n, v in args.items()}
+                median = time_interleaved({"jax": lambda: jax.block_until_ready(jitted(**jargs))}, budget=1.0)["jax"]
+                row = rows[index]
+                row["ms"]["symelig on jax (jit)"] = round(median * 1e3, 3)
+                row["ratio_to_generated"]["symelig on jax (jit)"] = round(median * 1e3 / row["ms"]["generated"], 2)
+                index += 1
+    return jax.__version__
 
 
 def derivation_rows(quick: bool) -> dict:
@@ -220,7 +246,8 @@ def markdown(result) -> str:
     lines = [
         f"Machine: {result['machine']}; numpy {result['numpy']}, torch {result['torch']}. "
         "Medians of interleaved runs; (r×) = time / generated time, so r > 1 means the generated kernel is faster. "
-        f"numpy runs on one core; torch uses {result['torch_threads']} threads unless the column says 1 thread. "
+        f"torch uses {result['torch_threads']} threads unless the column says 1 thread (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}); "
+        "the generated numpy kernels split large compute-bound batches into one block per core. "
         "Peak memory: the largest numpy allocation during one generated call, in output-sized arrays (the outputs included).",
         "",
         head,
@@ -257,23 +284,17 @@ def main():
         torch.set_num_threads(os.cpu_count() or 1)
     except ImportError:
         torch = None
-    try:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-    except ImportError:
-        jax = None
     print("| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |")
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
         "numpy": np.__version__,
         "torch": torch.__version__ if torch else "not installed",
         "torch_threads": torch.get_num_threads() if torch else 0,
-        "jax": jax.__version__ if jax else "not installed",
-        "kernels": kernel_rows(args.quick, torch, jax),
+        "kernels": kernel_rows(args.quick, torch),
         "derivation": derivation_rows(args.quick),
         "cli": cli_rows(3 if args.quick else 7),
     }
+    result["jax"] = jax_rows(result["kernels"], args.quick)  # last: see jax_rows
     text = markdown(result)
     print(text)
     out = Path(args.out)
