@@ -35,11 +35,36 @@ def likelihood(d) -> str:
     return rf"{letter}(x \mid {given})"
 
 
+# LaTeX source characters per printed line before a long sum is continued on the next line
+_LINE = 90
+
+
+def broken(expr) -> str:
+    """``expr`` for the right side of an align row; a long sum continues on aligned lines
+    (``\\ &\quad + …``) so that the row fits a page instead of running off it."""
+    whole = tex(expr)
+    if not expr.is_Add or len(whole) <= _LINE:
+        return whole
+    printer = _Latex()
+    terms = printer._as_ordered_terms(expr, order=None)
+    terms = [t for t in terms if not t.could_extract_minus_sign()] + [t for t in terms if t.could_extract_minus_sign()]
+    lines, current = [], ""
+    for term in terms:
+        piece = f"- {tex(-term)}" if term.could_extract_minus_sign() else f"+ {tex(term)}"
+        if current and len(current) + len(piece) > _LINE:
+            lines.append(current)
+            current = ""
+        current = f"{current} {piece}" if current else piece
+    lines.append(current)
+    first = lines[0][2:] if lines[0].startswith("+ ") else lines[0]
+    return " \\nonumber \\\\\n  &\\quad ".join([first, *lines[1:]])
+
+
 def fragment(d) -> str:
     """``align`` environment: log-likelihood, then ∂ log p / ∂θ for every parameter."""
-    rows = [rf"  \log {likelihood(d)} &= {tex(d.log_prob)}"]
+    rows = [rf"  \log {likelihood(d)} &= {broken(d.log_prob)}"]
     for name, e in d.eligibility.items():
-        rows.append(rf"  \frac{{\partial \log {likelihood(d)}}}{{\partial {tex(d.wrt(name))}}} &= {tex(e)}")
+        rows.append(rf"  \frac{{\partial \log {likelihood(d)}}}{{\partial {tex(d.wrt(name))}}} &= {broken(e)}")
     notes = [f"${tex(target)} = {tex(value)}$" for target, value in d.definitions()]
     if any(e.has(KroneckerDelta) for e in d.eligibility.values()):
         notes.append(r"$\delta_{jx}$ is the Kronecker delta")
@@ -66,8 +91,7 @@ def document(d) -> str:
     """A standalone document that pdflatex compiles."""
     return (
         "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n"
-        f"\\section*{{Eligibility of the {_text(d.family.name)} distribution, parametrization "
-        f"\\texttt{{{_text(d.param)}}}}}\n"
+        f"\\section*{{Eligibility: {_text(d.family.name)}, \\texttt{{{_text(d.param)}}}}}\n"
         + fragment(d)
         + "\\end{document}\n"
     )
