@@ -40,7 +40,7 @@ _LINE = 90
 
 
 def broken(expr) -> str:
-    """``expr`` for the right side of an align row; a long sum continues on aligned lines
+    r"""``expr`` for the right side of an align row; a long sum continues on aligned lines
     (``\\ &\quad + …``) so that the row fits a page instead of running off it."""
     whole = tex(expr)
     if not expr.is_Add or len(whole) <= _LINE:
