@@ -41,6 +41,7 @@ class Format(str, enum.Enum):
     latex = "latex"
     numpy = "numpy"
     json = "json"
+    markdown = "markdown"   # the page derivations/ holds for catalog entries, for any derivation
 
 
 class EvalFormat(str, enum.Enum):
@@ -144,6 +145,10 @@ def _derived(d, format: Format, standalone: bool, k: Optional[int]) -> str:
         text = d.latex(standalone=standalone)
     elif format is Format.numpy:
         text = d.numpy_source
+    elif format is Format.markdown:
+        from .pages import markdown
+
+        text = markdown(d)
     else:
         import json
 

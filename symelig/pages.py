@@ -24,17 +24,26 @@ def markdown(d) -> str:
         for n, e in s.eligibility.items()
     ] + [f"{tex(target)} = {tex(value)}" for target, value in s.definitions()]
     math = "\n\n".join(f"```math\n{b}\n```" for b in blocks)
+    command = s.parametrization.command
+    if command:  # a --via or custom derivation: its own commands, no derivations/ files
+        explain_command = command.replace("symelig export", "symelig explain").replace(" -o FILE.py", "")
+        footer = f"Kernels: `{command}`.\n"
+    else:
+        explain_command = f"symelig explain {d.family} --param {d.param}"
+        footer = (
+            f"Files: [`{_stem(d)}.tex`]({_stem(d)}.tex) (LaTeX fragment), "
+            f"[`{_stem(d)}.py`]({_stem(d)}.py) (numpy kernels: `log_prob`, `eligibility`).\n\n"
+            f"Regenerate with `make derivations` (symelig {__version__}).\n"
+        )
     return (
         f"# {d.family}, parametrization `{d.param}`\n\n"
         f"{s.parametrization.doc}\n\n"
         "Eligibility e = ∂ log p(x | θ)/∂θ (Williams 1992): the gradient of the log-likelihood, "
         "not of a loss.\n\n"
         f"{math}\n\n"
-        f"## Step by step\n\nEach step is one rule the engine applied (`symelig explain {d.family} --param {d.param}`).\n\n"
+        f"## Step by step\n\nEach step is one rule the engine applied (`{explain_command}`).\n\n"
         f"{steps.markdown(explain(d))}\n"
-        f"Files: [`{_stem(d)}.tex`]({_stem(d)}.tex) (LaTeX fragment), "
-        f"[`{_stem(d)}.py`]({_stem(d)}.py) (numpy kernels: `log_prob`, `eligibility`).\n\n"
-        f"Regenerate with `make derivations` (symelig {__version__}).\n"
+        f"{footer}"
     )
 
 

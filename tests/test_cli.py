@@ -25,7 +25,8 @@ def test_derive_text_prints_log_likelihood_and_eligibility(capsys):
     assert "log-likelihood" in out and "δ" in out and "pₓ" in out and "Williams" in out
 
 
-@pytest.mark.parametrize("fmt,needle", [("latex", r"\delta_{j x}"), ("numpy", "def eligibility("), ("json", '"eligibility"')])
+@pytest.mark.parametrize("fmt,needle", [("latex", r"\delta_{j x}"), ("numpy", "def eligibility("), ("json", '"eligibility"'),
+                                        ("markdown", "## Step by step")])
 def test_derive_formats(capsys, fmt, needle):
     code, out, _ = run(capsys, "derive", "categorical", "--param", "probs", "--format", fmt)
     assert code == 0 and needle in out

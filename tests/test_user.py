@@ -228,3 +228,10 @@ def test_explain_works_for_user_derivations(capsys):
 def test_verification_copes_with_steep_reparametrizations():
     d = symelig.reparametrize("dirichlet", "log_concentration = exp(w)", wrt=["w"])
     assert d.parameters == ("w",)
+
+
+def test_user_derivations_get_the_same_page_as_catalog_entries(capsys):
+    code, out, _ = run(capsys, "derive", "categorical", "--via", "logits = z / tau", "--wrt", "z,tau",
+                       "--positive", "tau", "-f", "markdown")
+    assert code == 0 and out.startswith("# categorical") and "## Step by step" in out and "```math" in out
+    assert 'symelig explain categorical --via "logits = z[i]/tau" --wrt z,tau --positive tau' in out
