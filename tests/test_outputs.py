@@ -138,3 +138,4 @@ def test_readme_catalog_lists_every_entry():
             rows[line.split("|")[1].strip()] = rows.get(line.split("|")[1].strip(), "") + line
     for e in (e for e in symelig.catalog() if e.builtin):
         assert f"`{e.param}`" in rows.get(e.family, ""), f"README's catalog table lacks {e.family} {e.param}"
+        assert f"| {e.support} | {e.torch} |" in rows[e.family], f"README's row for {e.family} is stale"
