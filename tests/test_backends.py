@@ -134,3 +134,37 @@ def test_jax_vmap_over_every_entry(entry):
     result = mapped(*(jax.numpy.asarray(np.asarray(args[n])) for n in names))
     for name, value in d.kernels.eligibility(**args).items():
         np.testing.assert_allclose(np.asarray(result[name]), value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def _shrunk(value, shape_choice, event):
+    """``value`` (full batch) reduced to a broadcastable shape: keep an axis or make it 1/absent."""
+    value = np.asarray(value)
+    batch_ndim = value.ndim - event
+    index = tuple(slice(None) if keep else slice(0, 1) for keep in shape_choice[:batch_ndim])
+    value = value[index + (slice(None),) * event]
+    drop = shape_choice[batch_ndim] if len(shape_choice) > batch_ndim else 0
+    return value.reshape(value.shape[drop:]) if drop and all(s == 1 for s in value.shape[:drop]) else value
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_two_emitters_agree_under_broadcasting(entry, seed):
+    """The in-place numpy kernels (emit/buffers.py) and the array API kernels (no in-place
+    writes) are generated independently from the same derivation: with every argument shrunk
+    to a random broadcastable shape they must give the same numbers."""
+    d = symelig.derive(entry.family, entry.param)
+    rng = np.random.default_rng(100 + seed)
+    full = random_arguments(d, rng, batch=(2, 3), size=3)
+    s = d.symbolic
+    event = {"x": s.family.value.event_dim, **{n: c.event_dim for n, c in s.family.arguments.items()},
+             **{n: c.event_dim for n, c in s.parametrization.parameters.items()}}
+    args = {}
+    for name, value in full.items():
+        keep = tuple(bool(k) for k in rng.integers(0, 2, size=2))
+        if name in s.family.arguments or (name == "x" and event["x"]):
+            keep = (True, True)  # counts must keep matching their total
+        args[name] = _shrunk(value, keep + (int(rng.integers(0, 3)),), event[name])
+    expected = d.kernels.eligibility(**args)
+    other = d.array_api_kernels.eligibility(**args)
+    for name in expected:
+        np.testing.assert_allclose(np.asarray(other[name]), expected[name], rtol=1e-11, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(np.asarray(d.array_api_kernels.log_prob(**args)), d.kernels.log_prob(**args), rtol=1e-11, atol=1e-12)
