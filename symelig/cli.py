@@ -89,6 +89,11 @@ _LOG_PROB = typer.Option(None, "--log-prob", help='With family custom: the log-d
 _X = typer.Option("x", "--x", help="With family custom: the name of the sample.")
 
 
+def _is_user(family, via, wrt, positive, vector, log_prob, x) -> bool:
+    """Whether the options ask for a derivation outside the catalog (never cached)."""
+    return family == "custom" or any(v is not None for v in (via, wrt, positive, vector, log_prob)) or x != "x"
+
+
 def _resolve(family, param, via, wrt, positive, vector, log_prob, x):
     """A catalog entry, or a user derivation when --via or family custom asks for one."""
     from . import custom, derive as derive_entry, reparametrize
@@ -123,7 +128,7 @@ def derive(
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
     user = (via, wrt, positive, vector, log_prob, x)
-    if family == "custom" or any(v is not None for v in user[:5]) or x != "x":
+    if _is_user(family, *user):
         _emit(_derived(_resolve(family, param, *user), format, standalone, k), output)
         return
     request = ("derive", family, param, format.value, standalone, k)
@@ -324,7 +329,7 @@ def export(
     from . import cache
 
     user = (via, wrt, positive, vector, log_prob, x)
-    if family == "custom" or any(v is not None for v in user[:5]) or x != "x" or backend is not Backend.numpy:
+    if _is_user(family, *user) or backend is not Backend.numpy:
         write_atomic(output, _source(_resolve(family, param, *user), backend))
         typer.echo(f"wrote {output}", err=True)
         return

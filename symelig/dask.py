@@ -29,11 +29,8 @@ def log_prob(derivation, x, **params):
 def _map(derivation, function: str, output, x, params: dict):
     import dask.array as da
 
-    s = derivation.symbolic
-    constraint_of = {"x": s.family.value, **s.family.arguments, **s.parametrization.parameters}
-    expected = {"x", *derivation.arguments, *derivation.parameters}
-    if set(params) | {"x"} != expected:
-        raise SymeligError(f"{derivation.family} param={derivation.param} takes {', '.join(sorted(expected))}")
+    constraint_of = derivation.symbolic.constraints
+    derivation.check_names(params)
     arrays = {n: da.asarray(v) for n, v in {"x": x, **params}.items()}
     batch_ndim = max(a.ndim - constraint_of[n].event_dim for n, a in arrays.items())
     batch = tuple(f"b{i}" for i in range(batch_ndim))

@@ -114,26 +114,26 @@ class Derivation:
     def _foreign_call(self, function: str, x, params: dict):
         """Tensors of another library go straight to the array API kernels: checking their values
         would copy them to the host, which is what passing tensors avoids.  Names are checked."""
-        expected = {"x", *self.arguments, *self.parameters}
-        given = {"x", *params}
-        if given != expected:
-            missing, extra = sorted(expected - given), sorted(given - expected)
-            problem = f"missing argument {missing[0]!r}" if missing else f"unknown argument {extra[0]!r}"
-            raise SymeligError(f"{problem} for {self.family} param={self.param}")
+        self.check_names(params)
         if self.symbolic.family.value is constraints.category:
             _check_foreign_categories(x, params)
         return getattr(self.array_api_kernels, function)(x, **params)
 
-    def _checked(self, x, params: dict) -> dict:
-        family = self.symbolic.family
-        expected = {**family.arguments, **self.symbolic.parametrization.parameters}
+    def check_names(self, params: dict) -> None:
+        """The keyword arguments besides x are exactly the entry's arguments and parameters."""
+        expected = [n for n in self.symbolic.constraints if n != "x"]
         unknown = sorted(set(params) - set(expected))
         missing = [n for n in expected if n not in params]
-        if unknown or missing:
-            problem = f"unknown argument {unknown[0]!r}" if unknown else f"missing argument {missing[0]!r}"
-            raise SymeligError(f"{problem} for {self.family} param={self.param}; expected x, {', '.join(expected)}")
+        problems = [f"unknown argument {n!r}" for n in unknown[:1]] + [f"missing argument {n!r}" for n in missing[:1]]
+        if problems:
+            raise SymeligError(f"{' and '.join(problems)} for {self.family} param={self.param}; expected x, {', '.join(expected)}")
+
+    def _checked(self, x, params: dict) -> dict:
+        family = self.symbolic.family
+        self.check_names(params)
+        expected = {n: c for n, c in self.symbolic.constraints.items() if n != "x"}
         arrays = {"x": _as_array("x", x), **{n: _as_array(n, params[n]) for n in expected}}
-        vectors = [n for n, c in {"x": family.value, **expected}.items() if c.event_dim]
+        vectors = [n for n, c in self.symbolic.constraints.items() if c.event_dim]
         for n in vectors:
             if arrays[n].ndim == 0 or arrays[n].shape[-1] == 0:
                 raise SymeligError(f"{n} must have a non-empty category axis (last axis); got shape {arrays[n].shape}")

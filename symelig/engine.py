@@ -65,6 +65,11 @@ class SymbolicDerivation:
         return s[j] if isinstance(s, IndexedBase) else s
 
     @property
+    def constraints(self) -> dict:
+        """{argument name: Constraint} for x, the arguments and the parameters, in call order."""
+        return {"x": self.family.value, **self.family.arguments, **self.parametrization.parameters}
+
+    @property
     def is_vector(self) -> bool:
         return any(isinstance(s, IndexedBase) for s in self.symbols.values())
 

@@ -57,8 +57,7 @@ def parse_arguments(args: list, names: list, entry: str) -> dict:
 
 def single_sample(derivation, values: dict) -> None:
     """``explain`` evaluates symbolic steps for one sample: no batch axes allowed."""
-    s = derivation.symbolic
-    constraint_of = {"x": s.family.value, **s.family.arguments, **s.parametrization.parameters}
+    constraint_of = derivation.symbolic.constraints
     for name, value in values.items():
         if np.ndim(value) != constraint_of[name].event_dim:
             shape = "a vector (one value per category)" if constraint_of[name].event_dim else "one number"

@@ -104,11 +104,11 @@ def explain(derivation, values: dict | None = None) -> Explanation:
         values = _with_canonical(s, values, size)
         for item in items:
             if item.lhs != "vector":
-                item.value = numeric(item.expression, s, values, size, vector=_has_j(item.expression, s, item))
+                item.value = numeric(item.expression, s, values, size, vector=_has_j(s, item))
     return explanation
 
 
-def _has_j(expr, s, item) -> bool:
+def _has_j(s, item) -> bool:
     return item.target != "log_prob" and isinstance(s.symbols.get(item.target), IndexedBase)
 
 

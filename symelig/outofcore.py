@@ -55,9 +55,7 @@ def run(derivation, input_dir, output_dir, memory_limit: int, progress=None) -> 
             arrays[n] = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as err:
             raise SymeligError(f"{path} is not a readable .npy file ({err})") from None
-    s = derivation.symbolic
-    event = {"x": s.family.value.event_dim, **{n: c.event_dim for n, c in s.family.arguments.items()},
-             **{n: c.event_dim for n, c in s.parametrization.parameters.items()}}
+    event = {n: c.event_dim for n, c in derivation.symbolic.constraints.items()}
     batch_ndim = arrays["x"].ndim - event["x"]
     if batch_ndim < 1 or arrays["x"].shape[0] == 0:
         raise SymeligError("x.npy must hold at least one row (the batch runs along its first axis)")

@@ -44,7 +44,7 @@ def _symbolic_value(expr, d, args, row, component, size):
     """Evaluate the symbolic eligibility of one batch row and component with SymPy."""
     s = d.symbolic.symbols
     family = d.symbolic.family
-    constraint_of = {"x": family.value, **family.arguments, **d.symbolic.parametrization.parameters}
+    constraint_of = d.symbolic.constraints
     values = {K: size, j: component}
     expr = expr.subs(values).doit()
     substitutions = {}

@@ -377,7 +377,7 @@ class _Function:
         lines = [f"{p} = np.asarray({p})" for p in params]
         lines.append(f"dtype = _float_dtype({', '.join(params)})")
         lines += [f"{p} = {p}.astype(dtype, copy=False)" for p in params]
-        constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
+        constraint_of = d.constraints
         is_index = fam.value is constraints.category
         lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
         lines += [f"{a} = np.asarray({a}, dtype)" for a in fam.arguments]
@@ -532,10 +532,8 @@ def _header_and_docs(d, version, note: str = "") -> tuple:
 
 
 def _arguments_doc(d) -> str:
-    fam = d.family
-    constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
     rows = []
-    for name, c in constraint_of.items():
+    for name, c in d.constraints.items():
         shape = "(..., K)" if c.event_dim else "(...)"
         rows.append(f"    {name}: {shape}, {c.allowed}")
     return "\n".join(rows)

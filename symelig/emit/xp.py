@@ -183,8 +183,7 @@ class _Function:
         is_index = fam.value is constraints.category
         lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
         lines += [f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)" for a in fam.arguments]
-        constraint_of = {"x": fam.value, **fam.arguments, **d.parametrization.parameters}
-        vectors = [n for n in names if constraint_of[n].event_dim]
+        vectors = [n for n in names if d.constraints[n].event_dim]
         parts = [f"tuple({n}.shape)[:-1]" if n in vectors else f"tuple({n}.shape)" for n in names]
         if vectors:
             lines.append(f"size = {vectors[0]}.shape[-1]")
