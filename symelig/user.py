@@ -76,7 +76,8 @@ def reparametrize(family: str, via: str, wrt, positive=(), vector=None) -> Deriv
     lhs_symbol = IndexedBase(f"_{lhs}") if lhs_vector else Symbol(f"_{lhs}")
 
     def substitution(**symbols):
-        replaced = parse(rhs, {n: symbols[n] for n in parameters}, where="--via")
+        # the text was parsed once, over the same symbols the engine makes: rename, do not re-parse
+        replaced = expression.xreplace({probe[n]: symbols[n] for n in parameters})
         base_map = base.substitution({**symbols, lhs: lhs_symbol})
         if not base_map:  # the base parametrization is the canonical one: set the parameter itself
             return {lhs: Lambda(i, replaced) if lhs_vector else replaced}
