@@ -119,13 +119,7 @@ def derive_symbolic(family: type[Family], parametrization: Parametrization) -> S
     symbols = family.make_symbols(parametrization)
     canonical, log_prob = parametrized_log_prob(family, parametrization, symbols)
     substitution = parametrization.substitution(symbols)
-    # a categorical sample is itself a category index, which is what lets δ_ij sums collapse onto it
-    sample_is_index = family.value is constraints.category
-    ctx = rules.Context(
-        category_indices=frozenset({j, symbols["x"]} if sample_is_index else {j}),
-        free_index=j,
-        identities=family.identities(**symbols),
-    )
+    ctx = context(family, symbols)
     steps: list = []
     if substitution:
         steps.append(Step("log_prob", "parametrize", _parametrize_statement(substitution, symbols), canonical, log_prob))
@@ -138,6 +132,22 @@ def derive_symbolic(family: type[Family], parametrization: Parametrization) -> S
         eligibility[name] = _rewrite(e, rules.NAMING, ctx, name, steps)
     named_log_prob = _rewrite(log_prob, rules.NAMING, ctx, "log_prob", steps)
     return SymbolicDerivation(family, parametrization, symbols, named_log_prob, eligibility, tuple(steps))
+
+
+def context(family: type[Family], symbols: dict, free_indices=(j,)) -> rules.Context:
+    """What the rules may assume for this family: the category indices and support identities."""
+    # a categorical sample is itself a category index, which is what lets δ_ij sums collapse onto it
+    sample = {symbols["x"]} if family.value is constraints.category else set()
+    return rules.Context(
+        category_indices=frozenset({*free_indices, *sample}),
+        free_index=free_indices[0],
+        identities=family.identities(**symbols),
+    )
+
+
+def rewrite(expr, rule_set, ctx, target="expr", steps=None):
+    """``expr`` with the rules applied until nothing changes (steps recorded when a list is given)."""
+    return _rewrite(expr, rule_set, ctx, target, [] if steps is None else steps)
 
 
 def _differentiate(log_prob, wrt, target: str, steps: list):

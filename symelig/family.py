@@ -11,7 +11,11 @@ A family is one small file in ``symelig/families/``: a :class:`Family` subclass 
 * one method per parametrization, decorated with :func:`parametrization` naming the
   differentiated parameters and their constraints, returning how the canonical parameters are
   computed from them (``{"scale": exp(log_scale)}``; ``{}`` for the canonical one itself);
-* ``identities``: facts that hold on the support (the counts sum to total_count).
+* ``identities``: facts that hold on the support (the counts sum to total_count);
+* what the engine needs to take expectations over x (for the Fisher information), where the
+  Hessian depends on x: ``moments``, the expectations of the statistics it is affine in (as
+  PyTorch declares ``mean``), or ``standard``, x written through a variable t whose Mellin
+  transform E[t^s] is known (x = μ + σ·ε·√(2t) with t ~ Gamma(½, 1) for the normal).
 
 Vector parameters have a symbolic number of categories ``K``: they are ``IndexedBase`` objects,
 sums run over a bound index from 0 to K − 1, a vector substitution is a ``Lambda`` of the index,
@@ -35,6 +39,8 @@ K = Symbol("K", integer=True, positive=True)     # number of categories
 i = Symbol("i", integer=True, nonnegative=True)  # bound index of sums over categories
 k = Symbol("k", integer=True, nonnegative=True)  # a second bound index, for nested sums
 j = Symbol("j", integer=True, nonnegative=True)  # the component a vector eligibility is for
+l = Symbol("l", integer=True, nonnegative=True)  # the second component of a vector Hessian H_jl
+t = Symbol("t", positive=True)                   # the base variable of Family.standard
 
 
 def call_with(function: Callable, symbols: dict):
@@ -139,6 +145,17 @@ class Family:
         return {}
 
     @classmethod
+    def moments(cls, **symbols) -> dict:
+        """{statistic of x: its expectation} in the canonical parameters, e.g. {x: λ} for the
+        Poisson; a vector statistic is written at the bound index i ({x[i]: n·π_i})."""
+        return {}
+
+    @classmethod
+    def standard(cls, **symbols):
+        """A :class:`Standard` representation of x, or None."""
+        return None
+
+    @classmethod
     def make_symbols(cls, parametrization: Parametrization) -> dict:
         """SymPy symbols for x, the arguments, the canonical and the parametrization's parameters."""
         constraints = {"x": cls.value, **cls.arguments, **cls.parameters, **parametrization.parameters}
@@ -148,6 +165,22 @@ class Family:
             kind = IndexedBase if constraint.event_dim else Symbol
             made[name] = kind(letter, **constraint.assumptions)
         return made
+
+
+@dataclass(frozen=True)
+class Standard:
+    """x = ``x`` (an expression in the base variable ``t`` > 0 and the canonical parameters),
+    where t has the known Mellin transform E[t^s] = ``mellin(s)``; with ``symmetric`` the
+    expression also holds the sign ε = ±1 (each with probability ½, independent of t).
+    Then E[t^a (log t)^b] = dᵇ/dsᵇ E[t^s] at s = a."""
+
+    x: object
+    mellin: object      # Lambda(s, E[t^s])
+    law: str            # t's distribution in words, for the notes
+    symmetric: bool = False
+
+
+EPSILON = Symbol("epsilon")  # the sign of a symmetric Standard
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ class xlogy(Function):
 class xdivy(Function):
     """a / b, defined as 0 where a = 0."""
 
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return xdivy(1, b) if argindex == 1 else -xdivy(a, b**2)
+
     def doit(self, **hints):
         a, b = (arg.doit(**hints) for arg in self.args)
         return a / b

@@ -164,14 +164,20 @@ def _bessel(node, ctx):
 
     if isinstance(node, log) and isinstance(node.args[0], besseli) and node.args[0].args[0] == 0:
         return log_bessel_i0(node.args[0].args[1])
+    if isinstance(node, besseli) and node.args[0] == 2:  # from ∂I₁/∂κ = (I₀ + I₂)/2
+        u = node.args[1]
+        return besseli(0, u) - 2 * besseli(1, u) / u
     if node.is_Mul:
-        ones = [f for f in node.args if isinstance(f, besseli) and f.args[0] == 1]
-        zeros = [f for f in node.args if f.is_Pow and f.exp == -1 and isinstance(f.base, besseli) and f.base.args[0] == 0]
-        for one in ones:
-            for zero in zeros:
-                if one.args[1] == zero.base.args[1]:
-                    rest = [f for f in node.args if f is not one and f is not zero]
-                    return Mul(*rest) * bessel_i1_i0(one.args[1])
+        powers = [f.as_base_exp() for f in node.args]
+        ones = [(b, e) for b, e in powers if isinstance(b, besseli) and b.args[0] == 1 and e.is_Integer and e > 0]
+        zeros = [(b, e) for b, e in powers if isinstance(b, besseli) and b.args[0] == 0 and e.is_Integer and e < 0]
+        for one, up in ones:
+            for zero, down in zeros:
+                if one.args[1] == zero.args[1]:
+                    n = min(up, -down)
+                    return node / (one**n * zero**-n) * bessel_i1_i0(one.args[1]) ** n
+        if zeros and any(f.is_Add and f.has(besseli) for f in node.args):
+            return expand_mul(node)  # (I₀ − 2I₁/κ)/I₀ = 1 − 2 (I₁/I₀)/κ, one ratio per term
     return node
 
 
@@ -195,7 +201,8 @@ def _softmax(node, ctx):
     if not node.is_Mul:
         return node
     for denominator in node.args:
-        if isinstance(denominator, Pow) and denominator.exp == -1:
+        # exp(f_j) exp(f_l) / (Σ_i exp f_i)² is named one softmax at a time: softmax_j · softmax_l
+        if isinstance(denominator, Pow) and denominator.exp.is_Integer and denominator.exp < 0:
             found = _category_sum(denominator.base)
             if found and isinstance(found[0], exp):
                 body = found[0].args[0].subs(found[1], i)
@@ -204,7 +211,7 @@ def _softmax(node, ctx):
                         for at in ctx.category_indices:
                             if numerator.args[0] == body.subs(i, at):
                                 rest = [g for g in node.args if g is not numerator and g is not denominator]
-                                return Mul(*rest) * Softmax(body, i, K, at)
+                                return Mul(*rest) * Pow(denominator.base, denominator.exp + 1) * Softmax(body, i, K, at)
     return node
 
 
@@ -220,7 +227,7 @@ LOG_SOFTPLUS = Rule(
     "log_softplus", "log softplus(u) is one function, = u below the underflow of softplus(u)", _log_softplus
 )
 SIGMOID_REFLECTION = Rule("sigmoid_reflection", "sigmoid(−u) = 1 − sigmoid(u)", _sigmoid_reflection)
-BESSEL = Rule("bessel", "log I₀(κ) and I₁(κ)/I₀(κ) are evaluated with exponentially scaled Bessel functions", _bessel)
+BESSEL = Rule("bessel", "log I₀(κ) and I₁(κ)/I₀(κ) are evaluated with exponentially scaled Bessel functions (I₂ = I₀ − 2I₁/κ)", _bessel)
 RENAME_INDEX = Rule("rename_index", "the name of a summation index does not matter; call it i", _rename_index)
 LOG_SUM_EXP = Rule("log_sum_exp", "log Σ_i exp(f_i) is the log-sum-exp, evaluated stably with a max shift", _log_sum_exp)
 SOFTMAX = Rule("softmax", "exp(f_j) / Σ_i exp(f_i) is the softmax, evaluated stably with a max shift", _softmax)

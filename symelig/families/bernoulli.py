@@ -23,6 +23,11 @@ class Bernoulli(Family):
     def log_prob(x, probs):
         return x * log(probs) + (1 - x) * log(1 - probs)
 
+    @classmethod
+    def moments(cls, x, probs, **symbols):
+        """E[x] = p."""
+        return {x: probs}
+
     @parametrization(probs=constraints.unit_interval)
     def probs():
         """The success probability p ∈ (0, 1); Williams' e = (x − p) / (p (1 − p))."""

@@ -1,4 +1,4 @@
-from sympy import log, loggamma
+from sympy import digamma, log, loggamma
 
 from .. import constraints
 from ..family import Family, parametrization, positive_parametrizations, register
@@ -24,6 +24,14 @@ class Beta(Family):
     def log_prob(x, concentration1, concentration0):
         a, b = concentration1, concentration0
         return (a - 1) * log(x) + (b - 1) * log(1 - x) - loggamma(a) - loggamma(b) + loggamma(a + b)
+
+    @classmethod
+    def moments(cls, x, concentration1, concentration0, **symbols):
+        """E[log x] = ψ(a) − ψ(a + b), E[log(1 − x)] = ψ(b) − ψ(a + b)."""
+        return {
+            log(x): digamma(concentration1) - digamma(concentration1 + concentration0),
+            log(1 - x): digamma(concentration0) - digamma(concentration1 + concentration0),
+        }
 
     concentration, log_concentration, softplus_concentration = positive_parametrizations(
         "concentration", {"concentration1": constraints.positive, "concentration0": constraints.positive}

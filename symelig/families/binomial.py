@@ -25,6 +25,11 @@ class Binomial(Family):
         n = total_count
         return logfactorial(n) - logfactorial(x) - logfactorial(n - x) + x * log(probs) + (n - x) * log(1 - probs)
 
+    @classmethod
+    def moments(cls, x, total_count, probs, **symbols):
+        """E[x] = n p."""
+        return {x: total_count * probs}
+
     @parametrization(probs=constraints.unit_interval)
     def probs():
         """The success probability p ∈ (0, 1)."""

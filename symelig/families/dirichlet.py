@@ -1,7 +1,7 @@
-from sympy import Lambda, Sum, log, loggamma
+from sympy import Lambda, Sum, digamma, log, loggamma
 
 from .. import constraints
-from ..family import Family, K, i, parametrization, positive_parametrizations, register
+from ..family import Family, K, i, k, parametrization, positive_parametrizations, register
 
 
 @register
@@ -22,6 +22,11 @@ class Dirichlet(Family):
     def log_prob(x, concentration):
         a = concentration
         return Sum((a[i] - 1) * log(x[i]), (i, 0, K - 1)) + loggamma(Sum(a[i], (i, 0, K - 1))) - Sum(loggamma(a[i]), (i, 0, K - 1))
+
+    @classmethod
+    def moments(cls, x, concentration, **symbols):
+        """E[log x_i] = ψ(α_i) − ψ(Σ_k α_k)."""
+        return {log(x[i]): digamma(concentration[i]) - digamma(Sum(concentration[k], (k, 0, K - 1)))}
 
     concentration, log_concentration, softplus_concentration = positive_parametrizations(
         "concentration", {"concentration": constraints.positive_vector}

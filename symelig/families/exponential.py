@@ -21,6 +21,11 @@ class Exponential(Family):
     def log_prob(x, rate):
         return log(rate) - rate * x
 
+    @classmethod
+    def moments(cls, x, rate, **symbols):
+        """E[x] = 1/λ."""
+        return {x: 1 / rate}
+
     rate, log_rate, softplus_rate = positive_parametrizations("rate", {"rate": constraints.positive})
 
     @parametrization(eta=constraints.negative, natural=True)

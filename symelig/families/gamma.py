@@ -1,4 +1,4 @@
-from sympy import log, loggamma
+from sympy import digamma, log, loggamma
 
 from .. import constraints
 from ..family import Family, parametrization, positive_parametrizations, register
@@ -23,6 +23,11 @@ class Gamma(Family):
     def log_prob(x, concentration, rate):
         a, b = concentration, rate
         return a * log(b) + (a - 1) * log(x) - b * x - loggamma(a)
+
+    @classmethod
+    def moments(cls, x, concentration, rate, **symbols):
+        """E[x] = α/β, E[log x] = ψ(α) − log β."""
+        return {x: concentration / rate, log(x): digamma(concentration) - log(rate)}
 
     concentration_rate, log_concentration_rate, softplus_concentration_rate = positive_parametrizations(
         "concentration_rate", {"concentration": constraints.positive, "rate": constraints.positive}

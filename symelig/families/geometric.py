@@ -23,6 +23,11 @@ class Geometric(Family):
     def log_prob(x, probs):
         return x * log(1 - probs) + log(probs)
 
+    @classmethod
+    def moments(cls, x, probs, **symbols):
+        """E[x] = (1 − p)/p (failures before the first success)."""
+        return {x: (1 - probs) / probs}
+
     @parametrization(probs=constraints.unit_interval)
     def probs():
         """The success probability p ∈ (0, 1)."""

@@ -1,7 +1,7 @@
-from sympy import exp, log
+from sympy import Lambda, Symbol, exp, gamma, log
 
 from .. import constraints
-from ..family import Family, positive_parametrizations, register
+from ..family import Family, Standard, positive_parametrizations, register, t
 
 
 @register
@@ -18,5 +18,11 @@ class Gumbel(Family):
     def log_prob(x, loc, scale):
         z = (x - loc) / scale
         return -log(scale) - z - exp(-z)
+
+    @classmethod
+    def standard(cls, loc, scale, **symbols):
+        """x = μ − β log t with t ~ Exponential(1): E[t^s] = Γ(1 + s)."""
+        s = Symbol("s")
+        return Standard(loc - scale * log(t), Lambda(s, gamma(1 + s)), "t ~ Exponential(1), E[t^s] = Γ(1 + s)")
 
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})

@@ -21,6 +21,11 @@ class HalfNormal(Family):
     def log_prob(x, scale):
         return log(2 / pi) / 2 - log(scale) - x**2 / (2 * scale**2)
 
+    @classmethod
+    def moments(cls, x, scale, **symbols):
+        """E[x²] = σ²."""
+        return {x**2: scale**2}
+
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive})
 
     @parametrization(eta=constraints.negative, natural=True)

@@ -1,7 +1,7 @@
-from sympy import Abs, log
+from sympy import Abs, Lambda, Symbol, gamma, log
 
 from .. import constraints
-from ..family import Family, positive_parametrizations, register
+from ..family import EPSILON, Family, Standard, positive_parametrizations, register, t
 
 
 @register
@@ -17,5 +17,12 @@ class Laplace(Family):
     @staticmethod
     def log_prob(x, loc, scale):
         return -log(2 * scale) - Abs(x - loc) / scale
+
+    @classmethod
+    def standard(cls, loc, scale, **symbols):
+        """x = μ + ε b t with t ~ Exponential(1) and a fair sign ε: E[t^s] = Γ(1 + s)."""
+        s = Symbol("s")
+        law = "t = |x − μ|/b ~ Exponential(1), E[t^s] = Γ(1 + s)"
+        return Standard(loc + EPSILON * scale * t, Lambda(s, gamma(1 + s)), law, symmetric=True)
 
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})

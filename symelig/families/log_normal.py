@@ -22,6 +22,11 @@ class LogNormal(Family):
     def log_prob(x, loc, scale):
         return -log(x) - log(scale) - log(2 * pi) / 2 - (log(x) - loc) ** 2 / (2 * scale**2)
 
+    @classmethod
+    def moments(cls, x, loc, scale, **symbols):
+        """E[log x] = μ, E[(log x − μ)²] = σ²."""
+        return {log(x): loc, (log(x) - loc) ** 2: scale**2}
+
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})
 
     @parametrization(eta1=constraints.real, eta2=constraints.negative, natural=True)

@@ -34,6 +34,11 @@ class Multinomial(Family):
         """The counts add up to the number of draws."""
         return {Sum(x[i], (i, 0, K - 1)): total_count}
 
+    @classmethod
+    def moments(cls, x, total_count, normalized_probs, **symbols):
+        """E[x_i] = n π_i."""
+        return {x[i]: total_count * normalized_probs[i]}
+
     @parametrization(probs=constraints.nonnegative_vector)
     def probs(probs):
         """Relative probabilities, normalized as PyTorch does: π_i = p_i / Σ_k p_k."""

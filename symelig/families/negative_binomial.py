@@ -25,6 +25,11 @@ class NegativeBinomial(Family):
         r = total_count
         return loggamma(x + r) - loggamma(r) - logfactorial(x) + r * log(1 - probs) + x * log(probs)
 
+    @classmethod
+    def moments(cls, x, total_count, probs, **symbols):
+        """E[x] = r p/(1 − p)."""
+        return {x: total_count * probs / (1 - probs)}
+
     @parametrization(probs=constraints.unit_interval)
     def probs():
         """The success probability p ∈ (0, 1)."""

@@ -21,6 +21,11 @@ class Normal(Family):
     def log_prob(x, loc, scale):
         return -log(scale) - log(2 * pi) / 2 - (x - loc) ** 2 / (2 * scale**2)
 
+    @classmethod
+    def moments(cls, x, loc, scale, **symbols):
+        """E[x] = μ, E[(x − μ)²] = σ²."""
+        return {x: loc, (x - loc) ** 2: scale**2}
+
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})
 
     @parametrization(eta1=constraints.real, eta2=constraints.negative, natural=True)

@@ -22,6 +22,11 @@ class Poisson(Family):
     def log_prob(x, rate):
         return x * log(rate) - rate - logfactorial(x)
 
+    @classmethod
+    def moments(cls, x, rate, **symbols):
+        """E[x] = λ."""
+        return {x: rate}
+
     @parametrization(rate=constraints.positive)
     def rate():
         """The rate λ > 0: e = x / λ − 1."""

@@ -1,7 +1,8 @@
-from sympy import besseli, cos, log, pi
+from sympy import besseli, cos, log, pi, sin
 
 from .. import constraints
 from ..family import Family, positive_parametrizations, register
+from ..functions import bessel_i1_i0
 
 
 @register
@@ -17,6 +18,11 @@ class VonMises(Family):
     @staticmethod
     def log_prob(x, loc, concentration):
         return concentration * cos(x - loc) - log(2 * pi) - log(besseli(0, concentration))
+
+    @classmethod
+    def moments(cls, x, loc, concentration, **symbols):
+        """E[cos(x − μ)] = I₁(κ)/I₀(κ), E[sin(x − μ)] = 0."""
+        return {cos(x - loc): bessel_i1_i0(concentration), sin(loc - x): 0}
 
     concentration, log_concentration, softplus_concentration = positive_parametrizations(
         "concentration", {"concentration": constraints.positive}, {"loc": constraints.real}

@@ -1,7 +1,7 @@
-from sympy import log
+from sympy import Lambda, Symbol, gamma, log
 
 from .. import constraints
-from ..family import Family, positive_parametrizations, register
+from ..family import Family, Standard, positive_parametrizations, register, t
 
 
 @register
@@ -22,6 +22,12 @@ class Weibull(Family):
     def log_prob(x, scale, concentration):
         lam, k = scale, concentration
         return log(k) - log(lam) + (k - 1) * (log(x) - log(lam)) - (x / lam) ** k
+
+    @classmethod
+    def standard(cls, scale, concentration, **symbols):
+        """x = λ t^(1/k) with t ~ Exponential(1): E[t^s] = Γ(1 + s)."""
+        s = Symbol("s")
+        return Standard(scale * t ** (1 / concentration), Lambda(s, gamma(1 + s)), "t ~ Exponential(1), E[t^s] = Γ(1 + s)")
 
     scale_concentration, log_scale_concentration, softplus_scale_concentration = positive_parametrizations(
         "scale_concentration", {"scale": constraints.positive, "concentration": constraints.positive}

@@ -1,0 +1,126 @@
+"""Symbolic expectations over the sample: E_{x ~ p(x | θ)}[f(x, θ)] in closed form.
+
+The Fisher information needs E[H] (or E[e eᵀ]).  No general integrator is trusted here: SymPy's
+``integrate`` answers E[z² e^{−z}] under a Gumbel density with an imaginary part, and times out
+on Weibull and von Mises moments (SymPy 1.14).  Instead the expectation is taken by one of
+three exact routes, tried in order:
+
+1. f does not depend on x: E[f] = f.
+2. x is a category index: E[f] = Σ_m π_m f(m), an exact sum whose Kronecker deltas the rules
+   collapse (Σ_m π_m δ_jm δ_lm / π_m² = δ_jl / π_j).
+3. f is affine in statistics whose expectations the family declares (``Family.moments``, e.g.
+   E[x] = λ for the Poisson, E[log x_i] = ψ(α_i) − ψ(Σα) for the Dirichlet): linearity.
+4. the family writes x through a base variable t with a known Mellin transform M(s) = E[t^s]
+   (``Family.standard``): after substituting x, f is a sum of c·t^a·(log t)^b, and
+   E[t^a (log t)^b] = M⁽ᵇ⁾(a).  A symmetric representation averages the sign ε = ±1.
+
+Anything else raises :class:`NoClosedForm` naming the part that could not be averaged.
+"""
+from __future__ import annotations
+
+from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, Symbol, diff, expand, expand_func, log, numbered_symbols, sympify
+
+from . import constraints, rules
+from .engine import _substitute, rewrite
+from .family import EPSILON, K, i, t
+from .functions import xdivy, xlogy
+
+m = Symbol("m", integer=True, nonnegative=True)  # the category a categorical expectation sums over
+
+
+class NoClosedForm(Exception):
+    """The expectation is not available in closed form from what the family declares."""
+
+
+def expectation(expr, first, ctx) -> tuple:
+    """(E[expr] over x, how it was taken) for the derivation ``first``; raises NoClosedForm."""
+    family, symbols = first.family, first.symbols
+    x = symbols["x"]
+    # 0·log 0 = 0 and 0/0 = 0 only matter on a set of probability zero
+    expr = expr.replace(lambda e: isinstance(e, (xlogy, xdivy)), lambda e: e.doit())
+    if not expr.has(x):
+        return expr, "free of x"
+    if family.value is constraints.category:
+        return _category(expr, first, ctx), "an exact sum over the K categories"
+    substitution = first.parametrization.substitution(symbols)
+    declared = {
+        _substitute(sympify(s), substitution, symbols): _substitute(sympify(v), substitution, symbols)
+        for s, v in family.moments(**symbols).items()
+    }
+    if declared:
+        value = _affine(expr, x, declared)
+        if value is not None:
+            listed = "; ".join(f"E[{s}] = {v}" for s, v in family.moments(**symbols).items())
+            return value, f"linearity and the moments {listed}"
+    standard = family.standard(**symbols)
+    if standard is not None:
+        return _mellin(expr, x, standard, substitution, symbols), f"x written through t, {standard.law}"
+    raise NoClosedForm(f"{family.name} declares no moments for the statistics of x in {expr}")
+
+
+def _category(expr, first, ctx):
+    """Σ_m π_m f(m), with π the family's normalized probabilities written in θ."""
+    x = first.symbols["x"]
+    (canonical,) = first.family.parameters  # the categorical's one canonical parameter, π
+    value = first.parametrization.substitution(first.symbols).get(canonical)
+    weight = value(m) if isinstance(value, Lambda) else first.symbols[canonical][m]
+    total = Sum(weight * expr.subs(x, m), (m, 0, K - 1))
+    total = rewrite(total, rules.ALGEBRA, rules.Context(ctx.category_indices - {x}, ctx.free_index, ctx.identities))
+    if total.has(m) or total.has(x):
+        raise NoClosedForm(f"the sum over categories of {expr} did not collapse")
+    return total
+
+
+def _affine(expr, x, declared: dict):
+    """expr with each declared statistic replaced by its expectation, when expr is affine in
+    them and has no other dependence on x; else None."""
+    names = numbered_symbols("_S", real=True)
+    replaced, values = expr, {}
+    # longest statistic first, so that (x − μ)² is taken whole before a bare x
+    for statistic, value in sorted(declared.items(), key=lambda kv: -kv[0].count_ops()):
+        for at in _instances((statistic, value), replaced, x):
+            name = next(names)
+            values[name] = at[1]
+            replaced = replaced.xreplace({at[0]: name})
+    if replaced.has(x) or not values:
+        return None
+    polynomial = expand(replaced)
+    for term in Add.make_args(polynomial):
+        degree = sum(int(e) for b, e in (f.as_base_exp() for f in Mul.make_args(term)) if b in values)
+        if degree > 1:
+            return None
+    return polynomial.xreplace(values)
+
+
+def _instances(statistic, expr, x) -> list:
+    """[(statistic at index, expectation at index)]: a vector statistic is declared at the bound
+    index i and applies at every index x appears with in ``expr``."""
+    statistic, value = statistic
+    if not isinstance(x, IndexedBase):
+        return [(statistic, value)]
+    indices = {a.indices[0] for a in expr.atoms(Indexed) if a.base == x}
+    return [(statistic.subs(i, index), value.subs(i, index)) for index in indices]
+
+
+def _mellin(expr, x, standard, substitution, symbols):
+    s = Symbol("s")
+    mellin = _substitute(standard.mellin(s), substitution, symbols)
+    representation = _substitute(standard.x, substitution, symbols)
+    signs = (1, -1) if standard.symmetric else (1,)
+    # with a fair sign, the odd powers of ε cancel in the average before anything is expanded
+    averaged = Add(*[expr.subs(x, representation.subs(EPSILON, sign)) for sign in signs]) / len(signs)
+    total = 0
+    for term in Add.make_args(expand(averaged, force=True)):
+        coefficient, power, logs = 1, 0, 0
+        for factor in Mul.make_args(term):
+            base, exponent = factor.as_base_exp()
+            if not factor.has(t):
+                coefficient *= factor
+            elif base == t and not exponent.has(t):
+                power += exponent
+            elif isinstance(base, log) and base.args[0] == t and exponent.is_Integer and exponent > 0:
+                logs += exponent
+            else:
+                raise NoClosedForm(f"after x = {representation}, the factor {factor} is not a power of t or log t")
+        total += coefficient * diff(mellin, s, logs).subs(s, power)
+    return expand_func(total)  # Γ(a + n)/Γ(a) as a polynomial in a: rational results

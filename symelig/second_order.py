@@ -1,0 +1,222 @@
+"""Second order: the Hessian of log p(x | θ) and the Fisher information, derived by the engine.
+
+    H_ab(x) = ∂² log p(x | θ) / ∂θ_a ∂θ_b        (components j, l of a vector parameter)
+    F_ab    = −E[H_ab] = E[e_a e_b]              (x ~ p(x | θ))
+
+The second equality (Bartlett's identity) needs log p twice differentiable in θ for almost every
+x and differentiation under the integral; where log p is not (the Laplace density at x = μ,
+whose Hessian is a Dirac delta) F is taken as E[e eᵀ] instead, which is its definition.  The
+expectations are symbolic (:mod:`symelig.expectation`).
+
+A vector parameter's K×K block is kept in the structured form every catalog entry has,
+
+    H_jl = δ_jl·d_j + c·u_j·u_l      (diagonal plus rank one),
+
+e.g. F = diag(π) − π πᵀ for softmax logits, so kernels never build a dense K×K matrix.  When
+1 + c Σ_i u_i²/d_i = 0 the block is singular and its null space is spanned by n_j = u_j/d_j
+(the all-ones vector for logits, p itself for relative probabilities): the natural gradient
+then applies the Moore–Penrose inverse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import Add, Basic, DiracDelta, IndexedBase, KroneckerDelta, Mul, S, Sum, Symbol, diff
+
+from . import rules
+from .engine import SymbolicDerivation, context, parametrized_log_prob, rewrite
+from .expectation import NoClosedForm, expectation
+from .family import K, j, l
+from .functions import sigmoid, sigmoid_over_softplus, softplus
+
+
+@dataclass(frozen=True)
+class RankOne:
+    """A K×K block δ_jl·diagonal_j + scale·vector_j·vector_l (diagonal and vector in j)."""
+
+    diagonal: Basic
+    scale: Basic
+    vector: Basic
+
+    def component(self):
+        """The (j, l) component as one expression."""
+        return KroneckerDelta(j, l) * self.diagonal + self.scale * self.vector * self.vector.subs(j, l)
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    """The second-order math of one catalog entry; printers and emitters consume this."""
+
+    first: SymbolicDerivation
+    hessian: dict            # (a, b) -> ∂² log p/∂θ_a∂θ_b, a before b in parameter order
+    fisher: dict | None      # same keys; None where no closed form was derived
+    method: str              # how F was obtained, in words
+    assumptions: tuple       # what makes F valid, in words
+    no_closed_form: str = "" # why ``fisher`` is None
+    structure: dict = None   # (a, a) of a vector parameter -> {"hessian": RankOne, "fisher": RankOne}
+    null_space: dict = None  # (a, a) -> n_j spanning the null space of a singular Fisher block
+
+    @property
+    def pairs(self) -> list:
+        return list(self.hessian)
+
+    def is_vector(self, name: str) -> bool:
+        return isinstance(self.first.symbols[name], IndexedBase)
+
+
+def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
+    family, symbols = first.family, first.symbols
+    _, log_prob = parametrized_log_prob(family, first.parametrization, symbols)
+    ctx = context(family, symbols, (j, l))
+    log_prob = rewrite(log_prob, rules.ALGEBRA, ctx)
+    names = first.parameters
+
+    def wrt(name, index):
+        s = symbols[name]
+        return s[index] if isinstance(s, IndexedBase) else s
+
+    score = {n: rewrite(diff(log_prob, wrt(n, j)), rules.ALGEBRA, ctx) for n in names}
+    pairs = [(a, b) for n, a in enumerate(names) for b in names[n:]]
+    raw = {(a, b): _diagonal_in_j(rewrite(diff(score[a], wrt(b, l)), rules.ALGEBRA, ctx)) for a, b in pairs}
+    tidy_hessian = {pair: _tidy(h, ctx) for pair, h in raw.items()}
+    hessian = {pair: _name(h, ctx) for pair, h in tidy_hessian.items()}
+
+    smooth = not any(h.has(DiracDelta) for h in raw.values())
+    if smooth:
+        method = "F = −E[H]"
+        assumptions = ("log p is twice differentiable in θ and differentiation under the integral is allowed",)
+        integrands = {pair: -h for pair, h in raw.items()}
+    else:
+        method = "F = E[e eᵀ] (log p is not twice differentiable everywhere: its Hessian holds a Dirac delta)"
+        assumptions = ("the eligibility is square-integrable",)
+        integrands = {(a, b): _diagonal_in_j(rewrite(score[a] * score[b].subs(j, l), rules.ALGEBRA, ctx)) for a, b in pairs}
+    try:
+        taken = {pair: expectation(f, first, ctx) for pair, f in integrands.items()}
+    except NoClosedForm as reason:
+        return SecondOrder(first, hessian, None, method, assumptions, str(reason), *_structures(tidy_hessian, None, ctx))
+    routes = sorted({how for _, how in taken.values() if how != "free of x"})
+    if routes:
+        method += ", the expectation by " + " and ".join(routes)
+    else:
+        method += "; H does not depend on x, so F = −H"
+    tidy_fisher = {pair: _tidy(value, ctx) for pair, (value, _) in taken.items()}
+    fisher = {pair: _name(f, ctx) for pair, f in tidy_fisher.items()}
+    return SecondOrder(first, hessian, fisher, method, assumptions, "", *_structures(tidy_hessian, tidy_fisher, ctx))
+
+
+def _tidy(expr, ctx):
+    # sigmoid/softplus is opened so that terms cancel (Jᵀ F J is all that survives E[H] of a
+    # softplus parametrization), then closed again: the whole function does not underflow
+    expr = expr.replace(lambda e: isinstance(e, sigmoid_over_softplus), lambda e: sigmoid(e.args[0]) / softplus(e.args[0]))
+    expr = _diagonal_in_j(rewrite(_diagonal_in_j(expr), rules.ALGEBRA + rules.TIDY, ctx))
+    return expr.replace(_over_softplus, _as_sigmoid_over_softplus)
+
+
+def _over_softplus(e) -> bool:
+    """A product holding sigmoid(u)^a / softplus(u)^b with a, b ≥ 1."""
+    return e.is_Mul and bool(_softplus_pairs(e))
+
+
+def _softplus_pairs(e) -> list:
+    powers = dict(f.as_base_exp() for f in Mul.make_args(e))
+    return [(b.args[0], powers[b], powers.get(sigmoid(b.args[0]), 0)) for b in powers
+            if isinstance(b, softplus) and powers[b].is_Integer and powers[b] < 0 and powers.get(sigmoid(b.args[0]), 0) > 0]
+
+
+def _as_sigmoid_over_softplus(e):
+    for u, down, up in _softplus_pairs(e):
+        n = min(-down, up)
+        e = e / (sigmoid(u) ** n / softplus(u) ** n) * sigmoid_over_softplus(u) ** n
+    return e
+
+
+def _name(expr, ctx):
+    return rewrite(expr, rules.NAMING, ctx)
+
+
+def _diagonal_in_j(expr):
+    """Under δ_jl the components are equal: write terms carrying δ_jl (or δ_jx δ_lx) in j only."""
+    if not expr.has(l):
+        return expr
+    out = []
+    for term in Add.make_args(expr.expand() if expr.has(KroneckerDelta) else expr):
+        factors = list(Mul.make_args(term))
+        deltas = [f for f in factors if isinstance(f, KroneckerDelta)]
+        # δ_jx δ_lx = δ_jl δ_jx: both components are the sample's category
+        for a in deltas:
+            for b in deltas:
+                if a is not b and j in a.args and l in b.args:
+                    other_a = a.args[1] if a.args[0] == j else a.args[0]
+                    other_b = b.args[1] if b.args[0] == l else b.args[0]
+                    if other_a == other_b:
+                        factors.remove(b)
+                        factors.append(KroneckerDelta(j, l))
+        term = Mul(*factors)
+        if KroneckerDelta(j, l) in Mul.make_args(term):
+            term = KroneckerDelta(j, l) * (term / KroneckerDelta(j, l)).subs(l, j)
+        out.append(term)
+    return Add(*out)
+
+
+def _structures(hessian: dict, fisher: dict | None, ctx) -> tuple:
+    """({(a, a): {"hessian": RankOne, "fisher": RankOne}}, {(a, a): null vector}) for the
+    vector parameters, from the unnamed forms (where Σ_i π_i = 1 is visible to the rules), with
+    the stable quantities named afterwards."""
+    structure, null = {}, {}
+    for pair, h in hessian.items():
+        if not (h.has(j) or h.has(l)) or pair[0] != pair[1]:
+            continue
+        forms = {"hessian": rank_one(h)}
+        if fisher is not None:
+            forms["fisher"] = rank_one(fisher[pair])
+            n = _null_vector(forms["fisher"], ctx)
+            if n is not None:
+                null[pair] = _name(n, ctx)
+        structure[pair] = {kind: _named(block, ctx) for kind, block in forms.items()}
+    return structure, null
+
+
+def _named(block: RankOne, ctx) -> RankOne:
+    """The same block with softmax named; c·u_j·u_l = c'·softmax_j·softmax_l when u_j = exp(z_j)
+    and c holds (Σ exp z)⁻², so the kernels evaluate it stably."""
+    product = _name(block.scale * block.vector * block.vector.subs(j, l), ctx)
+    named = rank_one(KroneckerDelta(j, l) * _name(block.diagonal, ctx) + product)
+    return named
+
+
+def rank_one(expr) -> RankOne:
+    """Split a (j, l) block into δ_jl·d_j + c·u_j·u_l; ValueError when it has another form."""
+    delta = KroneckerDelta(j, l)
+    diagonal, rest = [], []
+    for term in Add.make_args(expr.expand() if expr.has(delta) else expr):
+        factors = Mul.make_args(term)
+        (diagonal if delta in factors else rest).append(Mul(*[f for f in factors if f != delta]))
+    diagonal = Add(*diagonal)
+    if diagonal.has(l):
+        raise ValueError(f"the diagonal of {expr} depends on the second component")
+    rest = Add(*rest)
+    if rest == 0:
+        return RankOne(diagonal, S.Zero, S.One)
+    rest = rest.factor() if rest.is_Add else rest
+    scale, u_j, u_l = [], [], []
+    for factor in Mul.make_args(rest):
+        if factor.has(j) and factor.has(l):
+            raise ValueError(f"{expr} is not a diagonal plus a rank-one term")
+        (u_j if factor.has(j) else u_l if factor.has(l) else scale).append(factor)
+    u_j, u_l = Mul(*u_j), Mul(*u_l)
+    if u_l.subs(l, j) != u_j:
+        raise ValueError(f"{expr} is not symmetric in j and l")
+    return RankOne(diagonal, Mul(*scale), u_j)
+
+
+def _null_vector(block: RankOne, ctx):
+    """n_j ∝ u_j/d_j when 1 + c Σ_m u_m²/d_m = 0 (then F n = 0), else None; factors free of j
+    are dropped (the direction is what matters)."""
+    if block.scale == 0:
+        return None
+    m = Symbol("m", integer=True, nonnegative=True)
+    condition = 1 + block.scale * Sum((block.vector**2 / block.diagonal).subs(j, m), (m, 0, K - 1))
+    if rewrite(condition, rules.ALGEBRA + rules.TIDY, ctx) != 0:
+        return None
+    n = rewrite(block.vector / block.diagonal, rules.ALGEBRA + rules.TIDY, ctx)
+    return Mul(*[f for f in Mul.make_args(n) if f.has(j)])
