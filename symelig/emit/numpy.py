@@ -356,15 +356,16 @@ def _check_identifier(name: str) -> str:
 class _Function:
     """The body of one generated function: prologue, statements, outputs."""
 
-    def __init__(self, derivation):
+    def __init__(self, derivation, with_x: bool = True):
         self.d = derivation
+        self.with_x = with_x  # the Fisher information is a function of θ alone
         self.printer = ArrayPrinter()
         self.lowering = _Lowering(derivation, self.printer)
         self.vector_family = derivation.is_vector
 
     def signature(self):
         fam = self.d.family
-        return ["x", *fam.arguments, *self.d.parameters]
+        return ["x"] * self.with_x + [*fam.arguments, *self.d.parameters]
 
     def prologue(self) -> list:
         """Convert the inputs, find the batch shape, and align axes without broadcasting.
@@ -379,7 +380,8 @@ class _Function:
         lines += [f"{p} = {p}.astype(dtype, copy=False)" for p in params]
         constraint_of = d.constraints
         is_index = fam.value is constraints.category
-        lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
+        if self.with_x:
+            lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
         lines += [f"{a} = np.asarray({a}, dtype)" for a in fam.arguments]
         names = self.signature()
         vectors = [n for n in names if constraint_of[n].event_dim]
@@ -421,10 +423,14 @@ class _Function:
         for name in low.owned:
             buffers.owned(str(name), name)
         jobs = [(str(s), e) for s, e in common] + list(zip(lowered, reduced))
-        owned = {}
+        owned, aliased = {}, set()
         for i, (target, e) in enumerate(jobs):
             later = set().union(*(later_e.free_symbols for _, later_e in jobs[i + 1:]))
-            owned[target] = buffers.assign(target, e, consumable=e.free_symbols - later)
+            # a target that is just another name (an output equal to a common subexpression)
+            # shares its buffer: that buffer must not be overwritten in place afterwards
+            owned[target] = buffers.assign(target, e, consumable=e.free_symbols - later - aliased)
+            if isinstance(e, Symbol):
+                aliased.add(e)
         lines = [f"{n} = {c}" if n else c for n, c in low.statements] + buffers.lines
         return lines, owned
 
@@ -479,27 +485,37 @@ def _function(name, signature, doc, lines) -> str:
     return f'def {name}({", ".join(map(_check_identifier, signature))}):\n    """{doc}"""\n{body}\n'
 
 
-def module_source(d) -> str:
-    """A standalone module with ``log_prob`` and ``eligibility``; imports numpy (and scipy.special
+def module_source(d, second=None) -> str:
+    """A standalone module with ``log_prob`` and ``eligibility`` (and, given the second-order math
+    ``second``, ``hessian``, ``fisher``, ``natural_gradient``); imports numpy (and scipy.special
     only when a special function is used), never SymPy."""
     from .. import __version__ as version
+    from . import second_order
 
     sig, lp_lines, lp_printer = _log_prob_body(d)
     _, el_lines, el_printer = _eligibility_body(d)
-    helpers = sorted(lp_printer.helpers | el_printer.helpers)
+    helpers = lp_printer.helpers | el_printer.helpers
     modules = set(lp_printer.module_imports) | set(el_printer.module_imports)
+    extra, names = [], ["log_prob", "eligibility"]
+    if second is not None:
+        extra, more_helpers, more_modules = second_order.functions(second)
+        helpers |= more_helpers
+        modules |= more_modules
+        names += [source.split("(")[0][4:] for source in extra] + (["dense"] if "dense" in more_helpers else [])
     unknown = modules - {"numpy", "scipy.special"}
     if unknown:
         raise NotImplementedError(f"generated code would need {sorted(unknown)}; add a printer method")
     imports = ["import numpy as np"] + (["from scipy import special"] if "scipy.special" in modules else [])
     header, lp_doc, el_doc = _header_and_docs(d, version)
+    sources = {**_HELPERS, **second_order.HELPERS}
     return "\n\n".join([
         header + "\n".join(imports),
-        f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
+        f"__all__ = [{', '.join(chr(34) + n + chr(34) for n in names)}]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
         f"PARAMETERS = {tuple(d.parameters)!r}",
         _function("log_prob", sig, lp_doc, lp_lines),
         _function("eligibility", sig, el_doc, el_lines),
-        *(_HELPERS[h] + "\n" for h in helpers),
+        *extra,
+        *(sources[h] + "\n" for h in sorted(helpers)),
     ]).rstrip() + "\n"
 
 
