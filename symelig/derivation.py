@@ -31,15 +31,18 @@ class Derivation:
         return f"<Derivation {self.family} param={self.param!r}>"
 
     # printed forms -----------------------------------------------------------------------
-    def latex(self, standalone: bool = False) -> str:
+    def latex(self, standalone: bool = False, order: int = 1) -> str:
         from .emit import latex
 
-        return latex.document(self.symbolic) if standalone else latex.fragment(self.symbolic)
+        second = self.second_order if order == 2 else None
+        if standalone:
+            return latex.document(self.symbolic, second)
+        return latex.fragment(self.symbolic) + (latex.second_order_fragment(second) if second else "")
 
-    def text(self) -> str:
+    def text(self, order: int = 1) -> str:
         from .emit import text
 
-        return text.render(self.symbolic)
+        return text.render(self.symbolic) + (text.render_second_order(self.second_order) if order == 2 else "")
 
     @functools.cached_property
     def numpy_source(self) -> str:
@@ -47,12 +50,12 @@ class Derivation:
 
         return module_source(self.symbolic)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, order: int = 1) -> dict:
         from .emit.latex import tex
         from .emit.text import formula
 
         s = self.symbolic
-        return {
+        out = {
             "family": self.family,
             "param": self.param,
             "parameters": list(self.parameters),
@@ -63,6 +66,26 @@ class Derivation:
                 n: {"wrt": formula(s.wrt(n)), "text": formula(e), "latex": tex(e), "sympy": str(e)}
                 for n, e in s.eligibility.items()
             },
+        }
+        if order == 2:
+            out.update(self._second_order_dict())
+        return out
+
+    def _second_order_dict(self) -> dict:
+        from .emit.latex import tex
+        from .emit.text import formula
+
+        so = self.second_order
+
+        def entries(matrix):
+            return [{"wrt": [a, b], "text": formula(e), "latex": tex(e), "sympy": str(e)} for (a, b), e in matrix.items()]
+
+        return {
+            "hessian": entries(so.hessian),
+            "fisher": entries(so.fisher) if so.fisher is not None else None,
+            "fisher_method": so.method if so.fisher is not None else f"no closed form: {so.no_closed_form}",
+            "fisher_assumptions": list(so.assumptions),
+            "fisher_null_space": {a: formula(n) for (a, _), n in (so.null_space or {}).items()},
         }
 
     # kernels -----------------------------------------------------------------------------
@@ -88,6 +111,55 @@ class Derivation:
         from .emit.xp import module_source
 
         return self._compile(module_source(self.symbolic), "array_api")
+
+    # second order -----------------------------------------------------------------------
+    @functools.cached_property
+    def second_order(self):
+        """The Hessian and Fisher information math (:class:`symelig.second_order.SecondOrder`)."""
+        from .second_order import derive_second_order
+
+        return derive_second_order(self.symbolic)
+
+    @functools.cached_property
+    def full_numpy_source(self) -> str:
+        """``numpy_source`` with ``hessian``, ``fisher`` and ``natural_gradient`` added."""
+        from .emit.numpy import module_source
+
+        return module_source(self.symbolic, self.second_order)
+
+    @functools.cached_property
+    def second_order_kernels(self):
+        return self._compile(self.full_numpy_source, "second_order")
+
+    def hessian(self, x, **params):
+        """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over the parameters in order, or for a
+        vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
+        args = self._checked(x, params)
+        with np.errstate(all="ignore"):
+            return self.second_order_kernels.hessian(**args)
+
+    def fisher(self, **params):
+        """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed)."""
+        args = self._checked(None, params)
+        self._require_fisher()
+        with np.errstate(all="ignore"):
+            return self.second_order_kernels.fisher(**args)
+
+    def natural_gradient(self, grad: dict, **params) -> dict:
+        """F(θ)⁺·grad for ``grad`` = {parameter: array} shaped like the eligibility."""
+        args = self._checked(None, params)
+        self._require_fisher()
+        if not isinstance(grad, dict) or set(grad) != set(self.parameters):
+            raise SymeligError(f"grad must be a dict with the keys {', '.join(self.parameters)}")
+        grad = {n: _as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
+        with np.errstate(all="ignore"):
+            return self.second_order_kernels.natural_gradient(grad, **args)
+
+    def _require_fisher(self) -> None:
+        if self.second_order.fisher is None:
+            raise SymeligError(
+                f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"
+            )
 
     def log_prob(self, x, **params):
         if _foreign(x, params):
@@ -132,8 +204,8 @@ class Derivation:
         family = self.symbolic.family
         self.check_names(params)
         expected = {n: c for n, c in self.symbolic.constraints.items() if n != "x"}
-        arrays = {"x": _as_array("x", x), **{n: _as_array(n, params[n]) for n in expected}}
-        vectors = [n for n, c in self.symbolic.constraints.items() if c.event_dim]
+        arrays = {**({"x": _as_array("x", x)} if x is not None else {}), **{n: _as_array(n, params[n]) for n in expected}}
+        vectors = [n for n, c in self.symbolic.constraints.items() if c.event_dim and n in arrays]
         for n in vectors:
             if arrays[n].ndim == 0 or arrays[n].shape[-1] == 0:
                 raise SymeligError(f"{n} must have a non-empty category axis (last axis); got shape {arrays[n].shape}")
@@ -148,7 +220,8 @@ class Derivation:
             shapes = ", ".join(f"{n} {a.shape}" for n, a in arrays.items())
             raise SymeligError(f"batch shapes do not broadcast: {shapes} (the last axis of vectors is the category axis)") from None
         context = {"size": size, "total_count": arrays.get("total_count")}
-        for n, c in {**expected, "x": family.value}.items():  # x last: its check uses the others
+        # x last: its check uses the others; without x (the Fisher information) only θ is checked
+        for n, c in {**expected, **({"x": family.value} if x is not None else {})}.items():
             c.check(n, arrays[n], **context)
         return arrays
 

@@ -82,16 +82,46 @@ def fragment(d) -> str:
     )
 
 
+def second_order_fragment(so) -> str:
+    """``align`` environments: the Hessian entries, then the Fisher information."""
+    from ..family import j, l
+
+    d = so.first
+    lik = likelihood(d)
+
+    def second(name):
+        return tex(d.wrt(name).subs(j, l))
+
+    def denominator(a, b):
+        first, other = tex(d.wrt(a)), second(b)
+        return rf"\partial {first}^2" if first == other else rf"\partial {first}\,\partial {other}"
+
+    rows = [rf"  \frac{{\partial^2 \log {lik}}}{{{denominator(a, b)}}} &= {broken(h)}" for (a, b), h in so.hessian.items()]
+    out = "% Hessian of the log-likelihood\n\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}\n"
+    if so.fisher is None:
+        return out + f"% no closed-form Fisher information: {so.no_closed_form}\n"
+    rows = [rf"  F_{{{tex(d.wrt(a))} {second(b)}}} &= {broken(f)}" for (a, b), f in so.fisher.items()]
+    notes = [f"$n_j = {tex(n)}$ spans the null space of $F$ ($F n = 0$)" for n in (so.null_space or {}).values()]
+    if d.is_vector:
+        notes.append(r"$\delta_{jl}$ is the Kronecker delta")
+    where = f"where {'; '.join(notes)}.\n" if notes else ""
+    return (
+        out + f"% Fisher information F = E[e e^T]: {so.method}; valid when {'; '.join(so.assumptions)}.\n"
+        "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}\n" + where
+    )
+
+
 def _text(name: str) -> str:
     """A name in running TeX text (underscores escaped)."""
     return name.replace("_", r"\_")
 
 
-def document(d) -> str:
-    """A standalone document that pdflatex compiles."""
+def document(d, second=None) -> str:
+    """A standalone document that pdflatex compiles (with the second-order forms when given)."""
     return (
         "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n"
         f"\\section*{{Eligibility: {_text(d.family.name)}, \\texttt{{{_text(d.param)}}}}}\n"
         + fragment(d)
+        + (second_order_fragment(second) if second is not None else "")
         + "\\end{document}\n"
     )

@@ -147,3 +147,31 @@ def render(derivation) -> str:
 
 def _indent(block: str) -> str:
     return "\n".join("    " + line for line in block.splitlines())
+
+
+def render_second_order(so) -> str:
+    """The ``--order 2`` text: Hessian entries, then the Fisher information and how it was taken."""
+    d = so.first
+    P = letter(d)
+    lines = ["", f"Hessian  H = ∂² log {P}(x | θ) / ∂θ ∂θᵀ" + ("  (components j, l)" if d.is_vector else "")]
+    for (a, b), h in so.hessian.items():
+        lines += ["", f"∂² log {P} / ∂{formula(d.wrt(a))} ∂{_second(d, b)} =", _indent(display(h))]
+    if so.fisher is None:
+        lines += ["", f"Fisher information: no closed form ({so.no_closed_form})"]
+    else:
+        lines += ["", f"Fisher information  F(θ) = E[e eᵀ]  — {so.method}"]
+        for (a, b), f in so.fisher.items():
+            lines += ["", f"F[{formula(d.wrt(a))}, {_second(d, b)}] =", _indent(display(f))]
+        for (a, _), n in (so.null_space or {}).items():
+            lines += ["", f"F is singular: F·n = 0 for n_j = {formula(n)}; the natural gradient uses its pseudo-inverse F⁺."]
+        lines += ["", "valid when " + "; ".join(so.assumptions)]
+    if d.is_vector:
+        lines += ["", "δ(j,l) is the Kronecker delta; j, l ∈ {0, …, K−1} are the components."]
+    return "\n".join(lines) + "\n"
+
+
+def _second(d, name):
+    """The second differentiation variable: θ_l for a vector parameter."""
+    from ..family import j, l
+
+    return formula(d.wrt(name).subs(j, l))

@@ -1,0 +1,176 @@
+"""Numpy source for the second-order functions: ``hessian``, ``fisher`` and ``natural_gradient``.
+
+They reuse the first-order lowering (category axis last, reductions once, buffers recycled):
+
+* scalar parameters: a batch of P×P matrices, shape (..., P, P), in the order of PARAMETERS;
+* a vector parameter: the block δ_jl·d_j + c·u_j·u_l as {"diagonal": (..., K), "scale": (...),
+  "vector": (..., K)}; ``dense`` expands it to (..., K, K) when that is really wanted.
+
+``natural_gradient(grad, ...)`` returns F⁺g: for a rank-one block in O(K) by Sherman–Morrison,
+or, where the block is singular with null vector n, by projecting g and the solution off n (the
+Moore–Penrose inverse); for scalar parameters by a batched P×P solve, or a division where F is
+diagonal.
+"""
+from __future__ import annotations
+
+from sympy import DiracDelta, IndexedBase, S
+
+from .. import constraints
+from .numpy import _Function, _split_delta, split_outputs  # noqa: F401  (split_outputs: same δ handling)
+from .text import formula
+
+HELPERS = {
+    "_rank_one_solve": '''def _rank_one_solve(d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
+    w = u / d
+    wg = np.sum(w * g, axis=-1, keepdims=True)
+    wu = np.sum(w * u, axis=-1, keepdims=True)
+    return g / d - w * (c * wg / (1 + c * wu))''',
+    "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(d, n, g):
+    """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
+    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution)."""
+    nn = np.sum(n * n, axis=-1, keepdims=True)
+    g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
+    v = g / d
+    return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)''',
+    "dense": '''def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
+    return out''',
+}
+
+
+def vector_parameter(so) -> str | None:
+    vectors = [n for n in so.first.parameters if isinstance(so.first.symbols[n], IndexedBase)]
+    return vectors[0] if vectors else None
+
+
+def functions(so) -> tuple:
+    """([function source], {helper names}, {modules}) for the second-order functions."""
+    sources, helpers, modules = [], set(), set()
+    kinds = [("hessian", True)] + ([("fisher", False)] if so.fisher is not None else [])
+    for kind, with_x in kinds:
+        f = _Function(so.first, with_x=with_x)
+        lines = f.prologue() + _body(so, f, kind)
+        sources.append(_source(kind, f.signature(), _doc(so, kind), lines))
+        helpers |= f.printer.helpers
+        modules |= set(f.printer.module_imports)
+    if so.fisher is not None:
+        source, extra = _natural_gradient(so)
+        sources.append(source)
+        helpers |= extra
+    if vector_parameter(so):
+        helpers.add("dense")
+    return sources, helpers, modules
+
+
+def _source(name, signature, doc, lines) -> str:
+    body = "\n".join("    " + line for line in lines)
+    return f'def {name}({", ".join(signature)}):\n    """{doc}"""\n{body}\n'
+
+
+def _body(so, f, kind: str) -> list:
+    """Statements computing the matrix (or structured block) ``kind`` and returning it."""
+    first = so.first
+    vector = vector_parameter(so)
+    if vector:
+        block = so.structure[(vector, vector)][kind]
+        sample = first.symbols["x"] if first.family.value is constraints.category and f.with_x else None
+        diagonal, at_x = _split_delta(block.diagonal, sample) if sample is not None else (block.diagonal, S.Zero)
+        outputs = {"_diagonal": diagonal, "_scale": block.scale, "_vector": block.vector}
+        if at_x != 0:
+            outputs["_diagonal_at_x"] = at_x
+        lines, owned = f.elementwise(outputs)
+        lines += [
+            f"_diagonal = _output(_diagonal, batch + (size,), dtype, copy={not owned['_diagonal']})",
+            # the two may be one buffer (u = d for softmax logits): the caller gets two arrays
+            f"_vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or {not owned['_vector']})",
+            "_scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]",
+        ]
+        if at_x != 0:
+            f.printer.helpers.add("_add_at")
+            lines.append("_add_at(_diagonal, _x, _diagonal_at_x)")
+        lines.append('return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}')
+        return lines
+    matrix = so.hessian if kind == "hessian" else so.fisher
+    # a Dirac delta (Laplace at x = μ) is 0 everywhere else: the kernel gives H almost everywhere
+    matrix = {pair: e.replace(lambda a: isinstance(a, DiracDelta), lambda a: S.Zero) for pair, e in matrix.items()}
+    names = list(first.parameters)
+    outputs = {f"_{kind}_{names.index(a)}_{names.index(b)}": e for (a, b), e in matrix.items()}
+    lines, _ = f.elementwise(outputs)
+    lines.append(f"out = np.empty(batch + ({len(names)}, {len(names)}), dtype)")
+    for (a, b) in matrix:
+        ia, ib = names.index(a), names.index(b)
+        target = f"out[..., {ia}, {ib}]" + (f" = out[..., {ib}, {ia}]" if ia != ib else "")
+        lines.append(f"{target} = _{kind}_{ia}_{ib}")
+    lines.append("return out")
+    return lines
+
+
+def _natural_gradient(so) -> tuple:
+    first = so.first
+    args = [*first.family.arguments, *first.parameters]
+    call = ", ".join(args)
+    vector = vector_parameter(so)
+    lines = [f"f = fisher({call})"]
+    if vector:
+        null = (so.null_space or {}).get((vector, vector))
+        block = so.structure[(vector, vector)]["fisher"]
+        g = f"np.asarray(grad[{vector!r}], f['diagonal'].dtype)"
+        if null is not None:
+            f_null = _Function(first, with_x=False)
+            null_lines = f_null.prologue()
+            body, owned = f_null.elementwise({"_null": null})
+            null_lines += body + [f"_null = _output(_null, batch + (size,), dtype, copy={not owned['_null']})"]
+            lines += null_lines
+            lines.append(f"return {{{vector!r}: _rank_one_pinv_solve(f['diagonal'], _null, {g})}}")
+            helpers = {"_rank_one_pinv_solve"} | f_null.printer.helpers
+            how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
+        elif block.scale == 0:
+            lines.append(f"return {{{vector!r}: {g} / f['diagonal']}}")
+            helpers = set()
+            how = "F is diagonal"
+        else:
+            lines.append(f"return {{{vector!r}: _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
+            helpers = {"_rank_one_solve"}
+            how = "F⁻¹ by Sherman–Morrison in O(K)"
+    else:
+        names = list(first.parameters)
+        diagonal = all(e == 0 for (a, b), e in so.fisher.items() if a != b)
+        if diagonal:
+            parts = ", ".join(f"{n!r}: grad[{n!r}] / f[..., {k}, {k}]" for k, n in enumerate(names))
+            lines.append(f"return {{{parts}}}")
+            how = "F is diagonal"
+        else:
+            stacked = ", ".join(f"grad[{n!r}]" for n in names)
+            lines.append(f"g = np.stack(np.broadcast_arrays({stacked}), axis=-1).astype(f.dtype)")
+            lines.append("v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]")
+            lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
+            how = "a batched P×P solve"
+        helpers = set()
+    doc = (
+        "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
+        f"    (e.g. the mean eligibility of a batch).  {how}.\n    "
+    )
+    return _source("natural_gradient", ["grad", *args], doc, lines), helpers
+
+
+def _doc(so, kind: str) -> str:
+    first = so.first
+    vector = vector_parameter(so)
+    names = ", ".join(formula(first.wrt(n)) for n in first.parameters)
+    what = "∂² log p(x | θ)/∂θ∂θᵀ" if kind == "hessian" else f"the Fisher information F(θ) ({so.method})"
+    if vector:
+        block = so.structure[(vector, vector)][kind]
+        shape = (
+            f"{{\"diagonal\": d, \"scale\": c, \"vector\": u}}, the K×K block δ_jl·d_j + c·u_j·u_l with\n"
+            f"    d_j = {formula(block.diagonal)}, c = {formula(block.scale)}, u_j = {formula(block.vector)}\n"
+            "    (``dense(block)`` gives the (..., K, K) matrix)"
+        )
+    else:
+        matrix = so.hessian if kind == "hessian" else so.fisher
+        entries = "\n".join(f"    [{formula(first.wrt(a))}, {formula(first.wrt(b))}] = {formula(e)}" for (a, b), e in matrix.items())
+        shape = f"an array (..., P, P) over ({names}), symmetric:\n{entries}"
+    return f"{what}: {shape}.\n    "
