@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'bernoulli'
 PARAM = 'logits'
 PARAMETERS = ('logits',)
@@ -66,6 +66,50 @@ def eligibility(x, logits):
     e_logits = np.subtract(x, _b0, out=_into(_b0, x))
     e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
+
+
+def hessian(x, logits):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (z), symmetric:
+    [z, z] = sigmoid(z)**2 - sigmoid(z).
+    """
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, logits.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _t0 = _sigmoid(logits)
+    _hessian_0_0 = np.square(_t0)
+    np.subtract(_hessian_0_0, _t0, out=_hessian_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(logits):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = p): an array (..., P, P) over (z), symmetric:
+    [z, z] = sigmoid(z) - sigmoid(z)**2.
+    """
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(logits.shape)
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _t0 = _sigmoid(logits)
+    _fisher_0_0 = np.square(_t0)
+    np.subtract(_t0, _fisher_0_0, out=_fisher_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, logits):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(logits)
+    return {'logits': grad['logits'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'beta'
 PARAM = 'concentration'
 PARAMETERS = ('concentration1', 'concentration0')
@@ -92,6 +92,77 @@ def eligibility(x, concentration1, concentration0):
     e_concentration1 = _output(e_concentration1, batch, dtype, copy=False)
     e_concentration0 = _output(e_concentration0, batch, dtype, copy=False)
     return {"concentration1": e_concentration1, "concentration0": e_concentration0}
+
+
+def hessian(x, concentration1, concentration0):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (a, b), symmetric:
+    [a, a] = ψ′(a + b) - ψ′(a)
+    [a, b] = ψ′(a + b)
+    [b, b] = ψ′(a + b) - ψ′(b).
+    """
+    concentration1 = np.asarray(concentration1)
+    concentration0 = np.asarray(concentration0)
+    dtype = _float_dtype(concentration1, concentration0)
+    concentration1 = concentration1.astype(dtype, copy=False)
+    concentration0 = concentration0.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, concentration1.shape, concentration0.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    concentration1 = _with_ndim(concentration1, max(len(batch), 1))
+    concentration0 = _with_ndim(concentration0, max(len(batch), 1))
+    _t0 = special.polygamma(1, concentration0 + concentration1)
+    _t1 = np.multiply(_t0, -1)
+    _b2 = special.polygamma(1, concentration1)
+    np.negative(_b2, out=_b2)
+    _hessian_0_0 = np.subtract(_b2, _t1, out=_into(_b2, _t1))
+    _hessian_0_1 = _t0
+    _b4 = special.polygamma(1, concentration0)
+    np.negative(_t1, out=_t1)
+    np.subtract(_t1, _b4, out=_t1)
+    _hessian_1_1 = _t1
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(concentration1, concentration0):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): an array (..., P, P) over (a, b), symmetric:
+    [a, a] = ψ′(a) - ψ′(a + b)
+    [a, b] = -ψ′(a + b)
+    [b, b] = ψ′(b) - ψ′(a + b).
+    """
+    concentration1 = np.asarray(concentration1)
+    concentration0 = np.asarray(concentration0)
+    dtype = _float_dtype(concentration1, concentration0)
+    concentration1 = concentration1.astype(dtype, copy=False)
+    concentration0 = concentration0.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(concentration1.shape, concentration0.shape)
+    concentration1 = _with_ndim(concentration1, max(len(batch), 1))
+    concentration0 = _with_ndim(concentration0, max(len(batch), 1))
+    _t0 = special.polygamma(1, concentration0 + concentration1)
+    np.negative(_t0, out=_t0)
+    _b1 = special.polygamma(1, concentration1)
+    _fisher_0_0 = np.add(_b1, _t0, out=_into(_b1, _t0))
+    _fisher_0_1 = _t0
+    _b3 = special.polygamma(1, concentration0)
+    _fisher_1_1 = np.add(_b3, _t0, out=_into(_b3, _t0))
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, concentration1, concentration0):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(concentration1, concentration0)
+    g = np.stack(np.broadcast_arrays(grad['concentration1'], grad['concentration0']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'concentration1': v[..., 0], 'concentration0': v[..., 1]}
 
 
 def _float_dtype(*arrays):

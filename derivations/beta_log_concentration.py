@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'beta'
 PARAM = 'log_concentration'
 PARAMETERS = ('log_concentration1', 'log_concentration0')
@@ -100,6 +100,109 @@ def eligibility(x, log_concentration1, log_concentration0):
     e_log_concentration1 = _output(e_log_concentration1, batch, dtype, copy=False)
     e_log_concentration0 = _output(e_log_concentration0, batch, dtype, copy=False)
     return {"log_concentration1": e_log_concentration1, "log_concentration0": e_log_concentration0}
+
+
+def hessian(x, log_concentration1, log_concentration0):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (u, v), symmetric:
+    [u, u] = (exp(u)*ψ′(exp(u) + exp(v)) + log(x) + ψ(exp(u) + exp(v)) - exp(u)*ψ′(exp(u)) - ψ(exp(u)))*exp(u)
+    [u, v] = exp(u)*exp(v)*ψ′(exp(u) + exp(v))
+    [v, v] = (exp(v)*ψ′(exp(u) + exp(v)) + log(1 - x) + ψ(exp(u) + exp(v)) - exp(v)*ψ′(exp(v)) - ψ(exp(v)))*exp(v).
+    """
+    log_concentration1 = np.asarray(log_concentration1)
+    log_concentration0 = np.asarray(log_concentration0)
+    dtype = _float_dtype(log_concentration1, log_concentration0)
+    log_concentration1 = log_concentration1.astype(dtype, copy=False)
+    log_concentration0 = log_concentration0.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, log_concentration1.shape, log_concentration0.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_concentration1 = _with_ndim(log_concentration1, max(len(batch), 1))
+    log_concentration0 = _with_ndim(log_concentration0, max(len(batch), 1))
+    _t0 = np.exp(log_concentration1)
+    _t1 = np.exp(log_concentration0)
+    _t2 = np.add(_t0, _t1)
+    _t3 = special.digamma(_t2)
+    _t4 = special.polygamma(1, _t2)
+    _t5 = np.multiply(_t0, _t4)
+    _b6 = special.digamma(_t0)
+    _b7 = special.polygamma(1, _t0)
+    np.multiply(_b7, _t0, out=_b7)
+    _b8 = np.log(x)
+    _hessian_0_0 = np.add(_b8, _t3, out=_into(_b8, _t3))
+    np.add(_hessian_0_0, _t5, out=_hessian_0_0)
+    np.subtract(_hessian_0_0, _b6, out=_hessian_0_0)
+    np.subtract(_hessian_0_0, _b7, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, _t0, out=_hessian_0_0)
+    np.multiply(_t5, _t1, out=_t5)
+    _hessian_0_1 = _t5
+    _b10 = special.digamma(_t1)
+    np.multiply(_t4, _t1, out=_t4)
+    _b11 = special.polygamma(1, _t1)
+    np.multiply(_b11, _t1, out=_b11)
+    _b12 = np.negative(x)
+    np.add(_b12, 1, out=_b12)
+    np.log(_b12, out=_b12)
+    np.subtract(_t3, _b10, out=_t3)
+    np.add(_t3, _t4, out=_t3)
+    np.subtract(_t3, _b11, out=_t3)
+    _hessian_1_1 = np.add(_t3, _b12, out=_into(_t3, _b12))
+    np.multiply(_hessian_1_1, _t1, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(log_concentration1, log_concentration0):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = polygamma(0, a) - polygamma(0, a + b); E[log(1 - x)] = polygamma(0, b) - polygamma(0, a + b)): an array (..., P, P) over (u, v), symmetric:
+    [u, u] = -(ψ′(exp(u) + exp(v)) - ψ′(exp(u)))*exp(2*u)
+    [u, v] = -exp(u)*exp(v)*ψ′(exp(u) + exp(v))
+    [v, v] = -(ψ′(exp(u) + exp(v)) - ψ′(exp(v)))*exp(2*v).
+    """
+    log_concentration1 = np.asarray(log_concentration1)
+    log_concentration0 = np.asarray(log_concentration0)
+    dtype = _float_dtype(log_concentration1, log_concentration0)
+    log_concentration1 = log_concentration1.astype(dtype, copy=False)
+    log_concentration0 = log_concentration0.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(log_concentration1.shape, log_concentration0.shape)
+    log_concentration1 = _with_ndim(log_concentration1, max(len(batch), 1))
+    log_concentration0 = _with_ndim(log_concentration0, max(len(batch), 1))
+    _t0 = np.exp(log_concentration1)
+    _t1 = np.exp(log_concentration0)
+    _t2 = special.polygamma(1, _t0 + _t1)
+    _b3 = special.polygamma(1, _t0)
+    _b4 = np.subtract(_t2, _b3, out=_into(_b3, _t2))
+    _b5 = np.multiply(log_concentration1, 2)
+    np.exp(_b5, out=_b5)
+    np.multiply(_b4, _b5, out=_b4)
+    np.negative(_b4, out=_b4)
+    _fisher_0_0 = _b4
+    _fisher_0_1 = np.multiply(_t0, _t1, out=_into(_t0, _t1))
+    np.multiply(_fisher_0_1, _t2, out=_fisher_0_1)
+    np.negative(_fisher_0_1, out=_fisher_0_1)
+    _b7 = special.polygamma(1, _t1)
+    np.subtract(_t2, _b7, out=_t2)
+    _b8 = np.multiply(log_concentration0, 2)
+    np.exp(_b8, out=_b8)
+    np.multiply(_t2, _b8, out=_t2)
+    np.negative(_t2, out=_t2)
+    _fisher_1_1 = _t2
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, log_concentration1, log_concentration0):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(log_concentration1, log_concentration0)
+    g = np.stack(np.broadcast_arrays(grad['log_concentration1'], grad['log_concentration0']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'log_concentration1': v[..., 0], 'log_concentration0': v[..., 1]}
 
 
 def _float_dtype(*arrays):

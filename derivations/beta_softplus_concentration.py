@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'beta'
 PARAM = 'softplus_concentration'
 PARAMETERS = ('raw_concentration1', 'raw_concentration0')
@@ -104,6 +104,120 @@ def eligibility(x, raw_concentration1, raw_concentration0):
     e_raw_concentration1 = _output(e_raw_concentration1, batch, dtype, copy=False)
     e_raw_concentration0 = _output(e_raw_concentration0, batch, dtype, copy=False)
     return {"raw_concentration1": e_raw_concentration1, "raw_concentration0": e_raw_concentration0}
+
+
+def hessian(x, raw_concentration1, raw_concentration0):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (r, s), symmetric:
+    [r, r] = ((1 - sigmoid(r))*log(x) + (1 - sigmoid(r))*ψ(softplus(r) + softplus(s)) + sigmoid(r)*ψ′(softplus(r) + softplus(s)) - (1 - sigmoid(r))*ψ(softplus(r)) - sigmoid(r)*ψ′(softplus(r)))*sigmoid(r)
+    [r, s] = sigmoid(r)*sigmoid(s)*ψ′(softplus(r) + softplus(s))
+    [s, s] = ((1 - sigmoid(s))*log(1 - x) + (1 - sigmoid(s))*ψ(softplus(r) + softplus(s)) + sigmoid(s)*ψ′(softplus(r) + softplus(s)) - (1 - sigmoid(s))*ψ(softplus(s)) - sigmoid(s)*ψ′(softplus(s)))*sigmoid(s).
+    """
+    raw_concentration1 = np.asarray(raw_concentration1)
+    raw_concentration0 = np.asarray(raw_concentration0)
+    dtype = _float_dtype(raw_concentration1, raw_concentration0)
+    raw_concentration1 = raw_concentration1.astype(dtype, copy=False)
+    raw_concentration0 = raw_concentration0.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, raw_concentration1.shape, raw_concentration0.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_concentration1 = _with_ndim(raw_concentration1, max(len(batch), 1))
+    raw_concentration0 = _with_ndim(raw_concentration0, max(len(batch), 1))
+    _t0 = _sigmoid(raw_concentration1)
+    _t1 = np.logaddexp(0, raw_concentration1)
+    _t2 = np.negative(_t0)
+    np.add(_t2, 1, out=_t2)
+    _t3 = np.logaddexp(0, raw_concentration0)
+    _t4 = np.add(_t1, _t3)
+    _t5 = special.polygamma(1, _t4)
+    _t6 = np.multiply(_t0, _t5)
+    special.digamma(_t4, out=_t4)
+    _t7 = _t4
+    _t8 = _sigmoid(raw_concentration0)
+    _t9 = np.negative(_t8)
+    np.add(_t9, 1, out=_t9)
+    _b9 = np.multiply(_t2, _t7)
+    _b10 = np.log(x)
+    _b11 = np.multiply(_b10, _t2, out=_into(_b10, _t2))
+    _b12 = special.polygamma(1, _t1)
+    np.multiply(_b12, _t0, out=_b12)
+    _b13 = special.digamma(_t1)
+    np.multiply(_b13, _t2, out=_b13)
+    np.add(_b9, _t6, out=_b9)
+    _hessian_0_0 = np.add(_b9, _b11, out=_into(_b9, _b11))
+    np.subtract(_hessian_0_0, _b12, out=_hessian_0_0)
+    np.subtract(_hessian_0_0, _b13, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, _t0, out=_hessian_0_0)
+    np.multiply(_t6, _t8, out=_t6)
+    _hessian_0_1 = _t6
+    np.multiply(_t5, _t8, out=_t5)
+    np.multiply(_t7, _t9, out=_t7)
+    _b15 = np.negative(x)
+    np.add(_b15, 1, out=_b15)
+    np.log(_b15, out=_b15)
+    _b16 = np.multiply(_b15, _t9, out=_into(_b15, _t9))
+    _b17 = special.polygamma(1, _t3)
+    np.multiply(_b17, _t8, out=_b17)
+    _b18 = special.digamma(_t3)
+    np.multiply(_b18, _t9, out=_b18)
+    np.add(_t5, _t7, out=_t5)
+    _hessian_1_1 = np.add(_t5, _b16, out=_into(_t5, _b16))
+    np.subtract(_hessian_1_1, _b17, out=_hessian_1_1)
+    np.subtract(_hessian_1_1, _b18, out=_hessian_1_1)
+    np.multiply(_hessian_1_1, _t8, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(raw_concentration1, raw_concentration0):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = polygamma(0, a) - polygamma(0, a + b); E[log(1 - x)] = polygamma(0, b) - polygamma(0, a + b)): an array (..., P, P) over (r, s), symmetric:
+    [r, r] = -(ψ′(softplus(r) + softplus(s)) - ψ′(softplus(r)))*sigmoid(r)**2
+    [r, s] = -sigmoid(r)*sigmoid(s)*ψ′(softplus(r) + softplus(s))
+    [s, s] = -(ψ′(softplus(r) + softplus(s)) - ψ′(softplus(s)))*sigmoid(s)**2.
+    """
+    raw_concentration1 = np.asarray(raw_concentration1)
+    raw_concentration0 = np.asarray(raw_concentration0)
+    dtype = _float_dtype(raw_concentration1, raw_concentration0)
+    raw_concentration1 = raw_concentration1.astype(dtype, copy=False)
+    raw_concentration0 = raw_concentration0.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(raw_concentration1.shape, raw_concentration0.shape)
+    raw_concentration1 = _with_ndim(raw_concentration1, max(len(batch), 1))
+    raw_concentration0 = _with_ndim(raw_concentration0, max(len(batch), 1))
+    _t0 = _sigmoid(raw_concentration1)
+    _t1 = np.logaddexp(0, raw_concentration1)
+    _t2 = np.logaddexp(0, raw_concentration0)
+    _t3 = special.polygamma(1, _t1 + _t2)
+    _t4 = _sigmoid(raw_concentration0)
+    _b5 = np.square(_t0)
+    _b6 = special.polygamma(1, _t1)
+    _b7 = np.subtract(_t3, _b6, out=_into(_b6, _t3))
+    _fisher_0_0 = np.multiply(_b5, _b7, out=_into(_b5, _b7))
+    np.negative(_fisher_0_0, out=_fisher_0_0)
+    _fisher_0_1 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    np.multiply(_fisher_0_1, _t4, out=_fisher_0_1)
+    np.negative(_fisher_0_1, out=_fisher_0_1)
+    np.square(_t4, out=_t4)
+    _b10 = special.polygamma(1, _t2)
+    np.subtract(_t3, _b10, out=_t3)
+    _fisher_1_1 = np.multiply(_t4, _t3, out=_into(_t4, _t3))
+    np.negative(_fisher_1_1, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, raw_concentration1, raw_concentration0):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(raw_concentration1, raw_concentration0)
+    g = np.stack(np.broadcast_arrays(grad['raw_concentration1'], grad['raw_concentration0']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'raw_concentration1': v[..., 0], 'raw_concentration0': v[..., 1]}
 
 
 def _float_dtype(*arrays):

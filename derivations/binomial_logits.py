@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'binomial'
 PARAM = 'logits'
 PARAMETERS = ('logits',)
@@ -77,6 +77,57 @@ def eligibility(x, total_count, logits):
     e_logits = np.subtract(x, _b1, out=_into(_b1, x))
     e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
+
+
+def hessian(x, total_count, logits):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (z), symmetric:
+    [z, z] = n*(sigmoid(z) - 1)*sigmoid(z).
+    """
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    total_count = np.asarray(total_count, dtype)
+    batch = np.broadcast_shapes(x.shape, total_count.shape, logits.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _t0 = _sigmoid(logits)
+    _b1 = np.add(_t0, -1)
+    np.multiply(_b1, _t0, out=_b1)
+    _hessian_0_0 = np.multiply(_b1, total_count, out=_into(_b1, total_count))
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(total_count, logits):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = n*p): an array (..., P, P) over (z), symmetric:
+    [z, z] = n*(1 - sigmoid(z))*sigmoid(z).
+    """
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    total_count = np.asarray(total_count, dtype)
+    batch = np.broadcast_shapes(total_count.shape, logits.shape)
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    logits = _with_ndim(logits, max(len(batch), 1))
+    _t0 = _sigmoid(logits)
+    _b1 = np.negative(_t0)
+    np.add(_b1, 1, out=_b1)
+    np.multiply(_b1, _t0, out=_b1)
+    _fisher_0_0 = np.multiply(_b1, total_count, out=_into(_b1, total_count))
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, total_count, logits):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(total_count, logits)
+    return {'logits': grad['logits'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

@@ -17,7 +17,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'categorical'
 PARAM = 'logits'
 PARAMETERS = ('logits',)
@@ -77,6 +77,78 @@ def eligibility(x, logits):
     return {"logits": e_logits}
 
 
+def hessian(x, logits):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -softmax(z)[j], c = 1, u_j = softmax(z)[j]
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    x = np.asarray(x)
+    size = logits.shape[-1]
+    batch = np.broadcast_shapes(x.shape, logits.shape[:-1])
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
+    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _exp0 = np.subtract(logits, _max0)
+    np.exp(_exp0, out=_exp0)
+    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _c0 = 1/_sumexp0
+    np.multiply(_exp0, _c0, out=_exp0)
+    _t0 = _exp0
+    _diagonal = np.multiply(_t0, -1)
+    _scale = 1
+    _vector = _t0
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or False)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(logits):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = softmax(z)[j], c = -1, u_j = softmax(z)[j]
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    size = logits.shape[-1]
+    batch = np.broadcast_shapes(logits.shape[:-1])
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
+    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _exp0 = np.subtract(logits, _max0)
+    np.exp(_exp0, out=_exp0)
+    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _c0 = 1/_sumexp0
+    np.multiply(_exp0, _c0, out=_exp0)
+    _t0 = _exp0
+    _diagonal = _t0
+    _scale = -1
+    _vector = _t0
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=True)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, logits):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is singular; its null space is spanned by n_j = 1: F⁺ (Moore–Penrose) in O(K).
+    """
+    f = fisher(logits)
+    logits = np.asarray(logits)
+    dtype = _float_dtype(logits)
+    logits = logits.astype(dtype, copy=False)
+    size = logits.shape[-1]
+    batch = np.broadcast_shapes(logits.shape[:-1])
+    logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
+    _null = 1
+    _null = _output(_null, batch + (size,), dtype, copy=True)
+    return {'logits': _rank_one_pinv_solve(f['diagonal'], _null, np.asarray(grad['logits'], f['diagonal'].dtype))}
+
+
 def _add_at(out, index, value):
     """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
     np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
@@ -95,4 +167,21 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def _rank_one_pinv_solve(d, n, g):
+    """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
+    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution)."""
+    nn = np.sum(n * n, axis=-1, keepdims=True)
+    g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
+    v = g / d
+    return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out

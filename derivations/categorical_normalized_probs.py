@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'categorical'
 PARAM = 'normalized_probs'
 PARAMETERS = ('normalized_probs',)
@@ -65,6 +65,59 @@ def eligibility(x, normalized_probs):
     return {"normalized_probs": e_normalized_probs}
 
 
+def hessian(x, normalized_probs):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -δ(j,x)/π[x]**2, c = 0, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    normalized_probs = np.asarray(normalized_probs)
+    dtype = _float_dtype(normalized_probs)
+    normalized_probs = normalized_probs.astype(dtype, copy=False)
+    x = np.asarray(x)
+    size = normalized_probs.shape[-1]
+    batch = np.broadcast_shapes(x.shape, normalized_probs.shape[:-1])
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
+    _normalized_probs_at_x0 = np.take_along_axis(normalized_probs, _x, axis=-1)
+    _diagonal = 0
+    _scale = 0
+    _vector = 1
+    _diagonal_at_x = -1/_normalized_probs_at_x0**2
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=True)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    _add_at(_diagonal, _x, _diagonal_at_x)
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(normalized_probs):
+    """the Fisher information F(θ) (F = −E[H], the expectation by an exact sum over the K categories): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = 1/π[j], c = 0, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    normalized_probs = np.asarray(normalized_probs)
+    dtype = _float_dtype(normalized_probs)
+    normalized_probs = normalized_probs.astype(dtype, copy=False)
+    size = normalized_probs.shape[-1]
+    batch = np.broadcast_shapes(normalized_probs.shape[:-1])
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
+    _diagonal = np.divide(1, normalized_probs)
+    _scale = 0
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, normalized_probs):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(normalized_probs)
+    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) / f['diagonal']}
+
+
 def _add_at(out, index, value):
     """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
     np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
@@ -83,4 +136,12 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out

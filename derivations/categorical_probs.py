@@ -18,7 +18,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'categorical'
 PARAM = 'probs'
 PARAMETERS = ('probs',)
@@ -70,6 +70,69 @@ def eligibility(x, probs):
     return {"probs": e_probs}
 
 
+def hessian(x, probs):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -δ(j,x)/p[x]**2, c = Σ_i p[i]**(-2), u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    x = np.asarray(x)
+    size = probs.shape[-1]
+    batch = np.broadcast_shapes(x.shape, probs.shape[:-1])
+    _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
+    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
+    _diagonal = 0
+    _scale = _sum0**(-2.0)
+    _vector = 1
+    _diagonal_at_x = -1/_probs_at_x0**2
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=True)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    _add_at(_diagonal, _x, _diagonal_at_x)
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(probs):
+    """the Fisher information F(θ) (F = −E[H], the expectation by an exact sum over the K categories): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = 1/(p[j]*Σ_i p[i]), c = -1/Σ_i p[i]**2, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    size = probs.shape[-1]
+    batch = np.broadcast_shapes(probs.shape[:-1])
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
+    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _diagonal = np.divide(1/_sum0, probs)
+    _scale = -1/_sum0**2
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, probs):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is singular; its null space is spanned by n_j = p[j]: F⁺ (Moore–Penrose) in O(K).
+    """
+    f = fisher(probs)
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    size = probs.shape[-1]
+    batch = np.broadcast_shapes(probs.shape[:-1])
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
+    _null = probs
+    _null = _output(_null, batch + (size,), dtype, copy=True)
+    return {'probs': _rank_one_pinv_solve(f['diagonal'], _null, np.asarray(grad['probs'], f['diagonal'].dtype))}
+
+
 def _add_at(out, index, value):
     """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
     np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
@@ -88,4 +151,21 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def _rank_one_pinv_solve(d, n, g):
+    """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
+    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution)."""
+    nn = np.sum(n * n, axis=-1, keepdims=True)
+    g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
+    v = g / d
+    return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out

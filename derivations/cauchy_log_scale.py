@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'cauchy'
 PARAM = 'log_scale'
 PARAMETERS = ('loc', 'log_scale')
@@ -86,6 +86,81 @@ def eligibility(x, loc, log_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "log_scale": e_log_scale}
+
+
+def hessian(x, loc, log_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, s), symmetric:
+    [μ, μ] = 2*(2*(μ - x)**2 - (x - μ)**2 - exp(2*s))/((x - μ)**2 + exp(2*s))**2
+    [μ, s] = 4*(μ - x)*exp(2*s)/((x - μ)**2 + exp(2*s))**2
+    [s, s] = -4*(x - μ)**2*exp(2*s)/((x - μ)**2 + exp(2*s))**2.
+    """
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(loc, log_scale)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, log_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _t0 = np.multiply(log_scale, 2)
+    np.exp(_t0, out=_t0)
+    _t1 = np.subtract(loc, x)
+    _t2 = np.square(_t1)
+    _t3 = np.add(_t0, _t2)
+    _b4 = np.square(_t3)
+    _t4 = np.divide(1, _b4)
+    _t5 = np.multiply(_t0, _t4, out=_into(_t0, _t4))
+    np.multiply(_t5, 4, out=_t5)
+    _b7 = np.square(_t1)
+    np.multiply(_b7, 2, out=_b7)
+    _b8 = np.subtract(_b7, _t3, out=_into(_b7, _t3))
+    np.multiply(_t4, _b8, out=_t4)
+    np.multiply(_t4, 2, out=_t4)
+    _hessian_0_0 = _t4
+    _hessian_0_1 = np.multiply(_t1, _t5, out=_into(_t1, _t5))
+    _hessian_1_1 = np.multiply(_t2, _t5, out=_into(_t2, _t5))
+    np.negative(_hessian_1_1, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, log_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t = 1/(1 + ((x − μ)/γ)²) ~ Beta(1/2, 1/2), E[t^s] = Γ(1/2 + s)/(Γ(1/2) Γ(1 + s))): an array (..., P, P) over (μ, s), symmetric:
+    [μ, μ] = exp(-2*s)/2
+    [μ, s] = 0
+    [s, s] = 1/2.
+    """
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(loc, log_scale)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, log_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _fisher_0_0 = np.multiply(log_scale, -2)
+    np.exp(_fisher_0_0, out=_fisher_0_0)
+    np.multiply(_fisher_0_0, 1/2, out=_fisher_0_0)
+    _fisher_0_1 = 0
+    _fisher_1_1 = 1/2
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, log_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, log_scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'log_scale': grad['log_scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

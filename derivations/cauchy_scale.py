@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'cauchy'
 PARAM = 'scale'
 PARAMETERS = ('loc', 'scale')
@@ -84,6 +84,88 @@ def eligibility(x, loc, scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
+
+
+def hessian(x, loc, scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, γ), symmetric:
+    [μ, μ] = 2*(2*(μ - x)**2 - γ**2 - (x - μ)**2)/(γ**2 + (x - μ)**2)**2
+    [μ, γ] = 4*γ*(μ - x)/(γ**2 + (x - μ)**2)**2
+    [γ, γ] = ((γ**2 + (x - μ)**2)**2 + 4*(x - μ)**4 - 6*(γ**2 + (x - μ)**2)*(x - μ)**2)/(γ**2*(γ**2 + (x - μ)**2)**2).
+    """
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(loc, scale)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.square(scale)
+    _t1 = np.subtract(loc, x)
+    _t2 = np.multiply(_t1, -1)
+    np.square(_t2, out=_t2)
+    _t3 = _t2
+    _t4 = np.add(_t0, _t3)
+    _t5 = np.square(_t4)
+    _t6 = np.divide(1, _t5)
+    _b6 = np.square(_t1)
+    np.multiply(_b6, 2, out=_b6)
+    _hessian_0_0 = np.subtract(_b6, _t4, out=_into(_b6, _t4))
+    np.multiply(_hessian_0_0, _t6, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, 2, out=_hessian_0_0)
+    _hessian_0_1 = np.multiply(_t1, _t6, out=_into(_t1, _t6))
+    np.multiply(_hessian_0_1, scale, out=_hessian_0_1)
+    np.multiply(_hessian_0_1, 4, out=_hessian_0_1)
+    _b9 = np.square(_t3)
+    np.multiply(_b9, 4, out=_b9)
+    np.multiply(_t4, _t3, out=_t4)
+    np.multiply(_t4, -6, out=_t4)
+    np.add(_t5, _b9, out=_t5)
+    np.add(_t5, _t4, out=_t5)
+    np.multiply(_t6, _t5, out=_t6)
+    np.divide(_t6, _t0, out=_t6)
+    _hessian_1_1 = _t6
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t = 1/(1 + ((x − μ)/γ)²) ~ Beta(1/2, 1/2), E[t^s] = Γ(1/2 + s)/(Γ(1/2) Γ(1 + s))): an array (..., P, P) over (μ, γ), symmetric:
+    [μ, μ] = 1/(2*γ**2)
+    [μ, γ] = 0
+    [γ, γ] = 1/(2*γ**2).
+    """
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(loc, scale)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(scale)
+    _t0 = np.divide(1/2, _b0)
+    _fisher_0_0 = _t0
+    _fisher_0_1 = 0
+    _fisher_1_1 = _t0
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'scale': grad['scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

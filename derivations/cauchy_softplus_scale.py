@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'cauchy'
 PARAM = 'softplus_scale'
 PARAMETERS = ('loc', 'raw_scale')
@@ -94,6 +94,107 @@ def eligibility(x, loc, raw_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
+
+
+def hessian(x, loc, raw_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = 2*(2*(μ - x)**2 - (x - μ)**2 - softplus(r)**2)/((x - μ)**2 + softplus(r)**2)**2
+    [μ, r] = 4*(μ - x)*sigmoid(r)*softplus(r)/((x - μ)**2 + softplus(r)**2)**2
+    [r, r] = (2*(1 - sigmoid(r))*(x - μ)**2/(((x - μ)**2/softplus(r)**2 + 1)*softplus(r)**2) + 4*(x - μ)**4*sigmoid(r)/softplus(r)/(((x - μ)**2/softplus(r)**2 + 1)**2*softplus(r)**4) + sigmoid(r) + sigmoid(r)/softplus(r) - 6*(x - μ)**2*sigmoid(r)/softplus(r)/(((x - μ)**2/softplus(r)**2 + 1)*softplus(r)**2) - 1)*sigmoid(r)/softplus(r).
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.logaddexp(0, raw_scale)
+    _t1 = np.square(_t0)
+    _t2 = np.subtract(loc, x)
+    _t3 = np.multiply(_t2, -1)
+    np.square(_t3, out=_t3)
+    _t4 = _t3
+    _t5 = np.add(_t1, _t4)
+    _b5 = np.square(_t5)
+    _t6 = np.divide(1, _b5)
+    _t7 = _sigmoid(raw_scale)
+    _t8 = _sigmoid_over_softplus(raw_scale)
+    _t9 = np.divide(_t4, _t1)
+    _t10 = np.add(_t9, 1)
+    np.divide(_t9, _t10, out=_t9)
+    _t11 = _t9
+    _t12 = np.add(_t7, -1)
+    _b12 = np.square(_t2)
+    np.multiply(_b12, 2, out=_b12)
+    _hessian_0_0 = np.subtract(_b12, _t5, out=_into(_b12, _t5))
+    np.multiply(_hessian_0_0, _t6, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, 2, out=_hessian_0_0)
+    _hessian_0_1 = np.multiply(_t0, _t2, out=_into(_t0, _t2))
+    np.multiply(_hessian_0_1, _t6, out=_hessian_0_1)
+    np.multiply(_hessian_0_1, _t7, out=_hessian_0_1)
+    np.multiply(_hessian_0_1, 4, out=_hessian_0_1)
+    _b15 = np.multiply(_t11, _t8)
+    np.multiply(_b15, -6, out=_b15)
+    _b16 = np.multiply(_t11, _t12)
+    np.multiply(_b16, -2, out=_b16)
+    np.square(_t4, out=_t4)
+    np.square(_t1, out=_t1)
+    np.square(_t10, out=_t10)
+    _b17 = np.multiply(_t4, _t8, out=_into(_t4, _t8))
+    np.divide(_b17, _t1, out=_b17)
+    np.divide(_b17, _t10, out=_b17)
+    np.multiply(_b17, 4, out=_b17)
+    np.add(_b15, _t12, out=_b15)
+    np.add(_b15, _t8, out=_b15)
+    np.add(_b15, _b16, out=_b15)
+    np.add(_b15, _b17, out=_b15)
+    np.multiply(_b15, _t8, out=_b15)
+    _hessian_1_1 = _b15
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, raw_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t = 1/(1 + ((x − μ)/γ)²) ~ Beta(1/2, 1/2), E[t^s] = Γ(1/2 + s)/(Γ(1/2) Γ(1 + s))): an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = 1/(2*softplus(r)**2)
+    [μ, r] = 0
+    [r, r] = sigmoid(r)/softplus(r)**2/2.
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, raw_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_scale)
+    np.square(_b0, out=_b0)
+    _fisher_0_0 = np.divide(1/2, _b0)
+    _fisher_0_1 = 0
+    _fisher_1_1 = _sigmoid_over_softplus(raw_scale)
+    np.square(_fisher_1_1, out=_fisher_1_1)
+    np.multiply(_fisher_1_1, 1/2, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, raw_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, raw_scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'raw_scale': grad['raw_scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

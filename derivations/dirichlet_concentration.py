@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
 PARAM = 'concentration'
 PARAMETERS = ('concentration',)
@@ -68,6 +68,59 @@ def eligibility(x, concentration):
     return {"concentration": e_concentration}
 
 
+def hessian(x, concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -ψ′(α[j]), c = ψ′(Σ_i α[i]), u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    concentration = np.asarray(concentration)
+    dtype = _float_dtype(concentration)
+    concentration = concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    size = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], concentration.shape[:-1])
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
+    _sum0 = np.sum(concentration, axis=-1, keepdims=True)
+    _diagonal = special.polygamma(1, concentration)
+    np.negative(_diagonal, out=_diagonal)
+    _scale = special.polygamma(1, _sum0)
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(concentration):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = ψ′(α[j]), c = -ψ′(Σ_i α[i]), u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    concentration = np.asarray(concentration)
+    dtype = _float_dtype(concentration)
+    concentration = concentration.astype(dtype, copy=False)
+    size = concentration.shape[-1]
+    batch = np.broadcast_shapes(concentration.shape[:-1])
+    concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
+    _sum0 = np.sum(concentration, axis=-1, keepdims=True)
+    _diagonal = special.polygamma(1, concentration)
+    _scale = -special.polygamma(1, _sum0)
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F⁻¹ by Sherman–Morrison in O(K).
+    """
+    f = fisher(concentration)
+    return {'concentration': _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], np.asarray(grad['concentration'], f['diagonal'].dtype))}
+
+
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -87,4 +140,20 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def _rank_one_solve(d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
+    w = u / d
+    wg = np.sum(w * g, axis=-1, keepdims=True)
+    wu = np.sum(w * u, axis=-1, keepdims=True)
+    return g / d - w * (c * wg / (1 + c * wu))
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
 PARAM = 'log_concentration'
 PARAMETERS = ('log_concentration',)
@@ -74,6 +74,76 @@ def eligibility(x, log_concentration):
     return {"log_concentration": e_log_concentration}
 
 
+def hessian(x, log_concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = exp(a[j])*log(x[j]) + exp(a[j])*ψ(Σ_i (exp(a[i]))) - exp(2*a[j])*ψ′(exp(a[j])) - exp(a[j])*ψ(exp(a[j])), c = ψ′(Σ_i (exp(a[i]))), u_j = exp(a[j])
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    log_concentration = np.asarray(log_concentration)
+    dtype = _float_dtype(log_concentration)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    size = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], log_concentration.shape[:-1])
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    log_concentration = log_concentration.reshape((1,) * (len(batch) + 1 - log_concentration.ndim) + log_concentration.shape)
+    _sum0 = np.sum(np.exp(log_concentration), axis=-1, keepdims=True)
+    _t0 = np.exp(log_concentration)
+    _b1 = np.log(x)
+    _b2 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _b3 = np.multiply(_t0, special.digamma(_sum0))
+    _b4 = special.digamma(_t0)
+    np.multiply(_b4, _t0, out=_b4)
+    _b5 = np.multiply(log_concentration, 2)
+    np.exp(_b5, out=_b5)
+    _b6 = special.polygamma(1, _t0)
+    np.multiply(_b5, _b6, out=_b5)
+    np.add(_b2, _b3, out=_b2)
+    np.subtract(_b2, _b4, out=_b2)
+    np.subtract(_b2, _b5, out=_b2)
+    _diagonal = _b2
+    _scale = special.polygamma(1, _sum0)
+    _vector = _t0
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or False)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(log_concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x[i])] = polygamma(0, alpha[i]) - polygamma(0, Sum(alpha[k], (k, 0, K - 1)))): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = exp(2*a[j])*ψ′(exp(a[j])), c = -ψ′(Σ_i (exp(a[i]))), u_j = exp(a[j])
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    log_concentration = np.asarray(log_concentration)
+    dtype = _float_dtype(log_concentration)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    size = log_concentration.shape[-1]
+    batch = np.broadcast_shapes(log_concentration.shape[:-1])
+    log_concentration = log_concentration.reshape((1,) * (len(batch) + 1 - log_concentration.ndim) + log_concentration.shape)
+    _sum0 = np.sum(np.exp(log_concentration), axis=-1, keepdims=True)
+    _t0 = np.exp(log_concentration)
+    _b1 = np.multiply(log_concentration, 2)
+    np.exp(_b1, out=_b1)
+    _b2 = special.polygamma(1, _t0)
+    np.multiply(_b1, _b2, out=_b1)
+    _diagonal = _b1
+    _scale = -special.polygamma(1, _sum0)
+    _vector = _t0
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or False)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, log_concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F⁻¹ by Sherman–Morrison in O(K).
+    """
+    f = fisher(log_concentration)
+    return {'log_concentration': _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], np.asarray(grad['log_concentration'], f['diagonal'].dtype))}
+
+
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -93,4 +163,20 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def _rank_one_solve(d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
+    w = u / d
+    wg = np.sum(w * g, axis=-1, keepdims=True)
+    wu = np.sum(w * u, axis=-1, keepdims=True)
+    return g / d - w * (c * wg / (1 + c * wu))
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
 PARAM = 'natural'
 PARAMETERS = ('eta',)
@@ -70,6 +70,59 @@ def eligibility(x, eta):
     return {"eta": e_eta}
 
 
+def hessian(x, eta):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -ψ′(η[j] + 1), c = ψ′(K + Σ_i η[i]), u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    eta = np.asarray(eta)
+    dtype = _float_dtype(eta)
+    eta = eta.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    size = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], eta.shape[:-1])
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
+    _sum0 = np.sum(eta, axis=-1, keepdims=True)
+    _diagonal = special.polygamma(1, eta + 1)
+    np.negative(_diagonal, out=_diagonal)
+    _scale = special.polygamma(1, _sum0 + size)
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(eta):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = ψ′(η[j] + 1), c = -ψ′(K + Σ_i η[i]), u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    eta = np.asarray(eta)
+    dtype = _float_dtype(eta)
+    eta = eta.astype(dtype, copy=False)
+    size = eta.shape[-1]
+    batch = np.broadcast_shapes(eta.shape[:-1])
+    eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
+    _sum0 = np.sum(eta, axis=-1, keepdims=True)
+    _diagonal = special.polygamma(1, eta + 1)
+    _scale = -special.polygamma(1, _sum0 + size)
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, eta):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F⁻¹ by Sherman–Morrison in O(K).
+    """
+    f = fisher(eta)
+    return {'eta': _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], np.asarray(grad['eta'], f['diagonal'].dtype))}
+
+
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -89,4 +142,20 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def _rank_one_solve(d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
+    w = u / d
+    wg = np.sum(w * g, axis=-1, keepdims=True)
+    wu = np.sum(w * u, axis=-1, keepdims=True)
+    return g / d - w * (c * wg / (1 + c * wu))
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out

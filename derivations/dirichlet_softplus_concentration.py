@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
 PARAM = 'softplus_concentration'
 PARAMETERS = ('raw_concentration',)
@@ -75,6 +75,82 @@ def eligibility(x, raw_concentration):
     return {"raw_concentration": e_raw_concentration}
 
 
+def hessian(x, raw_concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = sigmoid(r[j])**2*ψ(softplus(r[j])) + sigmoid(r[j])*log(x[j]) + sigmoid(r[j])*ψ(Σ_i (softplus(r[i]))) - sigmoid(r[j])**2*log(x[j]) - sigmoid(r[j])**2*ψ(Σ_i (softplus(r[i]))) - sigmoid(r[j])**2*ψ′(softplus(r[j])) - sigmoid(r[j])*ψ(softplus(r[j])), c = ψ′(Σ_i (softplus(r[i]))), u_j = sigmoid(r[j])
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    raw_concentration = np.asarray(raw_concentration)
+    dtype = _float_dtype(raw_concentration)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    size = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], raw_concentration.shape[:-1])
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
+    _sum0 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
+    _t0 = _sigmoid(raw_concentration)
+    _t1 = np.log(x)
+    _t2 = special.digamma(_sum0)
+    _t3 = np.logaddexp(0, raw_concentration)
+    _t4 = special.digamma(_t3)
+    _t5 = np.square(_t0)
+    _b5 = np.multiply(_t0, _t1)
+    _b6 = np.multiply(_t0, _t2)
+    _b7 = np.multiply(_t4, _t5)
+    _b8 = np.multiply(_t0, _t4)
+    _b9 = np.multiply(_t1, _t5)
+    _b10 = np.multiply(_t5, -_t2)
+    _b11 = special.polygamma(1, _t3)
+    np.multiply(_b11, _t5, out=_b11)
+    np.add(_b5, _b6, out=_b5)
+    np.add(_b5, _b7, out=_b5)
+    np.subtract(_b5, _b8, out=_b5)
+    np.subtract(_b5, _b9, out=_b5)
+    np.add(_b5, _b10, out=_b5)
+    np.subtract(_b5, _b11, out=_b5)
+    _diagonal = _b5
+    _scale = special.polygamma(1, _sum0)
+    _vector = _t0
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or False)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(raw_concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x[i])] = polygamma(0, alpha[i]) - polygamma(0, Sum(alpha[k], (k, 0, K - 1)))): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = sigmoid(r[j])**2*ψ′(softplus(r[j])), c = -ψ′(Σ_i (softplus(r[i]))), u_j = sigmoid(r[j])
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    raw_concentration = np.asarray(raw_concentration)
+    dtype = _float_dtype(raw_concentration)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    size = raw_concentration.shape[-1]
+    batch = np.broadcast_shapes(raw_concentration.shape[:-1])
+    raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
+    _sum0 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
+    _t0 = _sigmoid(raw_concentration)
+    _b1 = np.square(_t0)
+    _b2 = special.polygamma(1, np.logaddexp(0, raw_concentration))
+    np.multiply(_b1, _b2, out=_b1)
+    _diagonal = _b1
+    _scale = -special.polygamma(1, _sum0)
+    _vector = _t0
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or False)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, raw_concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F⁻¹ by Sherman–Morrison in O(K).
+    """
+    f = fisher(raw_concentration)
+    return {'raw_concentration': _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], np.asarray(grad['raw_concentration'], f['diagonal'].dtype))}
+
+
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -97,6 +173,14 @@ def _output(value, shape, dtype, copy):
     return out
 
 
+def _rank_one_solve(d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
+    w = u / d
+    wg = np.sum(w * g, axis=-1, keepdims=True)
+    wu = np.sum(w * u, axis=-1, keepdims=True)
+    return g / d - w * (c * wg / (1 + c * wu))
+
+
 def _sigmoid(z):
     """1 / (1 + exp(−z)) in four in-place passes, accurate in both tails: as z → −∞ the result
     keeps a relative error of a few ulp, and where exp(−z) overflows it is the limit 0."""
@@ -105,3 +189,11 @@ def _sigmoid(z):
         np.exp(e, out=e)
     e += 1
     return np.reciprocal(e, out=e)
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
+    return out

@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'exponential'
 PARAM = 'log_rate'
 PARAMETERS = ('log_rate',)
@@ -61,6 +61,48 @@ def eligibility(x, log_rate):
     np.add(e_log_rate, 1, out=e_log_rate)
     e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_rate": e_log_rate}
+
+
+def hessian(x, log_rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (ell), symmetric:
+    [ell, ell] = -x*exp(ell).
+    """
+    log_rate = np.asarray(log_rate)
+    dtype = _float_dtype(log_rate)
+    log_rate = log_rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, log_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _b0 = np.exp(log_rate)
+    _hessian_0_0 = np.multiply(_b0, x, out=_into(_b0, x))
+    np.negative(_hessian_0_0, out=_hessian_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(log_rate):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = 1/lambda): an array (..., P, P) over (ell), symmetric:
+    [ell, ell] = 1.
+    """
+    log_rate = np.asarray(log_rate)
+    dtype = _float_dtype(log_rate)
+    log_rate = log_rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(log_rate.shape)
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _fisher_0_0 = 1
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, log_rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(log_rate)
+    return {'log_rate': grad['log_rate'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

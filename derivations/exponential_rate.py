@@ -13,7 +13,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'exponential'
 PARAM = 'rate'
 PARAMETERS = ('rate',)
@@ -57,6 +57,48 @@ def eligibility(x, rate):
     e_rate = np.subtract(_b0, x, out=_into(_b0, x))
     e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"rate": e_rate}
+
+
+def hessian(x, rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (λ), symmetric:
+    [λ, λ] = -1/λ**2.
+    """
+    rate = np.asarray(rate)
+    dtype = _float_dtype(rate)
+    rate = rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _b0 = np.square(rate)
+    _hessian_0_0 = np.divide(-1, _b0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(rate):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): an array (..., P, P) over (λ), symmetric:
+    [λ, λ] = λ**(-2).
+    """
+    rate = np.asarray(rate)
+    dtype = _float_dtype(rate)
+    rate = rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(rate.shape)
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _b0 = np.square(rate)
+    _fisher_0_0 = np.divide(1, _b0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(rate)
+    return {'rate': grad['rate'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'exponential'
 PARAM = 'softplus_rate'
 PARAMETERS = ('raw_rate',)
@@ -62,6 +62,58 @@ def eligibility(x, raw_rate):
     e_raw_rate = np.subtract(_b2, _b1, out=_into(_b2, _b1))
     e_raw_rate = _output(e_raw_rate, batch, dtype, copy=False)
     return {"raw_rate": e_raw_rate}
+
+
+def hessian(x, raw_rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (r), symmetric:
+    [r, r] = ((1 - sigmoid(r))/softplus(r) - x*(1 - sigmoid(r)) - sigmoid(r)/softplus(r)/softplus(r))*sigmoid(r).
+    """
+    raw_rate = np.asarray(raw_rate)
+    dtype = _float_dtype(raw_rate)
+    raw_rate = raw_rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _t0 = _sigmoid(raw_rate)
+    _b1 = np.logaddexp(0, raw_rate)
+    _t1 = np.divide(1, _b1)
+    _t2 = np.negative(_t0)
+    np.add(_t2, 1, out=_t2)
+    _b4 = np.multiply(_t1, _t2)
+    _b5 = _sigmoid_over_softplus(raw_rate)
+    np.multiply(_b5, _t1, out=_b5)
+    _b6 = np.multiply(_t2, x)
+    np.subtract(_b4, _b5, out=_b4)
+    _b7 = np.subtract(_b4, _b6, out=_into(_b4, _b6))
+    _hessian_0_0 = np.multiply(_t0, _b7, out=_into(_t0, _b7))
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(raw_rate):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = 1/lambda): an array (..., P, P) over (r), symmetric:
+    [r, r] = sigmoid(r)/softplus(r)**2.
+    """
+    raw_rate = np.asarray(raw_rate)
+    dtype = _float_dtype(raw_rate)
+    raw_rate = raw_rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(raw_rate.shape)
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _fisher_0_0 = _sigmoid_over_softplus(raw_rate)
+    np.square(_fisher_0_0, out=_fisher_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, raw_rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(raw_rate)
+    return {'raw_rate': grad['raw_rate'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'gamma'
 PARAM = 'concentration_rate'
 PARAMETERS = ('concentration', 'rate')
@@ -81,6 +81,70 @@ def eligibility(x, concentration, rate):
     e_concentration = _output(e_concentration, batch, dtype, copy=False)
     e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"concentration": e_concentration, "rate": e_rate}
+
+
+def hessian(x, concentration, rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (α, β), symmetric:
+    [α, α] = -ψ′(α)
+    [α, β] = 1/β
+    [β, β] = -α/β**2.
+    """
+    concentration = np.asarray(concentration)
+    rate = np.asarray(rate)
+    dtype = _float_dtype(concentration, rate)
+    concentration = concentration.astype(dtype, copy=False)
+    rate = rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, concentration.shape, rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _hessian_0_0 = special.polygamma(1, concentration)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
+    _hessian_0_1 = np.divide(1, rate)
+    _b2 = np.square(rate)
+    _hessian_1_1 = np.divide(concentration, _b2, out=_into(_b2, concentration))
+    np.negative(_hessian_1_1, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(concentration, rate):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): an array (..., P, P) over (α, β), symmetric:
+    [α, α] = ψ′(α)
+    [α, β] = -1/β
+    [β, β] = α/β**2.
+    """
+    concentration = np.asarray(concentration)
+    rate = np.asarray(rate)
+    dtype = _float_dtype(concentration, rate)
+    concentration = concentration.astype(dtype, copy=False)
+    rate = rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(concentration.shape, rate.shape)
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    rate = _with_ndim(rate, max(len(batch), 1))
+    _fisher_0_0 = special.polygamma(1, concentration)
+    _fisher_0_1 = np.divide(-1, rate)
+    _b2 = np.square(rate)
+    _fisher_1_1 = np.divide(concentration, _b2, out=_into(_b2, concentration))
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, concentration, rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(concentration, rate)
+    g = np.stack(np.broadcast_arrays(grad['concentration'], grad['rate']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'concentration': v[..., 0], 'rate': v[..., 1]}
 
 
 def _float_dtype(*arrays):

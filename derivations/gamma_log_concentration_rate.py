@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'gamma'
 PARAM = 'log_concentration_rate'
 PARAMETERS = ('log_concentration', 'log_rate')
@@ -86,6 +86,81 @@ def eligibility(x, log_concentration, log_rate):
     e_log_concentration = _output(e_log_concentration, batch, dtype, copy=False)
     e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_concentration": e_log_concentration, "log_rate": e_log_rate}
+
+
+def hessian(x, log_concentration, log_rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (a, b), symmetric:
+    [a, a] = (b + log(x) - exp(a)*ψ′(exp(a)) - ψ(exp(a)))*exp(a)
+    [a, b] = exp(a)
+    [b, b] = -x*exp(b).
+    """
+    log_concentration = np.asarray(log_concentration)
+    log_rate = np.asarray(log_rate)
+    dtype = _float_dtype(log_concentration, log_rate)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    log_rate = log_rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, log_concentration.shape, log_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _t0 = np.exp(log_concentration)
+    _b1 = special.digamma(_t0)
+    _b2 = special.polygamma(1, _t0)
+    np.multiply(_b2, _t0, out=_b2)
+    _b3 = np.log(x)
+    _b4 = np.add(_b3, log_rate, out=_into(_b3, log_rate))
+    _hessian_0_0 = np.subtract(_b4, _b1, out=_into(_b4, _b1))
+    np.subtract(_hessian_0_0, _b2, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, _t0, out=_hessian_0_0)
+    _hessian_0_1 = _t0
+    _b6 = np.exp(log_rate)
+    _hessian_1_1 = np.multiply(_b6, x, out=_into(_b6, x))
+    np.negative(_hessian_1_1, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(log_concentration, log_rate):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = alpha/beta; E[log(x)] = -log(beta) + polygamma(0, alpha)): an array (..., P, P) over (a, b), symmetric:
+    [a, a] = exp(2*a)*ψ′(exp(a))
+    [a, b] = -exp(a)
+    [b, b] = exp(a).
+    """
+    log_concentration = np.asarray(log_concentration)
+    log_rate = np.asarray(log_rate)
+    dtype = _float_dtype(log_concentration, log_rate)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    log_rate = log_rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(log_concentration.shape, log_rate.shape)
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _t0 = np.exp(log_concentration)
+    _b1 = np.multiply(log_concentration, 2)
+    np.exp(_b1, out=_b1)
+    _b2 = special.polygamma(1, _t0)
+    np.multiply(_b1, _b2, out=_b1)
+    _fisher_0_0 = _b1
+    _fisher_0_1 = np.multiply(_t0, -1)
+    _fisher_1_1 = _t0
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, log_concentration, log_rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(log_concentration, log_rate)
+    g = np.stack(np.broadcast_arrays(grad['log_concentration'], grad['log_rate']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'log_concentration': v[..., 0], 'log_rate': v[..., 1]}
 
 
 def _float_dtype(*arrays):

@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'gamma'
 PARAM = 'softplus_concentration_rate'
 PARAMETERS = ('raw_concentration', 'raw_rate')
@@ -92,6 +92,99 @@ def eligibility(x, raw_concentration, raw_rate):
     e_raw_concentration = _output(e_raw_concentration, batch, dtype, copy=False)
     e_raw_rate = _output(e_raw_rate, batch, dtype, copy=False)
     return {"raw_concentration": e_raw_concentration, "raw_rate": e_raw_rate}
+
+
+def hessian(x, raw_concentration, raw_rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (u, v), symmetric:
+    [u, u] = ((1 - sigmoid(u))*log(softplus(v)) + (1 - sigmoid(u))*log(x) - (1 - sigmoid(u))*ψ(softplus(u)) - sigmoid(u)*ψ′(softplus(u)))*sigmoid(u)
+    [u, v] = sigmoid(u)*sigmoid(v)/softplus(v)
+    [v, v] = ((1 - sigmoid(v) - sigmoid(v)/softplus(v))*softplus(u)/softplus(v) - x*(1 - sigmoid(v)))*sigmoid(v).
+    """
+    raw_concentration = np.asarray(raw_concentration)
+    raw_rate = np.asarray(raw_rate)
+    dtype = _float_dtype(raw_concentration, raw_rate)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    raw_rate = raw_rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, raw_concentration.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _t0 = _sigmoid(raw_concentration)
+    _t1 = np.logaddexp(0, raw_concentration)
+    _t2 = np.negative(_t0)
+    np.add(_t2, 1, out=_t2)
+    _t3 = _sigmoid_over_softplus(raw_rate)
+    _t4 = _sigmoid(raw_rate)
+    _t5 = np.add(_t4, -1)
+    _b6 = np.log(x)
+    _b7 = np.multiply(_b6, _t2, out=_into(_b6, _t2))
+    _b8 = _log_softplus(raw_rate)
+    _b9 = np.multiply(_b8, _t2, out=_into(_b8, _t2))
+    _b10 = special.polygamma(1, _t1)
+    np.multiply(_b10, _t0, out=_b10)
+    _b11 = special.digamma(_t1)
+    np.multiply(_b11, _t2, out=_b11)
+    _hessian_0_0 = np.add(_b7, _b9, out=_into(_b7, _b9))
+    np.subtract(_hessian_0_0, _b10, out=_hessian_0_0)
+    np.subtract(_hessian_0_0, _b11, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, _t0, out=_hessian_0_0)
+    _hessian_0_1 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    _b14 = np.multiply(_t5, x)
+    np.negative(_t3, out=_t3)
+    np.subtract(_t3, _t5, out=_t3)
+    _b15 = np.logaddexp(0, raw_rate)
+    _b16 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
+    np.divide(_b16, _b15, out=_b16)
+    _b17 = np.add(_b14, _b16, out=_into(_b14, _b16))
+    _hessian_1_1 = np.multiply(_t4, _b17, out=_into(_t4, _b17))
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(raw_concentration, raw_rate):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = alpha/beta; E[log(x)] = -log(beta) + polygamma(0, alpha)): an array (..., P, P) over (u, v), symmetric:
+    [u, u] = sigmoid(u)**2*ψ′(softplus(u))
+    [u, v] = -sigmoid(u)*sigmoid(v)/softplus(v)
+    [v, v] = sigmoid(v)/softplus(v)**2*softplus(u).
+    """
+    raw_concentration = np.asarray(raw_concentration)
+    raw_rate = np.asarray(raw_rate)
+    dtype = _float_dtype(raw_concentration, raw_rate)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    raw_rate = raw_rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(raw_concentration.shape, raw_rate.shape)
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _t0 = _sigmoid(raw_concentration)
+    _t1 = np.logaddexp(0, raw_concentration)
+    _t2 = _sigmoid_over_softplus(raw_rate)
+    _b3 = np.square(_t0)
+    _b4 = special.polygamma(1, _t1)
+    np.multiply(_b3, _b4, out=_b3)
+    _fisher_0_0 = _b3
+    _fisher_0_1 = np.multiply(_t0, _t2, out=_into(_t0, _t2))
+    np.negative(_fisher_0_1, out=_fisher_0_1)
+    np.square(_t2, out=_t2)
+    _fisher_1_1 = np.multiply(_t1, _t2, out=_into(_t1, _t2))
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, raw_concentration, raw_rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(raw_concentration, raw_rate)
+    g = np.stack(np.broadcast_arrays(grad['raw_concentration'], grad['raw_rate']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'raw_concentration': v[..., 0], 'raw_rate': v[..., 1]}
 
 
 def _float_dtype(*arrays):

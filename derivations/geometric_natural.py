@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'geometric'
 PARAM = 'natural'
 PARAMETERS = ('eta',)
@@ -66,6 +66,56 @@ def eligibility(x, eta):
     e_eta = np.subtract(x, _b1, out=_into(_b1, x))
     e_eta = _output(e_eta, batch, dtype, copy=False)
     return {"eta": e_eta}
+
+
+def hessian(x, eta):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (η), symmetric:
+    [η, η] = -1/(exp(η) + exp(-η) - 2).
+    """
+    eta = np.asarray(eta)
+    dtype = _float_dtype(eta)
+    eta = eta.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, eta.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.exp(eta)
+    _b1 = np.multiply(eta, -1)
+    np.exp(_b1, out=_b1)
+    np.add(_b0, _b1, out=_b0)
+    np.subtract(_b0, 2, out=_b0)
+    _hessian_0_0 = np.divide(-1, _b0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(eta):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): an array (..., P, P) over (η), symmetric:
+    [η, η] = 1/(exp(η) + exp(-η) - 2).
+    """
+    eta = np.asarray(eta)
+    dtype = _float_dtype(eta)
+    eta = eta.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(eta.shape)
+    eta = _with_ndim(eta, max(len(batch), 1))
+    _b0 = np.exp(eta)
+    _b1 = np.multiply(eta, -1)
+    np.exp(_b1, out=_b1)
+    np.add(_b0, _b1, out=_b0)
+    np.subtract(_b0, 2, out=_b0)
+    _fisher_0_0 = np.divide(1, _b0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, eta):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(eta)
+    return {'eta': grad['eta'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

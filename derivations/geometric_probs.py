@@ -13,7 +13,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'geometric'
 PARAM = 'probs'
 PARAMETERS = ('probs',)
@@ -64,6 +64,57 @@ def eligibility(x, probs):
     e_probs = np.subtract(_b0, _b2, out=_into(_b0, _b2))
     e_probs = _output(e_probs, batch, dtype, copy=False)
     return {"probs": e_probs}
+
+
+def hessian(x, probs):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (p), symmetric:
+    [p, p] = -(x/(1 - p)**2 + p**(-2)).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, probs.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.square(probs)
+    _b1 = np.divide(1, _b0)
+    _b2 = np.negative(probs)
+    np.add(_b2, 1, out=_b2)
+    np.square(_b2, out=_b2)
+    _b3 = np.divide(x, _b2, out=_into(_b2, x))
+    np.negative(_b1, out=_b1)
+    _hessian_0_0 = np.subtract(_b1, _b3, out=_into(_b1, _b3))
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(probs):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = (1 - p)/p): an array (..., P, P) over (p), symmetric:
+    [p, p] = -1/(p**3 - p**2).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(probs.shape)
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.square(probs)
+    np.multiply(_b0, probs, out=_b0)
+    _b1 = np.square(probs)
+    np.subtract(_b0, _b1, out=_b0)
+    _fisher_0_0 = np.divide(-1, _b0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, probs):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(probs)
+    return {'probs': grad['probs'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

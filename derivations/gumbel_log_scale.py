@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'gumbel'
 PARAM = 'log_scale'
 PARAMETERS = ('loc', 'log_scale')
@@ -88,6 +88,83 @@ def eligibility(x, loc, log_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "log_scale": e_log_scale}
+
+
+def hessian(x, loc, log_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, s), symmetric:
+    [μ, μ] = -exp(-2*s)*exp(-(x - μ)*exp(-s))
+    [μ, s] = (exp(-(x - μ)*exp(-s)) - (x - μ)*exp(-s)*exp(-(x - μ)*exp(-s)) - 1)*exp(-s)
+    [s, s] = (x - μ)*(exp(-(x - μ)*exp(-s)) - (x - μ)*exp(-s)*exp(-(x - μ)*exp(-s)) - 1)*exp(-s).
+    """
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(loc, log_scale)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, log_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _t0 = np.multiply(log_scale, -1)
+    np.exp(_t0, out=_t0)
+    _b1 = np.subtract(x, loc)
+    _t1 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _t2 = np.multiply(_t1, -1)
+    np.exp(_t2, out=_t2)
+    _t3 = np.multiply(_t1, _t2)
+    np.subtract(_t2, _t3, out=_t3)
+    np.subtract(_t3, 1, out=_t3)
+    _b5 = np.multiply(log_scale, -2)
+    np.exp(_b5, out=_b5)
+    np.multiply(_t2, _b5, out=_t2)
+    np.negative(_t2, out=_t2)
+    _hessian_0_0 = _t2
+    _hessian_0_1 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    np.multiply(_t1, _t3, out=_t1)
+    _hessian_1_1 = _t1
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, log_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (μ, s), symmetric:
+    [μ, μ] = exp(-2*s)
+    [μ, s] = (EulerGamma - 1)*exp(-s)
+    [s, s] = (1 - EulerGamma)**2 + π**2/6.
+    """
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(loc, log_scale)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, log_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _fisher_0_0 = np.multiply(log_scale, -2)
+    np.exp(_fisher_0_0, out=_fisher_0_0)
+    _fisher_0_1 = np.multiply(log_scale, -1)
+    np.exp(_fisher_0_1, out=_fisher_0_1)
+    np.multiply(_fisher_0_1, -0.42278433509846714, out=_fisher_0_1)
+    _fisher_1_1 = 1.8236806608528794
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, log_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(loc, log_scale)
+    g = np.stack(np.broadcast_arrays(grad['loc'], grad['log_scale']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'loc': v[..., 0], 'log_scale': v[..., 1]}
 
 
 def _float_dtype(*arrays):

@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'gumbel'
 PARAM = 'scale'
 PARAMETERS = ('loc', 'scale')
@@ -85,6 +85,91 @@ def eligibility(x, loc, scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
+
+
+def hessian(x, loc, scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, β), symmetric:
+    [μ, μ] = -exp(-(x - μ)/β)/β**2
+    [μ, β] = (β + μ - β*exp((x - μ)/β) - x)*exp(-(x - μ)/β)/β**3
+    [β, β] = (1 + 2*(x - μ)*exp(-(x - μ)/β)/β - 2*(x - μ)/β - (x - μ)**2*exp(-(x - μ)/β)/β**2)/β**2.
+    """
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(loc, scale)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(scale)
+    _t0 = np.divide(1, _b0)
+    _t1 = np.subtract(loc, x)
+    _t2 = np.multiply(_t1, -1)
+    _t3 = np.divide(_t2, scale)
+    _t4 = np.multiply(_t3, -1)
+    np.exp(_t4, out=_t4)
+    _t5 = np.multiply(_t0, _t4)
+    _t6 = np.multiply(_t3, 2)
+    _hessian_0_0 = np.multiply(_t5, -1)
+    np.exp(_t3, out=_t3)
+    np.multiply(_t3, scale, out=_t3)
+    _b9 = np.add(_t1, scale, out=_into(_t1, scale))
+    np.subtract(_b9, _t3, out=_b9)
+    _b10 = np.square(scale)
+    np.multiply(_b10, scale, out=_b10)
+    np.multiply(_b9, _t4, out=_b9)
+    np.divide(_b9, _b10, out=_b9)
+    _hessian_0_1 = _b9
+    np.multiply(_t4, _t6, out=_t4)
+    np.square(_t2, out=_t2)
+    np.multiply(_t5, _t2, out=_t5)
+    np.subtract(_t4, _t6, out=_t4)
+    np.subtract(_t4, _t5, out=_t4)
+    np.add(_t4, 1, out=_t4)
+    _hessian_1_1 = np.multiply(_t0, _t4, out=_into(_t0, _t4))
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (μ, β), symmetric:
+    [μ, μ] = β**(-2)
+    [μ, β] = (EulerGamma - 1)/β**2
+    [β, β] = ((1 - EulerGamma)**2 + π**2/6)/β**2.
+    """
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(loc, scale)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(scale)
+    _t0 = np.divide(1, _b0)
+    _fisher_0_0 = _t0
+    _fisher_0_1 = np.multiply(_t0, -0.42278433509846714)
+    _fisher_1_1 = np.multiply(_t0, 1.8236806608528794)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(loc, scale)
+    g = np.stack(np.broadcast_arrays(grad['loc'], grad['scale']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'loc': v[..., 0], 'scale': v[..., 1]}
 
 
 def _float_dtype(*arrays):

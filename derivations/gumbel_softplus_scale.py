@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'gumbel'
 PARAM = 'softplus_scale'
 PARAMETERS = ('loc', 'raw_scale')
@@ -95,6 +95,103 @@ def eligibility(x, loc, raw_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
+
+
+def hessian(x, loc, raw_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = -exp(-(x - μ)/softplus(r))/softplus(r)**2
+    [μ, r] = (exp(-(x - μ)/softplus(r)) - (x - μ)*exp(-(x - μ)/softplus(r))/softplus(r) - 1)*sigmoid(r)/softplus(r)/softplus(r)
+    [r, r] = ((1 - sigmoid(r))*(x - μ)/softplus(r) + 2*(x - μ)*sigmoid(r)/softplus(r)*exp(-(x - μ)/softplus(r))/softplus(r) + sigmoid(r) + sigmoid(r)/softplus(r) - (1 - sigmoid(r))*(x - μ)*exp(-(x - μ)/softplus(r))/softplus(r) - (x - μ)**2*sigmoid(r)/softplus(r)*exp(-(x - μ)/softplus(r))/softplus(r)**2 - 2*(x - μ)*sigmoid(r)/softplus(r)/softplus(r) - 1)*sigmoid(r)/softplus(r).
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.logaddexp(0, raw_scale)
+    _t1 = np.divide(1, _t0)
+    _t2 = np.subtract(x, loc)
+    _t3 = np.multiply(_t1, _t2)
+    _t4 = np.multiply(_t3, -1)
+    np.exp(_t4, out=_t4)
+    np.square(_t0, out=_t0)
+    _t5 = np.divide(_t4, _t0, out=_into(_t0, _t4))
+    _t6 = _sigmoid_over_softplus(raw_scale)
+    _t7 = np.multiply(_t3, _t4)
+    _t8 = _sigmoid(raw_scale)
+    np.subtract(_t8, 1, out=_t8)
+    _t9 = np.multiply(_t8, -1)
+    _t10 = np.multiply(_t6, 2)
+    _hessian_0_0 = np.multiply(_t5, -1)
+    np.subtract(_t4, _t7, out=_t4)
+    np.subtract(_t4, 1, out=_t4)
+    np.multiply(_t1, _t6, out=_t1)
+    _hessian_0_1 = np.multiply(_t1, _t4, out=_into(_t1, _t4))
+    _b13 = np.multiply(_t10, _t7)
+    _b14 = np.multiply(_t3, _t9)
+    _b15 = np.multiply(_t10, _t3)
+    _b16 = np.multiply(_t7, _t9)
+    np.square(_t2, out=_t2)
+    np.multiply(_t5, _t6, out=_t5)
+    np.multiply(_t5, _t2, out=_t5)
+    np.add(_t8, _t6, out=_t8)
+    _hessian_1_1 = np.add(_t8, _b13, out=_into(_t8, _b13))
+    np.add(_hessian_1_1, _b14, out=_hessian_1_1)
+    np.subtract(_hessian_1_1, _b15, out=_hessian_1_1)
+    np.subtract(_hessian_1_1, _b16, out=_hessian_1_1)
+    np.subtract(_hessian_1_1, _t5, out=_hessian_1_1)
+    np.multiply(_hessian_1_1, _t6, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, raw_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = softplus(r)**(-2)
+    [μ, r] = (EulerGamma - 1)*sigmoid(r)/softplus(r)/softplus(r)
+    [r, r] = (EulerGamma**2 + 1 + π**2/6 - 2*EulerGamma)*sigmoid(r)/softplus(r)**2.
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, raw_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.logaddexp(0, raw_scale)
+    _t1 = _sigmoid_over_softplus(raw_scale)
+    _b2 = np.square(_t0)
+    _fisher_0_0 = np.divide(1, _b2)
+    np.divide(_t1, _t0, out=_t0)
+    np.multiply(_t0, -0.42278433509846714, out=_t0)
+    _fisher_0_1 = _t0
+    np.square(_t1, out=_t1)
+    np.multiply(_t1, 1.8236806608528794, out=_t1)
+    _fisher_1_1 = _t1
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, raw_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(loc, raw_scale)
+    g = np.stack(np.broadcast_arrays(grad['loc'], grad['raw_scale']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'loc': v[..., 0], 'raw_scale': v[..., 1]}
 
 
 def _float_dtype(*arrays):

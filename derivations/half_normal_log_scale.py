@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'half_normal'
 PARAM = 'log_scale'
 PARAMETERS = ('log_scale',)
@@ -66,6 +66,50 @@ def eligibility(x, log_scale):
     np.subtract(e_log_scale, 1, out=e_log_scale)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"log_scale": e_log_scale}
+
+
+def hessian(x, log_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (s), symmetric:
+    [s, s] = -2*x**2*exp(-2*s).
+    """
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(log_scale)
+    log_scale = log_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, log_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _b0 = np.square(x)
+    _b1 = np.multiply(log_scale, -2)
+    np.exp(_b1, out=_b1)
+    _hessian_0_0 = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    np.multiply(_hessian_0_0, -2, out=_hessian_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(log_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x**2] = sigma**2): an array (..., P, P) over (s), symmetric:
+    [s, s] = 2.
+    """
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(log_scale)
+    log_scale = log_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(log_scale.shape)
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _fisher_0_0 = 2
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, log_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(log_scale)
+    return {'log_scale': grad['log_scale'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

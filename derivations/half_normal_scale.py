@@ -13,7 +13,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'half_normal'
 PARAM = 'scale'
 PARAMETERS = ('scale',)
@@ -66,6 +66,54 @@ def eligibility(x, scale):
     e_scale = _b2
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"scale": e_scale}
+
+
+def hessian(x, scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (σ), symmetric:
+    [σ, σ] = (σ**2 - 3*x**2)/σ**4.
+    """
+    scale = np.asarray(scale)
+    dtype = _float_dtype(scale)
+    scale = scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(scale)
+    _b1 = np.square(x)
+    np.multiply(_b1, -3, out=_b1)
+    _b2 = np.add(_b0, _b1, out=_into(_b0, _b1))
+    _b3 = np.square(scale)
+    np.square(_b3, out=_b3)
+    np.divide(_b2, _b3, out=_b2)
+    _hessian_0_0 = _b2
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x**2] = sigma**2): an array (..., P, P) over (σ), symmetric:
+    [σ, σ] = 2/σ**2.
+    """
+    scale = np.asarray(scale)
+    dtype = _float_dtype(scale)
+    scale = scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(scale.shape)
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(scale)
+    _fisher_0_0 = np.divide(2, _b0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(scale)
+    return {'scale': grad['scale'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

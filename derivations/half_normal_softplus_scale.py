@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'half_normal'
 PARAM = 'softplus_scale'
 PARAMETERS = ('raw_scale',)
@@ -71,6 +71,61 @@ def eligibility(x, raw_scale):
     np.subtract(e_raw_scale, _b0, out=e_raw_scale)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"raw_scale": e_raw_scale}
+
+
+def hessian(x, raw_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (r), symmetric:
+    [r, r] = (x**2*(1 - sigmoid(r))/softplus(r)**2 + sigmoid(r) + sigmoid(r)/softplus(r) - 3*x**2*sigmoid(r)/softplus(r)/softplus(r)**2 - 1)*sigmoid(r)/softplus(r).
+    """
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(raw_scale)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = _sigmoid_over_softplus(raw_scale)
+    _t1 = _sigmoid(raw_scale)
+    np.subtract(_t1, 1, out=_t1)
+    _b2 = np.square(x)
+    _b3 = np.logaddexp(0, raw_scale)
+    np.square(_b3, out=_b3)
+    _t2 = np.divide(_b2, _b3, out=_into(_b2, _b3))
+    _b5 = np.multiply(_t1, _t2)
+    _hessian_0_0 = np.multiply(_t0, _t2)
+    np.multiply(_hessian_0_0, -3, out=_hessian_0_0)
+    np.add(_hessian_0_0, _t0, out=_hessian_0_0)
+    np.add(_hessian_0_0, _t1, out=_hessian_0_0)
+    np.subtract(_hessian_0_0, _b5, out=_hessian_0_0)
+    np.multiply(_hessian_0_0, _t0, out=_hessian_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(raw_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x**2] = sigma**2): an array (..., P, P) over (r), symmetric:
+    [r, r] = 2*sigmoid(r)/softplus(r)**2.
+    """
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(raw_scale)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(raw_scale.shape)
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _fisher_0_0 = _sigmoid_over_softplus(raw_scale)
+    np.square(_fisher_0_0, out=_fisher_0_0)
+    np.multiply(_fisher_0_0, 2, out=_fisher_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, raw_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(raw_scale)
+    return {'raw_scale': grad['raw_scale'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'laplace'
 PARAM = 'softplus_scale'
 PARAMETERS = ('loc', 'raw_scale')
@@ -85,6 +85,84 @@ def eligibility(x, loc, raw_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
+
+
+def hessian(x, loc, raw_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = -2*DiracDelta(μ - x)/softplus(r)
+    [μ, r] = sigmoid(r)/softplus(r)*sign(μ - x)/softplus(r)
+    [r, r] = ((1 - sigmoid(r))*Abs(μ - x)/softplus(r) + sigmoid(r) + sigmoid(r)/softplus(r) - 2*sigmoid(r)/softplus(r)*Abs(μ - x)/softplus(r) - 1)*sigmoid(r)/softplus(r).
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.subtract(loc, x)
+    _t1 = _sigmoid_over_softplus(raw_scale)
+    _b2 = np.logaddexp(0, raw_scale)
+    _t2 = np.divide(1, _b2)
+    _t3 = np.multiply(_t1, _t2)
+    _t4 = _sigmoid(raw_scale)
+    np.subtract(_t4, 1, out=_t4)
+    _t5 = np.abs(_t0)
+    _hessian_0_0 = 0
+    _b7 = np.sign(_t0)
+    _hessian_0_1 = np.multiply(_b7, _t3, out=_into(_b7, _t3))
+    _b9 = np.multiply(_t3, _t5, out=_into(_t3, _t5))
+    np.multiply(_b9, -2, out=_b9)
+    np.multiply(_t2, _t4, out=_t2)
+    _b10 = np.multiply(_t2, _t5, out=_into(_t2, _t5))
+    np.add(_b9, _t1, out=_b9)
+    np.add(_b9, _t4, out=_b9)
+    np.subtract(_b9, _b10, out=_b9)
+    np.multiply(_b9, _t1, out=_b9)
+    _hessian_1_1 = _b9
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, raw_scale):
+    """the Fisher information F(θ) (F = E[e eᵀ] (log p is not twice differentiable everywhere: its Hessian holds a Dirac delta), the expectation by x written through t, t = |x − μ|/b ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = softplus(r)**(-2)
+    [μ, r] = 0
+    [r, r] = sigmoid(r)/softplus(r)**2.
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, raw_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_scale)
+    np.square(_b0, out=_b0)
+    _fisher_0_0 = np.divide(1, _b0)
+    _fisher_0_1 = 0
+    _fisher_1_1 = _sigmoid_over_softplus(raw_scale)
+    np.square(_fisher_1_1, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, raw_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, raw_scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'raw_scale': grad['raw_scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

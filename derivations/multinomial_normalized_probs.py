@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'multinomial'
 PARAM = 'normalized_probs'
 PARAMETERS = ('normalized_probs',)
@@ -67,6 +67,61 @@ def eligibility(x, total_count, normalized_probs):
     return {"normalized_probs": e_normalized_probs}
 
 
+def hessian(x, total_count, normalized_probs):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -x[j]/π[j]**2, c = 0, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    normalized_probs = np.asarray(normalized_probs)
+    dtype = _float_dtype(normalized_probs)
+    normalized_probs = normalized_probs.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    total_count = np.asarray(total_count, dtype)
+    size = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, normalized_probs.shape[:-1])
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
+    _diagonal = _xdivy(x, normalized_probs**2)
+    np.negative(_diagonal, out=_diagonal)
+    _scale = 0
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(total_count, normalized_probs):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = n/π[j], c = 0, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    normalized_probs = np.asarray(normalized_probs)
+    dtype = _float_dtype(normalized_probs)
+    normalized_probs = normalized_probs.astype(dtype, copy=False)
+    total_count = np.asarray(total_count, dtype)
+    size = normalized_probs.shape[-1]
+    batch = np.broadcast_shapes(total_count.shape, normalized_probs.shape[:-1])
+    total_count = total_count[..., None]
+    normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
+    _diagonal = np.divide(total_count, normalized_probs)
+    _scale = 0
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, total_count, normalized_probs):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(total_count, normalized_probs)
+    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) / f['diagonal']}
+
+
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -91,3 +146,11 @@ def _xdivy(a, b):
 def _xlogy(a, b):
     """a·log(b), 0 where a == 0 (an empty category of probability 0 contributes nothing)."""
     return np.where(a == 0, 0, a * np.log(np.where(a == 0, 1, b)))
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
+    return out

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'multinomial'
 PARAM = 'probs'
 PARAMETERS = ('probs',)
@@ -73,6 +73,73 @@ def eligibility(x, total_count, probs):
     return {"probs": e_probs}
 
 
+def hessian(x, total_count, probs):
+    """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = -x[j]/p[j]**2, c = n/Σ_i p[i]**2, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    total_count = np.asarray(total_count, dtype)
+    size = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], total_count.shape, probs.shape[:-1])
+    x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
+    total_count = total_count[..., None]
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
+    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _diagonal = _xdivy(x, probs**2)
+    np.negative(_diagonal, out=_diagonal)
+    _scale = total_count/_sum0**2
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def fisher(total_count, probs):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = n/(p[j]*Σ_i p[i]), c = -n/Σ_i p[i]**2, u_j = 1
+    (``dense(block)`` gives the (..., K, K) matrix).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    total_count = np.asarray(total_count, dtype)
+    size = probs.shape[-1]
+    batch = np.broadcast_shapes(total_count.shape, probs.shape[:-1])
+    total_count = total_count[..., None]
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
+    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _diagonal = np.divide(total_count/_sum0, probs)
+    _scale = -total_count/_sum0**2
+    _vector = 1
+    _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
+    _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
+    _scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]
+    return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}
+
+
+def natural_gradient(grad, total_count, probs):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is singular; its null space is spanned by n_j = p[j]: F⁺ (Moore–Penrose) in O(K).
+    """
+    f = fisher(total_count, probs)
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    total_count = np.asarray(total_count, dtype)
+    size = probs.shape[-1]
+    batch = np.broadcast_shapes(total_count.shape, probs.shape[:-1])
+    total_count = total_count[..., None]
+    probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
+    _null = probs
+    _null = _output(_null, batch + (size,), dtype, copy=True)
+    return {'probs': _rank_one_pinv_solve(f['diagonal'], _null, np.asarray(grad['probs'], f['diagonal'].dtype))}
+
+
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -95,6 +162,15 @@ def _output(value, shape, dtype, copy):
     return out
 
 
+def _rank_one_pinv_solve(d, n, g):
+    """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
+    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution)."""
+    nn = np.sum(n * n, axis=-1, keepdims=True)
+    g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
+    v = g / d
+    return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
 def _xdivy(a, b):
     """a / b, 0 where a == 0."""
     return np.where(a == 0, 0, a / np.where(a == 0, 1, b))
@@ -103,3 +179,11 @@ def _xdivy(a, b):
 def _xlogy(a, b):
     """a·log(b), 0 where a == 0 (an empty category of probability 0 contributes nothing)."""
     return np.where(a == 0, 0, a * np.log(np.where(a == 0, 1, b)))
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
+    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
+    return out

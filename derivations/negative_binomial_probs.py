@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'negative_binomial'
 PARAM = 'probs'
 PARAMETERS = ('probs',)
@@ -78,6 +78,60 @@ def eligibility(x, total_count, probs):
     e_probs = np.subtract(_b0, _b2, out=_into(_b0, _b2))
     e_probs = _output(e_probs, batch, dtype, copy=False)
     return {"probs": e_probs}
+
+
+def hessian(x, total_count, probs):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (p), symmetric:
+    [p, p] = -(r/(1 - p)**2 + x/p**2).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    total_count = np.asarray(total_count, dtype)
+    batch = np.broadcast_shapes(x.shape, total_count.shape, probs.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.negative(probs)
+    np.add(_b0, 1, out=_b0)
+    np.square(_b0, out=_b0)
+    _b1 = np.divide(total_count, _b0, out=_into(_b0, total_count))
+    _b2 = np.square(probs)
+    _b3 = np.divide(x, _b2, out=_into(_b2, x))
+    np.negative(_b1, out=_b1)
+    _hessian_0_0 = np.subtract(_b1, _b3, out=_into(_b1, _b3))
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(total_count, probs):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = p*r/(1 - p)): an array (..., P, P) over (p), symmetric:
+    [p, p] = r/(p*(p - 1)**2).
+    """
+    probs = np.asarray(probs)
+    dtype = _float_dtype(probs)
+    probs = probs.astype(dtype, copy=False)
+    total_count = np.asarray(total_count, dtype)
+    batch = np.broadcast_shapes(total_count.shape, probs.shape)
+    total_count = _with_ndim(total_count, max(len(batch), 1))
+    probs = _with_ndim(probs, max(len(batch), 1))
+    _b0 = np.add(probs, -1)
+    np.square(_b0, out=_b0)
+    _fisher_0_0 = np.divide(total_count, _b0, out=_into(_b0, total_count))
+    np.divide(_fisher_0_0, probs, out=_fisher_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, total_count, probs):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(total_count, probs)
+    return {'probs': grad['probs'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

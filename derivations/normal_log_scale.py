@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'normal'
 PARAM = 'log_scale'
 PARAMETERS = ('loc', 'log_scale')
@@ -80,6 +80,72 @@ def eligibility(x, loc, log_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "log_scale": e_log_scale}
+
+
+def hessian(x, loc, log_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, s), symmetric:
+    [μ, μ] = -exp(-2*s)
+    [μ, s] = 2*(μ - x)*exp(-2*s)
+    [s, s] = -2*(x - μ)**2*exp(-2*s).
+    """
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(loc, log_scale)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, log_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _t0 = np.multiply(log_scale, -2)
+    np.exp(_t0, out=_t0)
+    _t1 = np.subtract(loc, x)
+    _t2 = np.multiply(_t0, 2)
+    np.negative(_t0, out=_t0)
+    _hessian_0_0 = _t0
+    _hessian_0_1 = np.multiply(_t1, _t2)
+    np.square(_t1, out=_t1)
+    _hessian_1_1 = np.multiply(_t2, _t1, out=_into(_t2, _t1))
+    np.negative(_hessian_1_1, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, log_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = mu; E[(-mu + x)**2] = sigma**2): an array (..., P, P) over (μ, s), symmetric:
+    [μ, μ] = exp(-2*s)
+    [μ, s] = 0
+    [s, s] = 2.
+    """
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(loc, log_scale)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, log_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _fisher_0_0 = np.multiply(log_scale, -2)
+    np.exp(_fisher_0_0, out=_fisher_0_0)
+    _fisher_0_1 = 0
+    _fisher_1_1 = 2
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, log_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, log_scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'log_scale': grad['log_scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

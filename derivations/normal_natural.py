@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'normal'
 PARAM = 'natural'
 PARAMETERS = ('eta1', 'eta2')
@@ -86,6 +86,82 @@ def eligibility(x, eta1, eta2):
     e_eta1 = _output(e_eta1, batch, dtype, copy=False)
     e_eta2 = _output(e_eta2, batch, dtype, copy=False)
     return {"eta1": e_eta1, "eta2": e_eta2}
+
+
+def hessian(x, eta1, eta2):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (η₁, η₂), symmetric:
+    [η₁, η₁] = 1/(2*η₂)
+    [η₁, η₂] = -η₁/(2*η₂**2)
+    [η₂, η₂] = (η₁**2 - η₂)/(2*η₂**3).
+    """
+    eta1 = np.asarray(eta1)
+    eta2 = np.asarray(eta2)
+    dtype = _float_dtype(eta1, eta2)
+    eta1 = eta1.astype(dtype, copy=False)
+    eta2 = eta2.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, eta1.shape, eta2.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    eta1 = _with_ndim(eta1, max(len(batch), 1))
+    eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _hessian_0_0 = np.divide(1/2, eta2)
+    _b1 = np.square(eta2)
+    _hessian_0_1 = np.divide(eta1, _b1, out=_into(_b1, eta1))
+    np.multiply(_hessian_0_1, -1/2, out=_hessian_0_1)
+    _b3 = np.square(eta1)
+    _b4 = np.subtract(_b3, eta2, out=_into(_b3, eta2))
+    _b5 = np.square(eta2)
+    np.multiply(_b5, eta2, out=_b5)
+    np.divide(_b4, _b5, out=_b4)
+    np.multiply(_b4, 1/2, out=_b4)
+    _hessian_1_1 = _b4
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(eta1, eta2):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): an array (..., P, P) over (η₁, η₂), symmetric:
+    [η₁, η₁] = -1/(2*η₂)
+    [η₁, η₂] = η₁/(2*η₂**2)
+    [η₂, η₂] = (η₂ - η₁**2)/(2*η₂**3).
+    """
+    eta1 = np.asarray(eta1)
+    eta2 = np.asarray(eta2)
+    dtype = _float_dtype(eta1, eta2)
+    eta1 = eta1.astype(dtype, copy=False)
+    eta2 = eta2.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(eta1.shape, eta2.shape)
+    eta1 = _with_ndim(eta1, max(len(batch), 1))
+    eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _fisher_0_0 = np.divide(-1/2, eta2)
+    _b1 = np.square(eta2)
+    _fisher_0_1 = np.divide(eta1, _b1, out=_into(_b1, eta1))
+    np.multiply(_fisher_0_1, 1/2, out=_fisher_0_1)
+    _b3 = np.square(eta1)
+    _b4 = np.subtract(eta2, _b3, out=_into(_b3, eta2))
+    _b5 = np.square(eta2)
+    np.multiply(_b5, eta2, out=_b5)
+    np.divide(_b4, _b5, out=_b4)
+    np.multiply(_b4, 1/2, out=_b4)
+    _fisher_1_1 = _b4
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, eta1, eta2):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(eta1, eta2)
+    g = np.stack(np.broadcast_arrays(grad['eta1'], grad['eta2']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'eta1': v[..., 0], 'eta2': v[..., 1]}
 
 
 def _float_dtype(*arrays):

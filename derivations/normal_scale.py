@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'normal'
 PARAM = 'scale'
 PARAMETERS = ('loc', 'scale')
@@ -78,6 +78,75 @@ def eligibility(x, loc, scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
+
+
+def hessian(x, loc, scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, σ), symmetric:
+    [μ, μ] = -1/σ**2
+    [μ, σ] = 2*(μ - x)/σ**3
+    [σ, σ] = (σ**2 - 3*(x - μ)**2)/σ**4.
+    """
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(loc, scale)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.square(scale)
+    _t1 = np.subtract(loc, x)
+    _hessian_0_0 = np.divide(-1, _t0)
+    _hessian_0_1 = np.divide(_t1, _t0)
+    np.divide(_hessian_0_1, scale, out=_hessian_0_1)
+    np.multiply(_hessian_0_1, 2, out=_hessian_0_1)
+    np.square(_t1, out=_t1)
+    np.multiply(_t1, -3, out=_t1)
+    _b4 = np.add(_t1, _t0, out=_into(_t1, _t0))
+    _b5 = np.square(_t0)
+    np.divide(_b4, _b5, out=_b4)
+    _hessian_1_1 = _b4
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = mu; E[(-mu + x)**2] = sigma**2): an array (..., P, P) over (μ, σ), symmetric:
+    [μ, μ] = σ**(-2)
+    [μ, σ] = 0
+    [σ, σ] = 2/σ**2.
+    """
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(loc, scale)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(scale)
+    _t0 = np.divide(1, _b0)
+    _fisher_0_0 = _t0
+    _fisher_0_1 = 0
+    _fisher_1_1 = np.multiply(_t0, 2)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'scale': grad['scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'normal'
 PARAM = 'softplus_scale'
 PARAMETERS = ('loc', 'raw_scale')
@@ -86,6 +86,85 @@ def eligibility(x, loc, raw_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_scale": e_raw_scale}
+
+
+def hessian(x, loc, raw_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = -1/softplus(r)**2
+    [μ, r] = 2*(μ - x)*sigmoid(r)/softplus(r)/softplus(r)**2
+    [r, r] = ((1 - sigmoid(r))*(x - μ)**2/softplus(r)**2 + sigmoid(r) + sigmoid(r)/softplus(r) - 3*(x - μ)**2*sigmoid(r)/softplus(r)/softplus(r)**2 - 1)*sigmoid(r)/softplus(r).
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_scale)
+    np.square(_b0, out=_b0)
+    _t0 = np.divide(1, _b0)
+    _t1 = _sigmoid_over_softplus(raw_scale)
+    _t2 = np.subtract(loc, x)
+    _t3 = _sigmoid(raw_scale)
+    np.subtract(_t3, 1, out=_t3)
+    _b5 = np.square(_t2)
+    _t4 = np.multiply(_b5, _t0, out=_into(_b5, _t0))
+    _hessian_0_0 = np.multiply(_t0, -1)
+    np.multiply(_t0, _t1, out=_t0)
+    _hessian_0_1 = np.multiply(_t0, _t2, out=_into(_t0, _t2))
+    np.multiply(_hessian_0_1, 2, out=_hessian_0_1)
+    _b9 = np.multiply(_t3, _t4)
+    _hessian_1_1 = np.multiply(_t1, _t4)
+    np.multiply(_hessian_1_1, -3, out=_hessian_1_1)
+    np.add(_hessian_1_1, _t1, out=_hessian_1_1)
+    np.add(_hessian_1_1, _t3, out=_hessian_1_1)
+    np.subtract(_hessian_1_1, _b9, out=_hessian_1_1)
+    np.multiply(_hessian_1_1, _t1, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, raw_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = mu; E[(-mu + x)**2] = sigma**2): an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = softplus(r)**(-2)
+    [μ, r] = 0
+    [r, r] = 2*sigmoid(r)/softplus(r)**2.
+    """
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(loc, raw_scale)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, raw_scale.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.logaddexp(0, raw_scale)
+    np.square(_b0, out=_b0)
+    _fisher_0_0 = np.divide(1, _b0)
+    _fisher_0_1 = 0
+    _fisher_1_1 = _sigmoid_over_softplus(raw_scale)
+    np.square(_fisher_1_1, out=_fisher_1_1)
+    np.multiply(_fisher_1_1, 2, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, raw_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, raw_scale)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'raw_scale': grad['raw_scale'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'poisson'
 PARAM = 'log_rate'
 PARAMETERS = ('log_rate',)
@@ -62,6 +62,47 @@ def eligibility(x, log_rate):
     e_log_rate = np.subtract(x, _b0, out=_into(_b0, x))
     e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_rate": e_log_rate}
+
+
+def hessian(x, log_rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (η), symmetric:
+    [η, η] = -exp(η).
+    """
+    log_rate = np.asarray(log_rate)
+    dtype = _float_dtype(log_rate)
+    log_rate = log_rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, log_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _hessian_0_0 = np.exp(log_rate)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(log_rate):
+    """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): an array (..., P, P) over (η), symmetric:
+    [η, η] = exp(η).
+    """
+    log_rate = np.asarray(log_rate)
+    dtype = _float_dtype(log_rate)
+    log_rate = log_rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(log_rate.shape)
+    log_rate = _with_ndim(log_rate, max(len(batch), 1))
+    _fisher_0_0 = np.exp(log_rate)
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, log_rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(log_rate)
+    return {'log_rate': grad['log_rate'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

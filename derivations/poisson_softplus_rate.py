@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'poisson'
 PARAM = 'softplus_rate'
 PARAMETERS = ('raw_rate',)
@@ -65,6 +65,58 @@ def eligibility(x, raw_rate):
     np.subtract(e_raw_rate, _b0, out=e_raw_rate)
     e_raw_rate = _output(e_raw_rate, batch, dtype, copy=False)
     return {"raw_rate": e_raw_rate}
+
+
+def hessian(x, raw_rate):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (r), symmetric:
+    [r, r] = (x*(1 - sigmoid(r) - sigmoid(r)/softplus(r))/softplus(r) + sigmoid(r) - 1)*sigmoid(r).
+    """
+    raw_rate = np.asarray(raw_rate)
+    dtype = _float_dtype(raw_rate)
+    raw_rate = raw_rate.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, raw_rate.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _t0 = _sigmoid(raw_rate)
+    _t1 = np.add(_t0, -1)
+    _b2 = _sigmoid_over_softplus(raw_rate)
+    np.negative(_b2, out=_b2)
+    np.subtract(_b2, _t1, out=_b2)
+    _b3 = np.logaddexp(0, raw_rate)
+    _b4 = np.multiply(_b2, x, out=_into(_b2, x))
+    np.divide(_b4, _b3, out=_b4)
+    np.add(_b4, _t1, out=_b4)
+    _hessian_0_0 = np.multiply(_t0, _b4, out=_into(_t0, _b4))
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    return out
+
+
+def fisher(raw_rate):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = lambda): an array (..., P, P) over (r), symmetric:
+    [r, r] = sigmoid(r)*sigmoid(r)/softplus(r).
+    """
+    raw_rate = np.asarray(raw_rate)
+    dtype = _float_dtype(raw_rate)
+    raw_rate = raw_rate.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(raw_rate.shape)
+    raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
+    _b0 = _sigmoid(raw_rate)
+    _b1 = _sigmoid_over_softplus(raw_rate)
+    np.multiply(_b0, _b1, out=_b0)
+    _fisher_0_0 = _b0
+    out = np.empty(batch + (1, 1), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    return out
+
+
+def natural_gradient(grad, raw_rate):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(raw_rate)
+    return {'raw_rate': grad['raw_rate'] / f[..., 0, 0]}
 
 
 def _float_dtype(*arrays):

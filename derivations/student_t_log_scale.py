@@ -17,7 +17,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'student_t'
 PARAM = 'log_scale'
 PARAMETERS = ('df', 'loc', 'log_scale')
@@ -138,6 +138,185 @@ def eligibility(x, df, loc, log_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "log_scale": e_log_scale}
+
+
+def hessian(x, df, loc, log_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (ν, μ, s), symmetric:
+    [ν, ν] = ψ′(ν/2 + 1/2)/4 + 1/(2*ν**2) + (x - μ)**2*exp(-2*s)/(ν**2*(1 + (x - μ)**2*exp(-2*s)/ν)) + (x - μ)**4*(ν + 1)*exp(-4*s)/(2*ν**4*(1 + (x - μ)**2*exp(-2*s)/ν)**2) - ψ′(ν/2)/4 - (x - μ)**2*(ν + 1)*exp(-2*s)/(ν**3*(1 + (x - μ)**2*exp(-2*s)/ν))
+    [ν, μ] = (x - μ)*(x - μ - exp(s))*(x + exp(s) - μ)/(μ**2 + ν*exp(2*s) + x**2 - 2*μ*x)**2
+    [ν, s] = (x - μ)**2*(x - μ - exp(s))*(x + exp(s) - μ)/(μ**2 + ν*exp(2*s) + x**2 - 2*μ*x)**2
+    [μ, μ] = (ν + 1)*(2*(μ - x)**2 - ν*exp(2*s) - (x - μ)**2)/(ν*exp(2*s) + (x - μ)**2)**2
+    [μ, s] = 2*ν*(μ - x)*(ν + 1)*exp(2*s)/(ν*exp(2*s) + (x - μ)**2)**2
+    [s, s] = -2*ν*(x - μ)**2*(ν + 1)*exp(2*s)/(ν*exp(2*s) + (x - μ)**2)**2.
+    """
+    df = np.asarray(df)
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(df, loc, log_scale)
+    df = df.astype(dtype, copy=False)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, log_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _b0 = np.square(df)
+    _t0 = np.divide(1, _b0)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.subtract(loc, x)
+    _t3 = np.multiply(_t2, -1)
+    _t4 = np.square(_t3)
+    _t5 = np.multiply(log_scale, 2)
+    _b7 = np.multiply(_t5, -1)
+    np.exp(_b7, out=_b7)
+    _t6 = np.multiply(_b7, _t4, out=_into(_b7, _t4))
+    _t7 = np.divide(_t6, df)
+    np.add(_t7, 1, out=_t7)
+    _t8 = np.divide(_t6, _t7, out=_into(_t6, _t7))
+    _t9 = np.add(df, 1)
+    np.exp(_t5, out=_t5)
+    _t10 = np.multiply(_t5, df, out=_into(_t5, df))
+    _t11 = np.exp(log_scale)
+    _b14 = np.negative(_t11)
+    _b15 = np.subtract(_b14, _t2, out=_into(_b14, _t2))
+    _b16 = np.add(_t11, x)
+    _b17 = np.subtract(_b16, loc, out=_into(_b16, loc))
+    _b18 = np.square(loc)
+    _b19 = np.square(x)
+    _b20 = np.multiply(loc, x)
+    np.multiply(_b20, -2, out=_b20)
+    _b21 = np.add(_b18, _t10, out=_into(_b18, _t10))
+    _b22 = np.add(_b21, _b19, out=_into(_b21, _b19))
+    np.add(_b22, _b20, out=_b22)
+    np.square(_b22, out=_b22)
+    np.multiply(_b15, _b17, out=_b15)
+    _t12 = np.divide(_b15, _b22, out=_into(_b15, _b22))
+    _t13 = np.add(_t10, _t4)
+    _t14 = np.square(_t13)
+    np.divide(_t9, _t14, out=_t14)
+    _t15 = np.multiply(_t10, _t14, out=_into(_t10, _t14))
+    np.multiply(_t15, 2, out=_t15)
+    _b27 = np.multiply(_t0, 1/2)
+    _b28 = special.polygamma(1, _t1)
+    np.multiply(_b28, -1/4, out=_b28)
+    _b29 = special.polygamma(1, _t1 + 1/2)
+    np.multiply(_b29, 1/4, out=_b29)
+    _b30 = np.multiply(_t0, _t8)
+    _b31 = np.square(df)
+    np.multiply(_b31, df, out=_b31)
+    _b32 = np.divide(_t8, _b31, out=_into(_b31, _t8))
+    np.multiply(_b32, _t9, out=_b32)
+    _b33 = np.square(_t4)
+    _b34 = np.multiply(log_scale, -4)
+    np.exp(_b34, out=_b34)
+    np.square(_t7, out=_t7)
+    _b35 = np.square(df)
+    np.square(_b35, out=_b35)
+    _b36 = np.multiply(_b33, _t9, out=_into(_b33, _t9))
+    _b37 = np.multiply(_b36, _b34, out=_into(_b36, _b34))
+    np.divide(_b37, _t7, out=_b37)
+    np.divide(_b37, _b35, out=_b37)
+    np.multiply(_b37, 1/2, out=_b37)
+    np.add(_b27, _b28, out=_b27)
+    np.add(_b27, _b29, out=_b27)
+    _hessian_0_0 = np.add(_b27, _b30, out=_into(_b27, _b30))
+    np.subtract(_hessian_0_0, _b32, out=_hessian_0_0)
+    np.add(_hessian_0_0, _b37, out=_hessian_0_0)
+    _hessian_0_1 = np.multiply(_t3, _t12, out=_into(_t3, _t12))
+    np.multiply(_t12, _t4, out=_t12)
+    _hessian_0_2 = _t12
+    _b40 = np.square(_t2)
+    np.multiply(_b40, 2, out=_b40)
+    _b41 = np.subtract(_b40, _t13, out=_into(_b40, _t13))
+    np.multiply(_t14, _b41, out=_t14)
+    _hessian_1_1 = _t14
+    _hessian_1_2 = np.multiply(_t2, _t15, out=_into(_t2, _t15))
+    np.multiply(_t15, _t4, out=_t15)
+    np.negative(_t15, out=_t15)
+    _hessian_2_2 = _t15
+    out = np.empty(batch + (3, 3), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 0, 2] = out[..., 2, 0] = _hessian_0_2
+    out[..., 1, 1] = _hessian_1_1
+    out[..., 1, 2] = out[..., 2, 1] = _hessian_1_2
+    out[..., 2, 2] = _hessian_2_2
+    return out
+
+
+def fisher(df, loc, log_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t = 1/(1 + ((x − μ)/σ)²/ν) ~ Beta(ν/2, 1/2), E[t^s] = B(ν/2 + s, 1/2)/B(ν/2, 1/2)): an array (..., P, P) over (ν, μ, s), symmetric:
+    [ν, ν] = ψ′(ν/2)/4 + 1/(ν + 1) - ψ′(ν/2 + 1/2)/4 - (ν + 2)/(2*(ν + 1)*(ν + 3)) - 1/(2*ν) - (ν + 2)/(2*ν*(ν + 1)*(ν + 3))
+    [ν, μ] = 0
+    [ν, s] = -2/((ν + 1)*(ν + 3))
+    [μ, μ] = (ν + 1)*exp(-2*s)/(ν + 3)
+    [μ, s] = 0
+    [s, s] = 2*ν/(ν + 3).
+    """
+    df = np.asarray(df)
+    loc = np.asarray(loc)
+    log_scale = np.asarray(log_scale)
+    dtype = _float_dtype(df, loc, log_scale)
+    df = df.astype(dtype, copy=False)
+    loc = loc.astype(dtype, copy=False)
+    log_scale = log_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(df.shape, loc.shape, log_scale.shape)
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    _t0 = np.divide(1/2, df)
+    _t1 = np.add(df, 1)
+    _t2 = np.divide(1, _t1)
+    _t3 = np.multiply(df, 1/2)
+    _b4 = np.add(df, 3)
+    _t4 = np.divide(1, _b4)
+    _t5 = np.add(df, 2)
+    np.multiply(_t5, _t2, out=_t5)
+    np.multiply(_t5, _t4, out=_t5)
+    _t6 = np.multiply(_t4, 2)
+    _b8 = np.multiply(_t5, -1/2)
+    _b9 = special.polygamma(1, _t3 + 1/2)
+    np.multiply(_b9, -1/4, out=_b9)
+    _b10 = special.polygamma(1, _t3)
+    np.multiply(_b10, 1/4, out=_b10)
+    _b11 = np.multiply(_t0, _t5)
+    np.add(_b8, _t2, out=_b8)
+    np.subtract(_b8, _t0, out=_b8)
+    np.add(_b8, _b9, out=_b8)
+    np.add(_b8, _b10, out=_b8)
+    np.subtract(_b8, _b11, out=_b8)
+    _fisher_0_0 = _b8
+    _fisher_0_1 = 0
+    np.multiply(_t2, _t6, out=_t2)
+    np.negative(_t2, out=_t2)
+    _fisher_0_2 = _t2
+    _b12 = np.multiply(log_scale, -2)
+    np.exp(_b12, out=_b12)
+    np.multiply(_t1, _t4, out=_t1)
+    _fisher_1_1 = np.multiply(_t1, _b12, out=_into(_t1, _b12))
+    _fisher_1_2 = 0
+    np.multiply(_t6, df, out=_t6)
+    _fisher_2_2 = _t6
+    out = np.empty(batch + (3, 3), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 0, 2] = out[..., 2, 0] = _fisher_0_2
+    out[..., 1, 1] = _fisher_1_1
+    out[..., 1, 2] = out[..., 2, 1] = _fisher_1_2
+    out[..., 2, 2] = _fisher_2_2
+    return out
+
+
+def natural_gradient(grad, df, loc, log_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(df, loc, log_scale)
+    g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['log_scale']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'df': v[..., 0], 'loc': v[..., 1], 'log_scale': v[..., 2]}
 
 
 def _float_dtype(*arrays):

@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'student_t'
 PARAM = 'scale'
 PARAMETERS = ('df', 'loc', 'scale')
@@ -135,6 +135,188 @@ def eligibility(x, df, loc, scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "scale": e_scale}
+
+
+def hessian(x, df, loc, scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (ν, μ, σ), symmetric:
+    [ν, ν] = ψ′(ν/2 + 1/2)/4 + 1/(2*ν**2) + (x - μ)**2/(ν**2*σ**2*(1 + (x - μ)**2/(ν*σ**2))) + (x - μ)**4*(ν + 1)/(2*ν**4*σ**4*(1 + (x - μ)**2/(ν*σ**2))**2) - ψ′(ν/2)/4 - (x - μ)**2*(ν + 1)/(ν**3*σ**2*(1 + (x - μ)**2/(ν*σ**2)))
+    [ν, μ] = (x - μ)*(x - μ - σ)*(σ + x - μ)/(μ**2 + ν*σ**2 + x**2 - 2*μ*x)**2
+    [ν, σ] = (x - μ)**2*(x - μ - σ)*(σ + x - μ)/(σ*(μ**2 + ν*σ**2 + x**2 - 2*μ*x)**2)
+    [μ, μ] = (ν + 1)*(2*(μ - x)**2 - ν*σ**2 - (x - μ)**2)/(ν*σ**2 + (x - μ)**2)**2
+    [μ, σ] = 2*ν*σ*(μ - x)*(ν + 1)/(ν*σ**2 + (x - μ)**2)**2
+    [σ, σ] = (2*(x - μ)**4*(ν + 1) + (ν*σ**2 + (x - μ)**2)**2 - 3*(x - μ)**2*(ν + 1)*(ν*σ**2 + (x - μ)**2))/(σ**2*(ν*σ**2 + (x - μ)**2)**2).
+    """
+    df = np.asarray(df)
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(df, loc, scale)
+    df = df.astype(dtype, copy=False)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _b0 = np.square(df)
+    _t0 = np.divide(1, _b0)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.square(scale)
+    _t3 = np.divide(1, _t2)
+    _t4 = np.subtract(loc, x)
+    _t5 = np.multiply(_t4, -1)
+    _t6 = np.square(_t5)
+    _t7 = np.multiply(_t3, _t6)
+    _t8 = np.divide(_t7, df)
+    np.add(_t8, 1, out=_t8)
+    _t9 = np.divide(_t7, _t8, out=_into(_t7, _t8))
+    _t10 = np.add(df, 1)
+    _b12 = np.square(_t6)
+    _t11 = np.multiply(_b12, _t10, out=_into(_b12, _t10))
+    _t12 = np.multiply(_t2, df)
+    _b15 = np.negative(_t4)
+    _b16 = np.subtract(_b15, scale, out=_into(_b15, scale))
+    _b17 = np.add(scale, x)
+    _b18 = np.subtract(_b17, loc, out=_into(_b17, loc))
+    _b19 = np.square(loc)
+    _b20 = np.square(x)
+    _b21 = np.multiply(loc, x)
+    np.multiply(_b21, -2, out=_b21)
+    _b22 = np.add(_b19, _t12, out=_into(_b19, _t12))
+    _b23 = np.add(_b22, _b20, out=_into(_b22, _b20))
+    np.add(_b23, _b21, out=_b23)
+    np.square(_b23, out=_b23)
+    np.multiply(_b16, _b18, out=_b16)
+    _t13 = np.divide(_b16, _b23, out=_into(_b16, _b23))
+    _t14 = np.add(_t12, _t6, out=_into(_t12, _t6))
+    _t15 = np.square(_t14)
+    _t16 = np.divide(1, _t15)
+    _t17 = np.multiply(_t10, _t16)
+    _b29 = np.multiply(_t0, 1/2)
+    _b30 = special.polygamma(1, _t1)
+    np.multiply(_b30, -1/4, out=_b30)
+    _b31 = special.polygamma(1, _t1 + 1/2)
+    np.multiply(_b31, 1/4, out=_b31)
+    _b32 = np.multiply(_t0, _t9)
+    _b33 = np.square(df)
+    np.multiply(_b33, df, out=_b33)
+    np.divide(_t10, _b33, out=_b33)
+    _b34 = np.multiply(_b33, _t9, out=_into(_b33, _t9))
+    np.square(_t2, out=_t2)
+    np.square(_t8, out=_t8)
+    _b35 = np.square(df)
+    np.square(_b35, out=_b35)
+    _b36 = np.divide(_t11, _t2, out=_into(_t2, _t11))
+    np.divide(_b36, _t8, out=_b36)
+    np.divide(_b36, _b35, out=_b36)
+    np.multiply(_b36, 1/2, out=_b36)
+    np.add(_b29, _b30, out=_b29)
+    np.add(_b29, _b31, out=_b29)
+    _hessian_0_0 = np.add(_b29, _b32, out=_into(_b29, _b32))
+    np.subtract(_hessian_0_0, _b34, out=_hessian_0_0)
+    np.add(_hessian_0_0, _b36, out=_hessian_0_0)
+    _hessian_0_1 = np.multiply(_t5, _t13, out=_into(_t5, _t13))
+    np.multiply(_t13, _t6, out=_t13)
+    np.divide(_t13, scale, out=_t13)
+    _hessian_0_2 = _t13
+    _b39 = np.square(_t4)
+    np.multiply(_b39, 2, out=_b39)
+    _hessian_1_1 = np.subtract(_b39, _t14, out=_into(_b39, _t14))
+    np.multiply(_hessian_1_1, _t17, out=_hessian_1_1)
+    np.multiply(_t17, _t4, out=_t17)
+    np.multiply(_t17, df, out=_t17)
+    np.multiply(_t17, scale, out=_t17)
+    np.multiply(_t17, 2, out=_t17)
+    _hessian_1_2 = _t17
+    np.multiply(_t11, 2, out=_t11)
+    _b41 = np.multiply(_t10, _t14, out=_into(_t10, _t14))
+    np.multiply(_b41, _t6, out=_b41)
+    np.multiply(_b41, -3, out=_b41)
+    np.add(_t15, _t11, out=_t15)
+    np.add(_t15, _b41, out=_t15)
+    np.multiply(_t16, _t3, out=_t16)
+    np.multiply(_t16, _t15, out=_t16)
+    _hessian_2_2 = _t16
+    out = np.empty(batch + (3, 3), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 0, 2] = out[..., 2, 0] = _hessian_0_2
+    out[..., 1, 1] = _hessian_1_1
+    out[..., 1, 2] = out[..., 2, 1] = _hessian_1_2
+    out[..., 2, 2] = _hessian_2_2
+    return out
+
+
+def fisher(df, loc, scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t = 1/(1 + ((x − μ)/σ)²/ν) ~ Beta(ν/2, 1/2), E[t^s] = B(ν/2 + s, 1/2)/B(ν/2, 1/2)): an array (..., P, P) over (ν, μ, σ), symmetric:
+    [ν, ν] = ψ′(ν/2)/4 + 1/(ν + 1) - ψ′(ν/2 + 1/2)/4 - (ν + 2)/(2*(ν + 1)*(ν + 3)) - 1/(2*ν) - (ν + 2)/(2*ν*(ν + 1)*(ν + 3))
+    [ν, μ] = 0
+    [ν, σ] = -2/(σ*(ν + 1)*(ν + 3))
+    [μ, μ] = (ν + 1)/(σ**2*(ν + 3))
+    [μ, σ] = 0
+    [σ, σ] = 2*ν/(σ**2*(ν + 3)).
+    """
+    df = np.asarray(df)
+    loc = np.asarray(loc)
+    scale = np.asarray(scale)
+    dtype = _float_dtype(df, loc, scale)
+    df = df.astype(dtype, copy=False)
+    loc = loc.astype(dtype, copy=False)
+    scale = scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(df.shape, loc.shape, scale.shape)
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    _t0 = np.divide(1/2, df)
+    _t1 = np.add(df, 1)
+    _t2 = np.divide(1, _t1)
+    _t3 = np.multiply(df, 1/2)
+    _b4 = np.add(df, 3)
+    _t4 = np.divide(1, _b4)
+    _t5 = np.multiply(_t2, _t4)
+    _t6 = np.add(df, 2)
+    np.multiply(_t6, _t5, out=_t6)
+    _b8 = np.square(scale)
+    _t7 = np.divide(_t4, _b8, out=_into(_t4, _b8))
+    _b10 = np.multiply(_t6, -1/2)
+    _b11 = special.polygamma(1, _t3 + 1/2)
+    np.multiply(_b11, -1/4, out=_b11)
+    _b12 = special.polygamma(1, _t3)
+    np.multiply(_b12, 1/4, out=_b12)
+    _b13 = np.multiply(_t0, _t6)
+    np.subtract(_t2, _t0, out=_t2)
+    np.add(_t2, _b10, out=_t2)
+    np.add(_t2, _b11, out=_t2)
+    np.add(_t2, _b12, out=_t2)
+    np.subtract(_t2, _b13, out=_t2)
+    _fisher_0_0 = _t2
+    _fisher_0_1 = 0
+    _fisher_0_2 = np.divide(_t5, scale, out=_into(_t5, scale))
+    np.multiply(_fisher_0_2, -2, out=_fisher_0_2)
+    _fisher_1_1 = np.multiply(_t1, _t7, out=_into(_t1, _t7))
+    _fisher_1_2 = 0
+    np.multiply(_t7, df, out=_t7)
+    np.multiply(_t7, 2, out=_t7)
+    _fisher_2_2 = _t7
+    out = np.empty(batch + (3, 3), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 0, 2] = out[..., 2, 0] = _fisher_0_2
+    out[..., 1, 1] = _fisher_1_1
+    out[..., 1, 2] = out[..., 2, 1] = _fisher_1_2
+    out[..., 2, 2] = _fisher_2_2
+    return out
+
+
+def natural_gradient(grad, df, loc, scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(df, loc, scale)
+    g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['scale']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'df': v[..., 0], 'loc': v[..., 1], 'scale': v[..., 2]}
 
 
 def _float_dtype(*arrays):

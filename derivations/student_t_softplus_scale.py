@@ -17,7 +17,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'student_t'
 PARAM = 'softplus_scale'
 PARAMETERS = ('df', 'loc', 'raw_scale')
@@ -142,6 +142,201 @@ def eligibility(x, df, loc, raw_scale):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     return {"df": e_df, "loc": e_loc, "raw_scale": e_raw_scale}
+
+
+def hessian(x, df, loc, raw_scale):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (ν, μ, r), symmetric:
+    [ν, ν] = ψ′(ν/2 + 1/2)/4 + 1/(2*ν**2) + (x - μ)**2/(ν**2*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**2) + (x - μ)**4*(ν + 1)/(2*ν**4*(1 + (x - μ)**2/(ν*softplus(r)**2))**2*softplus(r)**4) - ψ′(ν/2)/4 - (x - μ)**2*(ν + 1)/(ν**3*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**2)
+    [ν, μ] = (x - μ)*(x - μ - softplus(r))*(x + softplus(r) - μ)/(μ**2 + ν*softplus(r)**2 + x**2 - 2*μ*x)**2
+    [ν, r] = (x - μ)**2*(x - μ - softplus(r))*(x + softplus(r) - μ)*sigmoid(r)/softplus(r)/(μ**2 + ν*softplus(r)**2 + x**2 - 2*μ*x)**2
+    [μ, μ] = (ν + 1)*(2*(μ - x)**2 - ν*softplus(r)**2 - (x - μ)**2)/(ν*softplus(r)**2 + (x - μ)**2)**2
+    [μ, r] = 2*ν*(μ - x)*(ν + 1)*sigmoid(r)*softplus(r)/(ν*softplus(r)**2 + (x - μ)**2)**2
+    [r, r] = (sigmoid(r) + sigmoid(r)/softplus(r) + (1 - sigmoid(r))*(x - μ)**2*(ν + 1)/(ν*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**2) + 2*(x - μ)**4*(ν + 1)*sigmoid(r)/softplus(r)/(ν**2*(1 + (x - μ)**2/(ν*softplus(r)**2))**2*softplus(r)**4) - 1 - 3*(x - μ)**2*(ν + 1)*sigmoid(r)/softplus(r)/(ν*(1 + (x - μ)**2/(ν*softplus(r)**2))*softplus(r)**2))*sigmoid(r)/softplus(r).
+    """
+    df = np.asarray(df)
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(df, loc, raw_scale)
+    df = df.astype(dtype, copy=False)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, df.shape, loc.shape, raw_scale.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _b0 = np.square(df)
+    _t0 = np.divide(1, _b0)
+    _t1 = np.multiply(df, 1/2)
+    _t2 = np.subtract(loc, x)
+    _t3 = np.multiply(_t2, -1)
+    _t4 = np.square(_t3)
+    _t5 = np.logaddexp(0, raw_scale)
+    _t6 = np.square(_t5)
+    _t7 = np.divide(_t4, _t6)
+    _t8 = np.divide(_t7, df)
+    _t9 = np.add(_t8, 1)
+    _t10 = np.divide(1, _t9)
+    _t11 = np.multiply(_t7, _t10, out=_into(_t7, _t10))
+    _t12 = np.add(df, 1)
+    _b14 = np.square(_t4)
+    _b15 = np.square(_t6)
+    np.square(_t9, out=_t9)
+    _b16 = np.multiply(_b14, _t12, out=_into(_b14, _t12))
+    _t13 = np.divide(_b16, _b15, out=_into(_b16, _b15))
+    np.divide(_t13, _t9, out=_t13)
+    _t14 = np.multiply(_t6, df, out=_into(_t6, df))
+    _b19 = np.negative(_t2)
+    _b20 = np.subtract(_b19, _t5, out=_into(_b19, _t5))
+    _b21 = np.add(_t5, x)
+    _b22 = np.subtract(_b21, loc, out=_into(_b21, loc))
+    _b23 = np.square(loc)
+    _b24 = np.square(x)
+    _b25 = np.multiply(loc, x)
+    np.multiply(_b25, -2, out=_b25)
+    _b26 = np.add(_b23, _t14, out=_into(_b23, _t14))
+    _b27 = np.add(_b26, _b24, out=_into(_b26, _b24))
+    np.add(_b27, _b25, out=_b27)
+    np.square(_b27, out=_b27)
+    np.multiply(_b20, _b22, out=_b20)
+    _t15 = np.divide(_b20, _b27, out=_into(_b20, _b27))
+    _t16 = _sigmoid_over_softplus(raw_scale)
+    _t17 = np.add(_t14, _t4, out=_into(_t14, _t4))
+    _t18 = np.square(_t17)
+    np.divide(_t12, _t18, out=_t18)
+    _t19 = _sigmoid(raw_scale)
+    _t20 = np.add(_t19, -1)
+    np.multiply(_t10, _t12, out=_t10)
+    np.multiply(_t10, _t8, out=_t10)
+    _t21 = _t10
+    _b34 = np.multiply(_t0, 1/2)
+    _b35 = special.polygamma(1, _t1)
+    np.multiply(_b35, -1/4, out=_b35)
+    _b36 = special.polygamma(1, _t1 + 1/2)
+    np.multiply(_b36, 1/4, out=_b36)
+    _b37 = np.multiply(_t0, _t11)
+    _b38 = np.square(df)
+    np.square(_b38, out=_b38)
+    _b39 = np.divide(_t13, _b38, out=_into(_b38, _t13))
+    np.multiply(_b39, 1/2, out=_b39)
+    _b40 = np.square(df)
+    np.multiply(_b40, df, out=_b40)
+    _b41 = np.multiply(_t12, _t11, out=_into(_t12, _t11))
+    np.divide(_b41, _b40, out=_b41)
+    np.add(_b34, _b35, out=_b34)
+    np.add(_b34, _b36, out=_b34)
+    _hessian_0_0 = np.add(_b34, _b37, out=_into(_b34, _b37))
+    np.add(_hessian_0_0, _b39, out=_hessian_0_0)
+    np.subtract(_hessian_0_0, _b41, out=_hessian_0_0)
+    _hessian_0_1 = np.multiply(_t3, _t15, out=_into(_t3, _t15))
+    np.multiply(_t15, _t16, out=_t15)
+    np.multiply(_t15, _t4, out=_t15)
+    _hessian_0_2 = _t15
+    _b44 = np.square(_t2)
+    np.multiply(_b44, 2, out=_b44)
+    _hessian_1_1 = np.subtract(_b44, _t17, out=_into(_b44, _t17))
+    np.multiply(_hessian_1_1, _t18, out=_hessian_1_1)
+    np.multiply(_t18, _t19, out=_t18)
+    np.multiply(_t18, _t2, out=_t18)
+    np.multiply(_t18, _t5, out=_t18)
+    np.multiply(_t18, df, out=_t18)
+    np.multiply(_t18, 2, out=_t18)
+    _hessian_1_2 = _t18
+    _b46 = np.multiply(_t20, _t21)
+    _b47 = np.multiply(_t16, _t21)
+    np.multiply(_b47, -3, out=_b47)
+    _b48 = np.multiply(_t0, _t13, out=_into(_t0, _t13))
+    np.multiply(_b48, _t16, out=_b48)
+    np.multiply(_b48, 2, out=_b48)
+    np.add(_b47, _t16, out=_b47)
+    np.add(_b47, _t20, out=_b47)
+    np.subtract(_b47, _b46, out=_b47)
+    np.add(_b47, _b48, out=_b47)
+    np.multiply(_b47, _t16, out=_b47)
+    _hessian_2_2 = _b47
+    out = np.empty(batch + (3, 3), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 0, 2] = out[..., 2, 0] = _hessian_0_2
+    out[..., 1, 1] = _hessian_1_1
+    out[..., 1, 2] = out[..., 2, 1] = _hessian_1_2
+    out[..., 2, 2] = _hessian_2_2
+    return out
+
+
+def fisher(df, loc, raw_scale):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t = 1/(1 + ((x − μ)/σ)²/ν) ~ Beta(ν/2, 1/2), E[t^s] = B(ν/2 + s, 1/2)/B(ν/2, 1/2)): an array (..., P, P) over (ν, μ, r), symmetric:
+    [ν, ν] = ψ′(ν/2)/4 + 1/(ν + 1) - ψ′(ν/2 + 1/2)/4 - (ν + 2)/(2*(ν + 1)*(ν + 3)) - 1/(2*ν) - (ν + 2)/(2*ν*(ν + 1)*(ν + 3))
+    [ν, μ] = 0
+    [ν, r] = -2*sigmoid(r)/softplus(r)/((ν + 1)*(ν + 3))
+    [μ, μ] = (ν + 1)/((ν + 3)*softplus(r)**2)
+    [μ, r] = 0
+    [r, r] = 2*ν*sigmoid(r)/softplus(r)**2/(ν + 3).
+    """
+    df = np.asarray(df)
+    loc = np.asarray(loc)
+    raw_scale = np.asarray(raw_scale)
+    dtype = _float_dtype(df, loc, raw_scale)
+    df = df.astype(dtype, copy=False)
+    loc = loc.astype(dtype, copy=False)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(df.shape, loc.shape, raw_scale.shape)
+    df = _with_ndim(df, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    _t0 = np.divide(1/2, df)
+    _t1 = np.add(df, 1)
+    _t2 = np.divide(1, _t1)
+    _t3 = np.multiply(df, 1/2)
+    _b4 = np.add(df, 3)
+    _t4 = np.divide(1, _b4)
+    _t5 = np.multiply(_t2, _t4)
+    _t6 = np.add(df, 2)
+    np.multiply(_t6, _t5, out=_t6)
+    _t7 = _sigmoid_over_softplus(raw_scale)
+    _b9 = np.multiply(_t6, -1/2)
+    _b10 = special.polygamma(1, _t3 + 1/2)
+    np.multiply(_b10, -1/4, out=_b10)
+    _b11 = special.polygamma(1, _t3)
+    np.multiply(_b11, 1/4, out=_b11)
+    _b12 = np.multiply(_t0, _t6)
+    np.subtract(_t2, _t0, out=_t2)
+    np.add(_t2, _b9, out=_t2)
+    np.add(_t2, _b10, out=_t2)
+    np.add(_t2, _b11, out=_t2)
+    np.subtract(_t2, _b12, out=_t2)
+    _fisher_0_0 = _t2
+    _fisher_0_1 = 0
+    _fisher_0_2 = np.multiply(_t5, _t7, out=_into(_t5, _t7))
+    np.multiply(_fisher_0_2, -2, out=_fisher_0_2)
+    _b14 = np.logaddexp(0, raw_scale)
+    np.square(_b14, out=_b14)
+    np.multiply(_t1, _t4, out=_t1)
+    _fisher_1_1 = np.divide(_t1, _b14, out=_into(_t1, _b14))
+    _fisher_1_2 = 0
+    np.square(_t7, out=_t7)
+    np.multiply(_t4, df, out=_t4)
+    _fisher_2_2 = np.multiply(_t4, _t7, out=_into(_t4, _t7))
+    np.multiply(_fisher_2_2, 2, out=_fisher_2_2)
+    out = np.empty(batch + (3, 3), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 0, 2] = out[..., 2, 0] = _fisher_0_2
+    out[..., 1, 1] = _fisher_1_1
+    out[..., 1, 2] = out[..., 2, 1] = _fisher_1_2
+    out[..., 2, 2] = _fisher_2_2
+    return out
+
+
+def natural_gradient(grad, df, loc, raw_scale):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(df, loc, raw_scale)
+    g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['raw_scale']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'df': v[..., 0], 'loc': v[..., 1], 'raw_scale': v[..., 2]}
 
 
 def _float_dtype(*arrays):

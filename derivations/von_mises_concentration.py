@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'von_mises'
 PARAM = 'concentration'
 PARAMETERS = ('loc', 'concentration')
@@ -77,6 +77,80 @@ def eligibility(x, loc, concentration):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_concentration = _output(e_concentration, batch, dtype, copy=False)
     return {"loc": e_loc, "concentration": e_concentration}
+
+
+def hessian(x, loc, concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, κ), symmetric:
+    [μ, μ] = -κ*cos(μ - x)
+    [μ, κ] = -sin(μ - x)
+    [κ, κ] = bessel_i1_i0(κ)**2 + bessel_i1_i0(κ)/κ - 1.
+    """
+    loc = np.asarray(loc)
+    concentration = np.asarray(concentration)
+    dtype = _float_dtype(loc, concentration)
+    loc = loc.astype(dtype, copy=False)
+    concentration = concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _t0 = np.subtract(loc, x)
+    _t1 = (special.i1e(concentration)/special.i0e(concentration))
+    _b2 = np.cos(_t0)
+    _hessian_0_0 = np.multiply(_b2, concentration, out=_into(_b2, concentration))
+    np.negative(_hessian_0_0, out=_hessian_0_0)
+    np.sin(_t0, out=_t0)
+    np.negative(_t0, out=_t0)
+    _hessian_0_1 = _t0
+    _b4 = np.square(_t1)
+    _b5 = np.divide(_t1, concentration)
+    np.add(_b4, _b5, out=_b4)
+    np.subtract(_b4, 1, out=_b4)
+    _hessian_1_1 = _b4
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(mu - x)] = bessel_i1_i0(kappa); E[sin(mu - x)] = 0): an array (..., P, P) over (μ, κ), symmetric:
+    [μ, μ] = κ*bessel_i1_i0(κ)
+    [μ, κ] = 0
+    [κ, κ] = 1 - bessel_i1_i0(κ)**2 - bessel_i1_i0(κ)/κ.
+    """
+    loc = np.asarray(loc)
+    concentration = np.asarray(concentration)
+    dtype = _float_dtype(loc, concentration)
+    loc = loc.astype(dtype, copy=False)
+    concentration = concentration.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, concentration.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _t0 = (special.i1e(concentration)/special.i0e(concentration))
+    _fisher_0_0 = np.multiply(_t0, concentration)
+    _fisher_0_1 = 0
+    _b2 = np.square(_t0)
+    _b3 = np.divide(_t0, concentration)
+    np.negative(_b2, out=_b2)
+    np.subtract(_b2, _b3, out=_b2)
+    np.add(_b2, 1, out=_b2)
+    _fisher_1_1 = _b2
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, concentration)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'concentration': grad['concentration'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

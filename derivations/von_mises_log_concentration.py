@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'von_mises'
 PARAM = 'log_concentration'
 PARAMETERS = ('loc', 'log_concentration')
@@ -82,6 +82,81 @@ def eligibility(x, loc, log_concentration):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_log_concentration = _output(e_log_concentration, batch, dtype, copy=False)
     return {"loc": e_loc, "log_concentration": e_log_concentration}
+
+
+def hessian(x, loc, log_concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, k), symmetric:
+    [μ, μ] = -exp(k)*cos(μ - x)
+    [μ, k] = -exp(k)*sin(μ - x)
+    [k, k] = (bessel_i1_i0(exp(k))**2*exp(k) + cos(μ - x) - exp(k))*exp(k).
+    """
+    loc = np.asarray(loc)
+    log_concentration = np.asarray(log_concentration)
+    dtype = _float_dtype(loc, log_concentration)
+    loc = loc.astype(dtype, copy=False)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, log_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    _t0 = np.exp(log_concentration)
+    _t1 = np.subtract(loc, x)
+    _t2 = np.cos(_t1)
+    _hessian_0_0 = np.multiply(_t0, _t2)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
+    np.sin(_t1, out=_t1)
+    _hessian_0_1 = np.multiply(_t1, _t0, out=_into(_t1, _t0))
+    np.negative(_hessian_0_1, out=_hessian_0_1)
+    _b5 = (special.i1e(_t0)/special.i0e(_t0))
+    np.square(_b5, out=_b5)
+    np.multiply(_b5, _t0, out=_b5)
+    _hessian_1_1 = np.subtract(_t2, _t0, out=_into(_t2, _t0))
+    np.add(_hessian_1_1, _b5, out=_hessian_1_1)
+    np.multiply(_hessian_1_1, _t0, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, log_concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(mu - x)] = bessel_i1_i0(kappa); E[sin(mu - x)] = 0): an array (..., P, P) over (μ, k), symmetric:
+    [μ, μ] = bessel_i1_i0(exp(k))*exp(k)
+    [μ, k] = 0
+    [k, k] = (exp(k) - bessel_i1_i0(exp(k))**2*exp(k) - bessel_i1_i0(exp(k)))*exp(k).
+    """
+    loc = np.asarray(loc)
+    log_concentration = np.asarray(log_concentration)
+    dtype = _float_dtype(loc, log_concentration)
+    loc = loc.astype(dtype, copy=False)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, log_concentration.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    _t0 = np.exp(log_concentration)
+    _t1 = (special.i1e(_t0)/special.i0e(_t0))
+    _fisher_0_0 = np.multiply(_t0, _t1)
+    _fisher_0_1 = 0
+    _fisher_1_1 = np.square(_t1)
+    np.multiply(_fisher_1_1, _t0, out=_fisher_1_1)
+    np.subtract(_t0, _fisher_1_1, out=_fisher_1_1)
+    np.subtract(_fisher_1_1, _t1, out=_fisher_1_1)
+    np.multiply(_fisher_1_1, _t0, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, log_concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, log_concentration)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'log_concentration': grad['log_concentration'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

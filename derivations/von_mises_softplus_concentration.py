@@ -16,7 +16,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 import numpy as np
 from scipy import special
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'von_mises'
 PARAM = 'softplus_concentration'
 PARAMETERS = ('loc', 'raw_concentration')
@@ -84,6 +84,92 @@ def eligibility(x, loc, raw_concentration):
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_raw_concentration = _output(e_raw_concentration, batch, dtype, copy=False)
     return {"loc": e_loc, "raw_concentration": e_raw_concentration}
+
+
+def hessian(x, loc, raw_concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = -softplus(r)*cos(μ - x)
+    [μ, r] = -sigmoid(r)*sin(μ - x)
+    [r, r] = ((1 - sigmoid(r))*cos(μ - x) + (sigmoid(r) - 1)*bessel_i1_i0(softplus(r)) + bessel_i1_i0(softplus(r))**2*sigmoid(r) + bessel_i1_i0(softplus(r))*sigmoid(r)/softplus(r) - sigmoid(r))*sigmoid(r).
+    """
+    loc = np.asarray(loc)
+    raw_concentration = np.asarray(raw_concentration)
+    dtype = _float_dtype(loc, raw_concentration)
+    loc = loc.astype(dtype, copy=False)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, loc.shape, raw_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    _t0 = np.logaddexp(0, raw_concentration)
+    _t1 = np.subtract(loc, x)
+    _t2 = np.cos(_t1)
+    _t3 = _sigmoid(raw_concentration)
+    _t4 = (special.i1e(_t0)/special.i0e(_t0))
+    _t5 = np.add(_t3, -1)
+    _hessian_0_0 = np.multiply(_t0, _t2)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
+    np.sin(_t1, out=_t1)
+    _hessian_0_1 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
+    np.negative(_hessian_0_1, out=_hessian_0_1)
+    _b8 = np.square(_t4)
+    np.multiply(_b8, _t3, out=_b8)
+    _b9 = np.multiply(_t4, _t5)
+    _b10 = np.multiply(_t2, _t5, out=_into(_t2, _t5))
+    np.divide(_t3, _t0, out=_t0)
+    np.multiply(_t0, _t4, out=_t0)
+    np.subtract(_b8, _t3, out=_b8)
+    np.add(_b8, _b9, out=_b8)
+    _hessian_1_1 = np.subtract(_b8, _b10, out=_into(_b8, _b10))
+    np.add(_hessian_1_1, _t0, out=_hessian_1_1)
+    np.multiply(_hessian_1_1, _t3, out=_hessian_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(loc, raw_concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(mu - x)] = bessel_i1_i0(kappa); E[sin(mu - x)] = 0): an array (..., P, P) over (μ, r), symmetric:
+    [μ, μ] = bessel_i1_i0(softplus(r))*softplus(r)
+    [μ, r] = 0
+    [r, r] = (sigmoid(r) - bessel_i1_i0(softplus(r))**2*sigmoid(r) - bessel_i1_i0(softplus(r))*sigmoid(r)/softplus(r))*sigmoid(r).
+    """
+    loc = np.asarray(loc)
+    raw_concentration = np.asarray(raw_concentration)
+    dtype = _float_dtype(loc, raw_concentration)
+    loc = loc.astype(dtype, copy=False)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(loc.shape, raw_concentration.shape)
+    loc = _with_ndim(loc, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    _t0 = np.logaddexp(0, raw_concentration)
+    _t1 = (special.i1e(_t0)/special.i0e(_t0))
+    _t2 = _sigmoid(raw_concentration)
+    _fisher_0_0 = np.multiply(_t0, _t1)
+    _fisher_0_1 = 0
+    _fisher_1_1 = np.square(_t1)
+    np.multiply(_fisher_1_1, _t2, out=_fisher_1_1)
+    np.divide(_t1, _t0, out=_t0)
+    np.multiply(_t0, _t2, out=_t0)
+    np.subtract(_t2, _fisher_1_1, out=_fisher_1_1)
+    np.subtract(_fisher_1_1, _t0, out=_fisher_1_1)
+    np.multiply(_fisher_1_1, _t2, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, loc, raw_concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  F is diagonal.
+    """
+    f = fisher(loc, raw_concentration)
+    return {'loc': grad['loc'] / f[..., 0, 0], 'raw_concentration': grad['raw_concentration'] / f[..., 1, 1]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'weibull'
 PARAM = 'log_scale_concentration'
 PARAMETERS = ('log_scale', 'log_concentration')
@@ -91,6 +91,85 @@ def eligibility(x, log_scale, log_concentration):
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     e_log_concentration = _output(e_log_concentration, batch, dtype, copy=False)
     return {"log_scale": e_log_scale, "log_concentration": e_log_concentration}
+
+
+def hessian(x, log_scale, log_concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (s, c), symmetric:
+    [s, s] = -(x*exp(-s))**exp(c)*exp(2*c)
+    [s, c] = ((x*exp(-s))**exp(c)*(log(x) - s)*exp(c) + (x*exp(-s))**exp(c) - 1)*exp(c)
+    [c, c] = (log(x) - s)*(1 - (x*exp(-s))**exp(c)*(log(x) - s)*exp(c) - (x*exp(-s))**exp(c))*exp(c).
+    """
+    log_scale = np.asarray(log_scale)
+    log_concentration = np.asarray(log_concentration)
+    dtype = _float_dtype(log_scale, log_concentration)
+    log_scale = log_scale.astype(dtype, copy=False)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, log_scale.shape, log_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    _t0 = np.exp(log_concentration)
+    _b1 = np.multiply(log_scale, -1)
+    np.exp(_b1, out=_b1)
+    _b2 = np.multiply(_b1, x, out=_into(_b1, x))
+    _t1 = np.power(_b2, _t0, out=_into(_b2, _t0))
+    _b4 = np.log(x)
+    _b5 = np.subtract(_b4, log_scale, out=_into(_b4, log_scale))
+    _t2 = np.multiply(_b5, _t0, out=_into(_b5, _t0))
+    _t3 = np.multiply(_t1, _t2)
+    np.add(_t3, _t1, out=_t3)
+    np.subtract(_t3, 1, out=_t3)
+    _b8 = np.multiply(log_concentration, 2)
+    np.exp(_b8, out=_b8)
+    np.multiply(_t1, _b8, out=_t1)
+    np.negative(_t1, out=_t1)
+    _hessian_0_0 = _t1
+    _hessian_0_1 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    np.multiply(_t2, _t3, out=_t2)
+    np.negative(_t2, out=_t2)
+    _hessian_1_1 = _t2
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(log_scale, log_concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (s, c), symmetric:
+    [s, s] = exp(2*c)
+    [s, c] = (EulerGamma - 1)*exp(c)
+    [c, c] = (1 - EulerGamma)**2 + π**2/6.
+    """
+    log_scale = np.asarray(log_scale)
+    log_concentration = np.asarray(log_concentration)
+    dtype = _float_dtype(log_scale, log_concentration)
+    log_scale = log_scale.astype(dtype, copy=False)
+    log_concentration = log_concentration.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(log_scale.shape, log_concentration.shape)
+    log_scale = _with_ndim(log_scale, max(len(batch), 1))
+    log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
+    _fisher_0_0 = np.multiply(log_concentration, 2)
+    np.exp(_fisher_0_0, out=_fisher_0_0)
+    _fisher_0_1 = np.exp(log_concentration)
+    np.multiply(_fisher_0_1, -0.42278433509846714, out=_fisher_0_1)
+    _fisher_1_1 = 1.8236806608528794
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, log_scale, log_concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(log_scale, log_concentration)
+    g = np.stack(np.broadcast_arrays(grad['log_scale'], grad['log_concentration']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'log_scale': v[..., 0], 'log_concentration': v[..., 1]}
 
 
 def _float_dtype(*arrays):

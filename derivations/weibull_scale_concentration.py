@@ -14,7 +14,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'weibull'
 PARAM = 'scale_concentration'
 PARAMETERS = ('scale', 'concentration')
@@ -88,6 +88,88 @@ def eligibility(x, scale, concentration):
     e_scale = _output(e_scale, batch, dtype, copy=False)
     e_concentration = _output(e_concentration, batch, dtype, copy=False)
     return {"scale": e_scale, "concentration": e_concentration}
+
+
+def hessian(x, scale, concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (λ, k), symmetric:
+    [λ, λ] = k*(1 - k*(x/λ)**k - (x/λ)**k)/λ**2
+    [λ, k] = (k*(x/λ)**k*(log(x) - log(λ)) + (x/λ)**k - 1)/λ
+    [k, k] = -((x/λ)**k*(log(x) - log(λ))**2 + k**(-2)).
+    """
+    scale = np.asarray(scale)
+    concentration = np.asarray(concentration)
+    dtype = _float_dtype(scale, concentration)
+    scale = scale.astype(dtype, copy=False)
+    concentration = concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, scale.shape, concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    scale = _with_ndim(scale, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _t0 = np.divide(1, scale)
+    _b1 = np.multiply(_t0, x)
+    _t1 = np.power(_b1, concentration, out=_into(_b1, concentration))
+    _t2 = np.multiply(_t1, concentration)
+    _t3 = np.add(_t1, -1)
+    _b5 = np.log(scale)
+    _b6 = np.log(x)
+    _t4 = np.subtract(_b6, _b5, out=_into(_b6, _b5))
+    _b8 = np.negative(_t2)
+    np.subtract(_b8, _t3, out=_b8)
+    _b9 = np.square(scale)
+    np.multiply(_b8, concentration, out=_b8)
+    np.divide(_b8, _b9, out=_b8)
+    _hessian_0_0 = _b8
+    np.multiply(_t2, _t4, out=_t2)
+    np.add(_t3, _t2, out=_t3)
+    _hessian_0_1 = np.multiply(_t0, _t3, out=_into(_t0, _t3))
+    _b11 = np.square(concentration)
+    _b12 = np.divide(1, _b11)
+    np.square(_t4, out=_t4)
+    np.multiply(_t1, _t4, out=_t1)
+    np.negative(_b12, out=_b12)
+    _hessian_1_1 = np.subtract(_b12, _t1, out=_into(_b12, _t1))
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(scale, concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (λ, k), symmetric:
+    [λ, λ] = k**2/λ**2
+    [λ, k] = (EulerGamma - 1)/λ
+    [k, k] = ((1 - EulerGamma)**2 + π**2/6)/k**2.
+    """
+    scale = np.asarray(scale)
+    concentration = np.asarray(concentration)
+    dtype = _float_dtype(scale, concentration)
+    scale = scale.astype(dtype, copy=False)
+    concentration = concentration.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(scale.shape, concentration.shape)
+    scale = _with_ndim(scale, max(len(batch), 1))
+    concentration = _with_ndim(concentration, max(len(batch), 1))
+    _t0 = np.square(concentration)
+    _b1 = np.square(scale)
+    _fisher_0_0 = np.divide(_t0, _b1, out=_into(_b1, _t0))
+    _fisher_0_1 = np.divide(-0.42278433509846714, scale)
+    _fisher_1_1 = np.divide(1.8236806608528794, _t0)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, scale, concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(scale, concentration)
+    g = np.stack(np.broadcast_arrays(grad['scale'], grad['concentration']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'scale': v[..., 0], 'concentration': v[..., 1]}
 
 
 def _float_dtype(*arrays):

@@ -15,7 +15,7 @@ The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
 
-__all__ = ["log_prob", "eligibility"]
+__all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient"]
 FAMILY = 'weibull'
 PARAM = 'softplus_scale_concentration'
 PARAMETERS = ('raw_scale', 'raw_concentration')
@@ -103,6 +103,125 @@ def eligibility(x, raw_scale, raw_concentration):
     e_raw_scale = _output(e_raw_scale, batch, dtype, copy=False)
     e_raw_concentration = _output(e_raw_concentration, batch, dtype, copy=False)
     return {"raw_scale": e_raw_scale, "raw_concentration": e_raw_concentration}
+
+
+def hessian(x, raw_scale, raw_concentration):
+    """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over (r, q), symmetric:
+    [r, r] = ((x/softplus(r))**softplus(q)*(1 - sigmoid(r))*softplus(q)*softplus(r) + sigmoid(r) - (x/softplus(r))**softplus(q)*sigmoid(r)*softplus(q)**2 - (x/softplus(r))**softplus(q)*sigmoid(r)*softplus(q) - (1 - sigmoid(r))*softplus(r) - ((1 - sigmoid(r))*softplus(r) - sigmoid(r))*(softplus(q) - 1))*sigmoid(r)/softplus(r)/softplus(r)
+    [r, q] = ((x/softplus(r))**softplus(q)*(log(x) - log(softplus(r)))*softplus(q) + (x/softplus(r))**softplus(q) - 1)*sigmoid(q)*sigmoid(r)/softplus(r)
+    [q, q] = ((1 - sigmoid(q))*(log(x) - log(softplus(r))) + (1 - sigmoid(q))/softplus(q) - (x/softplus(r))**softplus(q)*(1 - sigmoid(q))*(log(x) - log(softplus(r))) - (x/softplus(r))**softplus(q)*(log(x) - log(softplus(r)))**2*sigmoid(q) - sigmoid(q)/softplus(q)/softplus(q))*sigmoid(q).
+    """
+    raw_scale = np.asarray(raw_scale)
+    raw_concentration = np.asarray(raw_concentration)
+    dtype = _float_dtype(raw_scale, raw_concentration)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    x = np.asarray(x, dtype)
+    batch = np.broadcast_shapes(x.shape, raw_scale.shape, raw_concentration.shape)
+    x = _with_ndim(x, max(len(batch), 1))
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    _t0 = _sigmoid_over_softplus(raw_scale)
+    _t1 = np.logaddexp(0, raw_scale)
+    _t2 = np.divide(1, _t1)
+    _t3 = np.logaddexp(0, raw_concentration)
+    _t4 = _sigmoid(raw_scale)
+    _t5 = np.negative(_t4)
+    np.add(_t5, 1, out=_t5)
+    _t6 = np.multiply(_t1, _t5)
+    np.subtract(_t6, _t4, out=_t6)
+    _b7 = np.multiply(_t2, x)
+    _t7 = np.power(_b7, _t3, out=_into(_b7, _t3))
+    _t8 = np.multiply(_t4, _t7, out=_into(_t4, _t7))
+    _t9 = _sigmoid(raw_concentration)
+    _b11 = _log_softplus(raw_scale)
+    _b12 = np.log(x)
+    _t10 = np.subtract(_b12, _b11, out=_into(_b12, _b11))
+    _t11 = np.divide(1, _t3)
+    _t12 = np.negative(_t9)
+    np.add(_t12, 1, out=_t12)
+    _b16 = np.multiply(_t3, _t8)
+    _b17 = np.add(_t3, -1)
+    _b18 = np.multiply(_b17, _t6, out=_into(_b17, _t6))
+    _b19 = np.square(_t3)
+    _b20 = np.multiply(_b19, _t8, out=_into(_b19, _t8))
+    _b21 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
+    np.multiply(_b21, _t5, out=_b21)
+    _b22 = np.multiply(_b21, _t7, out=_into(_b21, _t7))
+    np.subtract(_b22, _t6, out=_b22)
+    np.subtract(_b22, _b16, out=_b22)
+    np.subtract(_b22, _b18, out=_b22)
+    np.subtract(_b22, _b20, out=_b22)
+    np.multiply(_t2, _t0, out=_t2)
+    _hessian_0_0 = np.multiply(_t2, _b22, out=_into(_t2, _b22))
+    _b24 = np.multiply(_t3, _t10, out=_into(_t3, _t10))
+    np.multiply(_b24, _t7, out=_b24)
+    np.add(_b24, _t7, out=_b24)
+    np.subtract(_b24, 1, out=_b24)
+    _b25 = np.multiply(_t0, _t9, out=_into(_t0, _t9))
+    _hessian_0_1 = np.multiply(_b25, _b24, out=_into(_b25, _b24))
+    _b27 = np.multiply(_t10, _t12)
+    _b28 = np.multiply(_t11, _t12)
+    _b29 = _sigmoid_over_softplus(raw_concentration)
+    np.multiply(_b29, _t11, out=_b29)
+    _b30 = np.multiply(_t10, _t12)
+    np.multiply(_b30, _t7, out=_b30)
+    _b31 = np.square(_t10)
+    _b32 = np.multiply(_b31, _t7, out=_into(_b31, _t7))
+    np.multiply(_b32, _t9, out=_b32)
+    np.add(_b27, _b28, out=_b27)
+    np.subtract(_b27, _b29, out=_b27)
+    np.subtract(_b27, _b30, out=_b27)
+    np.subtract(_b27, _b32, out=_b27)
+    np.multiply(_b27, _t9, out=_b27)
+    _hessian_1_1 = _b27
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _hessian_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
+    out[..., 1, 1] = _hessian_1_1
+    return out
+
+
+def fisher(raw_scale, raw_concentration):
+    """the Fisher information F(θ) (F = −E[H], the expectation by x written through t, t ~ Exponential(1), E[t^s] = Γ(1 + s)): an array (..., P, P) over (r, q), symmetric:
+    [r, r] = sigmoid(r)/softplus(r)**2*softplus(q)**2
+    [r, q] = (EulerGamma - 1)*sigmoid(q)*sigmoid(r)/softplus(r)
+    [q, q] = (EulerGamma**2 + 1 + π**2/6 - 2*EulerGamma)*sigmoid(q)/softplus(q)**2.
+    """
+    raw_scale = np.asarray(raw_scale)
+    raw_concentration = np.asarray(raw_concentration)
+    dtype = _float_dtype(raw_scale, raw_concentration)
+    raw_scale = raw_scale.astype(dtype, copy=False)
+    raw_concentration = raw_concentration.astype(dtype, copy=False)
+    batch = np.broadcast_shapes(raw_scale.shape, raw_concentration.shape)
+    raw_scale = _with_ndim(raw_scale, max(len(batch), 1))
+    raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
+    _t0 = _sigmoid_over_softplus(raw_scale)
+    _b1 = np.square(_t0)
+    _b2 = np.logaddexp(0, raw_concentration)
+    np.square(_b2, out=_b2)
+    _fisher_0_0 = np.multiply(_b1, _b2, out=_into(_b1, _b2))
+    _b4 = _sigmoid(raw_concentration)
+    _fisher_0_1 = np.multiply(_t0, _b4, out=_into(_t0, _b4))
+    np.multiply(_fisher_0_1, -0.42278433509846714, out=_fisher_0_1)
+    _fisher_1_1 = _sigmoid_over_softplus(raw_concentration)
+    np.square(_fisher_1_1, out=_fisher_1_1)
+    np.multiply(_fisher_1_1, 1.8236806608528794, out=_fisher_1_1)
+    out = np.empty(batch + (2, 2), dtype)
+    out[..., 0, 0] = _fisher_0_0
+    out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
+    out[..., 1, 1] = _fisher_1_1
+    return out
+
+
+def natural_gradient(grad, raw_scale, raw_concentration):
+    """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
+    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    """
+    f = fisher(raw_scale, raw_concentration)
+    g = np.stack(np.broadcast_arrays(grad['raw_scale'], grad['raw_concentration']), axis=-1).astype(f.dtype)
+    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    return {'raw_scale': v[..., 0], 'raw_concentration': v[..., 1]}
 
 
 def _float_dtype(*arrays):

@@ -119,6 +119,7 @@ def derive(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
     k: Optional[int] = typer.Option(None, "--k", help="Also expand for a concrete number of categories (1–64)."),
+    order: int = typer.Option(1, "--order", help="1: the eligibility; 2: also the Hessian and the Fisher information."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
 ) -> None:
@@ -127,29 +128,33 @@ def derive(
 
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
+    if order not in (1, 2):
+        raise SymeligError(f"--order is 1 (eligibility) or 2 (also Hessian and Fisher information), not {order}")
+    if order == 2 and k is not None:
+        raise SymeligError("--k expands the eligibility only; use it without --order 2")
     user = (via, wrt, positive, vector, log_prob, x)
     if _is_user(family, *user):
-        _emit(_derived(_resolve(family, param, *user), format, standalone, k), output)
+        _emit(_derived(_resolve(family, param, *user), format, standalone, k, order), output)
         return
-    request = ("derive", family, param, format.value, standalone, k)
+    request = ("derive", family, param, format.value, standalone, k) + ((order,) if order == 2 else ())
     text = cache.get(request)
     if text is None:
         from . import derive as derive_entry
 
-        text = _derived(derive_entry(family, param), format, standalone, k)
+        text = _derived(derive_entry(family, param), format, standalone, k, order)
         cache.put(request, text)
     _emit(text, output)
 
 
-def _derived(d, format: Format, standalone: bool, k: Optional[int]) -> str:
+def _derived(d, format: Format, standalone: bool, k: Optional[int], order: int = 1) -> str:
     if k is not None:
         return _expanded(d, k, format)
     if format is Format.text:
-        text = d.text()
+        text = d.text(order)
     elif format is Format.latex:
-        text = d.latex(standalone=standalone)
+        text = d.latex(standalone=standalone, order=order)
     elif format is Format.numpy:
-        text = d.numpy_source
+        text = d.full_numpy_source if order == 2 else d.numpy_source
     elif format is Format.markdown:
         from .pages import markdown
 
@@ -157,7 +162,7 @@ def _derived(d, format: Format, standalone: bool, k: Optional[int]) -> str:
     else:
         import json
 
-        text = json.dumps(d.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(d.to_dict(order), indent=2, ensure_ascii=False) + "\n"
     return text
 
 
@@ -241,7 +246,7 @@ class Backend(str, enum.Enum):
 def _source(d, backend: "Backend") -> str:
     """The module's source: numpy's in-place kernels, or the array API ones pinned to a library."""
     if backend is Backend.numpy:
-        return d.numpy_source
+        return d.full_numpy_source
     from .emit.xp import module_source
 
     return module_source(d.symbolic, backend.value)
@@ -301,7 +306,8 @@ def export(
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
 ) -> None:
-    """Write a standalone numpy module (log_prob, eligibility) that other code imports."""
+    """Write a standalone module (log_prob, eligibility; with numpy also hessian, fisher,
+    natural_gradient) that other code imports."""
     from pathlib import Path
 
     from . import catalog, derive as derive_entry
@@ -333,10 +339,10 @@ def export(
         write_atomic(output, _source(_resolve(family, param, *user), backend))
         typer.echo(f"wrote {output}", err=True)
         return
-    request = ("derive", family, param, Format.numpy.value, False, None)  # the same text as derive -f numpy
+    request = ("derive", family, param, Format.numpy.value, False, None, 2)  # the text of derive -f numpy --order 2
     source = cache.get(request)
     if source is None:
-        source = derive_entry(family, param).numpy_source
+        source = derive_entry(family, param).full_numpy_source
         cache.put(request, source)
     write_atomic(output, source)
     typer.echo(f"wrote {output}", err=True)

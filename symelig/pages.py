@@ -32,7 +32,8 @@ def markdown(d) -> str:
         explain_command = f"symelig explain {d.family} --param {d.param}"
         footer = (
             f"Files: [`{_stem(d)}.tex`]({_stem(d)}.tex) (LaTeX fragment), "
-            f"[`{_stem(d)}.py`]({_stem(d)}.py) (numpy kernels: `log_prob`, `eligibility`).\n\n"
+            f"[`{_stem(d)}.py`]({_stem(d)}.py) (numpy kernels: `log_prob`, `eligibility`, `hessian`, `fisher`, "
+            "`natural_gradient`).\n\n"
             f"Regenerate with `make derivations` (symelig {__version__}).\n"
         )
     return (
@@ -41,10 +42,34 @@ def markdown(d) -> str:
         "Eligibility e = ∂ log p(x | θ)/∂θ (Williams 1992): the gradient of the log-likelihood, "
         "not of a loss.\n\n"
         f"{math}\n\n"
+        f"{_second_order(d)}"
         f"## Step by step\n\nEach step is one rule the engine applied (`{explain_command}`).\n\n"
         f"{steps.markdown(explain(d))}\n"
         f"{footer}"
     )
+
+
+def _second_order(d) -> str:
+    """The Hessian and Fisher information section (`symelig derive … --order 2`)."""
+    from .emit.latex import likelihood, tex
+    from .family import j, l
+
+    so, s = d.second_order, d.symbolic
+
+    def pair(a, b):
+        return f"{tex(s.wrt(a))}\\,{tex(s.wrt(b).subs(j, l))}"
+
+    hessian = [f"\\frac{{\\partial^2 \\log {likelihood(s)}}}{{\\partial {tex(s.wrt(a))}\\,\\partial {tex(s.wrt(b).subs(j, l))}}} = {tex(h)}"
+               for (a, b), h in so.hessian.items()]
+    out = "## Second order\n\nHessian of the log-likelihood:\n\n" + "\n\n".join(f"```math\n{b}\n```" for b in hessian) + "\n\n"
+    if so.fisher is None:
+        return out + f"Fisher information: no closed form ({so.no_closed_form}).\n\n"
+    fisher = [f"F_{{{pair(a, b)}}} = {tex(f)}" for (a, b), f in so.fisher.items()]
+    out += f"Fisher information F(θ) = E[e eᵀ] ({so.method}; valid when {'; '.join(so.assumptions)}):\n\n"
+    out += "\n\n".join(f"```math\n{b}\n```" for b in fisher) + "\n\n"
+    for n in (so.null_space or {}).values():
+        out += f"F is singular: F n = 0 for n_j = ${tex(n)}$; `natural_gradient` applies the pseudo-inverse F⁺.\n\n"
+    return out
 
 
 def build() -> dict:
@@ -59,9 +84,9 @@ def build() -> dict:
     for entry in (e for e in catalog() if e.builtin):
         d = derive(entry.family, entry.param)
         stem = _stem(entry)
-        files[f"{stem}.tex"] = d.latex()
+        files[f"{stem}.tex"] = d.latex(order=2)
         files[f"{stem}.md"] = markdown(d)
-        files[f"{stem}.py"] = d.numpy_source
+        files[f"{stem}.py"] = d.full_numpy_source
         index.append(
             f"| {entry.family} | `{entry.param}` | {', '.join(entry.parameters)} | "
             f"[{stem}.md]({stem}.md) | [{stem}.tex]({stem}.tex) | [{stem}.py]({stem}.py) |"
