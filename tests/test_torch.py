@@ -139,3 +139,39 @@ def test_parametrization_maps_match_an_independent_oracle(key):
     e = d.eligibility(**args)
     for name in d.parameters:
         np.testing.assert_allclose(e[name], theta[name].grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+def test_hessian_matches_torch_autograd(entry):
+    """∂² log p from the generated hessian kernel against torch.autograd.functional.hessian of
+    torch.distributions' log_prob (through the same parametrization map)."""
+    d = symelig.derive(entry.family, entry.param)
+    family = d.symbolic.family
+    if family.torch is None:
+        pytest.skip(f"{family.name} has no torch.distributions counterpart")
+    if any(c is symelig.constraints.simplex for c in d.symbolic.parametrization.parameters.values()):
+        pytest.skip("torch renormalizes probs: its Hessian is not the one of free simplex coordinates")
+    rng = np.random.default_rng(12)
+    size = 4
+    args = moderate_arguments(d, rng, size=size)
+    if family.name == "multinomial":
+        args["total_count"] = np.asarray(6)
+        args["x"] = rng.multinomial(6, np.full(size, 1 / size))
+    shapes = [np.shape(args[n]) for n in d.parameters]
+    flat = torch.tensor(np.concatenate([np.ravel(np.asarray(args[n], dtype=np.float64)) for n in d.parameters]))
+    extra = {n: int(args[n]) if family.name == "multinomial" else torch.tensor(np.asarray(args[n], dtype=np.float64)) for n in family.arguments}
+    x = torch.tensor(args["x"]) if family.value is symelig.constraints.category else torch.tensor(np.asarray(args["x"], dtype=np.float64))
+
+    def log_prob(vector):
+        theta, start = {}, 0
+        for name, shape in zip(d.parameters, shapes):
+            count = int(np.prod(shape))
+            theta[name] = vector[start:start + count].reshape(shape)
+            start += count
+        distribution = getattr(D, family.torch)(**_canonical(d, theta, size), **extra, validate_args=False)
+        return distribution.log_prob(x)
+
+    theirs = torch.autograd.functional.hessian(log_prob, flat).numpy()
+    ours = d.hessian(**args)
+    ours = d.second_order_kernels.dense(ours) if isinstance(ours, dict) else ours
+    rtol = 1e-5 if family.name == "von_mises" else 1e-8  # torch's polynomial log I0
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=1e-9)

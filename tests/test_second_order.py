@@ -1,0 +1,276 @@
+"""Hessian, Fisher information and natural gradient of every catalog entry.
+
+References computed here, independently of the engine's expectations: exact sums over finite
+supports, truncated sums over counts, adaptive quadrature over continuous supports (the
+entry's own log_prob kernel as the density), Monte Carlo for the Dirichlet."""
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import symelig
+from symelig import constraints
+
+from conftest import moderate_arguments, random_arguments
+
+
+def _derivation(entry):
+    return symelig.derive(entry.family, entry.param)
+
+
+def _with_fisher(entry):
+    d = _derivation(entry)
+    if d.second_order.fisher is None:
+        pytest.skip(f"no closed-form Fisher for {entry.family}: {d.second_order.no_closed_form}")
+    return d
+
+
+def _dense(d, value):
+    """(..., P, P) or the (..., K, K) matrix of a structured block."""
+    return d.second_order_kernels.dense(value) if isinstance(value, dict) else value
+
+
+def _flat_eligibility(d, e):
+    """Stack the eligibilities into (..., P) (or (..., K) for the one vector parameter)."""
+    parts = [np.asarray(e[n]) for n in d.parameters]
+    return parts[0] if parts[0].ndim and d.symbolic.is_vector and len(parts) == 1 else np.stack(np.broadcast_arrays(*parts), -1)
+
+
+def _arguments(d, rng, size=4):
+    args = moderate_arguments(d, rng, size=size)
+    if "total_count" in args:
+        args["total_count"] = np.asarray(5)
+        if d.symbolic.family.value is constraints.counts:
+            args["x"] = rng.multinomial(5, np.full(size, 1 / size))
+        else:
+            args["x"] = np.asarray(2)
+    return args
+
+
+def _all_counts(total, size):
+    for cut in itertools.combinations(range(total + size - 1), size - 1):
+        edges = (-1, *cut, total + size - 1)
+        yield [edges[k + 1] - edges[k] - 1 for k in range(size)]
+
+
+def _expect(d, args, function, rng):
+    """E over x ~ p(x | θ) of function(x-array) -> (n, ...) values; exact, quadrature or MC."""
+    from scipy import integrate
+
+    value = d.symbolic.family.value
+    params = {n: args[n] for n in (*d.arguments, *d.parameters)}
+    size = np.shape(args[d.parameters[0]])[-1] if d.symbolic.is_vector else None
+    if value is constraints.open_simplex:  # Dirichlet: Monte Carlo from numpy's sampler
+        alpha = _dirichlet_concentration(d.param, args[d.parameters[0]])
+        x = rng.dirichlet(alpha, size=200000)
+        values = function(x, {n: np.broadcast_to(v, (len(x),) + np.shape(v)) for n, v in params.items()})
+        return values.mean(0), values.std(0) / np.sqrt(len(x))
+    if value is constraints.category or value is constraints.binary:
+        support = np.arange(2 if value is constraints.binary else size)
+    elif value is constraints.counts:
+        support = np.array(list(_all_counts(int(args["total_count"]), size)))
+    elif value is constraints.up_to_total_count:
+        support = np.arange(int(args["total_count"]) + 1)
+    elif value is constraints.nonnegative_integer:
+        support = np.arange(4000)
+    else:
+        def integrand(t, index):
+            one = {n: np.asarray(v)[None] for n, v in params.items()}
+            with np.errstate(all="ignore"):
+                p = np.exp(d.kernels.log_prob(np.array([t]), **one))[0]
+                return 0.0 if p == 0 else float(p * function(np.array([t]), one)[0][index])
+
+        shape = np.shape(function(np.array([1.0 if value.lower < 1 < value.upper else 0.5]), {n: np.asarray(v)[None] for n, v in params.items()})[0])
+        lower, upper = value.lower, value.upper
+        if value is constraints.angle:
+            lower, upper = float(args["loc"]) - np.pi, float(args["loc"]) + np.pi
+        out = np.zeros(shape)
+        for index in np.ndindex(shape):
+            out[index] = integrate.quad(integrand, lower, upper, args=(index,), limit=400, epsabs=1e-12)[0]
+        return out, np.zeros(shape)
+    stacked = {n: np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
+    with np.errstate(all="ignore"):
+        p = np.exp(d.kernels.log_prob(support, **stacked))
+    values = function(support, stacked)
+    p = p.reshape(p.shape + (1,) * (values.ndim - 1))
+    return np.where(p > 0, p * np.where(p > 0, values, 0), 0).sum(0), np.zeros(values.shape[1:])
+
+
+def _dirichlet_concentration(param, theta):
+    return {"concentration": theta, "log_concentration": np.exp(theta),
+            "softplus_concentration": np.logaddexp(0, theta), "natural": theta + 1}[param]
+
+
+def _outer(d):
+    def function(x, params):
+        with np.errstate(all="ignore"):
+            e = _flat_eligibility(d, d.kernels.eligibility(x, **params))
+        return e[..., :, None] * e[..., None, :]
+
+    return function
+
+
+def _minus_hessian(d):
+    def function(x, params):
+        with np.errstate(all="ignore"):
+            return -_dense(d, d.second_order_kernels.hessian(x, **params))
+
+    return function
+
+
+def _tangent(d, matrix):
+    """For coordinates on the simplex the identities hold on its tangent space only."""
+    if not any(c is constraints.simplex for c in d.symbolic.parametrization.parameters.values()):
+        return matrix
+    size = matrix.shape[-1]
+    projection = np.eye(size) - 1.0 / size
+    return projection @ matrix @ projection
+
+
+def test_fisher_is_the_expected_outer_product_and_minus_hessian(entry):
+    d = _with_fisher(entry)
+    rng = np.random.default_rng(5)
+    args = _arguments(d, rng)
+    params = {n: args[n] for n in (*d.arguments, *d.parameters)}
+    fisher = _dense(d, d.fisher(**params))
+    outer, se = _expect(d, args, _outer(d), rng)
+    if d.symbolic.family.value is constraints.open_simplex:  # Monte Carlo: within 6 standard errors
+        assert np.all(np.abs(_tangent(d, fisher) - _tangent(d, outer)) < 6 * se + 1e-9), (fisher, outer, se)
+    else:
+        np.testing.assert_allclose(_tangent(d, fisher), _tangent(d, outer), rtol=1e-6, atol=1e-8)
+    if "Dirac" in d.second_order.method:
+        return  # the pointwise Hessian misses the delta at x = μ: F = E[e eᵀ] only
+    minus_h, se = _expect(d, args, _minus_hessian(d), rng)
+    np.testing.assert_allclose(fisher, minus_h, rtol=1e-6, atol=1e-8 + 6 * se.max())
+
+
+@pytest.mark.parametrize("sampler", [random_arguments, moderate_arguments], ids=["random", "moderate"])
+def test_fisher_is_symmetric_positive_semidefinite(entry, sampler):
+    d = _with_fisher(entry)
+    rng = np.random.default_rng(6)
+    args = sampler(d, rng, size=5) if sampler is moderate_arguments else sampler(d, rng, batch=(6,), size=5)
+    params = {n: args[n] for n in (*d.arguments, *d.parameters)}
+    fisher = _dense(d, d.fisher(**params))
+    np.testing.assert_allclose(fisher, np.swapaxes(fisher, -1, -2), rtol=1e-12, atol=0)
+    eigenvalues = np.linalg.eigvalsh(fisher)
+    scale = np.abs(fisher).max(axis=(-1, -2), keepdims=False)
+    assert np.all(eigenvalues >= -1e-9 * scale[..., None]), eigenvalues
+
+
+def test_natural_gradient_is_the_pseudo_inverse_applied_to_the_gradient(entry):
+    d = _with_fisher(entry)
+    rng = np.random.default_rng(7)
+    args = moderate_arguments(d, rng, size=5)
+    params = {n: args[n] for n in (*d.arguments, *d.parameters)}
+    grad = {n: rng.normal(size=np.shape(args[n])) for n in d.parameters}
+    v = d.natural_gradient(grad, **params)
+    fisher = _dense(d, d.fisher(**params))
+    g = _flat_eligibility(d, grad)
+    expected = np.linalg.pinv(fisher, rcond=1e-10, hermitian=True) @ g
+    np.testing.assert_allclose(_flat_eligibility(d, v), expected, rtol=1e-7, atol=1e-9)
+    # the least-squares normal equations F(Fv − g) = 0 hold whether or not F is singular
+    residual = fisher @ (fisher @ _flat_eligibility(d, v) - g)
+    np.testing.assert_allclose(residual, 0, atol=1e-8 * max(1.0, np.abs(fisher).max() ** 2))
+
+
+def test_hessian_matches_central_differences_of_the_eligibility(entry):
+    d = _derivation(entry)
+    rng = np.random.default_rng(8)
+    args = _arguments(d, rng, size=4)
+    hessian = _dense(d, d.hessian(**args))
+    h = 1e-6
+    columns = []
+    for name in d.parameters:
+        value = np.asarray(args[name], dtype=float)
+        for index in np.ndindex(value.shape):
+            up, down = value.copy(), value.copy()
+            up[index] += h
+            down[index] -= h
+            e_up = _flat_eligibility(d, d.eligibility(**{**args, name: up}))
+            e_down = _flat_eligibility(d, d.eligibility(**{**args, name: down}))
+            columns.append((e_up - e_down) / (2 * h))
+    numeric = np.stack(columns, -1)
+    np.testing.assert_allclose(hessian, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_structured_blocks_of_the_softmax_families():
+    """The closed forms a paper states: F = diag(π) − ππᵀ for logits (times n for counts), its
+    null space the all-ones vector; relative probs' null space is p itself."""
+    rng = np.random.default_rng(9)
+    z = rng.normal(size=(3, 6))
+    pi = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    d = symelig.derive("categorical", "logits")
+    f = d.fisher(logits=z)
+    np.testing.assert_allclose(d.second_order_kernels.dense(f), pi[..., :, None] * np.eye(6) - pi[..., :, None] * pi[..., None, :], rtol=1e-12)
+    assert str(d.second_order.null_space[("logits", "logits")]) == "1"
+    m = symelig.derive("multinomial", "logits")
+    np.testing.assert_allclose(m.second_order_kernels.dense(m.fisher(total_count=7, logits=z)), 7 * m.second_order_kernels.dense(f), rtol=1e-12)
+    p = symelig.derive("categorical", "probs")
+    assert str(p.second_order.null_space[("probs", "probs")]) == "p[j]"
+    probs = rng.uniform(0.5, 2, size=6)
+    np.testing.assert_allclose(p.second_order_kernels.dense(p.fisher(probs=probs)) @ probs, 0, atol=1e-12)
+
+
+def test_known_closed_forms_of_continuous_families():
+    """Oracles typed in from the literature (Lange et al. 1989 for Student's t)."""
+    from scipy.special import polygamma
+
+    nu, sigma = 3.7, 1.3
+    f = symelig.derive("student_t", "scale").fisher(df=nu, loc=0.2, scale=sigma)
+    np.testing.assert_allclose(f[1, 1], (nu + 1) / ((nu + 3) * sigma**2), rtol=1e-12)
+    np.testing.assert_allclose(f[2, 2], 2 * nu / ((nu + 3) * sigma**2), rtol=1e-12)
+    np.testing.assert_allclose(f[0, 2], -2 / (sigma * (nu + 1) * (nu + 3)), rtol=1e-12)
+    nu_nu = (polygamma(1, nu / 2) - polygamma(1, (nu + 1) / 2)) / 4 - (nu + 5) / (2 * nu * (nu + 1) * (nu + 3))
+    np.testing.assert_allclose(f[0, 0], nu_nu, rtol=1e-10)
+    g = symelig.derive("gumbel", "scale").fisher(loc=0.0, scale=2.0)
+    np.testing.assert_allclose(g, np.array([[1, np.euler_gamma - 1], [np.euler_gamma - 1, (1 - np.euler_gamma) ** 2 + np.pi**2 / 6]]) / 4, rtol=1e-12)
+
+
+def test_softplus_and_large_concentration_fisher_stay_finite():
+    # raw = −1e4: σ = softplus(raw) underflows, so F_μμ = 1/σ² is a true overflow; F_rr = 2·(sigmoid/softplus)² is not
+    f = symelig.derive("normal", "softplus_scale").fisher(loc=0.0, raw_scale=np.array([-1e4, -700.0]))
+    np.testing.assert_allclose(f[:, 1, 1], 2.0, rtol=1e-12)
+    for family, param, args in [
+        ("normal", "softplus_scale", {"loc": 0.0, "raw_scale": np.array([-50.0, 0.0, 50.0])}),
+        ("gamma", "softplus_concentration_rate", {"raw_concentration": np.array([-30.0, 0.0, 30.0]), "raw_rate": np.array([-30.0, 0.0, 30.0])}),
+        ("von_mises", "concentration", {"loc": 0.0, "concentration": np.array([1e-6, 1.0, 1e3])}),
+        ("categorical", "logits", {"logits": np.array([[1e4, -1e4, 0.0]])}),
+    ]:
+        f = symelig.derive(family, param).fisher(**args)
+        values = f["diagonal"] if isinstance(f, dict) else f
+        assert np.all(np.isfinite(values)), (family, param, values)
+
+
+def test_float32_in_float32_out():
+    d = symelig.derive("categorical", "logits")
+    f = d.fisher(logits=np.zeros((2, 3), np.float32))
+    assert f["diagonal"].dtype == np.float32 and f["scale"].dtype == np.float32
+    n = symelig.derive("normal", "scale")
+    assert n.fisher(loc=np.float32(0), scale=np.ones(3, np.float32)).dtype == np.float32
+
+
+def test_bad_input_is_one_line_error():
+    d = symelig.derive("categorical", "logits")
+    with pytest.raises(symelig.SymeligError, match="grad must be a dict"):
+        d.natural_gradient([1.0, 2.0], logits=np.zeros(2))
+    with pytest.raises(symelig.SymeligError, match="unknown argument"):
+        d.fisher(probs=np.ones(3))
+    with pytest.raises(symelig.SymeligError, match="no closed-form Fisher"):
+        symelig.derive("lab_logistic", "scale").fisher(loc=0.0, scale=1.0)
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex", "json", "numpy", "markdown"])
+def test_cli_order_two_in_every_format(fmt):
+    out = subprocess.run(
+        [sys.executable, "-m", "symelig", "derive", "student_t", "--param", "scale", "--order", "2", "--format", fmt],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    marker = {"text": "Fisher information", "latex": "F_{", "json": '"fisher"', "numpy": "def natural_gradient", "markdown": "Fisher information"}[fmt]
+    assert marker in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "symelig", "derive", "normal", "--order", "3"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--order" in bad.stderr
