@@ -161,7 +161,7 @@ def natural_gradient(grad, concentration1, concentration0):
     """
     f = fisher(concentration1, concentration0)
     g = np.stack(np.broadcast_arrays(grad['concentration1'], grad['concentration0']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'concentration1': v[..., 0], 'concentration0': v[..., 1]}
 
 

@@ -201,7 +201,7 @@ def natural_gradient(grad, log_concentration1, log_concentration0):
     """
     f = fisher(log_concentration1, log_concentration0)
     g = np.stack(np.broadcast_arrays(grad['log_concentration1'], grad['log_concentration0']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'log_concentration1': v[..., 0], 'log_concentration0': v[..., 1]}
 
 

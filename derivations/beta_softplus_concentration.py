@@ -216,7 +216,7 @@ def natural_gradient(grad, raw_concentration1, raw_concentration0):
     """
     f = fisher(raw_concentration1, raw_concentration0)
     g = np.stack(np.broadcast_arrays(grad['raw_concentration1'], grad['raw_concentration0']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'raw_concentration1': v[..., 0], 'raw_concentration0': v[..., 1]}
 
 

@@ -143,7 +143,7 @@ def natural_gradient(grad, concentration, rate):
     """
     f = fisher(concentration, rate)
     g = np.stack(np.broadcast_arrays(grad['concentration'], grad['rate']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'concentration': v[..., 0], 'rate': v[..., 1]}
 
 

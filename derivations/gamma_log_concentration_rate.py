@@ -159,7 +159,7 @@ def natural_gradient(grad, log_concentration, log_rate):
     """
     f = fisher(log_concentration, log_rate)
     g = np.stack(np.broadcast_arrays(grad['log_concentration'], grad['log_rate']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'log_concentration': v[..., 0], 'log_rate': v[..., 1]}
 
 

@@ -183,7 +183,7 @@ def natural_gradient(grad, raw_concentration, raw_rate):
     """
     f = fisher(raw_concentration, raw_rate)
     g = np.stack(np.broadcast_arrays(grad['raw_concentration'], grad['raw_rate']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'raw_concentration': v[..., 0], 'raw_rate': v[..., 1]}
 
 

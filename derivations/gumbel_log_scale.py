@@ -163,7 +163,7 @@ def natural_gradient(grad, loc, log_scale):
     """
     f = fisher(loc, log_scale)
     g = np.stack(np.broadcast_arrays(grad['loc'], grad['log_scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'loc': v[..., 0], 'log_scale': v[..., 1]}
 
 

@@ -168,7 +168,7 @@ def natural_gradient(grad, loc, scale):
     """
     f = fisher(loc, scale)
     g = np.stack(np.broadcast_arrays(grad['loc'], grad['scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'loc': v[..., 0], 'scale': v[..., 1]}
 
 

@@ -190,7 +190,7 @@ def natural_gradient(grad, loc, raw_scale):
     """
     f = fisher(loc, raw_scale)
     g = np.stack(np.broadcast_arrays(grad['loc'], grad['raw_scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'loc': v[..., 0], 'raw_scale': v[..., 1]}
 
 

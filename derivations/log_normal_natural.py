@@ -163,7 +163,7 @@ def natural_gradient(grad, eta1, eta2):
     """
     f = fisher(eta1, eta2)
     g = np.stack(np.broadcast_arrays(grad['eta1'], grad['eta2']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'eta1': v[..., 0], 'eta2': v[..., 1]}
 
 

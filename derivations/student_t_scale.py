@@ -315,7 +315,7 @@ def natural_gradient(grad, df, loc, scale):
     """
     f = fisher(df, loc, scale)
     g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'df': v[..., 0], 'loc': v[..., 1], 'scale': v[..., 2]}
 
 

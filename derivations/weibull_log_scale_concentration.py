@@ -168,7 +168,7 @@ def natural_gradient(grad, log_scale, log_concentration):
     """
     f = fisher(log_scale, log_concentration)
     g = np.stack(np.broadcast_arrays(grad['log_scale'], grad['log_concentration']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'log_scale': v[..., 0], 'log_concentration': v[..., 1]}
 
 

@@ -168,7 +168,7 @@ def natural_gradient(grad, scale, concentration):
     """
     f = fisher(scale, concentration)
     g = np.stack(np.broadcast_arrays(grad['scale'], grad['concentration']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'scale': v[..., 0], 'concentration': v[..., 1]}
 
 

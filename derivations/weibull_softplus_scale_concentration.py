@@ -220,7 +220,7 @@ def natural_gradient(grad, raw_scale, raw_concentration):
     """
     f = fisher(raw_scale, raw_concentration)
     g = np.stack(np.broadcast_arrays(grad['raw_scale'], grad['raw_concentration']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]
+    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
     return {'raw_scale': v[..., 0], 'raw_concentration': v[..., 1]}
 
 

@@ -152,6 +152,16 @@ class Derivation:
         if not isinstance(grad, dict) or set(grad) != set(self.parameters):
             raise SymeligError(f"grad must be a dict with the keys {', '.join(self.parameters)}")
         grad = {n: _as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
+        for n, g in grad.items():  # shaped like the eligibility: the parameter's, batch axes broadcasting
+            shape = np.shape(args[n])
+            vector = n in self._vectors
+            if (vector and (g.ndim == 0 or g.shape[-1] != shape[-1])) or not _broadcasts(g.shape, shape):
+                raise SymeligError(f"grad[{n!r}] has shape {g.shape}, which does not fit {n} of shape {shape}"
+                                   + (" (the last axis is the category axis)" if vector else ""))
+        batches = [g.shape[:-1] if n in self._vectors else g.shape for n, g in grad.items()]
+        if not _broadcasts(*batches):
+            listed = ", ".join(f"grad[{n!r}] {g.shape}" for n, g in grad.items())
+            raise SymeligError(f"the batch shapes of grad do not broadcast: {listed}")
         with np.errstate(all="ignore"):
             return self.second_order_kernels.natural_gradient(grad, **args)
 
@@ -268,6 +278,14 @@ def _check_foreign_categories(x, params: dict) -> None:
         return
     if bad:
         raise SymeligError(f"x holds a category index outside {{0, …, {size - 1}}}")
+
+
+def _broadcasts(*shapes) -> bool:
+    try:
+        np.broadcast_shapes(*shapes)
+        return True
+    except ValueError:
+        return False
 
 
 def _foreign(x, params: dict) -> bool:

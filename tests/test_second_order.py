@@ -259,6 +259,11 @@ def test_bad_input_is_one_line_error():
         d.natural_gradient([1.0, 2.0], logits=np.zeros(2))
     with pytest.raises(symelig.SymeligError, match="unknown argument"):
         d.fisher(probs=np.ones(3))
+    with pytest.raises(symelig.SymeligError, match="category axis"):
+        d.natural_gradient({"logits": np.ones(4)}, logits=np.zeros(3))
+    with pytest.raises(symelig.SymeligError, match="do not broadcast"):
+        symelig.derive("normal").natural_gradient({"loc": np.ones(4), "scale": np.ones(3)}, loc=0.0, scale=1.0)
+    assert d.natural_gradient({"logits": np.ones((5, 3))}, logits=np.zeros(3))["logits"].shape == (5, 3)
     with pytest.raises(symelig.SymeligError, match="no closed-form Fisher"):
         symelig.derive("lab_logistic", "scale").fisher(loc=0.0, scale=1.0)
 

@@ -146,7 +146,7 @@ def _natural_gradient(so) -> tuple:
         else:
             stacked = ", ".join(f"grad[{n!r}]" for n in names)
             lines.append(f"g = np.stack(np.broadcast_arrays({stacked}), axis=-1).astype(f.dtype)")
-            lines.append("v = np.linalg.solve(f, np.broadcast_to(g, f.shape[:-1])[..., None])[..., 0]")
+            lines.append("v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast")
             lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
             how = "a batched P×P solve"
         helpers = set()
