@@ -157,11 +157,11 @@ def fisher(concentration1, concentration0):
 
 def natural_gradient(grad, concentration1, concentration0):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(concentration1, concentration0)
     g = np.stack(np.broadcast_arrays(grad['concentration1'], grad['concentration0']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'concentration1': v[..., 0], 'concentration0': v[..., 1]}
 
 

@@ -197,11 +197,11 @@ def fisher(log_concentration1, log_concentration0):
 
 def natural_gradient(grad, log_concentration1, log_concentration0):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(log_concentration1, log_concentration0)
     g = np.stack(np.broadcast_arrays(grad['log_concentration1'], grad['log_concentration0']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'log_concentration1': v[..., 0], 'log_concentration0': v[..., 1]}
 
 

@@ -139,11 +139,11 @@ def fisher(concentration, rate):
 
 def natural_gradient(grad, concentration, rate):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(concentration, rate)
     g = np.stack(np.broadcast_arrays(grad['concentration'], grad['rate']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'concentration': v[..., 0], 'rate': v[..., 1]}
 
 

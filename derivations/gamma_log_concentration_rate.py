@@ -155,11 +155,11 @@ def fisher(log_concentration, log_rate):
 
 def natural_gradient(grad, log_concentration, log_rate):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(log_concentration, log_rate)
     g = np.stack(np.broadcast_arrays(grad['log_concentration'], grad['log_rate']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'log_concentration': v[..., 0], 'log_rate': v[..., 1]}
 
 

@@ -146,11 +146,11 @@ def fisher(eta1, eta2):
 
 def natural_gradient(grad, eta1, eta2):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(eta1, eta2)
     g = np.stack(np.broadcast_arrays(grad['eta1'], grad['eta2']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'eta1': v[..., 0], 'eta2': v[..., 1]}
 
 

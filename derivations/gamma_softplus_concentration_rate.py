@@ -179,11 +179,11 @@ def fisher(raw_concentration, raw_rate):
 
 def natural_gradient(grad, raw_concentration, raw_rate):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(raw_concentration, raw_rate)
     g = np.stack(np.broadcast_arrays(grad['raw_concentration'], grad['raw_rate']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'raw_concentration': v[..., 0], 'raw_rate': v[..., 1]}
 
 

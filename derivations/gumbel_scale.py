@@ -164,11 +164,11 @@ def fisher(loc, scale):
 
 def natural_gradient(grad, loc, scale):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(loc, scale)
     g = np.stack(np.broadcast_arrays(grad['loc'], grad['scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'loc': v[..., 0], 'scale': v[..., 1]}
 
 

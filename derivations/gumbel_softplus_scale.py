@@ -186,11 +186,11 @@ def fisher(loc, raw_scale):
 
 def natural_gradient(grad, loc, raw_scale):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(loc, raw_scale)
     g = np.stack(np.broadcast_arrays(grad['loc'], grad['raw_scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'loc': v[..., 0], 'raw_scale': v[..., 1]}
 
 

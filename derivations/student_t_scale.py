@@ -311,11 +311,11 @@ def fisher(df, loc, scale):
 
 def natural_gradient(grad, df, loc, scale):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(df, loc, scale)
     g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'df': v[..., 0], 'loc': v[..., 1], 'scale': v[..., 2]}
 
 

@@ -331,11 +331,11 @@ def fisher(df, loc, raw_scale):
 
 def natural_gradient(grad, df, loc, raw_scale):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(df, loc, raw_scale)
     g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['raw_scale']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'df': v[..., 0], 'loc': v[..., 1], 'raw_scale': v[..., 2]}
 
 

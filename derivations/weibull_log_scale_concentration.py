@@ -164,11 +164,11 @@ def fisher(log_scale, log_concentration):
 
 def natural_gradient(grad, log_scale, log_concentration):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(log_scale, log_concentration)
     g = np.stack(np.broadcast_arrays(grad['log_scale'], grad['log_concentration']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'log_scale': v[..., 0], 'log_concentration': v[..., 1]}
 
 

@@ -164,11 +164,11 @@ def fisher(scale, concentration):
 
 def natural_gradient(grad, scale, concentration):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(scale, concentration)
     g = np.stack(np.broadcast_arrays(grad['scale'], grad['concentration']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'scale': v[..., 0], 'concentration': v[..., 1]}
 
 

@@ -216,11 +216,11 @@ def fisher(raw_scale, raw_concentration):
 
 def natural_gradient(grad, raw_scale, raw_concentration):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  a batched P×P solve.
+    (e.g. the mean eligibility of a batch).  a batched P×P pseudo-inverse.
     """
     f = fisher(raw_scale, raw_concentration)
     g = np.stack(np.broadcast_arrays(grad['raw_scale'], grad['raw_concentration']), axis=-1).astype(f.dtype)
-    v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast
+    v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
     return {'raw_scale': v[..., 0], 'raw_concentration': v[..., 1]}
 
 

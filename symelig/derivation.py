@@ -135,6 +135,7 @@ class Derivation:
         """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over the parameters in order, or for a
         vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
         args = self._checked(x, params)
+        self._require_kernels()
         with np.errstate(all="ignore"):
             return self.second_order_kernels.hessian(**args)
 
@@ -159,13 +160,24 @@ class Derivation:
                 raise SymeligError(f"grad[{n!r}] has shape {g.shape}, which does not fit {n} of shape {shape}"
                                    + (" (the last axis is the category axis)" if vector else ""))
         batches = [g.shape[:-1] if n in self._vectors else g.shape for n, g in grad.items()]
+        batches += [np.shape(a)[:-1] if self.symbolic.constraints[n].event_dim else np.shape(a) for n, a in args.items()]
         if not _broadcasts(*batches):
-            listed = ", ".join(f"grad[{n!r}] {g.shape}" for n, g in grad.items())
-            raise SymeligError(f"the batch shapes of grad do not broadcast: {listed}")
+            listed = ", ".join([f"grad[{n!r}] {g.shape}" for n, g in grad.items()] + [f"{n} {np.shape(a)}" for n, a in args.items()])
+            raise SymeligError(f"the batch shapes of grad and the parameters do not broadcast: {listed}")
         with np.errstate(all="ignore"):
             return self.second_order_kernels.natural_gradient(grad, **args)
 
+    def _require_kernels(self) -> None:
+        from .emit.second_order import supported
+
+        if not supported(self.second_order):
+            raise SymeligError(
+                "second-order kernels are generated for scalar parameters or one vector parameter; "
+                f"{', '.join(self.parameters)} mix both (the formulas are printed by `derive --order 2`)"
+            )
+
     def _require_fisher(self) -> None:
+        self._require_kernels()
         if self.second_order.fisher is None:
             raise SymeligError(
                 f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"

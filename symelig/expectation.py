@@ -86,7 +86,13 @@ def _affine(expr, x, declared: dict):
         return None
     polynomial = expand(replaced)
     for term in Add.make_args(polynomial):
-        degree = sum(int(e) for b, e in (f.as_base_exp() for f in Mul.make_args(term)) if b in values)
+        degree = 0
+        for factor in Mul.make_args(term):
+            base, exponent = factor.as_base_exp()
+            if base in values and exponent.is_Integer and exponent > 0:
+                degree += int(exponent)
+            elif factor.free_symbols & set(values):
+                return None  # a statistic inside a function or under a negative power: E[f(s)] ≠ f(E[s])
         if degree > 1:
             return None
     return polynomial.xreplace(values)

@@ -279,3 +279,31 @@ def test_cli_order_two_in_every_format(fmt):
     assert marker in out.stdout
     bad = subprocess.run([sys.executable, "-m", "symelig", "derive", "normal", "--order", "3"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--order" in bad.stderr
+
+
+def test_user_reparametrizations_singular_and_mixed():
+    """loc = a·b makes F singular (a and b trade off): the natural gradient is pinv(F)·g; a mix
+    of a vector and a scalar parameter has its formulas printed and a clear error for kernels."""
+    d = symelig.reparametrize("normal", "loc = a * b", ["a", "b"])
+    args = {"a": 1.0, "b": 2.0, "scale": 1.5}
+    grad = {"scale": 0.3, "a": 1.0, "b": -0.4}
+    fisher = d.fisher(**args)
+    order = list(d.parameters)
+    g = np.array([grad[n] for n in order])
+    v = d.natural_gradient(grad, **args)
+    np.testing.assert_allclose([v[n] for n in order], np.linalg.pinv(fisher) @ g, rtol=1e-10)
+    mixed = symelig.reparametrize("categorical", "logits = z / tau", ["z", "tau"], positive=["tau"])
+    assert mixed.second_order.fisher is not None
+    with pytest.raises(symelig.SymeligError, match="one vector parameter"):
+        mixed.fisher(z=np.zeros(3), tau=1.0)
+
+
+def test_declared_moments_are_used_only_where_f_is_affine_in_them():
+    from sympy import Symbol, exp, sqrt
+
+    from symelig.expectation import _affine
+
+    x, lam = Symbol("x", positive=True), Symbol("lam", positive=True)
+    assert _affine(2 * x + 1, x, {x: 1 / lam}) == 1 + 2 / lam
+    for f in (1 / x, sqrt(x), exp(x), x**2):
+        assert _affine(f, x, {x: 1 / lam}) is None, f

@@ -47,9 +47,18 @@ def vector_parameter(so) -> str | None:
     return vectors[0] if vectors else None
 
 
+def supported(so) -> bool:
+    """Kernels exist for scalar parameters or for one vector parameter (every catalog entry); a
+    user's mix of a vector and scalar parameters (logits = z/τ) has its math printed only."""
+    names = so.first.parameters
+    return vector_parameter(so) is None or len(names) == 1
+
+
 def functions(so) -> tuple:
     """([function source], {helper names}, {modules}) for the second-order functions."""
     sources, helpers, modules = [], set(), set()
+    if not supported(so):
+        return sources, helpers, modules
     kinds = [("hessian", True)] + ([("fisher", False)] if so.fisher is not None else [])
     for kind, with_x in kinds:
         f = _Function(so.first, with_x=with_x)
@@ -146,9 +155,10 @@ def _natural_gradient(so) -> tuple:
         else:
             stacked = ", ".join(f"grad[{n!r}]" for n in names)
             lines.append(f"g = np.stack(np.broadcast_arrays({stacked}), axis=-1).astype(f.dtype)")
-            lines.append("v = np.linalg.solve(f, g[..., None])[..., 0]  # batch axes of f and g broadcast")
+            # Moore–Penrose: F may be singular for a user's reparametrization (loc = a·b)
+            lines.append("v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast")
             lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
-            how = "a batched P×P solve"
+            how = "a batched P×P pseudo-inverse"
         helpers = set()
     doc = (
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
