@@ -170,12 +170,25 @@ def _output(value, shape, dtype, copy):
     return out
 
 
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
+
+
 def _rank_one_pinv_solve(d, n, g):
     """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
-    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution)."""
+    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution).
+    Categories with d = 0 (a softmax that underflowed, a count total of 0) are zero rows of F:
+    they are left out of the range, and get 0."""
+    inverse = _pinv_diagonal(d)
+    support = inverse != 0
+    n = np.where(support, n, 0)
     nn = np.sum(n * n, axis=-1, keepdims=True)
+    nn = np.where(nn == 0, 1, nn)
+    g = np.where(support, g, 0)
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
-    v = g / d
+    v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
 
 

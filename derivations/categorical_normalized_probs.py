@@ -115,7 +115,7 @@ def natural_gradient(grad, normalized_probs):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(normalized_probs)
-    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) / f['diagonal']}
+    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) * _pinv_diagonal(f['diagonal'])}
 
 
 def _add_at(out, index, value):
@@ -137,6 +137,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def dense(block):

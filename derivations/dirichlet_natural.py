@@ -145,12 +145,20 @@ def _output(value, shape, dtype, copy):
     return out
 
 
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
+
+
 def _rank_one_solve(d, c, u, g):
-    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
-    w = u / d
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d;
+    a category with d = 0 (and u = 0: a zero row of F) gets 0, as the pseudo-inverse gives."""
+    inverse = _pinv_diagonal(d)
+    w = u * inverse
     wg = np.sum(w * g, axis=-1, keepdims=True)
     wu = np.sum(w * u, axis=-1, keepdims=True)
-    return g / d - w * (c * wg / (1 + c * wu))
+    return g * inverse - w * (c * wg / (1 + c * wu))
 
 
 def dense(block):

@@ -113,7 +113,7 @@ def natural_gradient(grad, scale):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(scale)
-    return {'scale': grad['scale'] / f[..., 0, 0]}
+    return {'scale': grad['scale'] * _pinv_diagonal(f[..., 0, 0])}
 
 
 def _float_dtype(*arrays):
@@ -136,6 +136,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def _with_ndim(a, ndim):

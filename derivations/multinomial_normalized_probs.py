@@ -119,7 +119,7 @@ def natural_gradient(grad, total_count, normalized_probs):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(total_count, normalized_probs)
-    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) / f['diagonal']}
+    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) * _pinv_diagonal(f['diagonal'])}
 
 
 def _float_dtype(*arrays):
@@ -136,6 +136,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def _xdivy(a, b):

@@ -127,7 +127,7 @@ def natural_gradient(grad, total_count, logits):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(total_count, logits)
-    return {'logits': grad['logits'] / f[..., 0, 0]}
+    return {'logits': grad['logits'] * _pinv_diagonal(f[..., 0, 0])}
 
 
 def _float_dtype(*arrays):
@@ -150,6 +150,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def _sigmoid(z):

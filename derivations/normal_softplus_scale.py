@@ -164,7 +164,7 @@ def natural_gradient(grad, loc, raw_scale):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(loc, raw_scale)
-    return {'loc': grad['loc'] / f[..., 0, 0], 'raw_scale': grad['raw_scale'] / f[..., 1, 1]}
+    return {'loc': grad['loc'] * _pinv_diagonal(f[..., 0, 0]), 'raw_scale': grad['raw_scale'] * _pinv_diagonal(f[..., 1, 1])}
 
 
 def _float_dtype(*arrays):
@@ -193,6 +193,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def _sigmoid(z):

@@ -102,7 +102,7 @@ def natural_gradient(grad, log_rate):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(log_rate)
-    return {'log_rate': grad['log_rate'] / f[..., 0, 0]}
+    return {'log_rate': grad['log_rate'] * _pinv_diagonal(f[..., 0, 0])}
 
 
 def _float_dtype(*arrays):
@@ -125,6 +125,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def _with_ndim(a, ndim):

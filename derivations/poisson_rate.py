@@ -101,7 +101,7 @@ def natural_gradient(grad, rate):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(rate)
-    return {'rate': grad['rate'] / f[..., 0, 0]}
+    return {'rate': grad['rate'] * _pinv_diagonal(f[..., 0, 0])}
 
 
 def _float_dtype(*arrays):
@@ -124,6 +124,12 @@ def _output(value, shape, dtype, copy):
     out = np.empty(shape, dtype)
     out[...] = value
     return out
+
+
+def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)
 
 
 def _with_ndim(a, ndim):

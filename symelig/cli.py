@@ -158,7 +158,7 @@ def _derived(d, format: Format, standalone: bool, k: Optional[int], order: int =
     elif format is Format.markdown:
         from .pages import markdown
 
-        text = markdown(d)
+        text = markdown(d, order)
     else:
         import json
 

@@ -134,22 +134,22 @@ class Derivation:
     def hessian(self, x, **params):
         """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over the parameters in order, or for a
         vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
+        self._require_kernels(x, params)
         args = self._checked(x, params)
-        self._require_kernels()
         with np.errstate(all="ignore"):
             return self.second_order_kernels.hessian(**args)
 
     def fisher(self, **params):
         """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed)."""
+        self._require_fisher(params)
         args = self._checked(None, params)
-        self._require_fisher()
         with np.errstate(all="ignore"):
             return self.second_order_kernels.fisher(**args)
 
     def natural_gradient(self, grad: dict, **params) -> dict:
         """F(θ)⁺·grad for ``grad`` = {parameter: array} shaped like the eligibility."""
+        self._require_fisher(params)
         args = self._checked(None, params)
-        self._require_fisher()
         if not isinstance(grad, dict) or set(grad) != set(self.parameters):
             raise SymeligError(f"grad must be a dict with the keys {', '.join(self.parameters)}")
         grad = {n: _as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
@@ -167,17 +167,19 @@ class Derivation:
         with np.errstate(all="ignore"):
             return self.second_order_kernels.natural_gradient(grad, **args)
 
-    def _require_kernels(self) -> None:
+    def _require_kernels(self, x=None, params=None) -> None:
         from .emit.second_order import supported
 
+        if _foreign(x, params or {}):
+            raise SymeligError("the second-order kernels take numpy arrays (torch, JAX and CuPy have first-order kernels only)")
         if not supported(self.second_order):
             raise SymeligError(
                 "second-order kernels are generated for scalar parameters or one vector parameter; "
                 f"{', '.join(self.parameters)} mix both (the formulas are printed by `derive --order 2`)"
             )
 
-    def _require_fisher(self) -> None:
-        self._require_kernels()
+    def _require_fisher(self, params: dict) -> None:
+        self._require_kernels(None, params)
         if self.second_order.fisher is None:
             raise SymeligError(
                 f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"

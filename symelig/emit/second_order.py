@@ -21,18 +21,31 @@ from .text import formula
 
 HELPERS = {
     "_rank_one_solve": '''def _rank_one_solve(d, c, u, g):
-    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d."""
-    w = u / d
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d;
+    a category with d = 0 (and u = 0: a zero row of F) gets 0, as the pseudo-inverse gives."""
+    inverse = _pinv_diagonal(d)
+    w = u * inverse
     wg = np.sum(w * g, axis=-1, keepdims=True)
     wu = np.sum(w * u, axis=-1, keepdims=True)
-    return g / d - w * (c * wg / (1 + c * wu))''',
+    return g * inverse - w * (c * wg / (1 + c * wu))''',
     "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(d, n, g):
     """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
-    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution)."""
+    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution).
+    Categories with d = 0 (a softmax that underflowed, a count total of 0) are zero rows of F:
+    they are left out of the range, and get 0."""
+    inverse = _pinv_diagonal(d)
+    support = inverse != 0
+    n = np.where(support, n, 0)
     nn = np.sum(n * n, axis=-1, keepdims=True)
+    nn = np.where(nn == 0, 1, nn)
+    g = np.where(support, g, 0)
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
-    v = g / d
+    v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)''',
+    "_pinv_diagonal": '''def _pinv_diagonal(d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    safe = np.where(d == 0, 1, d)
+    return np.where(d == 0, 0, 1 / safe)''',
     "dense": '''def dense(block):
     """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
     d, c, u = block["diagonal"], block["scale"], block["vector"]
@@ -135,21 +148,22 @@ def _natural_gradient(so) -> tuple:
             null_lines += body + [f"_null = _output(_null, batch + (size,), dtype, copy={not owned['_null']})"]
             lines += null_lines
             lines.append(f"return {{{vector!r}: _rank_one_pinv_solve(f['diagonal'], _null, {g})}}")
-            helpers = {"_rank_one_pinv_solve"} | f_null.printer.helpers
+            helpers = {"_rank_one_pinv_solve", "_pinv_diagonal"} | f_null.printer.helpers
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
         elif block.scale == 0:
-            lines.append(f"return {{{vector!r}: {g} / f['diagonal']}}")
-            helpers = set()
+            lines.append(f"return {{{vector!r}: {g} * _pinv_diagonal(f['diagonal'])}}")
+            helpers = {"_pinv_diagonal"}
             how = "F is diagonal"
         else:
             lines.append(f"return {{{vector!r}: _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
-            helpers = {"_rank_one_solve"}
+            helpers = {"_rank_one_solve", "_pinv_diagonal"}
             how = "F⁻¹ by Sherman–Morrison in O(K)"
     else:
         names = list(first.parameters)
         diagonal = all(e == 0 for (a, b), e in so.fisher.items() if a != b)
         if diagonal:
-            parts = ", ".join(f"{n!r}: grad[{n!r}] / f[..., {k}, {k}]" for k, n in enumerate(names))
+            helpers = {"_pinv_diagonal"}
+            parts = ", ".join(f"{n!r}: grad[{n!r}] * _pinv_diagonal(f[..., {k}, {k}])" for k, n in enumerate(names))
             lines.append(f"return {{{parts}}}")
             how = "F is diagonal"
         else:
@@ -159,7 +173,7 @@ def _natural_gradient(so) -> tuple:
             lines.append("v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast")
             lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
             how = "a batched P×P pseudo-inverse"
-        helpers = set()
+            helpers = set()
     doc = (
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
         f"    (e.g. the mean eligibility of a batch).  {how}.\n    "
