@@ -36,10 +36,10 @@ def log_prob(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape[:-1])
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _logits_at_x0 = np.take_along_axis(logits, _x, axis=-1)
     _log_prob = _logits_at_x0 - _logsumexp0
@@ -64,10 +64,10 @@ def eligibility(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape[:-1])
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _c0 = -1/_sumexp0
     np.multiply(_exp0, _c0, out=_exp0)
     e_logits = _exp0
@@ -90,10 +90,10 @@ def hessian(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape[:-1])
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _c0 = 1/_sumexp0
     np.multiply(_exp0, _c0, out=_exp0)
     _t0 = _exp0
@@ -117,10 +117,10 @@ def fisher(logits):
     size = logits.shape[-1]
     batch = np.broadcast_shapes(logits.shape[:-1])
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _c0 = 1/_sumexp0
     np.multiply(_exp0, _c0, out=_exp0)
     _t0 = _exp0
@@ -190,6 +190,26 @@ def _rank_one_pinv_solve(d, n, g):
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
     v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
+def _row_max(a):
+    """max over the last axis, kept as an axis of length 1.  np.max pays a per-row cost on short
+    rows; with K ≤ 64 the maximum of two overlapping halves (max is idempotent) is taken
+    ⌈log2 K⌉ times instead: whole-array ufunc calls, 2–3× faster there."""
+    k = a.shape[-1]
+    if k > 64:
+        return np.max(a, axis=-1, keepdims=True)
+    if k == 1:
+        return a
+    h = (k + 1) // 2
+    return _row_max(np.maximum(a[..., :h], a[..., k - h:]))
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def dense(block):

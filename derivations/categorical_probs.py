@@ -37,7 +37,7 @@ def log_prob(x, probs):
     batch = np.broadcast_shapes(x.shape, probs.shape[:-1])
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
     _log_prob = np.log(_probs_at_x0) - np.log(_sum0)
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
@@ -61,7 +61,7 @@ def eligibility(x, probs):
     batch = np.broadcast_shapes(x.shape, probs.shape[:-1])
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
     e_probs = -1/_sum0
     _at_x_probs = 1/_probs_at_x0
@@ -83,7 +83,7 @@ def hessian(x, probs):
     batch = np.broadcast_shapes(x.shape, probs.shape[:-1])
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
     _diagonal = 0
     _scale = _sum0**(-2.0)
@@ -107,7 +107,7 @@ def fisher(probs):
     size = probs.shape[-1]
     batch = np.broadcast_shapes(probs.shape[:-1])
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _diagonal = np.divide(1/_sum0, probs)
     _scale = -1/_sum0**2
     _vector = 1
@@ -174,6 +174,13 @@ def _rank_one_pinv_solve(d, n, g):
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
     v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def dense(block):

@@ -33,10 +33,10 @@ def log_prob(x, concentration):
     batch = np.broadcast_shapes(x.shape[:-1], concentration.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
-    _sum0 = np.sum(np.log(x), axis=-1, keepdims=True)
-    _sum1 = np.sum(special.gammaln(concentration), axis=-1, keepdims=True)
-    _sum2 = np.sum(concentration*np.log(x), axis=-1, keepdims=True)
-    _sum3 = np.sum(concentration, axis=-1, keepdims=True)
+    _sum0 = _row_sum(np.log(x))
+    _sum1 = _row_sum(special.gammaln(concentration))
+    _sum2 = _row_sum(concentration*np.log(x))
+    _sum3 = _row_sum(concentration)
     _log_prob = _sum2 + special.gammaln(_sum3) - _sum0 - _sum1
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
@@ -58,7 +58,7 @@ def eligibility(x, concentration):
     batch = np.broadcast_shapes(x.shape[:-1], concentration.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
-    _sum0 = np.sum(concentration, axis=-1, keepdims=True)
+    _sum0 = _row_sum(concentration)
     _b0 = special.digamma(concentration)
     _b1 = np.log(x)
     e_concentration = np.subtract(_b1, _b0, out=_into(_b1, _b0))
@@ -81,7 +81,7 @@ def hessian(x, concentration):
     batch = np.broadcast_shapes(x.shape[:-1], concentration.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
-    _sum0 = np.sum(concentration, axis=-1, keepdims=True)
+    _sum0 = _row_sum(concentration)
     _diagonal = special.polygamma(1, concentration)
     np.negative(_diagonal, out=_diagonal)
     _scale = special.polygamma(1, _sum0)
@@ -103,7 +103,7 @@ def fisher(concentration):
     size = concentration.shape[-1]
     batch = np.broadcast_shapes(concentration.shape[:-1])
     concentration = concentration.reshape((1,) * (len(batch) + 1 - concentration.ndim) + concentration.shape)
-    _sum0 = np.sum(concentration, axis=-1, keepdims=True)
+    _sum0 = _row_sum(concentration)
     _diagonal = special.polygamma(1, concentration)
     _scale = -special.polygamma(1, _sum0)
     _vector = 1
@@ -157,6 +157,13 @@ def _rank_one_solve(d, c, u, g):
     wg = np.sum(w * g, axis=-1, keepdims=True)
     wu = np.sum(w * u, axis=-1, keepdims=True)
     return g * inverse - w * (c * wg / (1 + c * wu))
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def dense(block):

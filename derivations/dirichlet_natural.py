@@ -34,9 +34,9 @@ def log_prob(x, eta):
     batch = np.broadcast_shapes(x.shape[:-1], eta.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
-    _sum0 = np.sum(special.gammaln(eta + 1), axis=-1, keepdims=True)
-    _sum1 = np.sum(eta*np.log(x), axis=-1, keepdims=True)
-    _sum2 = np.sum(eta, axis=-1, keepdims=True)
+    _sum0 = _row_sum(special.gammaln(eta + 1))
+    _sum1 = _row_sum(eta*np.log(x))
+    _sum2 = _row_sum(eta)
     _log_prob = _sum1 + special.gammaln(_sum2 + size) - _sum0
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
@@ -59,7 +59,7 @@ def eligibility(x, eta):
     batch = np.broadcast_shapes(x.shape[:-1], eta.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
-    _sum0 = np.sum(eta, axis=-1, keepdims=True)
+    _sum0 = _row_sum(eta)
     _b0 = np.add(eta, 1)
     special.digamma(_b0, out=_b0)
     _b1 = np.log(x)
@@ -83,7 +83,7 @@ def hessian(x, eta):
     batch = np.broadcast_shapes(x.shape[:-1], eta.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
-    _sum0 = np.sum(eta, axis=-1, keepdims=True)
+    _sum0 = _row_sum(eta)
     _diagonal = special.polygamma(1, eta + 1)
     np.negative(_diagonal, out=_diagonal)
     _scale = special.polygamma(1, _sum0 + size)
@@ -105,7 +105,7 @@ def fisher(eta):
     size = eta.shape[-1]
     batch = np.broadcast_shapes(eta.shape[:-1])
     eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
-    _sum0 = np.sum(eta, axis=-1, keepdims=True)
+    _sum0 = _row_sum(eta)
     _diagonal = special.polygamma(1, eta + 1)
     _scale = -special.polygamma(1, _sum0 + size)
     _vector = 1
@@ -159,6 +159,13 @@ def _rank_one_solve(d, c, u, g):
     wg = np.sum(w * g, axis=-1, keepdims=True)
     wu = np.sum(w * u, axis=-1, keepdims=True)
     return g * inverse - w * (c * wg / (1 + c * wu))
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def dense(block):

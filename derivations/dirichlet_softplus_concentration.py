@@ -34,10 +34,10 @@ def log_prob(x, raw_concentration):
     batch = np.broadcast_shapes(x.shape[:-1], raw_concentration.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
-    _sum0 = np.sum(np.log(x), axis=-1, keepdims=True)
-    _sum1 = np.sum(special.gammaln(np.logaddexp(0, raw_concentration)), axis=-1, keepdims=True)
-    _sum2 = np.sum(np.logaddexp(0, raw_concentration)*np.log(x), axis=-1, keepdims=True)
-    _sum3 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
+    _sum0 = _row_sum(np.log(x))
+    _sum1 = _row_sum(special.gammaln(np.logaddexp(0, raw_concentration)))
+    _sum2 = _row_sum(np.logaddexp(0, raw_concentration)*np.log(x))
+    _sum3 = _row_sum(np.logaddexp(0, raw_concentration))
     _log_prob = _sum2 + special.gammaln(_sum3) - _sum0 - _sum1
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
@@ -60,7 +60,7 @@ def eligibility(x, raw_concentration):
     batch = np.broadcast_shapes(x.shape[:-1], raw_concentration.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
-    _sum0 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
+    _sum0 = _row_sum(np.logaddexp(0, raw_concentration))
     _t0 = _sigmoid(raw_concentration)
     _b1 = np.log(x)
     _b2 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
@@ -88,7 +88,7 @@ def hessian(x, raw_concentration):
     batch = np.broadcast_shapes(x.shape[:-1], raw_concentration.shape[:-1])
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
-    _sum0 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
+    _sum0 = _row_sum(np.logaddexp(0, raw_concentration))
     _t0 = _sigmoid(raw_concentration)
     _t1 = np.log(x)
     _t2 = special.digamma(_sum0)
@@ -129,7 +129,7 @@ def fisher(raw_concentration):
     size = raw_concentration.shape[-1]
     batch = np.broadcast_shapes(raw_concentration.shape[:-1])
     raw_concentration = raw_concentration.reshape((1,) * (len(batch) + 1 - raw_concentration.ndim) + raw_concentration.shape)
-    _sum0 = np.sum(np.logaddexp(0, raw_concentration), axis=-1, keepdims=True)
+    _sum0 = _row_sum(np.logaddexp(0, raw_concentration))
     _t0 = _sigmoid(raw_concentration)
     _b1 = np.square(_t0)
     _b2 = special.polygamma(1, np.logaddexp(0, raw_concentration))
@@ -187,6 +187,13 @@ def _rank_one_solve(d, c, u, g):
     wg = np.sum(w * g, axis=-1, keepdims=True)
     wu = np.sum(w * u, axis=-1, keepdims=True)
     return g * inverse - w * (c * wg / (1 + c * wu))
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def _sigmoid(z):

