@@ -64,7 +64,7 @@ def inputs(entry, shape, dtype, rng):
     return {"x": rng.integers(0, 2, size=shape).astype(dtype), "logits": rng.normal(scale=3, size=shape).astype(dtype)}
 
 
-def time_interleaved(candidates: dict, budget: float, min_reps: int = 5, max_reps: int = 50) -> dict:
+def time_interleaved(candidates: dict, budget: float, min_reps: int = 7, max_reps: int = 50) -> dict:
     """Median seconds per call of each candidate; one call each per repetition, shuffled order."""
     times = {name: [] for name in candidates}
     for fn in candidates.values():  # warm-up: imports, caches, first-touch page faults
