@@ -249,7 +249,7 @@ def _source(d, backend: "Backend") -> str:
         return d.full_numpy_source
     from .emit.xp import module_source
 
-    return module_source(d.symbolic, backend.value)
+    return module_source(d.symbolic, backend.value, d.second_order)
 
 
 class ExplainFormat(str, enum.Enum):

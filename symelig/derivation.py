@@ -131,27 +131,41 @@ class Derivation:
     def second_order_kernels(self):
         return self._compile(self.full_numpy_source, "second_order")
 
+    @functools.cached_property
+    def second_order_array_api_kernels(self):
+        """``array_api_kernels`` with the second-order functions, for torch, JAX and CuPy arrays."""
+        from .emit.xp import module_source
+
+        return self._compile(module_source(self.symbolic, "array-api", self.second_order), "array_api_second_order")
+
     def hessian(self, x, **params):
         """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over the parameters in order, or for a
         vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
-        self._require_kernels(x, params)
+        self._require_kernels()
+        if _foreign(x, params):
+            return self._foreign_second_order("hessian", x, params)
         args = self._checked(x, params)
         with np.errstate(all="ignore"):
             return self.second_order_kernels.hessian(**args)
 
     def fisher(self, **params):
         """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed)."""
-        self._require_fisher(params)
+        self._require_fisher()
+        if _foreign(None, params):
+            return self._foreign_second_order("fisher", None, params)
         args = self._checked(None, params)
         with np.errstate(all="ignore"):
             return self.second_order_kernels.fisher(**args)
 
     def natural_gradient(self, grad: dict, **params) -> dict:
         """F(θ)⁺·grad for ``grad`` = {parameter: array} shaped like the eligibility."""
-        self._require_fisher(params)
-        args = self._checked(None, params)
+        self._require_fisher()
         if not isinstance(grad, dict) or set(grad) != set(self.parameters):
             raise SymeligError(f"grad must be a dict with the keys {', '.join(self.parameters)}")
+        if _foreign(None, {**params, **grad}):
+            self.check_names(params)
+            return self.second_order_array_api_kernels.natural_gradient(grad, **params)
+        args = self._checked(None, params)
         grad = {n: _as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
         for n, g in grad.items():  # shaped like the eligibility: the parameter's, batch axes broadcasting
             shape = np.shape(args[n])
@@ -167,19 +181,25 @@ class Derivation:
         with np.errstate(all="ignore"):
             return self.second_order_kernels.natural_gradient(grad, **args)
 
-    def _require_kernels(self, x=None, params=None) -> None:
+    def _foreign_second_order(self, function: str, x, params: dict):
+        """Tensors go to the array API kernels, names checked, values not (see _foreign_call)."""
+        self.check_names(params)
+        if x is not None and self.symbolic.family.value is constraints.category:
+            _check_foreign_categories(x, params)
+        kernel = getattr(self.second_order_array_api_kernels, function)
+        return kernel(x, **params) if x is not None else kernel(**params)
+
+    def _require_kernels(self) -> None:
         from .emit.second_order import supported
 
-        if _foreign(x, params or {}):
-            raise SymeligError("the second-order kernels take numpy arrays (torch, JAX and CuPy have first-order kernels only)")
         if not supported(self.second_order):
             raise SymeligError(
                 "second-order kernels are generated for scalar parameters or one vector parameter; "
                 f"{', '.join(self.parameters)} mix both (the formulas are printed by `derive --order 2`)"
             )
 
-    def _require_fisher(self, params: dict) -> None:
-        self._require_kernels(None, params)
+    def _require_fisher(self) -> None:
+        self._require_kernels()
         if self.second_order.fisher is None:
             raise SymeligError(
                 f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"

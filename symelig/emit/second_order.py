@@ -55,6 +55,38 @@ HELPERS = {
 }
 
 
+XP_HELPERS = {
+    "_rank_one_solve": '''def _rank_one_solve(xp, d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K), without in-place updates."""
+    inverse = _pinv_diagonal(xp, d)
+    w = u * inverse
+    wg = xp.sum(w * g, axis=-1, keepdims=True)
+    wu = xp.sum(w * u, axis=-1, keepdims=True)
+    return g * inverse - w * (c * wg / (1 + c * wu))''',
+    "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(xp, d, n, g):
+    """F⁺g for a singular F = diag(d) + c·u·uᵀ with null vector n (see the numpy kernels)."""
+    inverse = _pinv_diagonal(xp, d)
+    support = inverse != 0
+    n = xp.where(support, n, xp.zeros_like(n))
+    nn = xp.sum(n * n, axis=-1, keepdims=True)
+    nn = xp.where(nn == 0, xp.ones_like(nn), nn)
+    g = xp.where(support, g, xp.zeros_like(g))
+    g = g - n * (xp.sum(n * g, axis=-1, keepdims=True) / nn)
+    v = g * inverse
+    return v - n * (xp.sum(n * v, axis=-1, keepdims=True) / nn)''',
+    "_pinv_diagonal": '''def _pinv_diagonal(xp, d):
+    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
+    zero = d == 0
+    return xp.where(zero, xp.zeros_like(d), 1 / xp.where(zero, xp.ones_like(d), d))''',
+    "dense": '''def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    xp = _namespace(d)
+    eye = xp.eye(d.shape[-1], dtype=d.dtype, device=device(d))
+    return c[..., None, None] * u[..., :, None] * u[..., None, :] + eye * d[..., None, :]''',
+}
+
+
 def vector_parameter(so) -> str | None:
     vectors = [n for n in so.first.parameters if isinstance(so.first.symbols[n], IndexedBase)]
     return vectors[0] if vectors else None
@@ -67,20 +99,21 @@ def supported(so) -> bool:
     return vector_parameter(so) is None or len(names) == 1
 
 
-def functions(so) -> tuple:
-    """([function source], {helper names}, {modules}) for the second-order functions."""
+def functions(so, dialect: str = "numpy") -> tuple:
+    """([function source], {helper names}, {modules}) for the second-order functions, for numpy
+    (in-place ufuncs) or any array API library (``dialect="xp"``)."""
     sources, helpers, modules = [], set(), set()
     if not supported(so):
         return sources, helpers, modules
     kinds = [("hessian", True)] + ([("fisher", False)] if so.fisher is not None else [])
     for kind, with_x in kinds:
-        f = _Function(so.first, with_x=with_x)
-        lines = f.prologue() + _body(so, f, kind)
+        f = _function_of(so.first, with_x, dialect)
+        lines = f.prologue() + _body(so, f, kind, dialect)
         sources.append(_source(kind, f.signature(), _doc(so, kind), lines))
         helpers |= f.printer.helpers
         modules |= set(f.printer.module_imports)
     if so.fisher is not None:
-        source, extra = _natural_gradient(so)
+        source, extra = _natural_gradient(so, dialect)
         sources.append(source)
         helpers |= extra
     if vector_parameter(so):
@@ -88,15 +121,31 @@ def functions(so) -> tuple:
     return sources, helpers, modules
 
 
+def _function_of(first, with_x: bool, dialect: str):
+    if dialect == "xp":
+        from .xp import _Function as XpFunction
+
+        return XpFunction(first, with_x=with_x)
+    return _Function(first, with_x=with_x)
+
+
+def _elementwise(f, outputs: dict, dialect: str) -> tuple:
+    """(lines, {output: owned?}); the array API kernels own nothing (they copy into outputs)."""
+    if dialect == "xp":
+        return f.elementwise(outputs), {name: False for name in outputs}
+    return f.elementwise(outputs)
+
+
 def _source(name, signature, doc, lines) -> str:
     body = "\n".join("    " + line for line in lines)
     return f'def {name}({", ".join(signature)}):\n    """{doc}"""\n{body}\n'
 
 
-def _body(so, f, kind: str) -> list:
+def _body(so, f, kind: str, dialect: str = "numpy") -> list:
     """Statements computing the matrix (or structured block) ``kind`` and returning it."""
     first = so.first
     vector = vector_parameter(so)
+    xp = dialect == "xp"
     if vector:
         block = so.structure[(vector, vector)][kind]
         sample = first.symbols["x"] if first.family.value is constraints.category and f.with_x else None
@@ -104,16 +153,23 @@ def _body(so, f, kind: str) -> list:
         outputs = {"_diagonal": diagonal, "_scale": block.scale, "_vector": block.vector}
         if at_x != 0:
             outputs["_diagonal_at_x"] = at_x
-        lines, owned = f.elementwise(outputs)
-        lines += [
-            f"_diagonal = _output(_diagonal, batch + (size,), dtype, copy={not owned['_diagonal']})",
-            # the two may be one buffer (u = d for softmax logits): the caller gets two arrays
-            f"_vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or {not owned['_vector']})",
-            "_scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]",
-        ]
+        lines, owned = _elementwise(f, outputs, dialect)
+        if xp:
+            lines += [
+                "_diagonal = _full(xp, _diagonal, batch + (size,), dtype, device, copy=True)",
+                "_vector = _full(xp, _vector, batch + (size,), dtype, device, copy=True)",
+                "_scale = _full(xp, _scale, batch + (1,), dtype, device)[..., 0]",
+            ]
+        else:
+            lines += [
+                f"_diagonal = _output(_diagonal, batch + (size,), dtype, copy={not owned['_diagonal']})",
+                # the two may be one buffer (u = d for softmax logits): the caller gets two arrays
+                f"_vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or {not owned['_vector']})",
+                "_scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]",
+            ]
         if at_x != 0:
             f.printer.helpers.add("_add_at")
-            lines.append("_add_at(_diagonal, _x, _diagonal_at_x)")
+            lines.append("_diagonal = _add_at(xp, _diagonal, _x, _diagonal_at_x)" if xp else "_add_at(_diagonal, _x, _diagonal_at_x)")
         lines.append('return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}')
         return lines
     matrix = so.hessian if kind == "hessian" else so.fisher
@@ -121,8 +177,18 @@ def _body(so, f, kind: str) -> list:
     matrix = {pair: e.replace(lambda a: isinstance(a, DiracDelta), lambda a: S.Zero) for pair, e in matrix.items()}
     names = list(first.parameters)
     outputs = {f"_{kind}_{names.index(a)}_{names.index(b)}": e for (a, b), e in matrix.items()}
-    lines, _ = f.elementwise(outputs)
-    lines.append(f"out = np.empty(batch + ({len(names)}, {len(names)}), dtype)")
+    lines, _ = _elementwise(f, outputs, dialect)
+    size = len(names)
+    if xp:  # no item assignment in the array API: stack rows of entries broadcast to the batch
+        lines += [f"{n} = _full(xp, {n}, batch, dtype, device)" for n in outputs]
+
+        def entry(r, c):
+            return f"_{kind}_{min(r, c)}_{max(r, c)}"
+
+        rows = ", ".join("xp.stack([" + ", ".join(entry(r, c) for c in range(size)) + "], axis=-1)" for r in range(size))
+        lines.append(f"return xp.stack([{rows}], axis=-2)")
+        return lines
+    lines.append(f"out = np.empty(batch + ({size}, {size}), dtype)")
     for (a, b) in matrix:
         ia, ib = names.index(a), names.index(b)
         target = f"out[..., {ia}, {ib}]" + (f" = out[..., {ib}, {ia}]" if ia != ib else "")
@@ -131,49 +197,60 @@ def _body(so, f, kind: str) -> list:
     return lines
 
 
-def _natural_gradient(so) -> tuple:
+def _natural_gradient(so, dialect: str = "numpy") -> tuple:
     first = so.first
+    xp = dialect == "xp"
+    ns = "xp" if xp else "np"
+    pre = "xp, " if xp else ""
     args = [*first.family.arguments, *first.parameters]
     call = ", ".join(args)
     vector = vector_parameter(so)
     lines = [f"f = fisher({call})"]
+    if xp:
+        lines.append("xp = _namespace(f['diagonal'] if isinstance(f, dict) else f)")
     if vector:
         null = (so.null_space or {}).get((vector, vector))
         block = so.structure[(vector, vector)]["fisher"]
-        g = f"np.asarray(grad[{vector!r}], f['diagonal'].dtype)"
+        g = (f"xp.astype(_asarray(xp, grad[{vector!r}], _device(f['diagonal'])), f['diagonal'].dtype)" if xp
+             else f"np.asarray(grad[{vector!r}], f['diagonal'].dtype)")
         if null is not None:
-            f_null = _Function(first, with_x=False)
-            null_lines = f_null.prologue()
-            body, owned = f_null.elementwise({"_null": null})
-            null_lines += body + [f"_null = _output(_null, batch + (size,), dtype, copy={not owned['_null']})"]
-            lines += null_lines
-            lines.append(f"return {{{vector!r}: _rank_one_pinv_solve(f['diagonal'], _null, {g})}}")
+            f_null = _function_of(first, False, dialect)
+            lines += f_null.prologue()
+            body, owned = _elementwise(f_null, {"_null": null}, dialect)
+            lines += body
+            lines.append("_null = _full(xp, _null, batch + (size,), dtype, device)" if xp
+                         else f"_null = _output(_null, batch + (size,), dtype, copy={not owned['_null']})")
+            lines.append(f"return {{{vector!r}: _rank_one_pinv_solve({pre}f['diagonal'], _null, {g})}}")
             helpers = {"_rank_one_pinv_solve", "_pinv_diagonal"} | f_null.printer.helpers
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
         elif block.scale == 0:
-            lines.append(f"return {{{vector!r}: {g} * _pinv_diagonal(f['diagonal'])}}")
+            lines.append(f"return {{{vector!r}: {g} * _pinv_diagonal({pre}f['diagonal'])}}")
             helpers = {"_pinv_diagonal"}
             how = "F is diagonal"
         else:
-            lines.append(f"return {{{vector!r}: _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
+            lines.append(f"return {{{vector!r}: _rank_one_solve({pre}f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
             helpers = {"_rank_one_solve", "_pinv_diagonal"}
             how = "F⁻¹ by Sherman–Morrison in O(K)"
     else:
         names = list(first.parameters)
+        grads = {n: (f"xp.astype(_asarray(xp, grad[{n!r}], _device(f)), f.dtype)" if xp else f"grad[{n!r}]") for n in names}
         diagonal = all(e == 0 for (a, b), e in so.fisher.items() if a != b)
         if diagonal:
             helpers = {"_pinv_diagonal"}
-            parts = ", ".join(f"{n!r}: grad[{n!r}] * _pinv_diagonal(f[..., {k}, {k}])" for k, n in enumerate(names))
+            parts = ", ".join(f"{n!r}: {grads[n]} * _pinv_diagonal({pre}f[..., {k}, {k}])" for k, n in enumerate(names))
             lines.append(f"return {{{parts}}}")
             how = "F is diagonal"
         else:
-            stacked = ", ".join(f"grad[{n!r}]" for n in names)
-            lines.append(f"g = np.stack(np.broadcast_arrays({stacked}), axis=-1).astype(f.dtype)")
+            stacked = ", ".join(grads[n] for n in names)
+            lines.append(f"g = {ns}.stack({ns}.broadcast_arrays({stacked}), axis=-1)" + ("" if xp else ".astype(f.dtype)"))
             # Moore–Penrose: F may be singular for a user's reparametrization (loc = a·b)
-            lines.append("v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast")
+            pinv = "xp.linalg.pinv(f)" if xp else "np.linalg.pinv(f, hermitian=True)"
+            lines.append(f"v = ({pinv} @ g[..., None])[..., 0]  # batch axes broadcast")
             lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
             how = "a batched P×P pseudo-inverse"
             helpers = set()
+    if xp:
+        helpers |= {"_namespace", "_asarray", "_device"}
     doc = (
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
         f"    (e.g. the mean eligibility of a batch).  {how}.\n    "

@@ -78,7 +78,8 @@ _HELPERS = {
     "_full": '''def _full(xp, value, shape, dtype, device, copy=False):
     """``value`` broadcast to ``shape`` as an array the caller owns (``value`` itself when it is
     a fresh result of that shape and ``copy`` is false)."""
-    if not copy and tuple(getattr(value, "shape", ())) == tuple(shape) and getattr(value, "dtype", None) == dtype:
+    # (a Python number has no dtype; numpy would even call dtype("float64") == None true)
+    if not copy and hasattr(value, "dtype") and tuple(value.shape) == tuple(shape) and value.dtype == dtype:
         return value
     value = xp.astype(xp.asarray(value, device=device), dtype, copy=False)
     return xp.asarray(xp.broadcast_to(value, tuple(shape)), copy=True)  # one pass: a view, then a copy''',
@@ -162,26 +163,28 @@ _DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid
 
 
 class _Function:
-    def __init__(self, derivation):
+    def __init__(self, derivation, with_x: bool = True):
         self.d = derivation
+        self.with_x = with_x  # the Fisher information is a function of θ alone
         self.printer = ArrayPrinter("xp")
         self.lowering = _Lowering(derivation, self.printer)
         self.vector_family = derivation.is_vector
         self.printer.helpers.update({"_namespace", "_asarray", "_special", "_device", "_float_dtype", "_broadcast_shapes"})
 
     def signature(self):
-        return ["x", *self.d.family.arguments, *self.d.parameters]
+        return ["x"] * self.with_x + [*self.d.family.arguments, *self.d.parameters]
 
     def prologue(self) -> list:
         d, fam = self.d, self.d.family
         params = list(d.parameters)
         names = self.signature()
-        lines = [f"xp = _namespace({', '.join(names)})", "_sp = _special(xp)", f"device = _device({', '.join(params + ['x'])})"]
+        lines = [f"xp = _namespace({', '.join(names)})", "_sp = _special(xp)", f"device = _device({', '.join(params + ['x'] * self.with_x)})"]
         lines += [f"{p} = _asarray(xp, {p}, device)" for p in params]
         lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
         lines += [f"{p} = xp.astype({p}, dtype, copy=False)" for p in params]
         is_index = fam.value is constraints.category
-        lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
+        if self.with_x:
+            lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
         lines += [f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)" for a in fam.arguments]
         vectors = [n for n in names if d.constraints[n].event_dim]
         parts = [f"tuple({n}.shape)[:-1]" if n in vectors else f"tuple({n}.shape)" for n in names]
@@ -270,9 +273,11 @@ def _imports(backend: str) -> list:
     ]
 
 
-def module_source(d, backend: str = "array-api") -> str:
-    """A module with ``log_prob`` and ``eligibility`` for arrays of any array API library."""
+def module_source(d, backend: str = "array-api", second=None) -> str:
+    """A module with ``log_prob`` and ``eligibility`` (and, given the second-order math
+    ``second``, ``hessian``, ``fisher``, ``natural_gradient``) for arrays of any array API library."""
     from .. import __version__ as version
+    from . import second_order
     from .numpy import _function, _header_and_docs
 
     if backend not in BACKENDS:
@@ -280,14 +285,21 @@ def module_source(d, backend: str = "array-api") -> str:
     sig, lp_lines, lp_printer = _log_prob_body(d)
     _, el_lines, el_printer = _eligibility_body(d)
     helpers = set(lp_printer.helpers | el_printer.helpers)
+    extra, names = [], ["log_prob", "eligibility"]
+    if second is not None:
+        extra, more, _ = second_order.functions(second, dialect="xp")
+        helpers |= more
+        names += [source.split("(")[0][4:] for source in extra] + (["dense"] if "dense" in more else [])
     for h in list(helpers):
         helpers |= _DEPENDS.get(h, set())
     header, lp_doc, el_doc = _header_and_docs(d, version, note=f"Array library: {backend} (array API namespace of the inputs).")
+    sources = {**_HELPERS, **second_order.XP_HELPERS}
     return "\n\n".join([
         header + "\n".join(_imports(backend)),
-        f"__all__ = [\"log_prob\", \"eligibility\"]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
+        f"__all__ = [{', '.join(chr(34) + n + chr(34) for n in names)}]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
         f"PARAMETERS = {tuple(d.parameters)!r}\nBACKEND = {backend!r}",
         _function("log_prob", sig, lp_doc, lp_lines),
         _function("eligibility", sig, el_doc, el_lines),
-        *(_HELPERS[h] + "\n" for h in sorted(helpers)),
+        *extra,
+        *(sources[h] + "\n" for h in sorted(helpers)),
     ]).rstrip() + "\n"
