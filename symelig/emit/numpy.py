@@ -22,12 +22,14 @@ a Sum: an array library is one choice here, never part of the derivation.
 """
 from __future__ import annotations
 
+import ast
 import keyword
+import re
 from collections import Counter
 
 from sympy import (
-    Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, Sum, Symbol, count_ops, cse, numbered_symbols,
-    together,
+    Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, S, Sum, Symbol, cancel, count_ops, cse, log,
+    numbered_symbols, preorder_traversal, together,
 )
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import precedence
@@ -488,11 +490,12 @@ def _log_prob_body(d) -> tuple:
 
 
 def _eligibility_body(d) -> tuple:
-    f = _Function(d)
-    lines = f.prologue()
     parts, deltas = split_outputs(d)
-    body, owned = f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
-    lines += body
+    outputs = {**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}}
+    compiled = [_compiled(d, candidate) for candidate in [outputs, *_standardized(d, outputs)]]
+    # the cheapest by memory traffic; the form as derived wins ties
+    f, body, owned = min((c for c in compiled if c is not None), key=lambda c: _memory_cost(c[1]))
+    lines = f.prologue() + body
     for name in d.eligibility:
         out = f"e_{name}"
         vector = isinstance(d.symbols[name], IndexedBase)
@@ -507,6 +510,60 @@ def _eligibility_body(d) -> tuple:
             lines.append(f"{out} = {out}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
     return f.signature(), lines, f.printer
+
+
+def _compiled(d, outputs: dict):
+    """(function, body lines, owned) for ``outputs``, or None where a common subexpression would
+    use the standardized variable "_w" before it is computed."""
+    f = _Function(d)
+    if "_w" in outputs:
+        f.lowering.symbol_deps[_W] = f.lowering.deps(f.lowering.lower(outputs["_w"]))
+    body, owned = f.elementwise(outputs)
+    if "_w" in outputs:
+        defined = next(n for n, line in enumerate(body) if line.startswith("_w = "))
+        if any(re.search(r"\b_w\b", line) for line in body[:defined]):
+            return None
+    return f, body, owned
+
+
+def _memory_cost(lines: list) -> float:
+    """Estimated time of the ufunc statements, in passes over one output-sized array: a read
+    0.22 and a write 0.08 each, +0.3 for a new array (its pages are touched for the first time),
+    +0.15 for a division (fitted to numpy 2.4 on a 2-core x86_64 at 10⁶ float64 elements)."""
+    cost = 0.0
+    for line in lines:
+        call = ast.parse(line.strip()).body[0].value
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", "") == "np"):
+            continue
+        reads = sum(isinstance(a, ast.Name) for a in call.args)
+        fresh = not any(k.arg == "out" for k in call.keywords)
+        cost += 0.22 * reads + 0.08 + 0.3 * fresh + 0.15 * (call.func.attr in ("divide", "reciprocal"))
+    return cost
+
+
+_W = Symbol("_w")
+
+
+def _standardized(d, outputs: dict) -> list:
+    """The outputs rewritten through w = (u − μ)/B, for a statistic u of x (x, log x), a location
+    μ (a real parameter, or 0) and a scale B (a positive denominator): candidates for the fewest
+    passes.  (x − μ)/σ² and ((x − μ)² − σ²)/σ³ become w/σ and (w² − 1)/σ, which is how one
+    writes the normal's eligibility by hand.  Only for scalar families: rational in w."""
+    if d.is_vector or any(e.atoms(Function) - e.atoms(log) for e in outputs.values()):
+        return []
+    x = d.symbols["x"]
+    statistics = [u for u in (x, log(x)) if any(e.has(u) for e in outputs.values())]
+    locations = [S.Zero] + [d.symbols[n] for n, c in d.parametrization.parameters.items() if not c.event_dim and c.assumptions.get("real") and not c.assumptions.get("positive")]
+    scales = {b for e in outputs.values() for b, p in (f.as_base_exp() for f in preorder_traversal(e) if f.is_Pow) if p.is_negative and b.is_Symbol and b.is_positive}
+    candidates = []
+    for u in statistics:
+        for mu in locations:
+            for scale in sorted(scales, key=str):
+                rewritten = {n: together(e.subs(u, mu + _W * scale)) for n, e in outputs.items()}
+                if any(e.has(x) for e in rewritten.values()):
+                    continue
+                candidates.append({"_w": (u - mu) / scale, **{n: _one_denominator(cancel(e)) for n, e in rewritten.items()}})
+    return candidates
 
 
 def _function(name, signature, doc, lines) -> str:
