@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -91,51 +92,78 @@ def peak_extra_memory(fn, output_bytes: int) -> float:
     return peak / output_bytes
 
 
+# Rows whose arrays exceed this many bytes run in a fresh process: after a few 100 MB rows the
+# heap and transparent huge pages leave the next rows' first-touch page faults slower, by up to
+# 1.6× for whichever candidate happens to allocate then (seen as 117 ms against 73 ms alone).
+_OWN_PROCESS_BYTES = 50 * 2**20
+
+
 def kernel_rows(quick: bool, torch) -> list:
-    rng = np.random.default_rng(0)
-    torch_refs = references.torch_references(torch) if torch else {}
     rows = []
     for entry, shapes in ROWS:
-        kernel = symelig.derive(*entry).kernels.eligibility
-        hand = references.NUMPY[entry]
         for shape in shapes[:1] if quick else shapes:
             for dtype in (np.float64, np.float32):
-                args = inputs(entry, shape, dtype, rng)
-                out = kernel(**args)
-                expected = hand(**args)
-                for n in out:  # the reference must compute the same thing, or the race is void
-                    np.testing.assert_allclose(out[n], expected[n], rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-4)
-                output_bytes = sum(v.nbytes for v in out.values())
-                floor_src = np.ones(output_bytes // np.dtype(dtype).itemsize, dtype)
-                floor_dst = np.empty_like(floor_src)
-                candidates = {
-                    "generated": lambda: kernel(**args),
-                    "hand numpy": lambda: hand(**args),
-                    "copy (floor)": lambda: np.copyto(floor_dst, floor_src),
-                }
-                if entry in torch_refs:
-                    targs = {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in args.items()}
-                    if entry[0] == "categorical":
-                        targs["x"] = targs["x"].long()
-                    dist, fused = torch_refs[entry]
-                    candidates["torch.distributions"] = lambda: dist(**targs)
-                    candidates["torch fused op"] = lambda: fused(**targs)
-                    candidates["torch fused, 1 thread"] = lambda: _one_thread(torch, fused, targs)
-                    nograd = references.torch_nograd(torch)[entry]
-                    torch_kernel = symelig.derive(*entry).array_api_kernels.eligibility
-                    candidates["symelig on torch"] = lambda: torch_kernel(**targs)
-                    candidates["torch no-grad hand"] = lambda: nograd(**targs)
-                medians = time_interleaved(candidates, budget=1.0 if quick else 2.0)
-                rows.append({
-                    "entry": f"{entry[0]} {entry[1]}",
-                    "shape": "×".join(map(str, shape)),
-                    "dtype": np.dtype(dtype).name,
-                    "ms": {n: round(t * 1e3, 3) for n, t in medians.items()},
-                    "ratio_to_generated": {n: round(t / medians["generated"], 2) for n, t in medians.items()},
-                    "peak_memory_outputs": round(peak_extra_memory(lambda: kernel(**args), output_bytes), 2),
-                })
+                if np.prod(shape) * np.dtype(dtype).itemsize > _OWN_PROCESS_BYTES:
+                    spec = json.dumps([list(entry), list(shape), np.dtype(dtype).name, quick])
+                    run = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
+                    rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+                else:
+                    rows.append(kernel_row(entry, shape, dtype, quick, torch))
                 print(_row_line(rows[-1]), flush=True)
     return rows
+
+
+def kernel_row(entry, shape, dtype, quick: bool, torch) -> dict:
+    """One row: every candidate on the same inputs, timed interleaved."""
+    rng = np.random.default_rng(zlib.crc32(repr((entry, tuple(shape), np.dtype(dtype).name)).encode()))
+    torch_refs = references.torch_references(torch) if torch else {}
+    kernel = symelig.derive(*entry).kernels.eligibility
+    hand = references.NUMPY[entry]
+    args = inputs(entry, shape, dtype, rng)
+    out = kernel(**args)
+    expected = hand(**args)
+    for n in out:  # the reference must compute the same thing, or the race is void
+        np.testing.assert_allclose(out[n], expected[n], rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-4)
+    output_bytes = sum(v.nbytes for v in out.values())
+    del out, expected
+    floor_src = np.ones(output_bytes // np.dtype(dtype).itemsize, dtype)
+    floor_dst = np.empty_like(floor_src)
+    candidates = {
+        "generated": lambda: kernel(**args),
+        "hand numpy": lambda: hand(**args),
+        "copy (floor)": lambda: np.copyto(floor_dst, floor_src),
+    }
+    if entry in torch_refs:
+        targs = {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in args.items()}
+        if entry[0] == "categorical":
+            targs["x"] = targs["x"].long()
+        dist, fused = torch_refs[entry]
+        candidates["torch.distributions"] = lambda: dist(**targs)
+        candidates["torch fused op"] = lambda: fused(**targs)
+        candidates["torch fused, 1 thread"] = lambda: _one_thread(torch, fused, targs)
+        nograd = references.torch_nograd(torch)[entry]
+        torch_kernel = symelig.derive(*entry).array_api_kernels.eligibility
+        candidates["symelig on torch"] = lambda: torch_kernel(**targs)
+        candidates["torch no-grad hand"] = lambda: nograd(**targs)
+    medians = time_interleaved(candidates, budget=1.0 if quick else 2.0)
+    return {
+        "entry": f"{entry[0]} {entry[1]}",
+        "shape": "×".join(map(str, shape)),
+        "dtype": np.dtype(dtype).name,
+        "ms": {n: round(t * 1e3, 3) for n, t in medians.items()},
+        "ratio_to_generated": {n: round(t / medians["generated"], 2) for n, t in medians.items()},
+        "peak_memory_outputs": round(peak_extra_memory(lambda: kernel(**args), output_bytes), 2),
+    }
+
+
+def _torch():
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        return torch
+    except ImportError:
+        return None
 
 
 def jax_rows(rows: list, quick: bool) -> str:
@@ -277,13 +305,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one shape per entry, shorter timing")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # one row in this process: JSON [entry, shape, dtype, quick]
     args = parser.parse_args()
-    try:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
-    except ImportError:
-        torch = None
+    torch = _torch()
+    if args.row:
+        entry, shape, dtype, quick = json.loads(args.row)
+        print(json.dumps(kernel_row(tuple(entry), tuple(shape), np.dtype(dtype), quick, torch)))
+        return
     print("| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |")
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
