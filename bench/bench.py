@@ -105,7 +105,8 @@ def kernel_rows(quick: bool, torch) -> list:
             for dtype in (np.float64, np.float32):
                 if np.prod(shape) * np.dtype(dtype).itemsize > _OWN_PROCESS_BYTES:
                     spec = json.dumps([list(entry), list(shape), np.dtype(dtype).name, quick])
-                    run = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
+                    # stdout carries the row; stderr (a failure's traceback) goes to the terminal
+                    run = subprocess.run([sys.executable, __file__, "--row", spec], check=True, stdout=subprocess.PIPE, text=True)
                     rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
                 else:
                     rows.append(kernel_row(entry, shape, dtype, quick, torch))
@@ -113,9 +114,14 @@ def kernel_rows(quick: bool, torch) -> list:
     return rows
 
 
+def row_rng(entry, shape, dtype):
+    """The same inputs for a row whichever process or column times it."""
+    return np.random.default_rng(zlib.crc32(repr((tuple(entry), tuple(shape), np.dtype(dtype).name)).encode()))
+
+
 def kernel_row(entry, shape, dtype, quick: bool, torch) -> dict:
     """One row: every candidate on the same inputs, timed interleaved."""
-    rng = np.random.default_rng(zlib.crc32(repr((entry, tuple(shape), np.dtype(dtype).name)).encode()))
+    rng = row_rng(entry, shape, dtype)
     torch_refs = references.torch_references(torch) if torch else {}
     kernel = symelig.derive(*entry).kernels.eligibility
     hand = references.NUMPY[entry]
@@ -174,13 +180,12 @@ def jax_rows(rows: list, quick: bool) -> str:
     except ImportError:
         return "not installed"
     jax.config.update("jax_enable_x64", True)
-    rng = np.random.default_rng(0)
     index = 0
     for entry, shapes in ROWS:
         jitted = jax.jit(symelig.derive(*entry).array_api_kernels.eligibility)
         for shape in shapes[:1] if quick else shapes:
             for dtype in (np.float64, np.float32):
-                args = inputs(entry, shape, dtype, rng)
+                args = inputs(entry, shape, dtype, row_rng(entry, shape, dtype))
                 jargs = {n: jax.numpy.asarray(v) for n, v in args.items()}
                 median = time_interleaved({"jax": lambda: jax.block_until_ready(jitted(**jargs))}, budget=1.0)["jax"]
                 row = rows[index]

@@ -183,10 +183,14 @@ def _rank_one_solve(d, c, u, g):
 
 
 def _row_sum(a):
-    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
-    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    """Σ over the last axis, kept as an axis of length 1: for a contiguous float array a product
+    with a vector of ones, which BLAS runs several times faster than np.sum's per-row loop (and
+    as accurately, blocked); strided, broadcast or integer arrays go to np.sum, which numpy's own
+    matmul would add up one element at a time."""
     a = np.asarray(a)
-    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
+    if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.shape[-1] > 0:
+        return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
+    return np.sum(a, axis=-1, keepdims=True)
 
 
 def dense(block):

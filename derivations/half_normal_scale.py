@@ -57,11 +57,13 @@ def eligibility(x, scale):
     batch = np.broadcast_shapes(x.shape, scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
-    _t0 = np.divide(1, scale)
-    _w = np.multiply(_t0, x)
-    np.square(_w, out=_w)
-    np.subtract(_w, 1, out=_w)
-    e_scale = np.multiply(_t0, _w, out=_into(_t0, _w))
+    _b0 = np.square(x)
+    _b1 = np.square(scale)
+    _b2 = np.subtract(_b0, _b1, out=_into(_b0, _b1))
+    _b3 = np.square(scale)
+    np.multiply(_b3, scale, out=_b3)
+    np.divide(_b2, _b3, out=_b2)
+    e_scale = _b2
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"scale": e_scale}
 

@@ -207,7 +207,7 @@ def _row_max(a):
     rows; with K ≤ 64 the maximum of two overlapping halves (max is idempotent) is taken
     ⌈log2 K⌉ times instead: whole-array ufunc calls, 2–3× faster there."""
     k = a.shape[-1]
-    if k > 64:
+    if k > 64 or k == 0:  # (an empty axis: np.max's own error)
         return np.max(a, axis=-1, keepdims=True)
     if k == 1:
         return a
@@ -216,10 +216,14 @@ def _row_max(a):
 
 
 def _row_sum(a):
-    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
-    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    """Σ over the last axis, kept as an axis of length 1: for a contiguous float array a product
+    with a vector of ones, which BLAS runs several times faster than np.sum's per-row loop (and
+    as accurately, blocked); strided, broadcast or integer arrays go to np.sum, which numpy's own
+    matmul would add up one element at a time."""
     a = np.asarray(a)
-    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
+    if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.shape[-1] > 0:
+        return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
+    return np.sum(a, axis=-1, keepdims=True)
 
 
 def dense(block):

@@ -56,9 +56,8 @@ def eligibility(x, rate):
     batch = np.broadcast_shapes(x.shape, rate.shape)
     x = _with_ndim(x, max(len(batch), 1))
     rate = _with_ndim(rate, max(len(batch), 1))
-    _w = np.divide(x, rate)
-    np.subtract(_w, 1, out=_w)
-    e_rate = _w
+    e_rate = np.subtract(x, rate)
+    np.divide(e_rate, rate, out=e_rate)
     e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"rate": e_rate}
 

@@ -164,7 +164,7 @@ class Derivation:
             raise SymeligError(f"grad must be a dict with the keys {', '.join(self.parameters)}")
         if _foreign(None, {**params, **grad}):
             self.check_names(params)
-            return self.second_order_array_api_kernels.natural_gradient(grad, **params)
+            return self.second_order_array_api_kernels.natural_gradient(grad, **_like_tensors([*grad.values(), *params.values()], params))
         args = self._checked(None, params)
         grad = {n: _as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
         for n, g in grad.items():  # shaped like the eligibility: the parameter's, batch axes broadcasting
@@ -312,6 +312,17 @@ def _check_foreign_categories(x, params: dict) -> None:
         return
     if bad:
         raise SymeligError(f"x holds a category index outside {{0, …, {size - 1}}}")
+
+
+def _like_tensors(every: list, params: dict) -> dict:
+    """``params`` as arrays of the library (and device, floating dtype) of the first tensor among
+    ``every``: a numpy parameter beside a torch gradient must not pull the gradient to numpy."""
+    from array_api_compat import array_namespace, device
+
+    tensor = next(v for v in every if _foreign(None, {"v": v}))
+    xp = array_namespace(tensor)
+    dtype = tensor.dtype if xp.isdtype(tensor.dtype, "real floating") else None
+    return {n: v if _foreign(None, {"v": v}) else xp.asarray(v, dtype=dtype, device=device(tensor)) for n, v in params.items()}
 
 
 def _broadcasts(*shapes) -> bool:

@@ -304,3 +304,18 @@ def test_array_exponents_broadcast_into_larger_batches():
                              concentration=np.broadcast_to(k, (2, 3)))
     for name in e:
         np.testing.assert_allclose(e[name], expected[name], rtol=1e-13)
+
+
+def test_rewrites_for_speed_keep_accuracy():
+    """Speed rewrites of the generator must not cost digits: the Poisson's (x − λ)/λ keeps its
+    exact subtraction (x/λ − 1 would lose it when x ≈ λ), and a row sum over a broadcast or
+    strided parameter keeps np.sum's pairwise accuracy (numpy's own matmul adds one by one)."""
+    e = symelig.derive("poisson", "rate").eligibility(np.float32([20001]), rate=np.float32([20000]))["rate"]
+    np.testing.assert_allclose(e, 5e-5, rtol=1e-6)
+    size = 2 * 10**6
+    probs = np.broadcast_to(np.float32(1 / size), (size,))
+    e = symelig.derive("categorical", "probs").eligibility(0, probs=probs)["probs"]
+    np.testing.assert_allclose(e[1:5], -1.0, rtol=1e-5)
+    p = np.random.default_rng(0).random((4, 2 * 10**5)).astype(np.float32)[:, ::2]
+    e = symelig.derive("categorical", "probs").eligibility(np.zeros(4, int), probs=p)["probs"]
+    np.testing.assert_allclose(e[:, 1], -1 / p.astype(np.float64).sum(-1), rtol=1e-6)

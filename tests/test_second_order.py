@@ -350,3 +350,15 @@ def test_second_order_on_tensors_matches_numpy(entry, library):
             a, b = (mine[key], other[key]) if key is not None else (mine, other)
             assert type(b).__module__.split(".")[0] in (library, "jaxlib"), (kind, type(b))
             np.testing.assert_allclose(np.asarray(b), a, rtol=rtol, atol=1e-7, err_msg=f"{kind} {key}")
+
+
+def test_natural_gradient_follows_the_gradients_library():
+    """A torch gradient (even one autograd records) beside plain-number parameters comes back
+    as a torch tensor, in its dtype."""
+    torch = pytest.importorskip("torch")
+    d = symelig.derive("normal", "scale")
+    grad = {"loc": torch.ones(5, requires_grad=True, dtype=torch.float64), "scale": torch.ones(5, dtype=torch.float64)}
+    v = d.natural_gradient(grad, loc=0.0, scale=2.0)
+    assert isinstance(v["loc"], torch.Tensor) and v["loc"].dtype == torch.float64
+    np.testing.assert_allclose(v["loc"].detach().numpy(), 4.0)
+    np.testing.assert_allclose(v["scale"].detach().numpy(), 2.0)

@@ -84,16 +84,20 @@ _HELPERS = {
     out[...] = value
     return out''',
     "_row_sum": '''def _row_sum(a):
-    """Σ over the last axis, kept as an axis of length 1: a product with a vector of ones, which
-    BLAS runs several times faster than np.sum's per-row pairwise loop."""
+    """Σ over the last axis, kept as an axis of length 1: for a contiguous float array a product
+    with a vector of ones, which BLAS runs several times faster than np.sum's per-row loop (and
+    as accurately, blocked); strided, broadcast or integer arrays go to np.sum, which numpy's own
+    matmul would add up one element at a time."""
     a = np.asarray(a)
-    return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]''',
+    if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.shape[-1] > 0:
+        return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
+    return np.sum(a, axis=-1, keepdims=True)''',
     "_row_max": '''def _row_max(a):
     """max over the last axis, kept as an axis of length 1.  np.max pays a per-row cost on short
     rows; with K ≤ 64 the maximum of two overlapping halves (max is idempotent) is taken
     ⌈log2 K⌉ times instead: whole-array ufunc calls, 2–3× faster there."""
     k = a.shape[-1]
-    if k > 64:
+    if k > 64 or k == 0:  # (an empty axis: np.max's own error)
         return np.max(a, axis=-1, keepdims=True)
     if k == 1:
         return a
@@ -546,14 +550,16 @@ _W = Symbol("_w")
 
 def _standardized(d, outputs: dict) -> list:
     """The outputs rewritten through w = (u − μ)/B, for a statistic u of x (x, log x), a location
-    μ (a real parameter, or 0) and a scale B (a positive denominator): candidates for the fewest
+    μ (a real parameter) and a scale B (a positive denominator): candidates for the fewest
     passes.  (x − μ)/σ² and ((x − μ)² − σ²)/σ³ become w/σ and (w² − 1)/σ, which is how one
     writes the normal's eligibility by hand.  Only for scalar families: rational in w."""
     if d.is_vector or any(e.atoms(Function) - e.atoms(log) for e in outputs.values()):
         return []
     x = d.symbols["x"]
     statistics = [u for u in (x, log(x)) if any(e.has(u) for e in outputs.values())]
-    locations = [S.Zero] + [d.symbols[n] for n, c in d.parametrization.parameters.items() if not c.event_dim and c.assumptions.get("real") and not c.assumptions.get("positive")]
+    # a location parameter is required: with μ = 0, (x − λ)/λ would become x/λ − 1, which loses
+    # the digits of x − λ when x ≈ λ (the Poisson rate)
+    locations = [d.symbols[n] for n, c in d.parametrization.parameters.items() if not c.event_dim and c.assumptions.get("real") and not c.assumptions.get("positive")]
     scales = {b for e in outputs.values() for b, p in (f.as_base_exp() for f in preorder_traversal(e) if f.is_Pow) if p.is_negative and b.is_Symbol and b.is_positive}
     candidates = []
     for u in statistics:
