@@ -143,7 +143,7 @@ class Derivation:
         vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
         self._require_kernels()
         if _foreign(x, params):
-            return self._foreign_second_order("hessian", x, params)
+            return self._foreign_call("hessian", x, params, self.second_order_array_api_kernels)
         args = self._checked(x, params)
         with np.errstate(all="ignore"):
             return self.second_order_kernels.hessian(**args)
@@ -152,7 +152,7 @@ class Derivation:
         """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed)."""
         self._require_fisher()
         if _foreign(None, params):
-            return self._foreign_second_order("fisher", None, params)
+            return self._foreign_call("fisher", None, params, self.second_order_array_api_kernels)
         args = self._checked(None, params)
         with np.errstate(all="ignore"):
             return self.second_order_kernels.fisher(**args)
@@ -180,14 +180,6 @@ class Derivation:
             raise SymeligError(f"the batch shapes of grad and the parameters do not broadcast: {listed}")
         with np.errstate(all="ignore"):
             return self.second_order_kernels.natural_gradient(grad, **args)
-
-    def _foreign_second_order(self, function: str, x, params: dict):
-        """Tensors go to the array API kernels, names checked, values not (see _foreign_call)."""
-        self.check_names(params)
-        if x is not None and self.symbolic.family.value is constraints.category:
-            _check_foreign_categories(x, params)
-        kernel = getattr(self.second_order_array_api_kernels, function)
-        return kernel(x, **params) if x is not None else kernel(**params)
 
     def _require_kernels(self) -> None:
         from .emit.second_order import supported
@@ -227,13 +219,17 @@ class Derivation:
                 self._explain_non_finite(args, name, value)
         return result
 
-    def _foreign_call(self, function: str, x, params: dict):
-        """Tensors of another library go straight to the array API kernels: checking their values
-        would copy them to the host, which is what passing tensors avoids.  Names are checked."""
+    def _foreign_call(self, function: str, x, params: dict, kernels=None):
+        """Tensors of another library go straight to the array API kernels (``kernels``, by
+        default the first-order ones): checking their values would copy them to the host, which is
+        what passing tensors avoids.  Names are checked; x is None for a function of θ alone."""
         self.check_names(params)
+        kernel = getattr(kernels or self.array_api_kernels, function)
+        if x is None:
+            return kernel(**params)
         if self.symbolic.family.value is constraints.category:
             _check_foreign_categories(x, params)
-        return getattr(self.array_api_kernels, function)(x, **params)
+        return kernel(x, **params)
 
     def check_names(self, params: dict) -> None:
         """The keyword arguments besides x are exactly the entry's arguments and parameters."""

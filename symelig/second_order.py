@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import Add, Basic, DiracDelta, IndexedBase, KroneckerDelta, Mul, S, Sum, Symbol, diff
+from sympy import Add, Basic, DiracDelta, KroneckerDelta, Mul, S, Sum, diff
 
 from . import rules
 from .engine import SymbolicDerivation, context, parametrized_log_prob, rewrite
-from .expectation import NoClosedForm, expectation
+from .expectation import NoClosedForm, expectation, m
 from .family import K, j, l
 from .functions import sigmoid, sigmoid_over_softplus, softplus
 
@@ -38,9 +38,6 @@ class RankOne:
     scale: Basic
     vector: Basic
 
-    def component(self):
-        """The (j, l) component as one expression."""
-        return KroneckerDelta(j, l) * self.diagonal + self.scale * self.vector * self.vector.subs(j, l)
 
 
 @dataclass(frozen=True)
@@ -56,13 +53,6 @@ class SecondOrder:
     structure: dict = None   # (a, a) of a vector parameter -> {"hessian": RankOne, "fisher": RankOne}
     null_space: dict = None  # (a, a) -> n_j spanning the null space of a singular Fisher block
 
-    @property
-    def pairs(self) -> list:
-        return list(self.hessian)
-
-    def is_vector(self, name: str) -> bool:
-        return isinstance(self.first.symbols[name], IndexedBase)
-
 
 def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     family, symbols = first.family, first.symbols
@@ -70,14 +60,10 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     ctx = context(family, symbols, (j, l))
     log_prob = rewrite(log_prob, rules.ALGEBRA, ctx)
     names = first.parameters
-
-    def wrt(name, index):
-        s = symbols[name]
-        return s[index] if isinstance(s, IndexedBase) else s
-
-    score = {n: rewrite(diff(log_prob, wrt(n, j)), rules.ALGEBRA, ctx) for n in names}
+    score = {n: rewrite(diff(log_prob, first.wrt(n)), rules.ALGEBRA, ctx) for n in names}
     pairs = [(a, b) for n, a in enumerate(names) for b in names[n:]]
-    raw = {(a, b): _diagonal_in_j(rewrite(diff(score[a], wrt(b, l)), rules.ALGEBRA, ctx)) for a, b in pairs}
+    # the second derivative is taken w.r.t. component l of a vector parameter (j for the first)
+    raw = {(a, b): _diagonal_in_j(rewrite(diff(score[a], first.wrt(b).subs(j, l)), rules.ALGEBRA, ctx)) for a, b in pairs}
     tidy_hessian = {pair: _tidy(h, ctx) for pair, h in raw.items()}
     hessian = {pair: _name(h, ctx) for pair, h in tidy_hessian.items()}
 
@@ -180,8 +166,7 @@ def _named(block: RankOne, ctx) -> RankOne:
     """The same block with softmax named; c·u_j·u_l = c'·softmax_j·softmax_l when u_j = exp(z_j)
     and c holds (Σ exp z)⁻², so the kernels evaluate it stably."""
     product = _name(block.scale * block.vector * block.vector.subs(j, l), ctx)
-    named = rank_one(KroneckerDelta(j, l) * _name(block.diagonal, ctx) + product)
-    return named
+    return rank_one(KroneckerDelta(j, l) * _name(block.diagonal, ctx) + product)
 
 
 def rank_one(expr) -> RankOne:
@@ -214,7 +199,6 @@ def _null_vector(block: RankOne, ctx):
     are dropped (the direction is what matters)."""
     if block.scale == 0:
         return None
-    m = Symbol("m", integer=True, nonnegative=True)
     condition = 1 + block.scale * Sum((block.vector**2 / block.diagonal).subs(j, m), (m, 0, K - 1))
     if rewrite(condition, rules.ALGEBRA + rules.TIDY, ctx) != 0:
         return None

@@ -588,12 +588,12 @@ def module_source(d, second=None) -> str:
     _, el_lines, el_printer = _eligibility_body(d)
     helpers = lp_printer.helpers | el_printer.helpers
     modules = set(lp_printer.module_imports) | set(el_printer.module_imports)
-    extra, names = [], ["log_prob", "eligibility"]
+    extra, names = {}, ["log_prob", "eligibility"]
     if second is not None:
         extra, more_helpers, more_modules = second_order.functions(second)
         helpers |= more_helpers
         modules |= more_modules
-        names += [source.split("(")[0][4:] for source in extra] + (["dense"] if "dense" in more_helpers else [])
+        names += [*extra] + (["dense"] if "dense" in more_helpers else [])
     unknown = modules - {"numpy", "scipy.special"}
     if unknown:
         raise NotImplementedError(f"generated code would need {sorted(unknown)}; add a printer method")
@@ -606,7 +606,7 @@ def module_source(d, second=None) -> str:
         f"PARAMETERS = {tuple(d.parameters)!r}",
         _function("log_prob", sig, lp_doc, lp_lines),
         _function("eligibility", sig, el_doc, el_lines),
-        *extra,
+        *extra.values(),
         *(sources[h] + "\n" for h in sorted(helpers)),
     ]).rstrip() + "\n"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from sympy import DiracDelta, IndexedBase, S
 
 from .. import constraints
-from .numpy import _Function, _split_delta, split_outputs  # noqa: F401  (split_outputs: same δ handling)
+from .numpy import _Function, _function, _split_delta
 from .text import formula
 
 HELPERS = {
@@ -100,21 +100,20 @@ def supported(so) -> bool:
 
 
 def functions(so, dialect: str = "numpy") -> tuple:
-    """([function source], {helper names}, {modules}) for the second-order functions, for numpy
-    (in-place ufuncs) or any array API library (``dialect="xp"``)."""
-    sources, helpers, modules = [], set(), set()
+    """({function name: source}, {helper names}, {modules}) for the second-order functions, for
+    numpy (in-place ufuncs) or any array API library (``dialect="xp"``)."""
+    sources, helpers, modules = {}, set(), set()
     if not supported(so):
         return sources, helpers, modules
     kinds = [("hessian", True)] + ([("fisher", False)] if so.fisher is not None else [])
     for kind, with_x in kinds:
         f = _function_of(so.first, with_x, dialect)
         lines = f.prologue() + _body(so, f, kind, dialect)
-        sources.append(_source(kind, f.signature(), _doc(so, kind), lines))
+        sources[kind] = _function(kind, f.signature(), _doc(so, kind), lines)
         helpers |= f.printer.helpers
         modules |= set(f.printer.module_imports)
     if so.fisher is not None:
-        source, extra = _natural_gradient(so, dialect)
-        sources.append(source)
+        sources["natural_gradient"], extra = _natural_gradient(so, dialect)
         helpers |= extra
     if vector_parameter(so):
         helpers.add("dense")
@@ -134,11 +133,6 @@ def _elementwise(f, outputs: dict, dialect: str) -> tuple:
     if dialect == "xp":
         return f.elementwise(outputs), {name: False for name in outputs}
     return f.elementwise(outputs)
-
-
-def _source(name, signature, doc, lines) -> str:
-    body = "\n".join("    " + line for line in lines)
-    return f'def {name}({", ".join(signature)}):\n    """{doc}"""\n{body}\n'
 
 
 def _body(so, f, kind: str, dialect: str = "numpy") -> list:
@@ -255,7 +249,7 @@ def _natural_gradient(so, dialect: str = "numpy") -> tuple:
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
         f"    (e.g. the mean eligibility of a batch).  {how}.\n    "
     )
-    return _source("natural_gradient", ["grad", *args], doc, lines), helpers
+    return _function("natural_gradient", ["grad", *args], doc, lines), helpers
 
 
 def _doc(so, kind: str) -> str:

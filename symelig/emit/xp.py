@@ -285,11 +285,11 @@ def module_source(d, backend: str = "array-api", second=None) -> str:
     sig, lp_lines, lp_printer = _log_prob_body(d)
     _, el_lines, el_printer = _eligibility_body(d)
     helpers = set(lp_printer.helpers | el_printer.helpers)
-    extra, names = [], ["log_prob", "eligibility"]
+    extra, names = {}, ["log_prob", "eligibility"]
     if second is not None:
         extra, more, _ = second_order.functions(second, dialect="xp")
         helpers |= more
-        names += [source.split("(")[0][4:] for source in extra] + (["dense"] if "dense" in more else [])
+        names += [*extra] + (["dense"] if "dense" in more else [])
     for h in list(helpers):
         helpers |= _DEPENDS.get(h, set())
     header, lp_doc, el_doc = _header_and_docs(d, version, note=f"Array library: {backend} (array API namespace of the inputs).")
@@ -300,6 +300,6 @@ def module_source(d, backend: str = "array-api", second=None) -> str:
         f"PARAMETERS = {tuple(d.parameters)!r}\nBACKEND = {backend!r}",
         _function("log_prob", sig, lp_doc, lp_lines),
         _function("eligibility", sig, el_doc, el_lines),
-        *extra,
+        *extra.values(),
         *(sources[h] + "\n" for h in sorted(helpers)),
     ]).rstrip() + "\n"
