@@ -142,20 +142,20 @@ class Derivation:
         """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over the parameters in order, or for a
         vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
         self._require_kernels()
-        if _foreign(x, params):
-            return self._foreign_call("hessian", x, params, self.second_order_array_api_kernels)
-        args = self._checked(x, params)
-        with np.errstate(all="ignore"):
-            return self.second_order_kernels.hessian(**args)
+        return self._second_order_call("hessian", x, params)
 
     def fisher(self, **params):
         """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed)."""
         self._require_fisher()
-        if _foreign(None, params):
-            return self._foreign_call("fisher", None, params, self.second_order_array_api_kernels)
-        args = self._checked(None, params)
+        return self._second_order_call("fisher", None, params)
+
+    def _second_order_call(self, function: str, x, params: dict):
+        """Checked numpy arguments to the numpy kernels, tensors to the array API ones."""
+        if _foreign(x, params):
+            return self._foreign_call(function, x, params, self.second_order_array_api_kernels)
+        args = self._checked(x, params)
         with np.errstate(all="ignore"):
-            return self.second_order_kernels.fisher(**args)
+            return getattr(self.second_order_kernels, function)(**args)
 
     def natural_gradient(self, grad: dict, **params) -> dict:
         """F(θ)⁺·grad for ``grad`` = {parameter: array} shaped like the eligibility."""
