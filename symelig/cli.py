@@ -52,7 +52,7 @@ class EvalFormat(str, enum.Enum):
 def _emit(text: str, output: Optional[str]) -> None:
     if output == "":
         raise SymeligError("-o needs a file name; omit it to print to stdout")
-    if output:
+    if output and output != "-":  # -o - is stdout, as for most Unix tools
         from .files import write_atomic
 
         write_atomic(output, text)
@@ -300,7 +300,7 @@ def explain_steps(
 def export(
     family: Optional[str] = typer.Argument(None, help="Family name (omit with --all), or custom."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.py, or a folder with --all."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.py (- for stdout), or a folder with --all."),
     all_entries: bool = typer.Option(False, "--all", help="Export every catalog entry into the folder -o."),
     backend: Backend = typer.Option(Backend.numpy, "--backend", "-b", help="Array library the module is written for."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
@@ -311,7 +311,7 @@ def export(
     from pathlib import Path
 
     from . import catalog, derive as derive_entry
-    from .files import write_atomic
+    from .files import target, write_atomic
 
     if all_entries:
         if family or param:
@@ -320,32 +320,32 @@ def export(
         if not folder.is_dir():
             raise SymeligError(f"--all needs an existing folder for -o; {folder} is not one")
         sources = {folder / f"{e.family}_{e.param}.py": _source(derive_entry(e.family, e.param), backend) for e in catalog()}
+        for path in sources:  # every file is checked before the first is written
+            target(path)
         for path, source in sources.items():
             write_atomic(path, source)
         typer.echo(f"wrote {len(sources)} modules to {folder}", err=True)
         return
     if family is None:
         raise SymeligError("name a family to export (see `symelig list`), or use --all")
-    if not output or not output.endswith(".py"):
-        raise SymeligError("give -o FILE.py: the module is written to a .py file")
+    if not output or not (output.endswith(".py") or output == "-"):
+        raise SymeligError("give -o FILE.py: the module is written to a .py file (or -o - for stdout)")
     import keyword
 
-    if not Path(output).stem.isidentifier() or keyword.iskeyword(Path(output).stem):
+    if output != "-" and (not Path(output).stem.isidentifier() or keyword.iskeyword(Path(output).stem)):
         raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit; not a Python keyword)")
     from . import cache
 
     user = (via, wrt, positive, vector, log_prob, x)
     if _is_user(family, *user) or backend is not Backend.numpy:
-        write_atomic(output, _source(_resolve(family, param, *user), backend))
-        typer.echo(f"wrote {output}", err=True)
+        _emit(_source(_resolve(family, param, *user), backend), output)
         return
     request = ("derive", family, param, Format.numpy.value, False, None, 2)  # the text of derive -f numpy --order 2
     source = cache.get(request)
     if source is None:
         source = derive_entry(family, param).full_numpy_source
         cache.put(request, source)
-    write_atomic(output, source)
-    typer.echo(f"wrote {output}", err=True)
+    _emit(source, output)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
