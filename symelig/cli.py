@@ -224,7 +224,7 @@ def eval_files(
     import sys
 
     from . import derive as derive_entry
-    from .outofcore import parse_size, run
+    from .outofcore import Interrupted, parse_size, run
 
     limit = parse_size(memory_limit)
     d = derive_entry(family, param)
@@ -232,7 +232,11 @@ def eval_files(
     def bar(rows):
         return typer.progressbar(length=rows, label="eligibility", file=sys.stderr)
 
-    written = run(d, input, output, limit, progress=bar)
+    try:
+        written = run(d, input, output, limit, progress=bar)
+    except Interrupted as stop:  # the partial outputs are gone; exit as a shell reports the signal
+        typer.echo(f"symelig: {stop}", err=True)
+        raise typer.Exit(128 + stop.signum)
     typer.echo(f"wrote {', '.join(str(p) for p in written.values())}", err=True)
 
 
