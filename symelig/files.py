@@ -32,6 +32,8 @@ def target(path) -> Path:
     """The file ``write_atomic(path, …)`` would replace (symlinks resolved); SymeligError if it
     refuses to.  Lets a caller check every output before writing the first."""
     shown = path
+    if str(path).endswith(os.sep):  # Path() would drop the slash and write a file named like the folder
+        raise SymeligError(f"cannot write {shown}: a file name cannot end with {os.sep}")
     path = Path(os.path.realpath(path))
     try:
         info = os.stat(path)

@@ -7,7 +7,7 @@ folder with ``log_prob.npy`` and one ``<parameter>.npy`` per eligibility, writte
 maps block by block.  Each block holds as many rows as fit ``memory_limit`` with the kernel's
 working copies counted (inputs, outputs and up to three output-sized temporaries).  Outputs are
 written under temporary names of their own (two runs into one folder never share one) and
-renamed when complete, so an error, SIGINT or SIGTERM leaves nothing half-written: the signals
+renamed when complete, so an error, SIGINT, SIGTERM or SIGHUP leaves nothing half-written: the signals
 remove the partial files and raise :class:`Interrupted`.  A bad value is reported at its row in
 the files, not in the block.
 """
@@ -43,7 +43,7 @@ def parse_size(text: str) -> int:
 
 
 class Interrupted(BaseException):
-    """SIGINT or SIGTERM stopped a run; its partial outputs are already removed.  A
+    """SIGINT, SIGTERM or SIGHUP stopped a run; its partial outputs are already removed.  A
     BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way hides it."""
 
     def __init__(self, signum: int, folder):
@@ -66,6 +66,8 @@ def run(derivation, input_dir, output_dir, memory_limit: int, progress=None) -> 
     arrays = {}
     for n in names:
         path = input_dir / f"{n}.npy"
+        if path.exists() and not path.is_file():
+            raise SymeligError(f"{path} is not a regular file (a folder, a pipe or a device cannot be memory-mapped)")
         if not path.is_file():
             raise SymeligError(f"{path} is missing: {derivation.family} param={derivation.param} needs {', '.join(f'{m}.npy' for m in names)}")
         arrays[n] = _open(path)
@@ -201,8 +203,11 @@ def _at_first_bad_row(evaluate, start: int, stop: int, err: SymeligError, per_ro
     return SymeligError(message if count else f"row {start}: {message}")
 
 
+_STOPS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 class _Signals:
-    """While a run writes: SIGINT and SIGTERM remove the partial outputs and raise Interrupted;
+    """While a run writes: SIGINT, SIGTERM and SIGHUP remove the partial outputs and raise Interrupted;
     during ``deferred()`` (the final renames) they wait for it to end.  Handlers can only be set
     in the main thread; elsewhere the signals keep theirs.  The previous handlers come back."""
 
@@ -211,7 +216,7 @@ class _Signals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
+            self.previous = {s: signal.signal(s, self._stop) for s in _STOPS}
         return self
 
     def __exit__(self, *exc_info):

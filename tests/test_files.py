@@ -149,6 +149,14 @@ def test_non_regular_files_are_refused(command, capsys, tmp_path, kind, needle):
     no_temporaries(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["new/", "mod.py/"])
+def test_a_trailing_slash_is_refused(command, capsys, tmp_path, name):
+    (tmp_path / "mod.py").write_text("keep")
+    needle = "give -o FILE.py" if command[0] == "export" else "cannot end with /"  # export asks for a .py name first
+    refused(capsys, command, f"{tmp_path}/{name}", needle)
+    assert [p.name for p in tmp_path.iterdir()] == ["mod.py"] and (tmp_path / "mod.py").read_text() == "keep"
+
+
 def test_export_all_checks_every_file_before_writing_any(capsys, tmp_path):
     blocked = tmp_path / "normal_scale.py"
     blocked.write_text("keep")

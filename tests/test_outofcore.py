@@ -96,6 +96,8 @@ DAMAGED = {  # name: (file, bytes or a function of the good bytes, words of the 
     "no rows": ("logits", npy(header((0, 4))), "logits.npy has shape (0, 4)"),
     "too many axes": ("logits", npy(header((3, 4, 2)), bytes(192)), "logits.npy has shape (3, 4, 2)"),
     "no categories": ("logits", npy(header((3, 0))), "category axis"),
+    "a folder": ("logits", None, "logits.npy is not a regular file"),
+    "a named pipe": ("logits", "fifo", "logits.npy is not a regular file"),
     "long double": ("logits", npy(header((3, 4), "<f16"), bytes(192)), "float128"),
 }
 
@@ -105,9 +107,14 @@ def test_damaged_files_are_one_line(capsys, folders, case):
     data, out = folders
     save(data, x=np.array([0, 1, 2]), logits=np.zeros((3, 4)))
     name, content, needle = DAMAGED[case]
+    path = data / f"{name}.npy"
     if callable(content):
-        content = content((data / f"{name}.npy").read_bytes())
-    (data / f"{name}.npy").write_bytes(content)
+        content = content(path.read_bytes())
+    if content is None or content == "fifo":
+        path.unlink()
+        path.mkdir() if content is None else os.mkfifo(path)
+    else:
+        path.write_bytes(content)
     one_error(capsys, ["categorical", "-p", "logits", "-i", str(data), "-o", str(out)], needle)
     assert list(out.iterdir()) == []
 
@@ -280,7 +287,7 @@ def test_two_runs_into_one_folder_do_not_share_files(tmp_path, folders):
     assert sorted(p.name for p in out.iterdir()) == ["log_prob.npy", "logits.npy"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
 def test_a_signal_removes_the_partial_files(tmp_path, folders, signum):
     data, out = folders
     _, x, z, _ = _rows()
