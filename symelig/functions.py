@@ -226,3 +226,18 @@ class bessel_i1_i0(Function):
     def _latex(self, printer, exp=None):
         a = printer._print(self.args[0])
         return _power(rf"\frac{{I_1\left({a}\right)}}{{I_0\left({a}\right)}}", exp)
+
+
+class log1mexp(Function):
+    """log(1 − e^u) for u < 0, as the kernels evaluate it: log(−expm1(u)) for u > −log 2 (where
+    1 − e^u cancels) and log1p(−e^u) below.  Only the kernels use it (symelig.emit.stable)."""
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]
+        return -exp(u) / (1 - exp(u))
+
+    def doit(self, **hints):
+        return log(1 - exp(self.args[0].doit(**hints)))
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\log\left(1 - e^{{{printer._print(self.args[0])}}}\right)", exp)

@@ -25,11 +25,12 @@ from sympy import Add, Function, Mul, Pow, Rational, Symbol, exp, log, sqrt
 from sympy import Abs, cos, loggamma, polygamma, sin, tanh
 
 from ..functions import softplus
+from sympy.codegen.cfunctions import expm1, log1p
 
 # SymPy function -> (ufunc call prefix, extra leading arguments); all accept out=.
 _UNARY = {
     exp: "np.exp", log: "np.log", cos: "np.cos", sin: "np.sin", tanh: "np.tanh", Abs: "np.abs",
-    loggamma: "special.gammaln",
+    loggamma: "special.gammaln", expm1: "np.expm1", log1p: "np.log1p",
 }
 
 

@@ -38,6 +38,7 @@ from .. import __version__, constraints
 from ..family import K, j
 from ..functions import LogSumExp, Softmax
 from .buffers import Buffers
+from .stable import stable
 from .text import PositiveFirst, formula, letter, where
 
 _HELPERS = {
@@ -64,6 +65,10 @@ _HELPERS = {
     where both would underflow."""
     clipped = np.maximum(z, -37)
     return np.where(z < -37, 1, _sigmoid(clipped) / np.logaddexp(0, clipped))''',
+    "_log1mexp": '''def _log1mexp(u):
+    """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
+    near = u > -0.6931471805599453
+    return np.where(near, np.log(-np.expm1(np.where(near, u, -1.0))), np.log1p(-np.exp(np.where(near, -1.0, u))))''',
     "_with_ndim": '''def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)''',
@@ -158,6 +163,17 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
     def _print_sigmoid(self, expr):
         return self._helper("_sigmoid", expr.args)
 
+    def _print_log1mexp(self, expr):
+        return self._helper("_log1mexp", expr.args)
+
+    def _print_Max(self, expr):
+        """Elementwise maximum, nested: max(a, b, c) = maximum(a, maximum(b, c))."""
+        *first, last = expr.args
+        code = self._print(last)
+        for a in reversed(first):
+            code = f"{self.ns}.maximum({self._print(a)}, {code})"
+        return code
+
     def _print_log_softplus(self, expr):
         return self._helper("_log_softplus", expr.args)
 
@@ -204,6 +220,9 @@ class _Lowering:
         self.memo: dict = {}
         self.counts: Counter = Counter()
         self.names = {s: n for n, s in derivation.symbols.items()}
+        self.parameters = [derivation.symbols[n] for n in derivation.parameters]
+        self.unit_interval = [derivation.symbols[n] for n in derivation.parameters
+                              if derivation.constraints[n] is constraints.unit_interval]
         x = derivation.symbols["x"]
         self.sample_index = x if derivation.family.value is constraints.category else None
         self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
@@ -284,9 +303,17 @@ class _Lowering:
         return name
 
     def lower(self, e):
-        """Array form of ``e``; constants become Python floats, which keep float32 float32
-        (np.log(2) would be a float64 scalar and promote the result)."""
+        """Array form of ``e`` in its floating-point-stable form (:mod:`symelig.emit.stable`);
+        constants become Python floats, which keep float32 float32 (np.log(2) would be a
+        float64 scalar and promote the result)."""
+        e = stable(e, self.parameters, self.unit_interval)
         e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
+        fixed = [t for t in Add.make_args(e) if t.free_symbols and not t.has(*self.parameters)]
+        if e.is_Add and 1 < len(fixed) < len(e.args):
+            # terms free of θ first (log n! − log x! − log (n − x)!): where they cancel exactly,
+            # a small θ-term added afterwards keeps its digits (log(1 − p) at p = 1e-150)
+            rest = [t for t in e.args if t not in fixed]
+            return self._materialize(self._lower(Add(*fixed)), "fixed") + self._lower(Add(*rest))
         return self._lower(e)
 
     def _lower(self, e):

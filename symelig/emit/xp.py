@@ -89,6 +89,10 @@ _HELPERS = {
     if "torch" in xp.__name__ and not a.requires_grad:
         return a.neg_()
     return -a''',
+    "_log1mexp": '''def _log1mexp(xp, u):
+    """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
+    near = u > -0.6931471805599453
+    return xp.where(near, xp.log(-xp.expm1(xp.where(near, u, -1.0))), xp.log1p(-xp.exp(xp.where(near, -1.0, u))))''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes."""
     return xp.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))''',
