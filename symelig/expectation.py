@@ -18,14 +18,16 @@ Anything else raises :class:`NoClosedForm` naming the part that could not be ave
 """
 from __future__ import annotations
 
-from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, Symbol, diff, expand, expand_func, log, numbered_symbols, sympify
+from itertools import product
+
+from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, expand, expand_func, log, numbered_symbols, sympify
 
 from . import constraints, rules
 from .engine import _substitute, rewrite
-from .family import EPSILON, K, i, t
+from .family import EPSILON, Internal, K, i, k, s as mellin_argument, t
 from .functions import xdivy, xlogy
 
-m = Symbol("m", integer=True, nonnegative=True)  # the category a categorical expectation sums over
+m = Internal("m", integer=True, nonnegative=True)  # the category a categorical expectation sums over
 
 
 class NoClosedForm(Exception):
@@ -74,14 +76,15 @@ def _category(expr, first, ctx):
 def _affine(expr, x, declared: dict):
     """expr with each declared statistic replaced by its expectation, when expr is affine in
     them and has no other dependence on x; else None."""
-    names = numbered_symbols("_S", real=True)
+    names = numbered_symbols("S", cls=Internal, real=True)
     replaced, values = expr, {}
     # longest statistic first, so that (x − μ)² is taken whole before a bare x
     for statistic, value in sorted(declared.items(), key=lambda kv: -kv[0].count_ops()):
         for at in _instances((statistic, value), replaced, x):
             name = next(names)
             values[name] = at[1]
-            replaced = replaced.xreplace({at[0]: name})
+            # subs, not xreplace: a product statistic x_j·x_l sits inside a larger product
+            replaced = replaced.subs(at[0], name) if at[0].is_Mul else replaced.xreplace({at[0]: name})
     if replaced.has(x) or not values:
         return None
     polynomial = expand(replaced)
@@ -99,17 +102,23 @@ def _affine(expr, x, declared: dict):
 
 
 def _instances(statistic, expr, x) -> list:
-    """[(statistic at index, expectation at index)]: a vector statistic is declared at the bound
-    index i and applies at every index x appears with in ``expr``."""
+    """[(statistic at indices, expectation at indices)]: a vector statistic is declared at the
+    bound indices i (and k, for a product x_i x_k) and applies at every combination of the
+    indices x appears with in ``expr``."""
     statistic, value = statistic
     if not isinstance(x, IndexedBase):
         return [(statistic, value)]
-    indices = {a.indices[0] for a in expr.atoms(Indexed) if a.base == x}
-    return [(statistic.subs(i, index), value.subs(i, index)) for index in indices]
+    indices = sorted({a.indices[0] for a in expr.atoms(Indexed) if a.base == x}, key=str)
+    bound = [b for b in (i, k) if statistic.has(b)]
+    out = []
+    for chosen in product(indices, repeat=len(bound)):
+        at = dict(zip(bound, chosen))
+        out.append((statistic.subs(at, simultaneous=True), value.subs(at, simultaneous=True)))
+    return out
 
 
 def _mellin(expr, x, standard, substitution, symbols):
-    s = Symbol("s")
+    s = mellin_argument
     mellin = _substitute(standard.mellin(s), substitution, symbols)
     representation = _substitute(standard.x, substitution, symbols)
     signs = (1, -1) if standard.symmetric else (1,)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,12 +36,24 @@ from sympy import IndexedBase, Symbol
 from .constraints import Constraint
 from .errors import SymeligError
 
-K = Symbol("K", integer=True, positive=True)     # number of categories
-i = Symbol("i", integer=True, nonnegative=True)  # bound index of sums over categories
-k = Symbol("k", integer=True, nonnegative=True)  # a second bound index, for nested sums
-j = Symbol("j", integer=True, nonnegative=True)  # the component a vector eligibility is for
-l = Symbol("l", integer=True, nonnegative=True)  # the second component of a vector Hessian H_jl
-t = Symbol("t", positive=True)                   # the base variable of Family.standard
+class Internal(Symbol):
+    """A symbol the engine makes for its own use (an index, K, a variable of integration).
+
+    It is a type of its own, so it never equals a user's symbol of the same name and
+    assumptions: SymPy compares and hashes symbols by type, name and assumptions.  A user who
+    names a parameter ``t`` gets ``Symbol("t")``, which the expectation's ``Internal("t")``
+    cannot capture.  Not ``Dummy``: a Dummy prints as ``_t`` and sorts by creation order, and
+    these letters appear in printed formulas (Σ_i, δ_jl, K), which must read the same each run.
+    """
+
+
+K = Internal("K", integer=True, positive=True)     # number of categories
+i = Internal("i", integer=True, nonnegative=True)  # bound index of sums over categories
+k = Internal("k", integer=True, nonnegative=True)  # a second bound index, for nested sums
+j = Internal("j", integer=True, nonnegative=True)  # the component a vector eligibility is for
+l = Internal("l", integer=True, nonnegative=True)  # the second component of a vector Hessian H_jl
+t = Internal("t", positive=True)                   # the base variable of Family.standard
+s = Internal("s")                                  # the argument of a Mellin transform E[t^s]
 
 
 def call_with(function: Callable, symbols: dict):
@@ -180,7 +193,7 @@ class Standard:
     symmetric: bool = False
 
 
-EPSILON = Symbol("epsilon")  # the sign of a symmetric Standard
+EPSILON = Internal("epsilon")  # the sign of a symmetric Standard
 
 
 @dataclass(frozen=True)
@@ -204,24 +217,32 @@ def register(cls):
     """Class decorator: add a family to the catalog (built-in families and a lab's own)."""
     if not cls.__module__.startswith(f"{__package__}.families"):
         _load_builtin_families()  # a user family must not shadow, or be shadowed by, a built-in one
-    if not cls.name or cls.name in _REGISTRY:
-        raise SymeligError(f"family name {cls.name!r} is empty or already registered")
-    _REGISTRY[cls.name] = cls
+    with _LOADING:  # check and insert as one step when labs register from several threads
+        if not cls.name or cls.name in _REGISTRY:
+            raise SymeligError(f"family name {cls.name!r} is empty or already registered")
+        _REGISTRY[cls.name] = cls
     return cls
 
 
 _BUILTINS_LOADED = []
+# Reentrant: importing a family module runs @register, and a lab's module may import another.
+_LOADING = threading.RLock()
 
 
 def _load_builtin_families() -> None:
     # Importing each module of symelig.families runs its @register: a new family is a new file.
+    # The flag is set only after every import has finished, under a lock: a second thread that
+    # arrives mid-import waits instead of reading a half-filled registry.
     if _BUILTINS_LOADED:
         return
-    _BUILTINS_LOADED.append(True)
-    from . import families
+    with _LOADING:
+        if _BUILTINS_LOADED:
+            return
+        from . import families
 
-    for module in pkgutil.iter_modules(families.__path__):
-        importlib.import_module(f"{families.__name__}.{module.name}")
+        for module in pkgutil.iter_modules(families.__path__):
+            importlib.import_module(f"{families.__name__}.{module.name}")
+        _BUILTINS_LOADED.append(True)
 
 
 def families() -> dict:

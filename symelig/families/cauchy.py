@@ -1,7 +1,7 @@
-from sympy import Lambda, S, Symbol, gamma, log, pi, sqrt
+from sympy import Lambda, S, gamma, log, pi, sqrt
 
 from .. import constraints
-from ..family import EPSILON, Family, Standard, positive_parametrizations, register, t
+from ..family import EPSILON, Family, Standard, positive_parametrizations, register, s, t
 
 
 @register
@@ -21,7 +21,6 @@ class Cauchy(Family):
     @classmethod
     def standard(cls, loc, scale, **symbols):
         """x = μ + ε γ √(1/t − 1) with t = 1/(1 + z²) ~ Beta(½, ½): E[t^s] = Γ(½ + s)/(Γ(½) Γ(1 + s))."""
-        s = Symbol("s")
         law = "t = 1/(1 + ((x − μ)/γ)²) ~ Beta(1/2, 1/2), E[t^s] = Γ(1/2 + s)/(Γ(1/2) Γ(1 + s))"
         mellin = Lambda(s, gamma(S.Half + s) / (gamma(S.Half) * gamma(1 + s)))
         return Standard(loc + EPSILON * scale * sqrt(1 / t - 1), mellin, law, symmetric=True)

@@ -1,7 +1,7 @@
-from sympy import Lambda, Symbol, exp, gamma, log
+from sympy import Lambda, exp, gamma, log
 
 from .. import constraints
-from ..family import Family, Standard, positive_parametrizations, register, t
+from ..family import Family, Standard, positive_parametrizations, register, s, t
 
 
 @register
@@ -22,7 +22,6 @@ class Gumbel(Family):
     @classmethod
     def standard(cls, loc, scale, **symbols):
         """x = μ − β log t with t ~ Exponential(1): E[t^s] = Γ(1 + s)."""
-        s = Symbol("s")
         return Standard(loc - scale * log(t), Lambda(s, gamma(1 + s)), "t ~ Exponential(1), E[t^s] = Γ(1 + s)")
 
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})

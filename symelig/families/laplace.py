@@ -1,7 +1,7 @@
-from sympy import Abs, Lambda, Symbol, gamma, log
+from sympy import Abs, Lambda, gamma, log
 
 from .. import constraints
-from ..family import EPSILON, Family, Standard, positive_parametrizations, register, t
+from ..family import EPSILON, Family, Standard, positive_parametrizations, register, s, t
 
 
 @register
@@ -21,7 +21,6 @@ class Laplace(Family):
     @classmethod
     def standard(cls, loc, scale, **symbols):
         """x = μ + ε b t with t ~ Exponential(1) and a fair sign ε: E[t^s] = Γ(1 + s)."""
-        s = Symbol("s")
         law = "t = |x − μ|/b ~ Exponential(1), E[t^s] = Γ(1 + s)"
         return Standard(loc + EPSILON * scale * t, Lambda(s, gamma(1 + s)), law, symmetric=True)
 

@@ -1,7 +1,7 @@
-from sympy import Lambda, Symbol, gamma, log, loggamma, pi, sqrt
+from sympy import Lambda, gamma, log, loggamma, pi, sqrt
 
 from .. import constraints
-from ..family import EPSILON, Family, Standard, positive_parametrizations, register, t
+from ..family import EPSILON, Family, Standard, positive_parametrizations, register, s, t
 
 
 @register
@@ -29,7 +29,6 @@ class StudentT(Family):
     @classmethod
     def standard(cls, df, loc, scale, **symbols):
         """x = μ + ε σ √(ν(1/t − 1)) with t = 1/(1 + z²/ν) ~ Beta(ν/2, ½)."""
-        s = Symbol("s")
         law = "t = 1/(1 + ((x − μ)/σ)²/ν) ~ Beta(ν/2, 1/2), E[t^s] = B(ν/2 + s, 1/2)/B(ν/2, 1/2)"
         mellin = Lambda(s, gamma(df / 2 + s) * gamma((df + 1) / 2) / (gamma(df / 2) * gamma((df + 1) / 2 + s)))
         return Standard(loc + EPSILON * scale * sqrt(df * (1 / t - 1)), mellin, law, symmetric=True)

@@ -1,7 +1,7 @@
-from sympy import Lambda, Symbol, gamma, log
+from sympy import Lambda, gamma, log
 
 from .. import constraints
-from ..family import Family, Standard, positive_parametrizations, register, t
+from ..family import Family, Standard, positive_parametrizations, register, s, t
 
 
 @register
@@ -26,7 +26,6 @@ class Weibull(Family):
     @classmethod
     def standard(cls, scale, concentration, **symbols):
         """x = λ t^(1/k) with t ~ Exponential(1): E[t^s] = Γ(1 + s)."""
-        s = Symbol("s")
         return Standard(scale * t ** (1 / concentration), Lambda(s, gamma(1 + s)), "t ~ Exponential(1), E[t^s] = Γ(1 + s)")
 
     scale_concentration, log_scale_concentration, softplus_scale_concentration = positive_parametrizations(
