@@ -68,14 +68,25 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     hessian = {pair: _name(h, ctx) for pair, h in tidy_hessian.items()}
 
     smooth = not any(h.has(DiracDelta) for h in raw.values())
-    if smooth:
+    mean = _mean_score(score, first, ctx)
+    outer = {(a, b): _diagonal_in_j(rewrite(score[a] * score[b].subs(j, l), rules.ALGEBRA, ctx)) for a, b in pairs}
+    if mean:
+        # Free coordinates of a constrained parameter (π on the simplex, treated as free): log p
+        # is not a log-density off the constraint set, E[e] ≠ 0, and −E[H] ≠ E[e eᵀ] (for the
+        # multinomial they differ by n(n−1)·𝟙𝟙ᵀ).  F keeps its definition, E[e eᵀ].
+        shown = ", ".join(f"E[e_{n}] = {_name(v, ctx)}" for n, v in mean.items())
+        method = f"F = E[e eᵀ] (the score has mean {shown} ≠ 0 in these free coordinates, so −E[H] is a different matrix)"
+        assumptions = ("the eligibility is square-integrable",
+                       "F is E[e eᵀ], not the covariance of e: they differ by E[e]E[e]ᵀ here")
+        integrands = outer
+    elif smooth:
         method = "F = −E[H]"
         assumptions = ("log p is twice differentiable in θ and differentiation under the integral is allowed",)
         integrands = {pair: -h for pair, h in raw.items()}
     else:
         method = "F = E[e eᵀ] (log p is not twice differentiable everywhere: its Hessian holds a Dirac delta)"
         assumptions = ("the eligibility is square-integrable",)
-        integrands = {(a, b): _diagonal_in_j(rewrite(score[a] * score[b].subs(j, l), rules.ALGEBRA, ctx)) for a, b in pairs}
+        integrands = outer
     try:
         taken = {pair: expectation(f, first, ctx) for pair, f in integrands.items()}
     except NoClosedForm as reason:
@@ -88,6 +99,23 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     tidy_fisher = {pair: _tidy(value, ctx) for pair, (value, _) in taken.items()}
     fisher = {pair: _name(f, ctx) for pair, f in tidy_fisher.items()}
     return SecondOrder(first, hessian, fisher, method, assumptions, "", *_structures(tidy_hessian, tidy_fisher, ctx))
+
+
+def _mean_score(score: dict, first, ctx) -> dict:
+    """{parameter: E[e]} for the parameters whose score does not average to 0 (empty when the
+    score identity E[e] = 0 holds, or when E[e] has no closed form: then F = −E[H] has none
+    either, and the caller reports that)."""
+    mean = {}
+    for name, e in score.items():
+        try:
+            value, _ = expectation(e, first, ctx)
+        except NoClosedForm:
+            continue
+        value = _tidy(value, ctx)
+        # ψ(α_j) − ψ(Σα) cancels only once expanded, I₁/I₀ only once named: try both orders
+        if value != 0 and _name(value.expand(), ctx).expand() != 0 and _name(value, ctx).expand() != 0:
+            mean[name] = _name(value, ctx)
+    return mean
 
 
 def _tidy(expr, ctx):

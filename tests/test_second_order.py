@@ -123,15 +123,23 @@ def _minus_hessian(d):
 
 
 def _tangent(d, matrix):
-    """For coordinates on the simplex the identities hold on its tangent space only."""
-    if not any(c is constraints.simplex for c in d.symbolic.parametrization.parameters.values()):
-        return matrix
+    """For coordinates on the simplex, −E[H] and E[e eᵀ] agree on its tangent space only."""
     size = matrix.shape[-1]
     projection = np.eye(size) - 1.0 / size
     return projection @ matrix @ projection
 
 
+def _mean_score(d):
+    def function(x, params):
+        with np.errstate(all="ignore"):
+            return _flat_eligibility(d, d.kernels.eligibility(x, **params))
+
+    return function
+
+
 def test_fisher_is_the_expected_outer_product_and_minus_hessian(entry):
+    """F = E[e eᵀ] everywhere (its definition), including free simplex coordinates where the
+    score has a non-zero mean; F = −E[H] too wherever the score identity E[e] = 0 holds."""
     d = _with_fisher(entry)
     rng = np.random.default_rng(5)
     args = _arguments(d, rng)
@@ -139,13 +147,37 @@ def test_fisher_is_the_expected_outer_product_and_minus_hessian(entry):
     fisher = _dense(d, d.fisher(**params))
     outer, se = _expect(d, args, _outer(d), rng)
     if d.symbolic.family.value is constraints.open_simplex:  # Monte Carlo: within 6 standard errors
-        assert np.all(np.abs(_tangent(d, fisher) - _tangent(d, outer)) < 6 * se + 1e-9), (fisher, outer, se)
+        assert np.all(np.abs(fisher - outer) < 6 * se + 1e-9), (fisher, outer, se)
     else:
-        np.testing.assert_allclose(_tangent(d, fisher), _tangent(d, outer), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(fisher, outer, rtol=1e-6, atol=1e-8)
     if "Dirac" in d.second_order.method:
         return  # the pointwise Hessian misses the delta at x = μ: F = E[e eᵀ] only
     minus_h, se = _expect(d, args, _minus_hessian(d), rng)
+    if "mean" in d.second_order.method:
+        fisher, minus_h = _tangent(d, fisher), _tangent(d, minus_h)
     np.testing.assert_allclose(fisher, minus_h, rtol=1e-6, atol=1e-8 + 6 * se.max())
+
+
+def test_the_output_says_when_the_score_has_a_non_zero_mean(entry):
+    """Where E[e] ≠ 0 (free simplex coordinates) the method names the mean and F = E[e eᵀ];
+    elsewhere it does not claim one."""
+    d = _with_fisher(entry)
+    rng = np.random.default_rng(9)
+    args = _arguments(d, rng)
+    mean, se = _expect(d, args, _mean_score(d), rng)
+    nonzero = np.any(np.abs(mean) > 1e-6 + 6 * se)
+    method = d.second_order.method
+    assert ("the score has mean" in method) == bool(nonzero), (mean, method)
+    if nonzero:
+        assert method.startswith("F = E[e eᵀ]")
+        assert any("not the covariance" in a for a in d.second_order.assumptions)
+
+
+def test_multinomial_free_probabilities_fisher_is_the_outer_product():
+    """The reported case: π = [.5, .3, .2], n = 3: −E[H] = diag(6, 10, 15), E[e eᵀ] adds 6·𝟙𝟙ᵀ."""
+    d = symelig.derive("multinomial", "normalized_probs")
+    f = _dense(d, d.fisher(total_count=3, normalized_probs=np.array([0.5, 0.3, 0.2])))
+    np.testing.assert_allclose(f, np.diag([6.0, 10.0, 15.0]) + 6.0)
 
 
 @pytest.mark.parametrize("sampler", [random_arguments, moderate_arguments], ids=["random", "moderate"])

@@ -1,4 +1,4 @@
-from sympy import Lambda, Sum, exp
+from sympy import KroneckerDelta, Lambda, Sum, exp
 
 from .. import constraints
 from ..family import Family, K, i, k, parametrization, register
@@ -36,8 +36,9 @@ class Multinomial(Family):
 
     @classmethod
     def moments(cls, x, total_count, normalized_probs, **symbols):
-        """E[x_i] = n π_i."""
-        return {x[i]: total_count * normalized_probs[i]}
+        """E[x_i] = n π_i and E[x_i x_k] = n π_i δ_ik + n(n − 1) π_i π_k."""
+        n, pi = total_count, normalized_probs
+        return {x[i]: n * pi[i], x[i] * x[k]: n * pi[i] * KroneckerDelta(i, k) + n * (n - 1) * pi[i] * pi[k]}
 
     @parametrization(probs=constraints.nonnegative_vector)
     def probs(probs):
