@@ -138,26 +138,31 @@ class Derivation:
 
         return self._compile(module_source(self.symbolic, "array-api", self.second_order), "array_api_second_order")
 
-    def hessian(self, x, **params):
+    def hessian(self, x, *, validate: bool = True, **params):
         """∂² log p(x | θ)/∂θ∂θᵀ: an array (..., P, P) over the parameters in order, or for a
-        vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}."""
+        vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}.
+        A value that is not finite (beyond the dtype's range) is an error, as for ``eligibility``."""
         self._require_kernels()
-        return self._second_order_call("hessian", x, params)
+        return self._second_order_call("hessian", x, params, validate)
 
-    def fisher(self, **params):
-        """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed)."""
+    def fisher(self, *, validate: bool = True, **params):
+        """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed); a
+        value that is not finite is an error (``validate=False`` returns it as it is)."""
         self._require_fisher()
-        return self._second_order_call("fisher", None, params)
+        return self._second_order_call("fisher", None, params, validate)
 
-    def _second_order_call(self, function: str, x, params: dict):
+    def _second_order_call(self, function: str, x, params: dict, validate: bool = True):
         """Checked numpy arguments to the numpy kernels, tensors to the array API ones."""
         if _foreign(x, params):
             return self._foreign_call(function, x, params, self.second_order_array_api_kernels)
-        args = self._checked(x, params)
+        args = self._checked(x, params) if validate else params if x is None else {"x": x, **params}
         with np.errstate(all="ignore"):
-            return getattr(self.second_order_kernels, function)(**args)
+            result = getattr(self.second_order_kernels, function)(**args)
+        if validate:
+            self._require_finite(function, result, args)
+        return result
 
-    def natural_gradient(self, grad: dict, **params) -> dict:
+    def natural_gradient(self, grad: dict, *, validate: bool = True, **params) -> dict:
         """F(θ)⁺·grad for ``grad`` = {parameter: array} shaped like the eligibility."""
         self._require_fisher()
         if not isinstance(grad, dict) or set(grad) != set(self.parameters):
@@ -178,8 +183,37 @@ class Derivation:
         if not _broadcasts(*batches):
             listed = ", ".join([f"grad[{n!r}] {g.shape}" for n, g in grad.items()] + [f"{n} {np.shape(a)}" for n, a in args.items()])
             raise SymeligError(f"the batch shapes of grad and the parameters do not broadcast: {listed}")
+        if validate:
+            for n, g in grad.items():
+                if g.dtype.kind == "f" and not np.all(np.isfinite(g)):
+                    raise SymeligError(f"grad[{n!r}] holds a value that is not finite")
         with np.errstate(all="ignore"):
-            return self.second_order_kernels.natural_gradient(grad, **args)
+            result = self.second_order_kernels.natural_gradient(grad, **args)
+        if validate:
+            self._require_finite("natural_gradient", result, args)
+        return result
+
+    def _require_finite(self, function: str, result, args: dict) -> None:
+        """A one-line error where a second-order result is inf or nan: its true value is beyond
+        the dtype's range (a scale of 1e-160 gives 1/σ² > 1e308), or infinite (F at a category
+        of probability 0)."""
+        parts = result.values() if isinstance(result, dict) else [result]
+        for value in parts:
+            value = np.asarray(value)
+            if np.all(np.isfinite(value)):
+                continue
+            bad = ~np.isfinite(value)
+            where = np.argwhere(bad)[0]
+            constraint_of = self.symbolic.constraints
+            batch = len(np.broadcast_shapes(*(np.shape(a)[:-1] if constraint_of[n].event_dim else np.shape(a) for n, a in args.items())))
+            at = f" at batch index {[int(w) for w in where[:batch]]}" if batch else ""
+            zero = [n for n in self.parameters if constraint_of[n].lower == 0 and not constraint_of[n].lower_open
+                    and np.any(np.asarray(args[n]) == 0)]
+            why = (f"{zero[0]} has an entry 0 (a category of probability 0), where it is infinite" if zero and function != "hessian"
+                   else ("x and " if function == "hessian" else "") + "the parameters are too extreme for this precision"
+                   + ("" if value.dtype == np.float64 else "; float64 has more range"))
+            what = {"hessian": "the Hessian", "fisher": "the Fisher information", "natural_gradient": "the natural gradient"}[function]
+            raise SymeligError(f"{what}{at} is not finite in {value.dtype} ({value[tuple(where)].item()}): {why}")
 
     def _require_kernels(self) -> None:
         from .emit.second_order import supported
@@ -197,12 +231,27 @@ class Derivation:
                 f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"
             )
 
-    def log_prob(self, x, **params):
+    def log_prob(self, x, *, validate: bool = True, **params):
+        """log p(x | θ), shaped like the batch.  −inf is the answer for a discrete sample of
+        probability 0; any other value that is not finite (a density beyond the dtype's range)
+        is a one-line error (``validate=False`` returns it as it is)."""
         if _foreign(x, params):
             return self._foreign_call("log_prob", x, params)
+        if not validate:
+            with np.errstate(all="ignore"):
+                return self.kernels.log_prob(x, **params)
         args = self._checked(x, params)
         with np.errstate(all="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
-            return self.kernels.log_prob(**args)
+            result = self.kernels.log_prob(**args)
+        allowed = np.isneginf(result) if self.symbolic.discrete else np.zeros(np.shape(result), bool)
+        bad = ~np.isfinite(result) & ~allowed
+        if np.any(bad):
+            where = tuple(int(w) for w in np.argwhere(bad)[0])
+            at = f" at batch index {list(where)}" if where else ""
+            value = np.asarray(result)[where].item()
+            hint = "" if result.dtype == np.float64 else "; float64 has more range"
+            raise SymeligError(f"log p(x | θ){at} is not finite in {result.dtype} ({value}): x and the parameters are too extreme for this precision{hint}")
+        return result
 
     def eligibility(self, x, *, validate: bool = True, **params) -> dict:
         """{parameter: ∂ log p(x | θ)/∂parameter}; with ``validate`` the arguments are checked and a
