@@ -357,19 +357,25 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:  # a bare `symelig` is a request for help, not a usage error
         argv = ["--help"]
+    _unicode_output()
+    user_before = _user_derivations()
     try:
         code = app(args=argv, prog_name="symelig", standalone_mode=False)
     except SymeligError as err:
         _fail(str(err))
     except Exception as err:  # noqa: BLE001 -- Typer's own click-style signals, matched by shape
         # Typer (vendoring click or not) raises UsageError-like exceptions with format_message(),
-        # Exit with exit_code, Abort on Ctrl-C; anything else is a bug and keeps its traceback.
+        # Exit with exit_code, Abort on Ctrl-C; anything else is a bug and keeps its traceback,
+        # except in a derivation of user text, where it is one line (symelig.user names the stage)
         if hasattr(err, "format_message"):
             _fail(" ".join(err.format_message().split()))
         if type(err).__name__ == "Exit":
             sys.exit(getattr(err, "exit_code", 0))
         if type(err).__name__ == "Abort":
             sys.exit(130)
+        if _user_derivations() > user_before:
+            detail = " ".join(f"{type(err).__name__}: {err}".split())
+            _fail(f"the derivation of this expression failed ({detail[:200]}); symelig cannot derive it")
         raise
     except KeyboardInterrupt:
         sys.exit(130)
@@ -379,6 +385,31 @@ def main(argv: Optional[List[str]] = None) -> None:
 def _fail(message: str) -> None:
     typer.echo(f"symelig: error: {message}", err=True)
     sys.exit(2)
+
+
+def _user_derivations() -> int:
+    """How many derivations of user text (--via, custom) this process has started."""
+    user = sys.modules.get(f"{__package__}.user")
+    return getattr(user, "made", 0) if user is not None else 0
+
+
+def _unicode_output() -> None:
+    """Formulas are Unicode (Σ, ∂, ⎛).  Where stdout cannot encode them (PYTHONIOENCODING=ascii, a
+    C locale), SymPy's pretty printer, which picks its drawing tables from stdout's encoding when
+    it is imported, is set to Unicode anyway (files written with -o are UTF-8 whatever stdout is),
+    and text written to that stdout degrades to backslash escapes instead of failing."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "Σ∂⎛".encode(encoding)
+        return
+    except (UnicodeEncodeError, LookupError):
+        pass
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+    from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
+
+    pretty_use_unicode(True)
 
 
 if __name__ == "__main__":

@@ -2,27 +2,63 @@
 types (``logits = z / tau``), or a whole log-density (``-(x-m)**2/(2*s**2) - log(s)``).
 
 User text only ever goes through :mod:`symelig.parse` (a whitelist over Python's syntax tree,
-nothing executed); names that reach generated code are checked plain identifiers; every result
-is verified against central differences of its own kernels before it is returned.
+nothing executed, every constant and power bounded before SymPy works on it); names that reach
+generated code are checked plain identifiers; every result is verified against central
+differences of its own kernels before it is returned.
+
+Whatever the text, the answer is a derivation or a one-line :class:`SymeligError`: every stage
+after parsing (differentiating, generating kernels, verifying, the second order, printing) runs
+under :data:`TIME_LIMIT` seconds of wall-clock time when called from the main thread (a
+SIGALRM timer, used only when no one else holds it; other threads rely on the parser's static
+limits), and an unexpected failure inside a stage is reported as that stage failing.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
+import signal
+import threading
 
 import numpy as np
-from sympy import Indexed, IndexedBase, Lambda, Symbol
+from sympy import Dummy, Indexed, IndexedBase, Lambda, Mul, Symbol, preorder_traversal
 
 from . import constraints
 from .derivation import Derivation
 from .engine import derive_symbolic
 from .errors import SymeligError
 from .family import Family, Parametrization, families, i
-from .parse import check_name, parse
+from .parse import check_name, parse, unparse
+
+# Seconds a user derivation may take: the first order (parse, derive, kernels, verification)
+# once, and each later stage (second order, its kernels, printing) again.
+TIME_LIMIT = 10.0
+# User derivations made in this process: the CLI turns any unexpected exception into one line
+# when it has made one (a catalog derivation's traceback is a bug report and is kept).
+made = 0
+
+class _NonzeroReal(type(constraints.real)):
+    """A real number other than 0: a new --via name that the expression divides by (z / tau is
+    undefined at tau = 0, and with tau ≠ 0 SymPy knows z/tau is real, so log(exp(z/tau)) = z/tau)."""
+
+    def check(self, label, values, **context):
+        super().check(label, values, **context)
+        zero = np.asarray(values) == 0
+        if zero.any():
+            raise SymeligError(f"{constraints._first_bad(label, np.asarray(values), zero)} is not allowed: {label} must be {self.allowed}")
 
 
-def _constraint(vector: bool, positive: bool):
+nonzero_real = _NonzeroReal("real", "a finite real number other than 0", {"real": True, "nonzero": True}, notation="ℝ∖{0}")
+nonzero_real_vector = _NonzeroReal(
+    "real_vector", "a vector of finite real numbers other than 0", {"real": True, "nonzero": True}, event_dim=1,
+)
+
+
+def _constraint(vector: bool, positive: bool, nonzero: bool = False):
     if positive:
         return constraints.positive_vector if vector else constraints.positive
+    if nonzero:
+        return nonzero_real_vector if vector else nonzero_real
     return constraints.real_vector if vector else constraints.real
 
 
@@ -31,13 +67,33 @@ def _signature(function, names):
     return function
 
 
+def names_of(value, option: str) -> list:
+    """``wrt``/``positive``/``vector`` as a list of names: one name or comma-separated names in a
+    string ("mu", "z,tau"), or any iterable of such strings; None is none.  The CLI and the
+    Python API read them the same way."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = [value]
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            raise SymeligError(f"{option} must be a name, comma-separated names, or a list of names; got {value!r}") from None
+        if not all(isinstance(item, str) for item in items):
+            raise SymeligError(f"{option} must be a name, comma-separated names, or a list of names; got {value!r}")
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
 def reparametrize(family: str, via: str, wrt, positive=(), vector=None) -> Derivation:
     """Substitute ``via`` ("logits = z / tau") into ``family`` and differentiate w.r.t. ``wrt``.
 
     The left side names a parameter of one of the family's parametrizations (that parametrization
     is the base); the right side is an expression in the new parameters ``wrt`` (and the base's
     other parameters, which stay).  When the left side is a vector, the new names listed in
-    ``vector`` are vectors (component i); by default the first name of ``wrt`` is.
+    ``vector`` are vectors (component i); by default the first name of ``wrt`` is.  New names
+    are real numbers (> 0 when listed in ``positive``; ≠ 0 where the right side divides by them).
+    ``wrt``, ``positive`` and ``vector`` take a name, comma-separated names, or a list.
     """
     known = families()
     if family not in known:
@@ -48,9 +104,13 @@ def reparametrize(family: str, via: str, wrt, positive=(), vector=None) -> Deriv
     if base is None:
         offered = sorted({n for p in cls.parametrizations().values() for n in p.parameters})
         raise SymeligError(f"--via must set a parameter of {family}: one of {', '.join(offered)}; got {lhs!r}")
-    wrt = [check_name(n, "parameter") for n in wrt]
+    wrt = [check_name(n, "parameter") for n in names_of(wrt, "--wrt")]
+    positive = names_of(positive, "--positive")
+    vector = None if vector is None else names_of(vector, "--vector")
     if not wrt:
         raise SymeligError("--wrt names the new parameters, e.g. --wrt z,tau")
+    if len(set(wrt)) != len(wrt):
+        raise SymeligError("--wrt names must differ from each other")
     kept = [n for n in base.parameters if n != lhs]
     # names and letters the family already prints (mu, sigma, n, pi…): a new parameter called the
     # same would read as the old one, or merge with it
@@ -59,21 +119,38 @@ def reparametrize(family: str, via: str, wrt, positive=(), vector=None) -> Deriv
     clash = [n for n in wrt if n in taken]
     if clash:
         raise SymeligError(f"parameter name {clash[0]!r} is already used by {family}; choose another")
-    lhs_vector = bool(base.parameters[lhs].event_dim)
+    lhs_constraint = base.parameters[lhs]
+    lhs_vector = bool(lhs_constraint.event_dim)
     if vector and not lhs_vector:
         raise SymeligError(f"--vector applies when the left side is a vector parameter; {lhs} is a scalar")
     vectors = set(vector if vector is not None else wrt[:1]) if lhs_vector else set()
     unknown = (vectors | set(positive)) - set(wrt)
     if unknown:
         raise SymeligError(f"{sorted(unknown)[0]!r} is not one of the --wrt parameters ({', '.join(wrt)})")
-    new = {n: _constraint(n in vectors, n in positive) for n in wrt}
-    parameters = {**{n: base.parameters[n] for n in kept}, **new}
-    probe = cls.make_symbols(Parametrization("probe", parameters, lambda: {}, ""))
-    expression = parse(rhs, {n: probe[n] for n in parameters}, where="--via")
+    global made
+    made += 1
+    with _stage("deriving --via"):  # one time limit for all of it; the inner stages name themselves
+        return _reparametrized(cls, family, base, lhs, rhs, wrt, kept, positive, vectors)
+
+
+def _reparametrized(cls, family, base, lhs, rhs, wrt, kept, positive, vectors) -> Derivation:
+    lhs_constraint = base.parameters[lhs]
+    lhs_vector = bool(lhs_constraint.event_dim)
+    with _stage("parsing --via"):
+        new = {n: _constraint(n in vectors, n in positive) for n in wrt}
+        expression, probe, parameters = _parse_via(cls, base, kept, new, rhs)
+        # a name the right side divides by is ≠ 0 there: say so, and SymPy knows z/tau is real
+        divisors = {n for n in _divisors(expression, probe) if n in new and n not in positive}
+        if divisors:
+            new = {n: _constraint(n in vectors, n in positive, n in divisors) for n in wrt}
+            expression, probe, parameters = _parse_via(cls, base, kept, new, rhs)
     missing = [n for n in wrt if not expression.has(probe[n])]
     if missing:
-        raise SymeligError(f"--wrt names {missing[0]!r}, which the --via expression does not use")
-    lhs_symbol = IndexedBase(f"_{lhs}") if lhs_vector else Symbol(f"_{lhs}")
+        raise SymeligError(f"--wrt names {missing[0]!r}, which the --via expression does not use (or cancels)")
+    _check_constraint(lhs, lhs_constraint, expression, rhs, [n for n in wrt if expression.has(probe[n])])
+    # the placeholder for the left side while the base's map is built: a Dummy, which no user
+    # symbol can equal whatever its name
+    lhs_symbol = IndexedBase(Dummy(lhs)) if lhs_vector else Dummy(lhs)
 
     def substitution(**symbols):
         # the text was parsed once, over the same symbols the engine makes: rename, do not re-parse
@@ -94,50 +171,241 @@ def reparametrize(family: str, via: str, wrt, positive=(), vector=None) -> Deriv
     _signature(substitution, list(parameters))
     from .emit.text import formula
 
-    doc = f"{lhs} = {formula(expression)}, substituted into the {base.name} parametrization of {family}."
+    shown_rhs = _as_text(expression, rhs, {n: probe[n] for n in parameters})
+    doc = f"{lhs} = {formula(_display(expression))}, substituted into the {base.name} parametrization of {family}."
     options = "".join(f" --{flag} {','.join(names)}" for flag, names in (("wrt", wrt), ("positive", positive), ("vector", sorted(vectors))) if names)
-    command = f'symelig export {family} --via "{lhs} = {expression}"{options} -o FILE.py'
+    command = f'symelig export {family} --via "{lhs} = {shown_rhs}"{options} -o FILE.py'
     return _checked_derivation(cls, Parametrization("via", parameters, substitution, doc, command=command))
 
 
-def _checked_derivation(cls, parametrization) -> Derivation:
-    """Derive, build the kernels and verify them; a form the kernel generator cannot vectorize
-    is a one-line error, not a traceback."""
+def _parse_via(cls, base, kept, new, rhs):
+    parameters = {**{n: base.parameters[n] for n in kept}, **new}
+    probe = cls.make_symbols(Parametrization("probe", parameters, lambda: {}, ""))
+    expression = parse(rhs, {n: probe[n] for n in parameters}, where="--via")
+    return expression, probe, parameters
+
+
+def _divisors(expression, symbols: dict) -> set:
+    """Names whose symbol (or component) is a factor of a denominator in ``expression``."""
+    by_symbol = {}
+    for name, symbol in symbols.items():
+        by_symbol[symbol] = name
+    found = set()
+    for node in preorder_traversal(expression):
+        if node.is_Pow and node.exp.is_number and node.exp.is_negative:
+            for factor in Mul.make_args(node.base):
+                base = factor.as_base_exp()[0]
+                key = base.base if isinstance(base, Indexed) else base
+                if key in by_symbol:
+                    found.add(by_symbol[key])
+    return found
+
+
+def _check_constraint(lhs: str, constraint, expression, text: str, names: list) -> None:
+    """Refuse a right side that breaks the left side's declared constraint for every value of
+    the new parameters (scale = -a with a > 0): the family's formulas assume it."""
+    checks = [(flag, getattr(expression, f"is_{flag}")) for flag, wanted in constraint.assumptions.items() if wanted]
+    if constraint.lower > -np.inf:
+        gap = expression - constraint.lower
+        checks.append(("above the lower bound", gap.is_positive if constraint.lower_open else gap.is_nonnegative))
+    if constraint.upper < np.inf:
+        gap = constraint.upper - expression
+        checks.append(("below the upper bound", gap.is_positive if constraint.upper_open else gap.is_nonnegative))
+    for _, holds in checks:
+        if holds is False:
+            raise SymeligError(
+                f"--via: {lhs} = {' '.join(text.split())} breaks the constraint of {lhs} ({constraint.allowed}) for "
+                f"every value of {', '.join(names)}"
+            )
+
+
+def _display(expression):
+    """The expression with its own summation index shown as i, as the grammar writes it."""
+    from .parse import SUM_INDEX
+
+    return expression.xreplace({SUM_INDEX: i}) if expression.has(SUM_INDEX) else expression
+
+
+def _as_text(expression, typed: str, names: dict) -> str:
+    """The expression in the grammar, for the regenerate command: SymPy's normal form when it
+    reads back as the same expression, else the text as typed."""
+    text = unparse(expression)
     try:
-        derivation = Derivation(derive_symbolic(cls, parametrization))
-        derivation.kernels  # noqa: B018  (generate and compile now, so failures surface here)
+        if parse(text, names) == expression:
+            return text
+    except SymeligError:
+        pass
+    return " ".join(typed.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# stages: a time limit, and one line for any failure
+
+class _OutOfTime(BaseException):
+    """Raised by the SIGALRM handler; a BaseException, so that SymPy's ``except Exception``
+    blocks (which try one rewrite after another) do not swallow it."""
+
+
+_timer = threading.local()
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """At most ``seconds`` of wall-clock time for the block, by SIGALRM: only in the main thread,
+    only when SIGALRM is free (no handler and no timer of the caller's), and not nested."""
+    usable = (
+        hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        and not getattr(_timer, "on", False) and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+    if not usable:
+        yield
+        return
+    armed = [True]
+
+    def expired(signum, frame):
+        if armed[0]:
+            raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    _timer.on = True
+    try:
+        # it repeats: code that catches everything once does not outlive the limit
+        signal.setitimer(signal.ITIMER_REAL, seconds, 0.25)
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _timer.on = False
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def _stage(stage: str):
+    """Run a stage of a user derivation: within TIME_LIMIT, and any failure as one line."""
+    try:
+        with _time_limit(TIME_LIMIT):
+            yield
+    except SymeligError:
+        raise
+    except _OutOfTime:
+        raise SymeligError(
+            f"{stage} did not finish within {TIME_LIMIT:g} s: the expression is too complex to derive "
+            "(fewer or smaller powers, products and nested functions help)"
+        ) from None
     except NotImplementedError as err:
         raise SymeligError(
-            f"the derivation has a form the kernel generator cannot vectorize ({err}); declaring "
-            "parameters --positive often lets the log rules simplify it"
+            f"{stage}: the derivation has a form the kernel generator cannot vectorize ({_one_line(err)}); "
+            "declaring parameters --positive often lets the log rules simplify it"
         ) from None
-    verify(derivation)
+    except RecursionError:
+        raise SymeligError(f"{stage}: the expression is nested too deeply to derive") from None
+    except MemoryError:
+        raise SymeligError(f"{stage} ran out of memory: the expression is too complex to derive") from None
+    except Exception as err:  # noqa: BLE001 -- a user derivation never ends in a traceback
+        raise SymeligError(
+            f"{stage} failed for this expression ({_one_line(err)}); symelig cannot derive it"
+        ) from None
+
+
+def _staged(stage: str, prop):
+    """A cached property of Derivation, computed as a stage of a user derivation."""
+
+    def compute(self):
+        with _stage(stage):
+            return prop.func(self)
+
+    compute.__doc__ = prop.__doc__
+    return functools.cached_property(compute)
+
+
+class UserDerivation(Derivation):
+    """A :class:`Derivation` of user text: its later stages (second order, kernels for other
+    array libraries, printed forms) are bounded in time and fail in one line, like the first."""
+
+    numpy_source = _staged("generating the numpy kernel", Derivation.numpy_source)
+    kernels = _staged("compiling the numpy kernel", Derivation.kernels)
+    array_api_kernels = _staged("generating the array API kernels", Derivation.array_api_kernels)
+    second_order = _staged("deriving the Hessian and the Fisher information", Derivation.second_order)
+    full_numpy_source = _staged("generating the second-order numpy kernels", Derivation.full_numpy_source)
+    second_order_kernels = _staged("compiling the second-order numpy kernels", Derivation.second_order_kernels)
+    second_order_array_api_kernels = _staged(
+        "generating the second-order array API kernels", Derivation.second_order_array_api_kernels,
+    )
+
+    def text(self, order: int = 1) -> str:
+        with _stage("printing the text form"):
+            return super().text(order)
+
+    def latex(self, standalone: bool = False, order: int = 1) -> str:
+        with _stage("printing the LaTeX form"):
+            return super().latex(standalone, order)
+
+    def to_dict(self, order: int = 1) -> dict:
+        with _stage("printing the JSON form"):
+            return super().to_dict(order)
+
+
+def _checked_derivation(cls, parametrization) -> Derivation:
+    """Derive, build the kernels and verify them, each a stage (bounded, one-line failures)."""
+    with _stage("differentiating"):
+        symbolic = derive_symbolic(cls, parametrization)
+    from .parse import _NON_FINITE
+
+    for name, e in {"log p": symbolic.log_prob, **{f"∂ log p/∂{n}": e for n, e in symbolic.eligibility.items()}}.items():
+        if e.has(*_NON_FINITE):
+            raise SymeligError(
+                f"{name} is not a finite real number for any value of the parameters (it has "
+                f"{', '.join(str(a) for a in _NON_FINITE if e.has(a))}): the expression is degenerate"
+            )
+    derivation = UserDerivation(symbolic)
+    derivation.kernels  # noqa: B018  (generate and compile now, so failures surface here)
+    with _stage("verifying the kernel"):
+        verify(derivation)
     return derivation
 
 
 def custom(log_prob: str, wrt, x: str = "x", positive=()) -> Derivation:
-    """A scalar log-density typed by the user, differentiated w.r.t. ``wrt``; ``x`` names the sample."""
+    """A scalar log-density typed by the user, differentiated w.r.t. ``wrt``; ``x`` names the
+    sample.  ``wrt`` and ``positive`` take a name, comma-separated names, or a list of names."""
     x = check_name(x, "sample name")
-    wrt = [check_name(n, "parameter") for n in wrt]
+    wrt = [check_name(n, "parameter") for n in names_of(wrt, "--wrt")]
+    positive = names_of(positive, "--positive")
     if not wrt:
         raise SymeligError("--wrt names the parameters to differentiate, e.g. --wrt m,s")
     if x in wrt or len(set(wrt)) != len(wrt):
         raise SymeligError("--wrt names must differ from each other and from --x")
+    if "x" in wrt:
+        raise SymeligError("parameter name 'x' is the sample's argument in the generated code (log_prob(x, …)); choose another")
     unknown = set(positive) - set(wrt) - {x}
     if unknown:
         raise SymeligError(f"--positive {sorted(unknown)[0]!r} is neither --x nor a --wrt parameter")
+    global made
+    made += 1
+    with _stage("deriving --log-prob"):  # one time limit for all of it; the inner stages name themselves
+        return _custom(log_prob, wrt, x, positive)
+
+
+def _custom(log_prob: str, wrt: list, x: str, positive: list) -> Derivation:
     parameters = {n: _constraint(False, n in positive) for n in wrt}
     value = _constraint(False, x in positive)
-    made = {n: Symbol(n, **c.assumptions) for n, c in parameters.items()}
+    made_symbols = {n: Symbol(n, **c.assumptions) for n, c in parameters.items()}
     sample = Symbol(x, **value.assumptions)
-    expression = parse(log_prob, {x: sample, **made}, where="--log-prob")
-    missing = [n for n in wrt if not expression.has(made[n])]
+    with _stage("parsing --log-prob"):
+        expression = parse(log_prob, {x: sample, **made_symbols}, where="--log-prob")
+    missing = [n for n in wrt if not expression.has(made_symbols[n])]
     if missing:
-        raise SymeligError(f"--wrt names {missing[0]!r}, which --log-prob does not use")
+        raise SymeligError(f"--wrt names {missing[0]!r}, which --log-prob does not use (or cancels)")
     from .emit.text import formula
 
     def family_log_prob(**symbols):
-        return expression.xreplace({sample: symbols["x"], **{made[n]: symbols[n] for n in wrt}})
+        return expression.xreplace({sample: symbols["x"], **{made_symbols[n]: symbols[n] for n in wrt}})
 
     _signature(family_log_prob, ["x", *wrt])
     cls = type("Custom", (Family,), {
@@ -146,9 +414,10 @@ def custom(log_prob: str, wrt, x: str = "x", positive=()) -> Derivation:
         "symbols": {"x": x}, "log_prob": staticmethod(family_log_prob),
     })
     options = f" --wrt {','.join(wrt)} --x {x}" + (f" --positive {','.join(positive)}" if positive else "")
+    shown = _as_text(expression, log_prob, {x: sample, **made_symbols})
     parametrization = Parametrization(
         "custom", parameters, lambda: {}, "The log-density as typed, in its own parameters.",
-        command=f'symelig export custom --log-prob "{expression}"{options} -o FILE.py',
+        command=f'symelig export custom --log-prob "{shown}"{options} -o FILE.py',
     )
     return _checked_derivation(cls, parametrization)
 
