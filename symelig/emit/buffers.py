@@ -221,7 +221,7 @@ class Buffers:
                 return self._fresh(f"np.multiply({first[2]}, {self._plain(small)})", self.deps(e))
         else:  # only denominators: small / big
             first, rest = compiled[0], compiled[1:]
-            name, _ = self._fresh(f"np.divide({self._plain(small)}, {first[2]})", self.deps(e))
+            name, _ = self._fresh(f"np.divide({self._plain(small)}, {first[2]})", self.deps(first[1]))
             small = Rational(1)
         for numerator, f, code, _ in rest:
             name = self._accumulate(name, "np.multiply" if numerator else "np.divide", f, code)

@@ -39,6 +39,7 @@ from ..family import K, j
 from ..functions import LogSumExp, Softmax
 from .buffers import Buffers
 from .stable import stable
+from .standardize import standardized
 from .text import PositiveFirst, formula, letter, where
 
 _HELPERS = {
@@ -219,6 +220,8 @@ class _Lowering:
         self.statements: list = []
         self.memo: dict = {}
         self.counts: Counter = Counter()
+        self.derivation = derivation
+        self.aliases: dict = {}  # symbols standing for a computed array (w)
         self.names = {s: n for n, s in derivation.symbols.items()}
         self.parameters = [derivation.symbols[n] for n in derivation.parameters]
         self.unit_interval = [derivation.symbols[n] for n in derivation.parameters
@@ -316,7 +319,18 @@ class _Lowering:
             return self._materialize(self._lower(Add(*fixed)), "fixed") + self._lower(Add(*rest))
         return self._lower(e)
 
+    def standardize(self, outputs: dict) -> dict:
+        """``outputs`` through w = (u − μ)/σ where the family is location–scale; w is computed
+        once, before everything else."""
+        definition, outputs = standardized(self.derivation, outputs)
+        if definition is not None:
+            w, expression = definition
+            self.aliases[w] = self._materialize(self.lower(expression), "w")
+        return outputs
+
     def _lower(self, e):
+        if e in self.aliases:
+            return self.aliases[e]
         if isinstance(e, Indexed):
             name = self.names[e.base]
             if e.indices[0] == self.sample_index:
@@ -472,8 +486,10 @@ class _Function:
 
     def elementwise(self, outputs: dict) -> tuple:
         """CSE over the lowered ``outputs`` {target name: expression}, compiled into ufunc
-        statements that recycle buffers; returns (lines, {target: owned?})."""
+        statements that recycle buffers; returns (lines, {target: owned?}).  Location–scale
+        families are written through w = (u − μ)/σ first (:mod:`symelig.emit.standardize`)."""
         low = self.lowering
+        outputs = low.standardize(outputs) if self.with_x else outputs
         lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
         common, reduced = _reuse_squares(common, reduced)
@@ -523,9 +539,8 @@ def _log_prob_body(d) -> tuple:
 def _eligibility_body(d) -> tuple:
     parts, deltas = split_outputs(d)
     outputs = {**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}}
-    compiled = [_compiled(d, candidate) for candidate in [outputs, *_standardized(d, outputs)]]
-    # the cheapest by memory traffic; the form as derived wins ties
-    f, body, owned = min((c for c in compiled if c is not None), key=lambda c: _memory_cost(c[1]))
+    f = _Function(d)
+    body, owned = f.elementwise(outputs)
     lines = f.prologue() + body
     for name in d.eligibility:
         out = f"e_{name}"
@@ -541,62 +556,6 @@ def _eligibility_body(d) -> tuple:
             lines.append(f"{out} = {out}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
     return f.signature(), lines, f.printer
-
-
-def _compiled(d, outputs: dict):
-    """(function, body lines, owned) for ``outputs``, or None where a common subexpression would
-    use the standardized variable "_w" before it is computed."""
-    f = _Function(d)
-    if "_w" in outputs:
-        f.lowering.symbol_deps[_W] = f.lowering.deps(f.lowering.lower(outputs["_w"]))
-    body, owned = f.elementwise(outputs)
-    if "_w" in outputs:
-        defined = next(n for n, line in enumerate(body) if line.startswith("_w = "))
-        if any(re.search(r"\b_w\b", line) for line in body[:defined]):
-            return None
-    return f, body, owned
-
-
-def _memory_cost(lines: list) -> float:
-    """Estimated time of the ufunc statements, in passes over one output-sized array: a read
-    0.22 and a write 0.08 each, +0.3 for a new array (its pages are touched for the first time),
-    +0.15 for a division (fitted to numpy 2.4 on a 2-core x86_64 at 10⁶ float64 elements)."""
-    cost = 0.0
-    for line in lines:
-        call = ast.parse(line.strip()).body[0].value
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", "") == "np"):
-            continue
-        reads = sum(isinstance(a, ast.Name) for a in call.args)
-        fresh = not any(k.arg == "out" for k in call.keywords)
-        cost += 0.22 * reads + 0.08 + 0.3 * fresh + 0.15 * (call.func.attr in ("divide", "reciprocal"))
-    return cost
-
-
-_W = Symbol("_w")
-
-
-def _standardized(d, outputs: dict) -> list:
-    """The outputs rewritten through w = (u − μ)/B, for a statistic u of x (x, log x), a location
-    μ (a real parameter) and a scale B (a positive denominator): candidates for the fewest
-    passes.  (x − μ)/σ² and ((x − μ)² − σ²)/σ³ become w/σ and (w² − 1)/σ, which is how one
-    writes the normal's eligibility by hand.  Only for scalar families: rational in w."""
-    if d.is_vector or any(e.atoms(Function) - e.atoms(log) for e in outputs.values()):
-        return []
-    x = d.symbols["x"]
-    statistics = [u for u in (x, log(x)) if any(e.has(u) for e in outputs.values())]
-    # a location parameter is required: with μ = 0, (x − λ)/λ would become x/λ − 1, which loses
-    # the digits of x − λ when x ≈ λ (the Poisson rate)
-    locations = [d.symbols[n] for n, c in d.parametrization.parameters.items() if not c.event_dim and c.assumptions.get("real") and not c.assumptions.get("positive")]
-    scales = {b for e in outputs.values() for b, p in (f.as_base_exp() for f in preorder_traversal(e) if f.is_Pow) if p.is_negative and b.is_Symbol and b.is_positive}
-    candidates = []
-    for u in statistics:
-        for mu in locations:
-            for scale in sorted(scales, key=str):
-                rewritten = {n: together(e.subs(u, mu + _W * scale)) for n, e in outputs.items()}
-                if any(e.has(x) for e in rewritten.values()):
-                    continue
-                candidates.append({"_w": (u - mu) / scale, **{n: _one_denominator(cancel(e)) for n, e in rewritten.items()}})
-    return candidates
 
 
 def _function(name, signature, doc, lines) -> str:

@@ -52,36 +52,41 @@ class _Stable:
         return expr
 
     def _bernstein(self, expr):
-        """A polynomial with data coefficients in t ∈ (0, 1) (sigmoid(u), or a probability p),
+        """A polynomial in t ∈ (0, 1) (sigmoid(u), or a probability p),
         written in the Bernstein basis t^k (1 − t)^(d−k) with 1 − t = sigmoid(−u) (or 1 − p, exact
         near 1): x − n·sigmoid(u) = x·sigmoid(−u) − (n − x)·sigmoid(u) and p² − p = −p(1 − p)
         keep their digits where t rounds to 1, as they already do where t is near 0."""
         generators = [s for s in expr.atoms(sigmoid) if not s.args[0].could_extract_minus_sign()]
         generators += [-s for s in expr.atoms(sigmoid) if s.args[0].could_extract_minus_sign() and -s not in generators]
         generators += [p for p in self.unit_interval if expr.has(p)]
-        for g in generators:
-            t = Dummy("t")
-            if isinstance(g, sigmoid):
-                complement = sigmoid(-g.args[0])
-                body = expr.xreplace({g: t, complement: 1 - t})
-            else:
-                complement = 1 - g
-                body = expr.xreplace({g: t})
-            try:
-                polynomial = Poly(body, t)
-            except PolynomialError:
-                continue
-            coefficients = polynomial.all_coeffs()[::-1]
-            d = polynomial.degree()
-            if d < 1 or len(Add.make_args(expr)) < 2 or any(c.has(*self.parameters) for c in coefficients if c.free_symbols):
-                continue
-            terms = []
-            for k in range(d + 1):
-                beta = Add(*[binomial(k, i) / binomial(d, i) * coefficients[i] for i in range(k + 1)])
-                if beta != 0:
-                    terms.append(beta * binomial(d, k) * g**k * complement ** (d - k))
-            return Add(*terms)
+        for g in generators:  # each in turn: the result is a polynomial in the next one too
+            expr = self._bernstein_in(expr, g)
         return expr
+
+    def _bernstein_in(self, expr, g):
+        if not expr.is_Add:
+            return expr
+        t = Dummy("t")
+        if isinstance(g, sigmoid):
+            complement = sigmoid(-g.args[0])
+            body = expr.xreplace({g: t, complement: 1 - t})
+        else:
+            complement = 1 - g
+            body = expr.xreplace({g: t})
+        try:
+            polynomial = Poly(body, t)
+        except PolynomialError:
+            return expr
+        coefficients = polynomial.all_coeffs()[::-1]
+        d = polynomial.degree()
+        if d < 1:
+            return expr
+        terms = []
+        for k in range(d + 1):
+            beta = Add(*[binomial(k, i) / binomial(d, i) * coefficients[i] for i in range(k + 1)])
+            if beta != 0:
+                terms.append(beta * binomial(d, k) * g**k * complement ** (d - k))
+        return Add(*terms)
 
 
 # -- e^u − 1 and friends ----------------------------------------------------------------------

@@ -208,6 +208,7 @@ class _Function:
 
     def elementwise(self, outputs: dict) -> list:
         low = self.lowering
+        outputs = low.standardize(outputs) if self.with_x else outputs
         lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
         lines = [f"{n} = {c}" for n, c in low.statements if n]
