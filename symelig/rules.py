@@ -215,6 +215,33 @@ def _softmax(node, ctx):
     return node
 
 
+def _softmax_average(node, ctx):
+    """Σ_i g_i exp(f_i) / Σ_i exp(f_i) = Σ_i g_i softmax(f)_i, for any f (z_i/τ as well as z_i):
+    the sums of exponentials overflow at f ≈ 710 although the average does not."""
+    if not node.is_Mul:
+        return node
+    for denominator in node.args:
+        if not (isinstance(denominator, Pow) and denominator.exp.is_Integer and denominator.exp < 0):
+            continue
+        found = _category_sum(denominator.base)
+        if not (found and isinstance(found[0], exp)):
+            continue
+        body = found[0].args[0].subs(found[1], i)
+        for numerator in node.args:
+            summed = _category_sum(numerator)
+            if summed is None or numerator is denominator:
+                continue
+            factors = Mul.make_args(summed[0].subs(summed[1], i))
+            weight = next((f for f in factors if isinstance(f, exp) and f.args[0] == body), None)
+            if weight is None:
+                continue
+            rest = Mul(*[f for f in factors if f is not weight])
+            others = [g for g in node.args if g is not numerator and g is not denominator]
+            average = Sum(rest * Softmax(body, i, K, i), (i, 0, K - 1))
+            return Mul(*others) * average * Pow(denominator.base, denominator.exp + 1)
+    return node
+
+
 LINEARITY = Rule("linearity", "a sum of terms is the sum of the sums, and factors free of the summation index move out", _linearity)
 DELTA_SUM = Rule("delta_sum", "a sum against a Kronecker delta picks out one term: Σ_i f(i) δ_ij = f(j)", _delta_sum)
 DELTA_SELECT = Rule("delta_select", "under δ_jx the component j equals the sample x, so j may be written as x", _delta_select)
@@ -231,10 +258,13 @@ BESSEL = Rule("bessel", "log I₀(κ) and I₁(κ)/I₀(κ) are evaluated with e
 RENAME_INDEX = Rule("rename_index", "the name of a summation index does not matter; call it i", _rename_index)
 LOG_SUM_EXP = Rule("log_sum_exp", "log Σ_i exp(f_i) is the log-sum-exp, evaluated stably with a max shift", _log_sum_exp)
 SOFTMAX = Rule("softmax", "exp(f_j) / Σ_i exp(f_i) is the softmax, evaluated stably with a max shift", _softmax)
+SOFTMAX_AVERAGE = Rule(
+    "softmax", "Σ_i g_i exp(f_i) / Σ_i exp(f_i) = Σ_i g_i softmax(f)_i, an average over the softmax, evaluated stably", _softmax_average
+)
 
 ALGEBRA = (LOG_SIGMOID, LOG_SOFTPLUS, SIGMOID_REFLECTION, LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
 TIDY = (SIMPLIFY,)
-NAMING = (LOG_SUM_EXP, SOFTMAX, BESSEL)
+NAMING = (LOG_SUM_EXP, SOFTMAX, SOFTMAX_AVERAGE, BESSEL)
 
 
 def bottom_up(expr, rule: Rule, ctx: Context):
