@@ -470,8 +470,9 @@ def _number_value(expr) -> float:
 
 def _expanded_terms(expr, cap: int) -> int:
     """An upper bound on the number of terms of ``expand(expr)``, capped at cap + 1: sums add,
-    products multiply, an integer power n of t terms has C(t + n − 1, n); the arguments of
-    functions and of other powers are expanded on their own and count as one term outside."""
+    products multiply, an integer power n of t terms has C(t + n − 1, n); denominators, the
+    arguments of functions and of other powers are expanded on their own (their terms count
+    too) and are one factor outside."""
     inside = []
 
     def terms(e) -> int:
@@ -486,9 +487,11 @@ def _expanded_terms(expr, cap: int) -> int:
             return product
         if e.is_Pow and e.exp.is_Integer:
             base, n = terms(e.base), abs(int(e.exp))
-            if base == 1:
-                return 1
-            return cap + 1 if n > MAX_POWER else min(cap + 1, math.comb(base + n - 1, n))
+            expanded = 1 if base == 1 else cap + 1 if n > MAX_POWER else min(cap + 1, math.comb(base + n - 1, n))
+            if e.exp > 0:
+                return expanded
+            inside.append(expanded)  # a denominator is expanded on its own: one factor outside
+            return 1
         inside.extend(terms(a) for a in e.args)
         return 1
 

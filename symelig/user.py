@@ -6,18 +6,17 @@ nothing executed, every constant and power bounded before SymPy works on it); na
 generated code are checked plain identifiers; every result is verified against central
 differences of its own kernels before it is returned.
 
-Whatever the text, the answer is a derivation or a one-line :class:`SymeligError`: every stage
-after parsing (differentiating, generating kernels, verifying, the second order, printing) runs
-under :data:`TIME_LIMIT` seconds of wall-clock time when called from the main thread (a
-SIGALRM timer, used only when no one else holds it; other threads rely on the parser's static
-limits), and an unexpected failure inside a stage is reported as that stage failing.
+Whatever the text, the answer is a derivation or a one-line :class:`SymeligError`: the parser's
+static limits keep the usual cost to a few seconds, every stage (parsing, differentiating,
+generating kernels, verifying, the second order, printing) runs under :data:`TIME_LIMIT`
+seconds of wall-clock time, in whichever thread it runs (a watchdog thread interrupts it), and
+an unexpected failure inside a stage is reported as that stage failing.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import inspect
-import signal
 import threading
 
 import numpy as np
@@ -242,42 +241,72 @@ def _as_text(expression, typed: str, names: dict) -> str:
 # stages: a time limit, and one line for any failure
 
 class _OutOfTime(BaseException):
-    """Raised by the SIGALRM handler; a BaseException, so that SymPy's ``except Exception``
-    blocks (which try one rewrite after another) do not swallow it."""
+    """Raised in the deriving thread when its time is up; a BaseException, so that SymPy's
+    ``except Exception`` blocks (which try one rewrite after another) do not swallow it."""
 
 
 _timer = threading.local()
 
 
+def _interrupt(thread_id: int, exception) -> None:
+    """Raise ``exception`` in the thread ``thread_id`` at its next bytecode (None: cancel a
+    pending one).  CPython's PyThreadState_SetAsyncExc, the per-thread analogue of a signal."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None)
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: float):
-    """At most ``seconds`` of wall-clock time for the block, by SIGALRM: only in the main thread,
-    only when SIGALRM is free (no handler and no timer of the caller's), and not nested."""
-    usable = (
-        hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-        and not getattr(_timer, "on", False) and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
-        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    )
-    if not usable:
+    """At most ``seconds`` of wall-clock time for the block, in any thread: a watchdog thread
+    raises _OutOfTime in this one when the time is up, and again every 0.25 s until the block
+    has exited (code that swallows everything once does not outlive the limit).  Not nested:
+    an inner block runs under the outer one's limit."""
+    try:
+        import ctypes
+
+        usable = hasattr(ctypes, "pythonapi") and hasattr(ctypes.pythonapi, "PyThreadState_SetAsyncExc")
+    except ImportError:
+        usable = False
+    if not usable or getattr(_timer, "on", False):
         yield
         return
-    armed = [True]
+    target = threading.get_ident()
+    state = {"active": True}
+    stopped = threading.Event()
 
-    def expired(signum, frame):
-        if armed[0]:
-            raise _OutOfTime
+    def watchdog():
+        if stopped.wait(seconds):
+            return
+        for _ in range(4 * 60):  # at most a minute of reminders, whatever happens to the block
+            if not state["active"]:
+                return
+            _interrupt(target, _OutOfTime)
+            if stopped.wait(0.25):
+                return
 
-    previous = signal.signal(signal.SIGALRM, expired)
+    dog = threading.Thread(target=watchdog, name="symelig-time-limit", daemon=True)
     _timer.on = True
+    dog.start()
     try:
-        # it repeats: code that catches everything once does not outlive the limit
-        signal.setitimer(signal.ITIMER_REAL, seconds, 0.25)
         yield
     finally:
-        armed[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        _timer.on = False
+        _stop_watchdog(state, stopped, dog, target)
+
+
+def _stop_watchdog(state, stopped, dog, target) -> None:
+    """End the watchdog and cancel an exception it may have sent but not yet delivered; an
+    _OutOfTime that lands while doing so is absorbed (the block has finished)."""
+    while True:
+        try:
+            state["active"] = False
+            stopped.set()
+            dog.join()
+            _interrupt(target, None)
+            _timer.on = False
+            return
+        except _OutOfTime:
+            continue
 
 
 def _one_line(err: BaseException) -> str:
