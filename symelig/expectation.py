@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from itertools import product
 
-from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, expand, expand_func, log, numbered_symbols, sympify
+from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, expand, expand_func, expand_mul, log, numbered_symbols, sympify
 
 from . import constraints, rules
 from .engine import _substitute, rewrite
@@ -77,7 +77,10 @@ def _affine(expr, x, declared: dict):
     """expr with each declared statistic replaced by its expectation, when expr is affine in
     them and has no other dependence on x; else None."""
     names = numbered_symbols("S", cls=Internal, real=True)
-    replaced, values = expr, {}
+    # a product statistic x_j·x_l is found in a product of sums only once it is multiplied out:
+    # (x_j/w_j − x_j/(w_j + 1))·(x_l/w_l − x_l/(w_l + 1)) holds it four times
+    replaced = expand_mul(expr) if any(s.is_Mul for s in declared) else expr
+    values = {}
     # longest statistic first, so that (x − μ)² is taken whole before a bare x
     for statistic, value in sorted(declared.items(), key=lambda kv: -kv[0].count_ops()):
         for at in _instances((statistic, value), replaced, x):

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import Add, Basic, DiracDelta, KroneckerDelta, Mul, S, Sum, diff
+from sympy import Add, Basic, DiracDelta, IndexedBase, KroneckerDelta, Mul, S, Sum, diff
 
-from . import rules
+from . import constraints, rules
 from .engine import SymbolicDerivation, context, parametrized_log_prob, rewrite
 from .expectation import NoClosedForm, expectation, m
 from .family import K, j, l
@@ -68,7 +68,7 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     hessian = {pair: _name(h, ctx) for pair, h in tidy_hessian.items()}
 
     smooth = not any(h.has(DiracDelta) for h in raw.values())
-    mean = _mean_score(score, first, ctx)
+    mean, unknown = _mean_score(score, first, ctx)
     outer = {(a, b): _diagonal_in_j(rewrite(score[a] * score[b].subs(j, l), rules.ALGEBRA, ctx)) for a, b in pairs}
     if mean:
         # Free coordinates of a constrained parameter (π on the simplex, treated as free): log p
@@ -78,6 +78,14 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
         method = f"F = E[e eᵀ] (the score has mean {shown} ≠ 0 in these free coordinates, so −E[H] is a different matrix)"
         assumptions = ("the eligibility is square-integrable",
                        "F is E[e eᵀ], not the covariance of e: they differ by E[e]E[e]ᵀ here")
+        integrands = outer
+    elif unknown and _free_simplex(first):
+        # E[e] = 0 is what makes −E[H] equal F; on free simplex coordinates it can fail, and
+        # here it could not be checked: only the definition is safe
+        listed = ", ".join(f"E[e_{n}]" for n in unknown)
+        method = (f"F = E[e eᵀ] ({listed} has no closed form, and in free simplex coordinates the score "
+                  "need not have mean 0, so −E[H] is not used)")
+        assumptions = ("the eligibility is square-integrable",)
         integrands = outer
     elif smooth:
         method = "F = −E[H]"
@@ -90,32 +98,41 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     try:
         taken = {pair: expectation(f, first, ctx) for pair, f in integrands.items()}
     except NoClosedForm as reason:
-        return SecondOrder(first, hessian, None, method, assumptions, str(reason), *_structures(tidy_hessian, None, ctx))
+        return SecondOrder(first, hessian, None, method, assumptions, str(reason), *_structures(first, tidy_hessian, None, ctx))
     routes = sorted({how for _, how in taken.values() if how != "free of x"})
     if routes:
         method += ", the expectation by " + " and ".join(routes)
+    elif integrands is outer:
+        method += "; e does not depend on x, so F = e eᵀ"
     else:
         method += "; H does not depend on x, so F = −H"
     tidy_fisher = {pair: _tidy(value, ctx) for pair, (value, _) in taken.items()}
     fisher = {pair: _name(f, ctx) for pair, f in tidy_fisher.items()}
-    return SecondOrder(first, hessian, fisher, method, assumptions, "", *_structures(tidy_hessian, tidy_fisher, ctx))
+    return SecondOrder(first, hessian, fisher, method, assumptions, "", *_structures(first, tidy_hessian, tidy_fisher, ctx))
 
 
-def _mean_score(score: dict, first, ctx) -> dict:
-    """{parameter: E[e]} for the parameters whose score does not average to 0 (empty when the
-    score identity E[e] = 0 holds, or when E[e] has no closed form: then F = −E[H] has none
-    either, and the caller reports that)."""
-    mean = {}
+def _mean_score(score: dict, first, ctx) -> tuple:
+    """({parameter: E[e]} for the parameters whose score does not average to 0, [parameters
+    whose E[e] has no closed form]).  Both are empty where the score identity E[e] = 0 is seen
+    to hold."""
+    mean, unknown = {}, []
     for name, e in score.items():
         try:
             value, _ = expectation(e, first, ctx)
         except NoClosedForm:
+            unknown.append(name)
             continue
         value = _tidy(value, ctx)
         # ψ(α_j) − ψ(Σα) cancels only once expanded, I₁/I₀ only once named: try both orders
         if value != 0 and _name(value.expand(), ctx).expand() != 0 and _name(value, ctx).expand() != 0:
             mean[name] = _name(value, ctx)
-    return mean
+    return mean, unknown
+
+
+def _free_simplex(first) -> bool:
+    """Whether a canonical parameter lives on the simplex: then θ's coordinates may leave it
+    (normalized_probs treated as free) and the score's mean is not 0 by construction."""
+    return any(c is constraints.simplex for c in first.family.parameters.values())
 
 
 def _tidy(expr, ctx):
@@ -172,13 +189,14 @@ def _diagonal_in_j(expr):
     return Add(*out)
 
 
-def _structures(hessian: dict, fisher: dict | None, ctx) -> tuple:
+def _structures(first: SymbolicDerivation, hessian: dict, fisher: dict | None, ctx) -> tuple:
     """({(a, a): {"hessian": RankOne, "fisher": RankOne}}, {(a, a): null vector}) for the
     vector parameters, from the unnamed forms (where Σ_i π_i = 1 is visible to the rules), with
-    the stable quantities named afterwards."""
+    the stable quantities named afterwards.  A block is the parameter's whether or not its
+    entries mention j and l: H = 0 (log p linear in θ, normalized_probs = exp(w)) is a block too."""
     structure, null = {}, {}
     for pair, h in hessian.items():
-        if not (h.has(j) or h.has(l)) or pair[0] != pair[1]:
+        if pair[0] != pair[1] or not isinstance(first.symbols[pair[0]], IndexedBase):
             continue
         forms = {"hessian": rank_one(h)}
         if fisher is not None:

@@ -263,7 +263,7 @@ def test_known_closed_forms_of_continuous_families():
 
 def test_softplus_and_large_concentration_fisher_stay_finite():
     # raw = −1e4: σ = softplus(raw) underflows, so F_μμ = 1/σ² is a true overflow; F_rr = 2·(sigmoid/softplus)² is not
-    f = symelig.derive("normal", "softplus_scale").fisher(loc=0.0, raw_scale=np.array([-1e4, -700.0]))
+    f = symelig.derive("normal", "softplus_scale").fisher(loc=0.0, raw_scale=np.array([-1e4, -700.0]), validate=False)
     np.testing.assert_allclose(f[:, 1, 1], 2.0, rtol=1e-12)
     for family, param, args in [
         ("normal", "softplus_scale", {"loc": 0.0, "raw_scale": np.array([-50.0, 0.0, 50.0])}),
@@ -394,3 +394,64 @@ def test_natural_gradient_follows_the_gradients_library():
     assert isinstance(v["loc"], torch.Tensor) and v["loc"].dtype == torch.float64
     np.testing.assert_allclose(v["loc"].detach().numpy(), 4.0)
     np.testing.assert_allclose(v["scale"].detach().numpy(), 2.0)
+
+
+# Free simplex coordinates written by the user (--via into normalized_probs): the score has a
+# non-zero mean, so F = E[e eᵀ] must be taken as it is defined, and checked here against the
+# exact E[e eᵀ] (enumeration of every outcome at π = [.5, .3, .2], n = 3) of the entry's own
+# eligibility kernel.  w is the value of the new parameter that puts π on the simplex.
+_PI = np.array([0.5, 0.3, 0.2])
+FREE_SIMPLEX_VIAS = [
+    ("normalized_probs = w", ["w"], lambda p: p),
+    ("normalized_probs = w**2", ["w"], np.sqrt),
+    ("normalized_probs = exp(w)", [], np.log),        # log p linear in w: the Hessian block is 0
+    ("normalized_probs = 1/w", ["w"], lambda p: 1 / p),
+    ("normalized_probs = w/(1 + w)", ["w"], lambda p: p / (1 - p)),  # e_j a sum: products of sums
+]
+
+
+def _outcomes(family):
+    """[(x, probability)] of every outcome under _PI (n = 3 draws for the multinomial)."""
+    if family == "categorical":
+        return [(np.asarray(k), _PI[k]) for k in range(3)]
+    from math import factorial
+
+    return [(np.asarray(x), factorial(3) / np.prod([factorial(c) for c in x]) * np.prod(_PI**np.asarray(x)))
+            for x in _all_counts(3, 3)]
+
+
+@pytest.mark.parametrize("family", ["categorical", "multinomial"])
+@pytest.mark.parametrize("via, positive, to_w", FREE_SIMPLEX_VIAS, ids=[v for v, _, _ in FREE_SIMPLEX_VIAS])
+def test_free_simplex_vias_fisher_is_the_exact_outer_product(family, via, positive, to_w):
+    d = symelig.reparametrize(family, via, wrt=["w"], positive=positive)
+    extra = {"total_count": 3} if family == "multinomial" else {}
+    w = to_w(_PI)
+    fisher = _dense(d, d.fisher(w=w, **extra))
+    scores = [(np.asarray(d.eligibility(x, w=w, **extra)["w"]), p) for x, p in _outcomes(family)]
+    exact = sum(p * np.outer(e, e) for e, p in scores)
+    mean = sum(p * e for e, p in scores)
+    np.testing.assert_allclose(fisher, exact, rtol=1e-9, atol=1e-12)
+    assert np.abs(mean).max() > 1e-3  # these are the coordinates where E[e] ≠ 0 ...
+    method = d.second_order.method
+    assert method.startswith("F = E[e eᵀ]") and "the score has mean" in method, method  # ... and the output says so
+    hessian = _dense(d, d.hessian(_outcomes(family)[0][0], w=w, **extra))
+    assert hessian.shape == fisher.shape
+
+
+def test_an_x_free_score_with_a_non_zero_mean_is_not_called_minus_h():
+    """multinomial with π_i = e^τ for every i: e = n, H = 0, F = E[e²] = n², and the method
+    said "H does not depend on x, so F = −H" (which is 0)."""
+    d = symelig.reparametrize("multinomial", "normalized_probs = exp(tau)", wrt=["tau"], vector=[])
+    so = d.second_order
+    n = d.symbolic.symbols["total_count"]
+    assert so.fisher[("tau", "tau")] == n**2
+    assert so.hessian[("tau", "tau")] == 0
+    assert "F = −H" not in so.method and "F = e eᵀ" in so.method, so.method
+
+
+def test_free_simplex_coordinates_with_an_unknown_mean_do_not_use_minus_expected_hessian():
+    """Where E[e] has no closed form on free simplex coordinates, E[e] = 0 cannot be assumed,
+    so F is not taken as −E[H] (which equals E[e eᵀ] only when it holds)."""
+    d = symelig.reparametrize("multinomial", "normalized_probs = tau", wrt=["tau"], positive=["tau"], vector=[])
+    so = d.second_order
+    assert so.method.startswith("F = E[e eᵀ]") and "−E[H] is not used" in so.method, so.method
