@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import linecache
 
 import numpy as np
@@ -98,7 +99,11 @@ class Derivation:
         import types
 
         # The source is our own printer's output over validated identifiers, never user text.
-        filename = f"<symelig {self.family} {self.param} {kind}>"
+        # Named by its content: two derivations of one (family, param) — custom log-densities,
+        # --via expressions — must not share a linecache entry (tracebacks and inspect.getsource
+        # of one kernel showed the other's code), whichever thread compiles first.
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        filename = f"<symelig {self.family} {self.param} {kind} {digest}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         module = types.ModuleType(f"symelig_generated_{self.family}_{self.param}_{kind}")
         exec(compile(source, filename, "exec"), module.__dict__)

@@ -172,12 +172,36 @@ class Family:
     def make_symbols(cls, parametrization: Parametrization) -> dict:
         """SymPy symbols for x, the arguments, the canonical and the parametrization's parameters."""
         constraints = {"x": cls.value, **cls.arguments, **cls.parameters, **parametrization.parameters}
+        letters = _letters(cls, list(constraints))
         made = {}
         for name, constraint in constraints.items():
-            letter = cls.symbols.get(name, name)
             kind = IndexedBase if constraint.event_dim else Symbol
-            made[name] = kind(letter, **constraint.assumptions)
+            made[name] = kind(letters[name], **constraint.assumptions)
         return made
+
+
+def _letters(cls, names: list) -> dict:
+    """{name: the letter it is printed and derived with}: the family's letter (loc → mu) where
+    no other name of the derivation is printed the same, else the name itself.
+
+    Two names printed alike would be one symbol (or two that read as one): a reparametrization
+    whose new names are ``log_scale`` and ``s`` would give both the normal's letter s for
+    log_scale and differentiate one through the other.  The family's own names (its sample,
+    arguments and parametrizations' parameters) keep their letters first."""
+    own = {"x", *cls.arguments, *cls.parameters, *(n for p in cls.parametrizations().values() for n in p.parameters)}
+    wanted = {n: cls.symbols.get(n, n) for n in names}
+    literal = {n for n in names if wanted[n] == n}  # printed as typed: nothing else may take it
+    letters, used = {}, set()
+    for name in sorted(names, key=lambda n: (n not in own, names.index(n))):
+        letter = wanted[name]
+        if letter in used or (letter != name and letter in literal):
+            letter = name
+        if letter in used:
+            raise SymeligError(f"the names {', '.join(n for n in names if letters.get(n) == letter or n == name)} "
+                               f"would be printed alike ({letter}); choose another name")
+        letters[name] = letter
+        used.add(letter)
+    return letters
 
 
 @dataclass(frozen=True)
@@ -217,7 +241,7 @@ def register(cls):
     """Class decorator: add a family to the catalog (built-in families and a lab's own)."""
     if not cls.__module__.startswith(f"{__package__}.families"):
         _load_builtin_families()  # a user family must not shadow, or be shadowed by, a built-in one
-    with _LOADING:  # check and insert as one step when labs register from several threads
+    with _REGISTERING:  # check and insert as one step when labs register from several threads
         if not cls.name or cls.name in _REGISTRY:
             raise SymeligError(f"family name {cls.name!r} is empty or already registered")
         _REGISTRY[cls.name] = cls
@@ -225,8 +249,13 @@ def register(cls):
 
 
 _BUILTINS_LOADED = []
-# Reentrant: importing a family module runs @register, and a lab's module may import another.
+# Held while the built-in modules are imported.  Reentrant: importing a family module runs
+# @register, and a lab's module may import another.  @register itself must not wait for it: a
+# thread that imports one family module directly (holding that module's import lock) while
+# another loads the catalog (holding this lock, then waiting for that module) would deadlock.
 _LOADING = threading.RLock()
+# Held only for reading or changing _REGISTRY, never while importing.
+_REGISTERING = threading.Lock()
 
 
 def _load_builtin_families() -> None:
@@ -247,7 +276,8 @@ def _load_builtin_families() -> None:
 
 def families() -> dict:
     _load_builtin_families()
-    return dict(sorted(_REGISTRY.items()))
+    with _REGISTERING:
+        return dict(sorted(_REGISTRY.items()))
 
 
 def catalog() -> list:

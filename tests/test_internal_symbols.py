@@ -117,3 +117,47 @@ def test_a_temperature_named_like_the_category_sum_changes_nothing(name):
     b = symelig.reparametrize("categorical", "logits = z / u", wrt=["z", "u"], positive=["u"])
     a = symelig.reparametrize("categorical", f"logits = z / {name}", wrt=["z", name], positive=[name])
     _same_second_order(a, b, name)
+
+
+def _letter_pairs():
+    """(family, via parameter, name, letter): a name the family prints with another letter
+    (log_scale → s), both usable as new --via names, for a scalar parameter of the family."""
+    out = []
+    for family, cls in families().items():
+        scalars = [(n, c) for n, c in next(iter(cls.parametrizations().values())).parameters.items() if not c.event_dim]
+        if not scalars:
+            continue
+        lhs, constraint = scalars[0]
+        base = next(p for p in cls.parametrizations().values() if lhs in p.parameters)
+        shown = [*(n for n in base.parameters if n != lhs), *cls.parameters, *cls.arguments, "x"]
+        taken = {*shown, *(cls.symbols.get(n, n) for n in shown)}
+        for name, letter in cls.symbols.items():
+            if name == letter or name in taken or letter in taken:
+                continue
+            try:
+                check_name(name, "parameter"), check_name(letter, "parameter")
+            except SymeligError:
+                continue
+            out.append((family, lhs, constraint.name == "positive", name, letter))
+            break
+    return out
+
+
+LETTER_PAIRS = _letter_pairs()
+
+
+@pytest.mark.parametrize("family, lhs, positive, name, letter", LETTER_PAIRS, ids=[f"{p[0]}-{p[3]}-{p[4]}" for p in LETTER_PAIRS])
+def test_two_new_names_one_printed_like_the_other_stay_two_parameters(family, lhs, positive, name, letter):
+    """normal --via "loc = log_scale * s": the normal prints log_scale as s, so both names became
+    one symbol s (the derivation failed its own verification, or differentiated one name through
+    the other).  Each name is its own parameter, with the same result as neutral names."""
+    op = "*" if positive else "+"
+    flags = {"positive": ["u", "w"]} if positive else {}
+    reference = symelig.reparametrize(family, f"{lhs} = u {op} w", wrt=["u", "w"], **flags)
+    flags = {"positive": [name, letter]} if positive else {}
+    d = symelig.reparametrize(family, f"{lhs} = {name} {op} {letter}", wrt=[name, letter], **flags)
+    printed = [str(s) for s in d.symbolic.symbols.values()]
+    assert len(set(printed)) == len(printed), printed
+    rename = {d.symbolic.symbols[name]: reference.symbolic.symbols["u"], d.symbolic.symbols[letter]: reference.symbolic.symbols["w"]}
+    for ours, theirs in ((name, "u"), (letter, "w")):
+        assert simplify(d.symbolic.eligibility[ours].xreplace(rename) - reference.symbolic.eligibility[theirs]) == 0
