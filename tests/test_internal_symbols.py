@@ -20,7 +20,7 @@ PACKAGE = Path(symelig.__file__).parent
 # generated code, a namespace of checked identifiers and _-prefixed temporaries)
 ENGINE_MODULES = sorted(p for p in PACKAGE.glob("*.py")) + sorted(PACKAGE.glob("families/*.py"))
 # the two places that make symbols for the user's own names, on purpose
-USER_SYMBOL_FACTORIES = {("family.py", "make_symbols"), ("user.py", "custom")}
+USER_SYMBOL_FACTORIES = {("family.py", "make_symbols"), ("user.py", "custom"), ("user.py", "_custom")}
 
 
 def _calls(path: Path):
