@@ -28,12 +28,14 @@ import hashlib
 import os
 import stat
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
 _FORMAT = "symelig-cache 1"
 _warned: set = set()  # folders already warned about in this process
+_warning = threading.Lock()
 
 
 def folder() -> Path | None:
@@ -102,8 +104,11 @@ def _private(base: Path, create: bool) -> bool:
             if mode & 0o002 and not mode & stat.S_ISVTX:
                 problem = f"is inside {parent}, which anyone can write (mode {stat.S_IMODE(mode):04o})"
                 break
-    if problem and str(base) not in _warned:
-        _warned.add(str(base))
+    if problem:
+        with _warning:  # test and add as one step: two threads must not both warn
+            first = str(base) not in _warned
+            _warned.add(str(base))
+    if problem and first:
         print(f"symelig: warning: cache folder {base} {problem}; not using it", file=sys.stderr)
     return problem is None
 
