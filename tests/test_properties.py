@@ -129,10 +129,10 @@ def test_finite_or_clean_error(entry, representable):
 # --- user expressions: a result or one line, within a budget (issue 12, "Done when") -----------
 #
 # Random grammar-valid expressions (names, numbers from 0 to 1e±400, + - * / **, every
-# whitelisted function, sum(...) in --via) go to symelig.custom / symelig.reparametrize in a
-# worker process.  Each must give a derivation or a one-line SymeligError within EXPRESSION_BUDGET
-# seconds; a worker that does not answer in time is killed and the example fails, so a hang
-# fails the test instead of blocking the suite.
+# whitelisted function, sum(...) in --via) go to symelig.user.custom / reparametrize in a worker
+# process (tests/bounded.py).  Each must give a derivation or a one-line SymeligError within
+# EXPRESSION_BUDGET seconds; a worker that does not answer in time is killed and the example
+# fails, so a hang fails the test instead of blocking the suite.
 
 EXPRESSION_BUDGET = 20.0
 _NUMBERS = ["0", "1", "2", "0.5", "3.25", "64", "65", "1000", "123456789", "1e-300", "1e300", "1e-400", "1e400",
@@ -162,56 +162,11 @@ def _right_sides():
     return st.one_of(pieces, st.tuples(pieces, uses, pieces).map(lambda t: f"({t[0]})*{t[1]} + ({t[2]})"))
 
 
-def _derive_in_worker(connection):
-    """Worker loop: (kind, text, wrt) in, ("ok" | "error" | "crash", detail) out."""
-    import traceback
-
-    from symelig import SymeligError, user
-
-    while True:
-        kind, text, wrt = connection.recv()
-        try:
-            if kind == "custom":
-                user.custom(text, wrt=wrt, positive="s" if "s" in wrt.split(",") else ())
-            else:
-                user.reparametrize("categorical", f"logits = {text}", wrt=wrt)
-            connection.send(("ok", ""))
-        except SymeligError as err:
-            connection.send(("error", str(err)))
-        except BaseException:  # noqa: BLE001 -- reported to the test as a crash
-            connection.send(("crash", traceback.format_exc()))
-
-
-class _Worker:
-    def __init__(self):
-        self.process = None
-
-    def ask(self, job):
-        import multiprocessing
-
-        startup = 0.0
-        if self.process is None or not self.process.is_alive():
-            context = multiprocessing.get_context("spawn")
-            self.connection, child = context.Pipe()
-            self.process = context.Process(target=_derive_in_worker, args=(child,), daemon=True)
-            self.process.start()
-            startup = 60.0  # a fresh worker imports SymPy and symelig first
-        self.connection.send(job)
-        if not self.connection.poll(EXPRESSION_BUDGET + startup):
-            self.close()
-            raise AssertionError(f"{job} gave neither a result nor an error within {EXPRESSION_BUDGET} s")
-        return self.connection.recv()
-
-    def close(self):
-        if self.process is not None:
-            self.process.kill()
-            self.process.join()
-            self.process = None
-
-
 @pytest.fixture(scope="module")
 def worker():
-    w = _Worker()
+    from bounded import Worker
+
+    w = Worker()
     yield w
     w.close()
 
@@ -223,7 +178,7 @@ def _used(text, names):
 
 
 def _answer(worker, job):
-    kind, detail = worker.ask(job)
+    kind, detail = worker.ask(job, EXPRESSION_BUDGET)
     assert kind != "crash", f"{job}: {detail}"
     if kind == "error":
         assert "\n" not in detail and detail, job
@@ -238,4 +193,4 @@ def test_random_log_densities_give_a_result_or_one_line_in_time(worker, text):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(_right_sides())
 def test_random_reparametrizations_give_a_result_or_one_line_in_time(worker, text):
-    _answer(worker, ("via", text, ",".join(_used(text, ["z", "tau"])) or "z"))
+    _answer(worker, ("via", "categorical", f"logits = {text}", ",".join(_used(text, ["z", "tau"])) or "z"))
