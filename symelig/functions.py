@@ -241,3 +241,35 @@ class log1mexp(Function):
 
     def _latex(self, printer, exp=None):
         return _power(rf"\log\left(1 - e^{{{printer._print(self.args[0])}}}\right)", exp)
+
+
+class gamma_difference(Function):
+    """ψ_n(b + d) − ψ_n(b) for n ≥ 0, log Γ(b + d) − log Γ(b) for n = −1; args (n, b, d).  Only
+    the kernels use it (symelig.emit.stable): where |d| ≪ |b|, b + d rounds towards b and the
+    difference of the two values cancels, so it is evaluated as the Taylor series in d."""
+
+    nargs = 3
+
+    def doit(self, **hints):
+        from sympy import loggamma, polygamma
+
+        n, b, d = (a.doit(**hints) for a in self.args)
+        f = (lambda u: loggamma(u)) if n == -1 else (lambda u: polygamma(n, u))
+        return f(b + d) - f(b)
+
+    def _latex(self, printer, exp=None):
+        return printer._print(self.doit())
+
+
+class betaln(Function):
+    """log B(a, b) = log Γ(a) + log Γ(b) − log Γ(a + b), kept whole for the kernels (its three
+    terms cancel when a ≫ b)."""
+
+    def doit(self, **hints):
+        from sympy import loggamma
+
+        a, b = (x.doit(**hints) for x in self.args)
+        return loggamma(a) + loggamma(b) - loggamma(a + b)
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\log B\left({printer._print(self.args[0])}, {printer._print(self.args[1])}\right)", exp)

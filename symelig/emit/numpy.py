@@ -70,6 +70,25 @@ _HELPERS = {
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
     return np.where(near, np.log(-np.expm1(np.where(near, u, -1.0))), np.log1p(-np.exp(np.where(near, -1.0, u))))''',
+    "_gamma_difference": '''def _gamma_difference(n, b, d):
+    """ψ_n(b + d) − ψ_n(b), or log Γ(b + d) − log Γ(b) for n = −1.  Where |d| ≤ 1e-3·|b|, b + d
+    rounds towards b and the difference cancels: there the Taylor series Σ_k d^k/k! ψ_(n+k)(b),
+    whose terms fall by 1e-3 each (six of them), elsewhere the difference itself."""
+    def f(order, u):
+        return special.gammaln(u) if order == -1 else special.digamma(u) if order == 0 else special.polygamma(order, u)
+
+    b, d = np.broadcast_arrays(b, d)
+    small = np.abs(d) <= 1e-3 * np.abs(b)
+    bs = np.where(small, b, 1.0)
+    ds = np.where(small, d, 0.0)
+    t1 = ds
+    t2 = t1 * ds / 2
+    t3 = t2 * ds / 3
+    t4 = t3 * ds / 4
+    t5 = t4 * ds / 5
+    t6 = t5 * ds / 6
+    series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
+    return np.where(small, series, f(n, b + d) - f(n, b))''',
     "_with_ndim": '''def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)''',
@@ -163,6 +182,17 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _print_sigmoid(self, expr):
         return self._helper("_sigmoid", expr.args)
+
+    def _print_gamma_difference(self, expr):
+        self._module_format("scipy.special.polygamma")  # the helper uses scipy.special
+        n, b, d = expr.args
+        return self._helper("_gamma_difference", [n, b, d])
+
+    def _print_betaln(self, expr):
+        if self.dialect == "numpy":
+            return f"{self._module_format('scipy.special.betaln')}({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+        self.helpers.add("_gamma_difference")
+        return self._helper("_betaln", expr.args)
 
     def _print_log1mexp(self, expr):
         return self._helper("_log1mexp", expr.args)

@@ -18,10 +18,13 @@ Each rewrite is an identity; the kernels' tests compare them with 50-digit refer
 """
 from __future__ import annotations
 
-from sympy import Add, Dummy, Integer, Max, Mul, Poly, PolynomialError, Rational, S, binomial, exp, factor, gcd, log
+from sympy import (
+    Add, Dummy, Integer, Max, Mul, Poly, PolynomialError, Rational, S, Sum, binomial, cancel, count_ops, exp, expand_mul, factor,
+    factorial, gcd, log, loggamma, polygamma,
+)
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..functions import log1mexp, sigmoid, softplus
+from ..functions import betaln, gamma_difference, log1mexp, sigmoid, softplus
 
 
 def stable(expr, parameters=(), unit_interval=()):
@@ -43,12 +46,17 @@ class _Stable:
         if any(a is not b for a, b in zip(args, expr.args)):
             expr = expr.func(*args)
         if expr.is_Add:
-            expr = self._bernstein(expr)
-            return _add(expr) if expr.is_Add else expr
+            expr = _add(expr)
+            return self._bernstein(expr) if expr.is_Add else expr
         if isinstance(expr, log):
             return _log(expr)
         if expr.is_Mul:
-            return _shifted_quotient(expr)
+            from ..second_order import _as_sigmoid_over_softplus, _over_softplus
+
+            expr = _sigmoid_over_softplus_times_softplus(expr)
+            if _over_softplus(expr):  # sigmoid(u)/softplus(u) whole again: it does not underflow
+                expr = _as_sigmoid_over_softplus(expr)
+            return _shifted_quotient(expr) if expr.is_Mul else expr
         return expr
 
     def _bernstein(self, expr):
@@ -84,8 +92,8 @@ class _Stable:
         terms = []
         for k in range(d + 1):
             beta = Add(*[binomial(k, i) / binomial(d, i) * coefficients[i] for i in range(k + 1)])
-            if beta != 0:
-                terms.append(beta * binomial(d, k) * g**k * complement ** (d - k))
+            if beta != 0:  # (its terms may cancel as a polynomial in an exponential)
+                terms.append(_add(beta) * binomial(d, k) * g**k * complement ** (d - k))
         return Add(*terms)
 
 
@@ -114,38 +122,134 @@ def _terms(add):
     return out
 
 
+def _powers_of(add, unit):
+    """[(coefficient, n)]: each term as coefficient·e^(n·unit) with n rational, exponentials of
+    other arguments left in the coefficient; None if a term has e^(a·unit) with a irrational."""
+    out = []
+    for term in Add.make_args(add):
+        n, coefficient = S.Zero, []
+        for f in Mul.make_args(term):
+            u = _exponent(f)
+            ratio = (u / unit) if u is not None else None
+            if ratio is not None and ratio.is_Rational:
+                n += ratio
+            elif ratio is not None and ratio.is_number:
+                return None
+            else:
+                coefficient.append(f)
+        out.append((Mul(*coefficient), n))
+    return out
+
+
+def _special(term):
+    """(coefficient, function) for a term c·ψ_n(A) or c·log Γ(A), else None."""
+    found = [f for f in Mul.make_args(term) if isinstance(f, (polygamma, loggamma))]
+    if len(found) != 1:
+        return None
+    return term / found[0], found[0]
+
+
+def _order(f):
+    return -1 if isinstance(f, loggamma) else f.args[0]
+
+
+def _gamma_differences(expr):
+    """c·ψ_n(b + d) − c·ψ_n(b) = c·gamma_difference(n, b, d) (log Γ likewise), where d = A − B is
+    simpler than A; log Γ(b) + log Γ(d) − log Γ(b + d) = betaln(b, d).  ψ(a + b) − ψ(a) is 0 in
+    floating point for b < 1e-16·a although it is b·ψ₁(a)."""
+    terms = list(Add.make_args(expr))
+    for first in terms:
+        one = _special(first)
+        if one is None:
+            continue
+        for second in terms:
+            two = _special(second) if second is not first else None
+            if two is None or type(one[1]) is not type(two[1]) or _order(one[1]) != _order(two[1]):
+                continue
+            if (one[0] + two[0]).expand() != 0:
+                continue
+            big, small = one[1].args[-1], two[1].args[-1]
+            d = (big - small).expand()
+            if d == 0 or d.has(Sum) or count_ops(d) >= count_ops(big):
+                continue
+            rest = [t for t in terms if t is not first and t is not second]
+            if isinstance(one[1], loggamma):
+                third = next((t for t in rest if _special(t) is not None and isinstance(_special(t)[1], loggamma)
+                              and (_special(t)[0] - two[0]).expand() == 0 and (_special(t)[1].args[0] - d).expand() == 0), None)
+                if third is not None:
+                    rest.remove(third)
+                    return Add(*rest, -one[0] * betaln(small, d))
+            return Add(*rest, one[0] * gamma_difference(_order(one[1]), small, d))
+    return expr
+
+
+def _gamma_poles(expr):
+    """Terms c_k·ψ_(n_k)(a) whose poles at a = 0 cancel (−ψ(a) − a·ψ₁(a) ≈ 1/a − 1/a for a → 0)
+    are written at a + 1 (ψ_n(a) = ψ_n(a + 1) + (−1)^(n+1) n!/a^(n+1)), where they do not cancel
+    numerically: the pole parts add up to a regular remainder, symbolically."""
+    found = {}
+    for term in Add.make_args(expr):
+        special = _special(term)
+        if special is not None and isinstance(special[1], polygamma):
+            found.setdefault(special[1].args[1], []).append((term, special))
+    for a, members in found.items():
+        if len(members) < 2:
+            continue
+        poles = Add(*[c * (-1) ** (f.args[0] + 1) * factorial(f.args[0]) / a ** (f.args[0] + 1) for _, (c, f) in members])
+        regular = cancel(poles)
+        if regular.as_numer_denom()[1].has(a):
+            continue  # the poles do not cancel: nothing to gain
+        rest = [t for t in Add.make_args(expr) if t not in [m[0] for m in members]]
+        shifted = [c * polygamma(f.args[0], a + 1) for _, (c, f) in members]
+        return Add(*rest, *shifted, regular)
+    return expr
+
+
 def _add(expr):
-    expr = _sigmoid_complement(expr)
+    """Each exponential argument u of the terms in turn: the sum as a polynomial in t = e^u."""
+    expr = _gamma_poles(_gamma_differences(expr)) if expr.has(polygamma, loggamma) else expr
     if not expr.is_Add:
         return expr
-    terms = _terms(expr)
-    if terms is None:
+    expr = _sigmoid_complement(expr)
+    units = []
+    for term in Add.make_args(expr):
+        units += [u for u in (_exponent(f) for f in Mul.make_args(term)) if u is not None and u not in units]
+    for unit in units:
+        if not expr.is_Add:
+            break
+        expr = _in_powers_of(expr, unit)
+    return expr
+
+
+def _in_powers_of(expr, unit):
+    powers = _powers_of(expr, unit)
+    if powers is None or all(n == 0 for _, n in powers):
         return expr
-    exponents = [u for _, u in terms if u != 0]
-    if not exponents:
-        return expr
-    unit = exponents[0]
-    powers = []
-    for coefficient, u in terms:
-        n = (u / unit) if u != 0 else S.Zero
-        if not n.is_Rational:
-            return expr
-        powers.append((coefficient, n))
-    denominators = [Rational(n).q for _, n in powers]
     step = Integer(1)
-    for q in denominators:
+    for q in [Rational(n).q for _, n in powers]:
         step = step * q / gcd(step, q)
     if step != 1:  # t = e^(unit/step): integer powers
         unit = unit / step
         powers = [(c, n * step) for c, n in powers]
+    # one numeric polynomial in t per monomial m of the coefficients (x·e^u − x + 1/k is
+    # x·(e^u − 1) + 1/k): each that vanishes at t = 1 is factored, the others stay as they are
+    groups: dict = {}
+    for coefficient, n in powers:
+        for part in Add.make_args(expand_mul(coefficient)):
+            number, monomial = part.as_coeff_Mul()
+            groups.setdefault(monomial, []).append((number, n))
     t = Dummy("t")
-    lowest = min(n for _, n in powers)
-    polynomial = Add(*[c * t ** (n - lowest) for c, n in powers]).expand()
-    if polynomial.subs(t, 1).expand() != 0:
-        return expr  # no cancellation near u = 0 to repair
-    factored = factor(polynomial, t)
-    rewritten = Mul(*[_factor_in_t(f, t, unit) for f in Mul.make_args(factored)]) * exp(unit * lowest)
-    return rewritten
+    out, repaired = [], False
+    for monomial, members in groups.items():
+        lowest = min(n for _, n in members)
+        polynomial = Add(*[c * t ** (n - lowest) for c, n in members])
+        if len(members) > 1 and polynomial.subs(t, 1) == 0:
+            factored = factor(polynomial, t)
+            out.append(monomial * exp(unit * lowest) * Mul(*[_factor_in_t(f, t, unit) for f in Mul.make_args(factored)]))
+            repaired = True
+        else:
+            out.append(monomial * Add(*[c * exp(unit * n) for c, n in members]))
+    return Add(*out) if repaired else expr
 
 
 def _factor_in_t(f, t, unit):
@@ -191,6 +295,22 @@ def _log(expr):
     if shifted is not None:
         top, scaled = shifted
         return top + log(scaled)
+    return expr
+
+
+def _sigmoid_over_softplus_times_softplus(expr):
+    """sigmoid_over_softplus(u)^a · softplus(u)^b = sigmoid(u)^m · (the rest), m = min(a, b): the
+    quotient kept whole so that it does not underflow, but not multiplied back by softplus(u),
+    which the expm1/Bernstein forms then see as the sigmoid it is."""
+    from ..functions import sigmoid_over_softplus
+
+    powers = dict(f.as_base_exp() for f in Mul.make_args(expr))
+    for base, a in powers.items():
+        if isinstance(base, sigmoid_over_softplus) and a.is_Integer and a > 0:
+            b = powers.get(softplus(base.args[0]), S.Zero)
+            if b.is_Integer and b > 0:
+                m = min(a, b)
+                return expr / (base**m * softplus(base.args[0]) ** m) * sigmoid(base.args[0]) ** m
     return expr
 
 

@@ -93,6 +93,32 @@ _HELPERS = {
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
     return xp.where(near, xp.log(-xp.expm1(xp.where(near, u, -1.0))), xp.log1p(-xp.exp(xp.where(near, -1.0, u))))''',
+    "_gamma_difference": '''def _gamma_difference(xp, n, b, d):
+    """ψ_n(b + d) − ψ_n(b), or log Γ(b + d) − log Γ(b) for n = −1: the Taylor series in d where
+    |d| ≤ 1e-3·|b| (b + d rounds towards b there), the difference itself elsewhere."""
+    _sp = _special(xp)
+
+    def f(order, u):
+        return _sp.gammaln(u) if order == -1 else _sp.digamma(u) if order == 0 else _sp.polygamma(order, u)
+
+    b = b if hasattr(b, "dtype") else xp.full_like(d, b)
+    d = d if hasattr(d, "dtype") else xp.full_like(b, d)
+    small = xp.abs(d) <= 1e-3 * xp.abs(b)
+    bs = xp.where(small, b, xp.ones_like(b))
+    ds = xp.where(small, d, xp.zeros_like(d))
+    t1 = ds
+    t2 = t1 * ds / 2
+    t3 = t2 * ds / 3
+    t4 = t3 * ds / 4
+    t5 = t4 * ds / 5
+    t6 = t5 * ds / 6
+    series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
+    return xp.where(small, series, f(n, b + d) - f(n, b))''',
+    "_betaln": '''def _betaln(xp, a, b):
+    """log B(a, b) = log Γ(s) − (log Γ(l + s) − log Γ(l)) with l = max(a, b), s = min(a, b): the
+    difference by _gamma_difference, exact where l ≫ s."""
+    large, small = xp.maximum(a, b), xp.minimum(a, b)
+    return _special(xp).gammaln(small) - _gamma_difference(xp, -1, large, small)''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes."""
     return xp.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))''',
@@ -163,7 +189,7 @@ _HELPERS.update({
     hit = xp.arange(e.shape[-1], device=device(e)) == index
     return xp.where(hit, e + value, e)''',
 })
-_DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}}
+_DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_betaln": {"_gamma_difference"}}
 
 
 class _Function:
