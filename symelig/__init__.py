@@ -30,10 +30,11 @@ def derive(family: str, param: str | None = None):
 def reparametrize(family: str, via: str, wrt, positive=(), vector=None):
     """A catalog family with one parameter replaced by an expression, e.g.
     ``reparametrize("categorical", "logits = z / tau", wrt=["z", "tau"], positive=["tau"])``;
-    parsed by a whitelist (never evaluated), derived and verified like a catalog entry."""
+    parsed by a whitelist (never evaluated), derived and verified like a catalog entry.
+    ``wrt``, ``positive`` and ``vector`` take a name, comma-separated names, or a list."""
     from .user import reparametrize as _reparametrize
 
-    return _reparametrize(family, via, list(wrt), tuple(positive), vector)
+    return _reparametrize(family, via, wrt, positive, vector)  # "mu" is one name: user.names_of reads it
 
 
 def custom(log_prob: str, wrt, x: str = "x", positive=()):
@@ -41,7 +42,7 @@ def custom(log_prob: str, wrt, x: str = "x", positive=()):
     wrt=["m", "s"], positive=["s"])``: parsed by a whitelist, derived and verified."""
     from .user import custom as _custom
 
-    return _custom(log_prob, list(wrt), x, tuple(positive))
+    return _custom(log_prob, wrt, x, positive)
 
 
 def register(cls):

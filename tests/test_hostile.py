@@ -257,7 +257,6 @@ def test_a_string_is_one_name_or_comma_separated_names():
         user.reparametrize("categorical", "logits = z * w", wrt="z,z")
 
 
-@pytest.mark.xfail(strict=True, reason="symelig/__init__.py still passes list(wrt)/tuple(positive): it should pass them through")
 def test_the_public_functions_read_a_string_as_one_name():
     assert symelig.custom("-(x-mu)**2", wrt="mu").parameters == ("mu",)
     assert symelig.reparametrize("normal", "scale = exp(ls)", wrt="ls", positive=()).parameters == ("loc", "ls")
