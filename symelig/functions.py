@@ -244,18 +244,19 @@ class log1mexp(Function):
 
 
 class gamma_difference(Function):
-    """ψ_n(b + d) − ψ_n(b) for n ≥ 0, log Γ(b + d) − log Γ(b) for n = −1; args (n, b, d).  Only
-    the kernels use it (symelig.emit.stable): where |d| ≪ |b|, b + d rounds towards b and the
-    difference of the two values cancels, so it is evaluated as the Taylor series in d."""
+    """ψ_n(a) − ψ_n(b + s) for n ≥ 0, log Γ(a) − log Γ(b + s) for n = −1, with d = a − b and s = 0
+    or 1; args (n, b, d, a, s) (a as written, since b + d may round differently).  Only the
+    kernels use it (symelig.emit.stable): where |d| ≪ |b|, a rounds towards b and the difference
+    cancels, so it is evaluated as the Taylor series in d (plus the pole of ψ_n at b for s = 1)."""
 
-    nargs = 3
+    nargs = 5
 
     def doit(self, **hints):
         from sympy import loggamma, polygamma
 
-        n, b, d = (a.doit(**hints) for a in self.args)
+        n, b, d, a, shift = (x.doit(**hints) for x in self.args)
         f = (lambda u: loggamma(u)) if n == -1 else (lambda u: polygamma(n, u))
-        return f(b + d) - f(b)
+        return f(a) - f(b + shift)
 
     def _latex(self, printer, exp=None):
         return printer._print(self.doit())

@@ -70,14 +70,15 @@ _HELPERS = {
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
     return np.where(near, np.log(-np.expm1(np.where(near, u, -1.0))), np.log1p(-np.exp(np.where(near, -1.0, u))))''',
-    "_gamma_difference": '''def _gamma_difference(n, b, d):
-    """ψ_n(b + d) − ψ_n(b), or log Γ(b + d) − log Γ(b) for n = −1.  Where |d| ≤ 1e-3·|b|, b + d
-    rounds towards b and the difference cancels: there the Taylor series Σ_k d^k/k! ψ_(n+k)(b),
-    whose terms fall by 1e-3 each (six of them), elsewhere the difference itself."""
+    "_gamma_difference": '''def _gamma_difference(n, b, d, a, shift):
+    """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1.  Where
+    |d| ≤ 1e-3·|b|, a rounds towards b and the difference cancels: there the Taylor series
+    Σ_k d^k/k! ψ_(n+k)(b), whose terms fall by 1e-3 each (six of them), plus the pole
+    ψ_n(b) − ψ_n(b + 1) if shift is 1; elsewhere the difference itself."""
     def f(order, u):
         return special.gammaln(u) if order == -1 else special.digamma(u) if order == 0 else special.polygamma(order, u)
 
-    b, d = np.broadcast_arrays(b, d)
+    b, d, a = np.broadcast_arrays(b, d, a)
     small = np.abs(d) <= 1e-3 * np.abs(b)
     bs = np.where(small, b, 1.0)
     ds = np.where(small, d, 0.0)
@@ -88,7 +89,9 @@ _HELPERS = {
     t5 = t4 * ds / 5
     t6 = t5 * ds / 6
     series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
-    return np.where(small, series, f(n, b + d) - f(n, b))''',
+    if shift:
+        series = series + (-1.0) ** (n + 1) * float(np.prod(np.arange(1, n + 1))) / bs ** (n + 1)
+    return np.where(small, series, f(n, a) - f(n, b + shift))''',
     "_with_ndim": '''def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)''',
@@ -185,8 +188,7 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _print_gamma_difference(self, expr):
         self._module_format("scipy.special.polygamma")  # the helper uses scipy.special
-        n, b, d = expr.args
-        return self._helper("_gamma_difference", [n, b, d])
+        return self._helper("_gamma_difference", expr.args)
 
     def _print_betaln(self, expr):
         if self.dialect == "numpy":
@@ -196,6 +198,21 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _print_log1mexp(self, expr):
         return self._helper("_log1mexp", expr.args)
+
+    def _print_Piecewise(self, expr):
+        """Nested where(cond, a, b): both sides are computed (vectorized), the condition picks."""
+        *pieces, (last, _) = expr.args
+        code = self._print(last)
+        for value, condition in reversed(pieces):
+            code = f"{self.ns}.where({self._print(condition)}, {self._print(value)}, {code})"
+        return code
+
+    def _print_And(self, expr):
+        *first, last = expr.args
+        code = self._print(last)
+        for a in reversed(first):
+            code = f"{self.ns}.logical_and({self._print(a)}, {code})"
+        return code
 
     def _print_Max(self, expr):
         """Elementwise maximum, nested: max(a, b, c) = maximum(a, maximum(b, c))."""

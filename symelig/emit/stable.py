@@ -19,7 +19,7 @@ Each rewrite is an identity; the kernels' tests compare them with 50-digit refer
 from __future__ import annotations
 
 from sympy import (
-    Add, Dummy, Integer, Max, Mul, Poly, PolynomialError, Rational, S, Sum, binomial, cancel, count_ops, exp, expand_mul, factor,
+    Abs, Add, And, Dummy, Piecewise, Integer, Max, Mul, Poly, PolynomialError, Rational, S, Sum, binomial, cancel, count_ops, exp, expand_mul, factor,
     factorial, gcd, log, loggamma, polygamma,
 )
 from sympy.codegen.cfunctions import expm1, log1p
@@ -153,17 +153,29 @@ def _order(f):
     return -1 if isinstance(f, loggamma) else f.args[0]
 
 
+def _pole(n, b):
+    """The pole of ψ_n at 0: ψ_n(b) = ψ_n(b + 1) + (−1)^(n+1) n!/b^(n+1)."""
+    return (-1) ** (n + 1) * factorial(n) / b ** (n + 1)
+
+
 def _gamma_differences(expr):
-    """c·ψ_n(b + d) − c·ψ_n(b) = c·gamma_difference(n, b, d) (log Γ likewise), where d = A − B is
-    simpler than A; log Γ(b) + log Γ(d) − log Γ(b + d) = betaln(b, d).  ψ(a + b) − ψ(a) is 0 in
-    floating point for b < 1e-16·a although it is b·ψ₁(a)."""
+    """Sums of c·ψ_n(A) (and c·log Γ(A)) written so that neither of their cancellations costs digits:
+
+    * a pair c·ψ_n(b + d) − c·ψ_n(b) with d = A − B simpler than A is c·gamma_difference(n, b, d,
+      A): ψ(a + b) − ψ(a) is 0 in floating point for b < 1e-16·a although it is b·ψ₁(a);
+    * terms at one argument b whose poles at b = 0 cancel (−ψ(b) − b·ψ₁(b) ≈ 1/b − 1/b) are
+      taken at b + 1 (ψ_n(b) = ψ_n(b + 1) + pole), pairs included (gamma_difference shifted), and
+      the poles add up symbolically to a regular remainder;
+    * log Γ(b) + log Γ(d) − log Γ(b + d) is betaln(b, d)."""
     terms = list(Add.make_args(expr))
+    specials = {t: _special(t) for t in terms}
+    pairs, used = [], set()
     for first in terms:
-        one = _special(first)
-        if one is None:
+        one = specials[first]
+        if one is None or first in used:
             continue
         for second in terms:
-            two = _special(second) if second is not first else None
+            two = specials[second] if second is not first and second not in used else None
             if two is None or type(one[1]) is not type(two[1]) or _order(one[1]) != _order(two[1]):
                 continue
             if (one[0] + two[0]).expand() != 0:
@@ -172,42 +184,61 @@ def _gamma_differences(expr):
             d = (big - small).expand()
             if d == 0 or d.has(Sum) or count_ops(d) >= count_ops(big):
                 continue
-            rest = [t for t in terms if t is not first and t is not second]
             if isinstance(one[1], loggamma):
-                third = next((t for t in rest if _special(t) is not None and isinstance(_special(t)[1], loggamma)
-                              and (_special(t)[0] - two[0]).expand() == 0 and (_special(t)[1].args[0] - d).expand() == 0), None)
+                third = next((t for t in terms if t not in used and t is not first and t is not second and specials[t] is not None
+                              and isinstance(specials[t][1], loggamma) and (specials[t][0] - two[0]).expand() == 0
+                              and (specials[t][1].args[0] - d).expand() == 0), None)
                 if third is not None:
-                    rest.remove(third)
-                    return Add(*rest, -one[0] * betaln(small, d))
-            return Add(*rest, one[0] * gamma_difference(_order(one[1]), small, d))
-    return expr
+                    used |= {first, second, third}
+                    pairs.append(("betaln", -one[0], small, d, big))
+                    break
+            used |= {first, second}
+            pairs.append((_order(one[1]), one[0], small, d, big))
+            break
+    # poles: every ψ_n(b) taken alone (−c) or as the subtracted half of a pair (−c)
+    poles: dict = {}
+    for t in terms:
+        if t not in used and specials[t] is not None and isinstance(specials[t][1], polygamma):
+            c, f = specials[t]
+            poles.setdefault(f.args[1], []).append(c * _pole(f.args[0], f.args[1]))
+    for n, c, b, d, a in pairs:
+        if n != "betaln" and n >= 0:
+            poles.setdefault(b, []).append(-c * _pole(n, b))
+    shift = {}
+    for b, parts in poles.items():
+        regular = cancel(Add(*parts))
+        if len(parts) > 1 and not regular.as_numer_denom()[1].has(b):
+            shift[b] = regular
+    if not pairs and not shift:
+        return expr
+    def written(shifted):
+        out = []
+        for t in terms:
+            if t in used:
+                continue
+            if specials[t] is not None and isinstance(specials[t][1], polygamma) and specials[t][1].args[1] in shifted:
+                c, f = specials[t]
+                out.append(c * polygamma(f.args[0], f.args[1] + 1))
+            else:
+                out.append(t)
+        for n, c, b, d, a in pairs:
+            out.append(c * (betaln(b, d) if n == "betaln" else gamma_difference(n, b, d, a, int(b in shifted))))
+        return Add(*out, *[shift[b] for b in shifted])
 
-
-def _gamma_poles(expr):
-    """Terms c_k·ψ_(n_k)(a) whose poles at a = 0 cancel (−ψ(a) − a·ψ₁(a) ≈ 1/a − 1/a for a → 0)
-    are written at a + 1 (ψ_n(a) = ψ_n(a + 1) + (−1)^(n+1) n!/a^(n+1)), where they do not cancel
-    numerically: the pole parts add up to a regular remainder, symbolically."""
-    found = {}
-    for term in Add.make_args(expr):
-        special = _special(term)
-        if special is not None and isinstance(special[1], polygamma):
-            found.setdefault(special[1].args[1], []).append((term, special))
-    for a, members in found.items():
-        if len(members) < 2:
-            continue
-        poles = Add(*[c * (-1) ** (f.args[0] + 1) * factorial(f.args[0]) / a ** (f.args[0] + 1) for _, (c, f) in members])
-        regular = cancel(poles)
-        if regular.as_numer_denom()[1].has(a):
-            continue  # the poles do not cancel: nothing to gain
-        rest = [t for t in Add.make_args(expr) if t not in [m[0] for m in members]]
-        shifted = [c * polygamma(f.args[0], a + 1) for _, (c, f) in members]
-        return Add(*rest, *shifted, regular)
-    return expr
+    # with a pair at b, the shift pays only near the pole and away from the pair's Taylor
+    # regime: ψ₁(α+β) − ψ₁(β) for α ≪ β ~ 1 is tiny, and 1/β² added and taken back would drown it
+    always = {b for b in shift if not any(p[2] == b for p in pairs if p[0] != "betaln")}
+    chosen = next((b for b in shift if b not in always), None)
+    if chosen is None:
+        return written(always)
+    d = next(p[3] for p in pairs if p[2] == chosen and p[0] != "betaln")
+    near_pole = And(Abs(d) > Rational(1, 1000) * Abs(chosen), Abs(chosen) < 1)
+    return Piecewise((written(always | {chosen}), near_pole), (written(always), True))
 
 
 def _add(expr):
     """Each exponential argument u of the terms in turn: the sum as a polynomial in t = e^u."""
-    expr = _gamma_poles(_gamma_differences(expr)) if expr.has(polygamma, loggamma) else expr
+    expr = _gamma_differences(expr) if expr.has(polygamma, loggamma) else expr
     if not expr.is_Add:
         return expr
     expr = _sigmoid_complement(expr)

@@ -93,16 +93,17 @@ _HELPERS = {
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
     return xp.where(near, xp.log(-xp.expm1(xp.where(near, u, -1.0))), xp.log1p(-xp.exp(xp.where(near, -1.0, u))))''',
-    "_gamma_difference": '''def _gamma_difference(xp, n, b, d):
-    """ψ_n(b + d) − ψ_n(b), or log Γ(b + d) − log Γ(b) for n = −1: the Taylor series in d where
-    |d| ≤ 1e-3·|b| (b + d rounds towards b there), the difference itself elsewhere."""
+    "_gamma_difference": '''def _gamma_difference(xp, n, b, d, a, shift):
+    """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1: the Taylor
+    series in d (plus the pole ψ_n(b) − ψ_n(b + 1) if shift is 1) where |d| ≤ 1e-3·|b| (a
+    rounds towards b there), the difference itself elsewhere."""
     _sp = _special(xp)
 
     def f(order, u):
         return _sp.gammaln(u) if order == -1 else _sp.digamma(u) if order == 0 else _sp.polygamma(order, u)
 
-    b = b if hasattr(b, "dtype") else xp.full_like(d, b)
-    d = d if hasattr(d, "dtype") else xp.full_like(b, d)
+    like = next(v for v in (b, d, a) if hasattr(v, "dtype"))
+    b, d, a = (v if hasattr(v, "dtype") else xp.full_like(like, v) for v in (b, d, a))
     small = xp.abs(d) <= 1e-3 * xp.abs(b)
     bs = xp.where(small, b, xp.ones_like(b))
     ds = xp.where(small, d, xp.zeros_like(d))
@@ -113,12 +114,15 @@ _HELPERS = {
     t5 = t4 * ds / 5
     t6 = t5 * ds / 6
     series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
-    return xp.where(small, series, f(n, b + d) - f(n, b))''',
+    if shift:
+        factorial = 1.0 if n < 2 else float(n * (n - 1)) if n < 4 else 24.0 * (5.0 if n == 5 else 1.0)
+        series = series + (-1.0) ** (n + 1) * factorial / bs ** (n + 1)
+    return xp.where(small, series, f(n, a) - f(n, b + shift))''',
     "_betaln": '''def _betaln(xp, a, b):
     """log B(a, b) = log Γ(s) − (log Γ(l + s) − log Γ(l)) with l = max(a, b), s = min(a, b): the
     difference by _gamma_difference, exact where l ≫ s."""
     large, small = xp.maximum(a, b), xp.minimum(a, b)
-    return _special(xp).gammaln(small) - _gamma_difference(xp, -1, large, small)''',
+    return _special(xp).gammaln(small) - _gamma_difference(xp, -1, large, small, a + b, 0)''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes."""
     return xp.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))''',
