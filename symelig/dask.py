@@ -74,7 +74,7 @@ def _map(derivation, function: str, output, x, params: dict, validate: bool = Tr
         _block, out_index, *args,
         source=derivation.numpy_source, function=function, selected=output, names=tuple(arrays),
         checks=checks, rows=rows, batch_ndim=batch_ndim, finite=finite, discrete=derivation.symbolic.discrete,
-        dtype=dtype, concatenate=True, meta=np.empty((0,) * len(out_index), dtype),
+        value_checks=tuple(derivation.value_checks) if validate else (), dtype=dtype, concatenate=True, meta=np.empty((0,) * len(out_index), dtype),
     )
 
 
@@ -119,11 +119,13 @@ def _chunks_along(arrays: dict, constraint_of: dict, batch_ndim: int, axis: int,
     return (extent,)
 
 
-def _block(*blocks, source, function, selected, names, checks, rows, batch_ndim, finite, discrete):
+def _block(*blocks, source, function, selected, names, checks, rows, batch_ndim, finite, discrete, value_checks=()):
     arrays = dict(zip(names, blocks))
     positions = blocks[len(names):len(names) + rows] if rows else None
     if checks:
         _check_block(arrays, checks, positions, batch_ndim)
+    for check in value_checks:  # across arguments (a --via right side against its left side's constraint)
+        check(arrays, locate=lambda local: _global((0,) * (batch_ndim - len(local)) + tuple(local), positions))
     kernels = _compiled(source)
     with np.errstate(all="ignore"):
         result = getattr(kernels, function)(**arrays)

@@ -21,6 +21,11 @@ class Derivation:
     the generated numpy kernels; ``kernels`` is the generated module itself, without checks.
     """
 
+    # Checks across arguments, run after each argument's own constraint: f(arrays) raises
+    # SymeligError.  A --via derivation checks its right side against the left side's
+    # constraint (symelig.user.ViaCheck); catalog entries have none.
+    value_checks: tuple = ()
+
     def __init__(self, symbolic: SymbolicDerivation):
         self.symbolic = symbolic
         self.family = symbolic.family.name
@@ -317,6 +322,8 @@ class Derivation:
         # x last: its check uses the others; without x (the Fisher information) only θ is checked
         for n, c in {**expected, **({"x": family.value} if x is not None else {})}.items():
             c.check(n, arrays[n], **context)
+        for check in self.value_checks:
+            check(arrays)
         return arrays
 
     def _explain_non_finite(self, args: dict, name: str, value: np.ndarray) -> None:
