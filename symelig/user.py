@@ -26,7 +26,7 @@ from . import constraints
 from .derivation import Derivation
 from .engine import derive_symbolic
 from .errors import SymeligError
-from .family import Family, Parametrization, families, i
+from .family import Family, Internal, Parametrization, families, i
 from .parse import check_name, parse, unparse
 
 # Seconds a user derivation may take: the first order (parse, derive, kernels, verification)
@@ -123,6 +123,9 @@ def reparametrize(family: str, via: str, wrt, positive=(), vector=None) -> Deriv
     if vector and not lhs_vector:
         raise SymeligError(f"--vector applies when the left side is a vector parameter; {lhs} is a scalar")
     vectors = set(vector if vector is not None else wrt[:1]) if lhs_vector else set()
+    if lhs_vector and not vectors and not cls.value.event_dim:
+        # nothing would carry the category axis: K, and the range of x, would be unknown
+        raise SymeligError(f"{lhs} is a vector: --vector must name at least one new parameter, which carries the category axis")
     unknown = (vectors | set(positive)) - set(wrt)
     if unknown:
         raise SymeligError(f"{sorted(unknown)[0]!r} is not one of the --wrt parameters ({', '.join(wrt)})")
@@ -147,6 +150,8 @@ def _reparametrized(cls, family, base, lhs, rhs, wrt, kept, positive, vectors) -
     if missing:
         raise SymeligError(f"--wrt names {missing[0]!r}, which the --via expression does not use (or cancels)")
     _check_constraint(lhs, lhs_constraint, expression, rhs, [n for n in wrt if expression.has(probe[n])])
+    with _stage("building the check of the --via right side"):
+        value_check = _via_check(lhs, lhs_constraint, expression, rhs, probe, parameters, bool(cls.value.event_dim))
     # the placeholder for the left side while the base's map is built: a Dummy, which no user
     # symbol can equal whatever its name
     lhs_symbol = IndexedBase(Dummy(lhs)) if lhs_vector else Dummy(lhs)
@@ -174,7 +179,10 @@ def _reparametrized(cls, family, base, lhs, rhs, wrt, kept, positive, vectors) -
     doc = f"{lhs} = {formula(_display(expression))}, substituted into the {base.name} parametrization of {family}."
     options = "".join(f" --{flag} {','.join(names)}" for flag, names in (("wrt", wrt), ("positive", positive), ("vector", sorted(vectors))) if names)
     command = f'symelig export {family} --via "{lhs} = {shown_rhs}"{options} -o FILE.py'
-    return _checked_derivation(cls, Parametrization("via", parameters, substitution, doc, command=command))
+    derivation = _checked_derivation(cls, Parametrization("via", parameters, substitution, doc, command=command))
+    # at call time, the right side at the caller's values must satisfy the left side's constraint
+    derivation.value_checks = (value_check,) if value_check is not None else ()
+    return derivation
 
 
 def _parse_via(cls, base, kept, new, rhs):
@@ -202,20 +210,214 @@ def _divisors(expression, symbols: dict) -> set:
 
 def _check_constraint(lhs: str, constraint, expression, text: str, names: list) -> None:
     """Refuse a right side that breaks the left side's declared constraint for every value of
-    the new parameters (scale = -a with a > 0): the family's formulas assume it."""
-    checks = [(flag, getattr(expression, f"is_{flag}")) for flag, wanted in constraint.assumptions.items() if wanted]
-    if constraint.lower > -np.inf:
-        gap = expression - constraint.lower
-        checks.append(("above the lower bound", gap.is_positive if constraint.lower_open else gap.is_nonnegative))
-    if constraint.upper < np.inf:
-        gap = constraint.upper - expression
-        checks.append(("below the upper bound", gap.is_positive if constraint.upper_open else gap.is_nonnegative))
-    for _, holds in checks:
+    the new parameters (scale = -a with a > 0): the family's formulas assume it.  Where SymPy
+    cannot decide, the right side is checked at call time (:class:`ViaCheck`)."""
+    for holds in _constraint_facts(constraint, expression):
         if holds is False:
             raise SymeligError(
                 f"--via: {lhs} = {' '.join(text.split())} breaks the constraint of {lhs} ({constraint.allowed}) for "
                 f"every value of {', '.join(names)}"
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# the left side's constraint on the right side's value, at call time
+
+class ViaCheck:
+    """The declared constraint of a --via left side, checked on the right side evaluated at the
+    caller's values (``scale = a - b`` at a = 1, b = 2 is −1; ``normalized_probs = w`` at
+    w = [1, 1, 1] is not on the simplex): the family's formulas hold only inside the constraint,
+    and outside it the kernels return finite nonsense.  The catalog entry checks its parameter
+    itself; a --via derivation has this check in ``Derivation.value_checks`` instead, which
+    ``log_prob``, ``eligibility``, ``hessian``, ``fisher``, ``natural_gradient`` and
+    :mod:`symelig.dask` run on validated input.
+
+    The right side is evaluated by ``source``: a function generated by the kernels' own printer
+    (:class:`symelig.emit.numpy.ArrayPrinter`) from the parsed SymPy tree, never from the text,
+    in its floating-point-stable form (e^a − 1 as expm1), one array operation per node (a sum
+    over the category index is a reduction over the last axis), in float64.  Elementwise
+    conditions that SymPy proves for every allowed value (``scale = exp(a)`` > 0) are not
+    re-checked numerically, so an underflow to 0 of a positive value is not refused; where they
+    are not proved, NaN (the right side undefined there: ``sqrt(a)`` at a < 0) is refused, and
+    ±inf where the constraint bounds that side.  The sums of a simplex or of weights are always
+    checked, when K is known.  Holds strings and a constraint only, so it pickles to Dask workers.
+    """
+
+    def __init__(self, lhs: str, text: str, constraint, source: str, names: tuple, vectors: tuple, elementwise: bool,
+                 sized: tuple = ()):
+        self.lhs = lhs
+        self.text = " ".join(text.split())
+        self.constraint = constraint
+        self.source = source
+        self.names = names          # the arguments the right side reads, in its signature's order
+        self.vectors = vectors      # those of them with a category axis
+        self.elementwise = elementwise  # whether the bounds (and NaN) need a numeric check
+        self.sized = sized          # arguments whose last axis is the category axis: K comes from them
+
+    def __repr__(self):
+        return f"<ViaCheck {self.lhs} = {self.text}: {self.constraint.name}>"
+
+    def _wider(self, args: dict, value: np.ndarray) -> np.ndarray:
+        """``value`` with its NaN entries evaluated again in long double, whose exponent range
+        (to 1e4932 on x86) holds the e^800 of a softmax written out (e^z/Σe^z): NaN from an
+        overflow of a finite value is then that value, NaN from an undefined one stays.  Where
+        long double is double, or scipy.special has no long-double loop (lgamma), as it was."""
+        try:
+            wide = _compiled_rhs(self.source).rhs(**{n: a.astype(np.longdouble) for n, a in args.items()})
+            wide = np.broadcast_to(np.asarray(wide, dtype=np.float64), np.broadcast_shapes(np.shape(wide), value.shape))
+        except Exception:  # noqa: BLE001 -- a function without a long-double loop
+            return value
+        return np.where(np.isnan(value), wide, value)
+
+    def __call__(self, arrays: dict, locate=None) -> None:
+        """Raise SymeligError at the first batch row where the right side breaks the constraint;
+        ``locate`` turns a batch index within ``arrays`` into the one reported (Dask: the row of
+        the whole array)."""
+        args = {n: np.asarray(arrays[n], dtype=np.float64) for n in self.names}
+        batch = np.broadcast_shapes(*(a.shape[:-1] if n in self.vectors else a.shape for n, a in args.items()))
+        c = self.constraint
+        with np.errstate(all="ignore"):
+            value = np.asarray(_compiled_rhs(self.source).rhs(**args), dtype=np.float64)
+            if self.elementwise and np.isnan(value).any():
+                value = self._wider(args, value)
+            # K from the arguments (the sample's counts where no new name is a vector); unknown
+            # (the Fisher information of a scalar right side): each entry is checked, not the sum
+            size = next((np.shape(arrays[n])[-1] for n in self.sized if n in arrays and np.ndim(arrays[n])), None)
+            if c.event_dim:
+                value = np.broadcast_to(value if value.ndim else value[None], batch + (size or 1,))
+            else:
+                value = np.broadcast_to(value, batch)
+            bad = np.zeros(value.shape, bool)
+            if self.elementwise:
+                bad |= np.isnan(value)
+                if c.lower > -np.inf:
+                    bad |= (value <= c.lower) if c.lower_open else (value < c.lower)
+                if c.upper < np.inf:
+                    bad |= (value >= c.upper) if c.upper_open else (value > c.upper)
+                if c.integer:
+                    bad |= np.isfinite(value) & (value != np.round(value))
+            rows = bad.any(-1) if c.event_dim else bad
+            total = None
+            if c.event_dim and size is not None:
+                total = value.sum(-1)
+                if isinstance(c, constraints._Simplex):
+                    rows = rows | (np.abs(total - 1.0) > constraints._SUM_RTOL * value.shape[-1])
+                elif isinstance(c, constraints._Weights):
+                    rows = rows | (total <= 0) | np.isinf(total)  # all zeros, or a sum past the float range
+        if not rows.any():
+            return
+        where = tuple(int(w) for w in np.argwhere(rows)[0])
+        shown_at = list(locate(where)) if locate is not None else list(where)
+        at = f" at batch index {shown_at}" if where else ""
+        if c.event_dim:
+            row = value[where].tolist()
+            shown = "[" + ", ".join(f"{v:.6g}" for v in row[:8]) + (", …" if len(row) > 8 else "") + "]"
+            s = float(total[where]) if total is not None else np.nan
+            why = f", which sums to {_number(s)}" if s == s else ""
+            if bad[where].any():  # the first entry outside the bounds, with all its digits
+                entry = int(np.argmax(bad[where]))
+                why = f", entry [{entry}] is {_number(row[entry])}"
+        else:
+            shown = _number(value[where].item())
+            why = ""
+        if np.isnan(value[where]).any():
+            why = " (not a number: the right side is undefined there, or overflows float64)"
+        scalars = [n for n in self.names if n not in self.vectors]
+        given = ", ".join(f"{n} = {_number(np.broadcast_to(args[n], batch)[where].item())}" for n in scalars)
+        raise SymeligError(
+            f"--via {self.lhs} = {self.text} is {shown}{at}{' for ' + given if given else ''}{why}: "
+            f"{self.lhs} must be {c.allowed}"
+        )
+
+
+def _number(v: float) -> str:
+    """Six digits where they say which number it is, else all of them (1.0000000001, not 1)."""
+    short = f"{v:.6g}"
+    return short if float(short) == v or v != v else repr(float(v))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_rhs(source: str):
+    """The right side's evaluator from its source (our printer's output, never user text)."""
+    import types
+
+    module = types.ModuleType("symelig_via_rhs")
+    exec(compile(source, "<symelig --via right side>", "exec"), module.__dict__)
+    return module
+
+
+def _summed(constraint) -> bool:
+    """Whether the constraint also bounds the sum over the category axis (a simplex, weights)."""
+    return isinstance(constraint, (constraints._Simplex, constraints._Weights))
+
+
+def _constraint_facts(constraint, expression) -> list:
+    """What SymPy knows of each elementwise condition of the constraint on ``expression`` for
+    every allowed value of its symbols: True (always), False (never), None (not decided)."""
+    facts = [getattr(expression, f"is_{flag}") for flag, wanted in constraint.assumptions.items() if wanted]
+    if constraint.lower > -np.inf:
+        gap = expression - constraint.lower
+        facts.append(gap.is_positive if constraint.lower_open else gap.is_nonnegative)
+    if constraint.upper < np.inf:
+        gap = constraint.upper - expression
+        facts.append(gap.is_positive if constraint.upper_open else gap.is_nonnegative)
+    return facts
+
+
+def _via_check(lhs: str, constraint, expression, text: str, probe: dict, parameters: dict, sample_vector: bool) -> ViaCheck:
+    """A :class:`ViaCheck` of the parsed right side ``expression`` over ``probe``'s symbols."""
+    from sympy import Float, Sum
+
+    from .emit.numpy import _HELPERS, ArrayPrinter
+    from .emit.stable import stable
+
+    used = [n for n in parameters if expression.has(probe[n])]
+    vectors = tuple(n for n in used if isinstance(probe[n], IndexedBase))
+    elementwise = not all(holds is True for holds in _constraint_facts(constraint, expression))
+    if not elementwise and not _summed(constraint):
+        return None  # nothing left to check at call time
+    try:
+        value = stable(expression, [probe[n] for n in used])
+    except Exception:  # noqa: BLE001 -- the form as written is evaluated then
+        value = expression
+    value = value.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
+    # array names for the printer: Internal, so that none equals a user's symbol of that name
+    plain = {probe[n]: Internal(n) for n in used if n not in vectors}
+    bases = {probe[n]: n for n in vectors}
+
+    def as_arrays(e):
+        """Over array names: a scalar parameter is its array, a vector's component (at i, or at a
+        sum's index) the whole vector, whose last axis is the category axis."""
+        e = e.replace(lambda a: isinstance(a, Indexed) and a.base in bases, lambda a: Internal(bases[a.base]))
+        return e.xreplace(plain)
+
+    printer = ArrayPrinter()
+    lines = [f"{n} = np.asarray({n})" + ("[..., None]" if constraint.event_dim and n not in vectors else "") for n in used]
+    sums = []
+
+    def reduce(s):
+        name = Internal(f"_s{len(sums)}")
+        sums.append((name, s.function))
+        return name
+
+    value = value.replace(lambda e: isinstance(e, Sum), reduce)  # the parser makes no nested sums
+    allowed = {Internal(n) for n in used}
+    for name, body in sums:
+        body = as_arrays(body)
+        if not body.free_symbols <= allowed:
+            raise NotImplementedError(f"the right side has {sorted(map(str, body.free_symbols - allowed))}")
+        lines.append(f"{name} = np.sum({printer.doprint(body)}, axis=-1, keepdims=True)")
+    value = as_arrays(value)
+    if not value.free_symbols <= allowed | {name for name, _ in sums}:
+        raise NotImplementedError(f"the right side has {sorted(map(str, value.free_symbols - allowed))}")
+    lines.append(f"return {printer.doprint(value)}")
+    helpers = sorted(printer.helpers)
+    source = "\n\n".join([
+        "import numpy as np" + ("\nfrom scipy import special" if "scipy.special" in printer.module_imports else ""),
+        f"def rhs({', '.join(used)}):\n" + "\n".join("    " + line for line in lines) + "\n",
+        *(_HELPERS[h] + "\n" for h in helpers),
+    ])
+    return ViaCheck(lhs, text, constraint, source, tuple(used), vectors, elementwise, vectors + ("x",) * sample_vector)
 
 
 def _display(expression):
