@@ -62,8 +62,13 @@ def eligibility(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape)
     x = _with_ndim(x, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _b0 = _sigmoid(logits)
-    e_logits = np.subtract(x, _b0, out=_into(_b0, x))
+    _b0 = _sigmoid(-logits)
+    _b1 = np.multiply(_b0, x, out=_into(_b0, x))
+    _b2 = np.add(x, -1)
+    _b3 = _sigmoid(logits)
+    _b4 = np.multiply(_b2, _b3, out=_into(_b2, _b3))
+    np.add(_b1, _b4, out=_b1)
+    e_logits = _b1
     e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
 
@@ -79,9 +84,11 @@ def hessian(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape)
     x = _with_ndim(x, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _t0 = _sigmoid(logits)
-    _hessian_0_0 = np.square(_t0)
-    np.subtract(_hessian_0_0, _t0, out=_hessian_0_0)
+    _b0 = _sigmoid(logits)
+    _b1 = _sigmoid(-logits)
+    np.multiply(_b0, _b1, out=_b0)
+    np.negative(_b0, out=_b0)
+    _hessian_0_0 = _b0
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -96,9 +103,10 @@ def fisher(logits):
     logits = logits.astype(dtype, copy=False)
     batch = np.broadcast_shapes(logits.shape)
     logits = _with_ndim(logits, max(len(batch), 1))
-    _t0 = _sigmoid(logits)
-    _fisher_0_0 = np.square(_t0)
-    np.subtract(_t0, _fisher_0_0, out=_fisher_0_0)
+    _b0 = _sigmoid(logits)
+    _b1 = _sigmoid(-logits)
+    np.multiply(_b0, _b1, out=_b0)
+    _fisher_0_0 = _b0
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _fisher_0_0
     return out

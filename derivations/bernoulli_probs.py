@@ -35,9 +35,8 @@ def log_prob(x, probs):
     _b1 = np.multiply(_b0, x, out=_into(_b0, x))
     _b2 = np.negative(x)
     np.add(_b2, 1, out=_b2)
-    _b3 = np.negative(probs)
-    np.add(_b3, 1, out=_b3)
-    np.log(_b3, out=_b3)
+    _b3 = np.multiply(probs, -1)
+    np.log1p(_b3, out=_b3)
     _b4 = np.multiply(_b2, _b3, out=_into(_b2, _b3))
     np.add(_b1, _b4, out=_b1)
     _log_prob = _b1
@@ -60,11 +59,17 @@ def eligibility(x, probs):
     batch = np.broadcast_shapes(x.shape, probs.shape)
     x = _with_ndim(x, max(len(batch), 1))
     probs = _with_ndim(probs, max(len(batch), 1))
-    _b0 = np.subtract(probs, x)
-    _b1 = np.square(probs)
-    np.subtract(_b1, probs, out=_b1)
-    np.divide(_b0, _b1, out=_b0)
-    e_probs = _b0
+    _t0 = np.negative(probs)
+    np.add(_t0, 1, out=_t0)
+    _b1 = np.negative(x)
+    np.add(_b1, 1, out=_b1)
+    _b2 = np.multiply(_b1, probs, out=_into(_b1, probs))
+    _b3 = np.multiply(_t0, x)
+    np.subtract(_b2, _b3, out=_b2)
+    np.divide(_b2, _t0, out=_b2)
+    np.divide(_b2, probs, out=_b2)
+    np.negative(_b2, out=_b2)
+    e_probs = _b2
     e_probs = _output(e_probs, batch, dtype, copy=False)
     return {"probs": e_probs}
 
@@ -105,9 +110,10 @@ def fisher(probs):
     probs = probs.astype(dtype, copy=False)
     batch = np.broadcast_shapes(probs.shape)
     probs = _with_ndim(probs, max(len(batch), 1))
-    _b0 = np.square(probs)
-    np.subtract(_b0, probs, out=_b0)
-    _fisher_0_0 = np.divide(-1, _b0)
+    _b0 = np.negative(probs)
+    np.add(_b0, 1, out=_b0)
+    _fisher_0_0 = np.divide(1, probs)
+    np.divide(_fisher_0_0, _b0, out=_fisher_0_0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _fisher_0_0
     return out

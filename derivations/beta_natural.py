@@ -38,23 +38,14 @@ def log_prob(x, eta1, eta2):
     x = _with_ndim(x, max(len(batch), 1))
     eta1 = _with_ndim(eta1, max(len(batch), 1))
     eta2 = _with_ndim(eta2, max(len(batch), 1))
-    _b0 = np.add(eta1, 1)
-    special.gammaln(_b0, out=_b0)
-    _b1 = np.add(eta2, 1)
-    special.gammaln(_b1, out=_b1)
-    _b2 = np.log(x)
-    _b3 = np.multiply(_b2, eta1, out=_into(_b2, eta1))
-    _b4 = np.negative(x)
-    np.add(_b4, 1, out=_b4)
-    np.log(_b4, out=_b4)
-    _b5 = np.multiply(_b4, eta2, out=_into(_b4, eta2))
-    _b6 = np.add(eta1, eta2)
-    np.add(_b6, 2, out=_b6)
-    special.gammaln(_b6, out=_b6)
-    np.subtract(_b3, _b0, out=_b3)
-    _log_prob = np.subtract(_b3, _b1, out=_into(_b3, _b1))
-    np.add(_log_prob, _b5, out=_log_prob)
-    np.add(_log_prob, _b6, out=_log_prob)
+    _b0 = special.betaln(eta1 + 1, eta2 + 1)
+    _b1 = np.log(x)
+    _b2 = np.multiply(_b1, eta1, out=_into(_b1, eta1))
+    _b3 = np.multiply(x, -1)
+    np.log1p(_b3, out=_b3)
+    _b4 = np.multiply(_b3, eta2, out=_into(_b3, eta2))
+    _log_prob = np.subtract(_b2, _b0, out=_into(_b2, _b0))
+    np.add(_log_prob, _b4, out=_log_prob)
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -80,21 +71,17 @@ def eligibility(x, eta1, eta2):
     x = _with_ndim(x, max(len(batch), 1))
     eta1 = _with_ndim(eta1, max(len(batch), 1))
     eta2 = _with_ndim(eta2, max(len(batch), 1))
-    _t0 = np.add(eta1, eta2)
-    np.add(_t0, 2, out=_t0)
-    special.digamma(_t0, out=_t0)
-    _b1 = np.add(eta1, 1)
-    special.digamma(_b1, out=_b1)
-    _b2 = np.log(x)
-    e_eta1 = np.add(_b2, _t0, out=_into(_b2, _t0))
-    np.subtract(e_eta1, _b1, out=e_eta1)
-    _b4 = np.add(eta2, 1)
-    special.digamma(_b4, out=_b4)
-    _b5 = np.negative(x)
-    np.add(_b5, 1, out=_b5)
-    np.log(_b5, out=_b5)
-    np.subtract(_t0, _b4, out=_t0)
-    e_eta2 = np.add(_t0, _b5, out=_into(_t0, _b5))
+    _t0 = np.add(eta1, 1)
+    _t1 = np.add(eta2, 1)
+    _t2 = np.add(eta1, eta2)
+    np.add(_t2, 2, out=_t2)
+    _b3 = _gamma_difference(0, _t0, _t1, _t2, 0)
+    _b4 = np.log(x)
+    e_eta1 = np.add(_b3, _b4, out=_into(_b3, _b4))
+    _b6 = _gamma_difference(0, _t1, _t0, _t2, 0)
+    _b7 = np.multiply(x, -1)
+    np.log1p(_b7, out=_b7)
+    e_eta2 = np.add(_b6, _b7, out=_into(_b6, _b7))
     e_eta1 = _output(e_eta1, batch, dtype, copy=False)
     e_eta2 = _output(e_eta2, batch, dtype, copy=False)
     return {"eta1": e_eta1, "eta2": e_eta2}
@@ -116,16 +103,13 @@ def hessian(x, eta1, eta2):
     x = _with_ndim(x, max(len(batch), 1))
     eta1 = _with_ndim(eta1, max(len(batch), 1))
     eta2 = _with_ndim(eta2, max(len(batch), 1))
-    _t0 = special.polygamma(1, eta1 + eta2 + 2)
-    _t1 = np.multiply(_t0, -1)
-    _b2 = special.polygamma(1, eta1 + 1)
-    np.negative(_b2, out=_b2)
-    _hessian_0_0 = np.subtract(_b2, _t1, out=_into(_b2, _t1))
-    _hessian_0_1 = _t0
-    _b4 = special.polygamma(1, eta2 + 1)
-    np.negative(_t1, out=_t1)
-    np.subtract(_t1, _b4, out=_t1)
-    _hessian_1_1 = _t1
+    _t0 = np.add(eta1, 1)
+    _t1 = np.add(eta2, 1)
+    _t2 = np.add(eta1, eta2)
+    np.add(_t2, 2, out=_t2)
+    _hessian_0_0 = _gamma_difference(1, _t0, _t1, _t2, 0)
+    _hessian_0_1 = special.polygamma(1, _t2)
+    _hessian_1_1 = _gamma_difference(1, _t1, _t0, _t2, 0)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -147,13 +131,16 @@ def fisher(eta1, eta2):
     batch = np.broadcast_shapes(eta1.shape, eta2.shape)
     eta1 = _with_ndim(eta1, max(len(batch), 1))
     eta2 = _with_ndim(eta2, max(len(batch), 1))
-    _t0 = special.polygamma(1, eta1 + eta2 + 2)
-    np.negative(_t0, out=_t0)
-    _b1 = special.polygamma(1, eta1 + 1)
-    _fisher_0_0 = np.add(_b1, _t0, out=_into(_b1, _t0))
-    _fisher_0_1 = _t0
-    _b3 = special.polygamma(1, eta2 + 1)
-    _fisher_1_1 = np.add(_b3, _t0, out=_into(_b3, _t0))
+    _t0 = np.add(eta1, 1)
+    _t1 = np.add(eta2, 1)
+    _t2 = np.add(eta1, eta2)
+    np.add(_t2, 2, out=_t2)
+    _fisher_0_0 = _gamma_difference(1, _t0, _t1, _t2, 0)
+    np.negative(_fisher_0_0, out=_fisher_0_0)
+    _fisher_0_1 = special.polygamma(1, _t2)
+    np.negative(_fisher_0_1, out=_fisher_0_1)
+    _fisher_1_1 = _gamma_difference(1, _t1, _t0, _t2, 0)
+    np.negative(_fisher_1_1, out=_fisher_1_1)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
@@ -175,6 +162,30 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _gamma_difference(n, b, d, a, shift):
+    """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1.  Where
+    |d| ≤ 1e-3·|b|, a rounds towards b and the difference cancels: there the Taylor series
+    Σ_k d^k/k! ψ_(n+k)(b), whose terms fall by 1e-3 each (six of them), plus the pole
+    ψ_n(b) − ψ_n(b + 1) if shift is 1; elsewhere the difference itself."""
+    def f(order, u):
+        return special.gammaln(u) if order == -1 else special.digamma(u) if order == 0 else special.polygamma(order, u)
+
+    b, d, a = np.broadcast_arrays(b, d, a)
+    small = np.abs(d) <= 1e-3 * np.abs(b)
+    bs = np.where(small, b, 1.0)
+    ds = np.where(small, d, 0.0)
+    t1 = ds
+    t2 = t1 * ds / 2
+    t3 = t2 * ds / 3
+    t4 = t3 * ds / 4
+    t5 = t4 * ds / 5
+    t6 = t5 * ds / 6
+    series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
+    if shift:
+        series = series + (-1.0) ** (n + 1) * float(np.prod(np.arange(1, n + 1))) / bs ** (n + 1)
+    return np.where(small, series, f(n, a) - f(n, b + shift))
 
 
 def _into(buffer, other):

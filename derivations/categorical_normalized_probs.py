@@ -91,7 +91,7 @@ def hessian(x, normalized_probs):
 
 
 def fisher(normalized_probs):
-    """the Fisher information F(θ) (F = −E[H], the expectation by an exact sum over the K categories): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    """the Fisher information F(θ) (F = E[e eᵀ] (the score has mean E[e_normalized_probs] = 1 ≠ 0 in these free coordinates, so −E[H] is a different matrix), the expectation by an exact sum over the K categories): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
     d_j = 1/π[j], c = 0, u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """

@@ -32,9 +32,8 @@ def log_prob(x, log_rate):
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
     x = _with_ndim(x, max(len(batch), 1))
     log_rate = _with_ndim(log_rate, max(len(batch), 1))
-    _b0 = np.exp(log_rate)
-    _log_prob = np.multiply(_b0, x, out=_into(_b0, x))
-    np.subtract(log_rate, _log_prob, out=_log_prob)
+    _w0 = x*np.exp(log_rate)
+    _log_prob = np.subtract(log_rate, _w0)
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -55,9 +54,8 @@ def eligibility(x, log_rate):
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
     x = _with_ndim(x, max(len(batch), 1))
     log_rate = _with_ndim(log_rate, max(len(batch), 1))
-    _b0 = np.exp(log_rate)
-    e_log_rate = np.multiply(_b0, x, out=_into(_b0, x))
-    np.negative(e_log_rate, out=e_log_rate)
+    _w0 = x*np.exp(log_rate)
+    e_log_rate = np.negative(_w0)
     np.add(e_log_rate, 1, out=e_log_rate)
     e_log_rate = _output(e_log_rate, batch, dtype, copy=False)
     return {"log_rate": e_log_rate}
@@ -74,9 +72,8 @@ def hessian(x, log_rate):
     batch = np.broadcast_shapes(x.shape, log_rate.shape)
     x = _with_ndim(x, max(len(batch), 1))
     log_rate = _with_ndim(log_rate, max(len(batch), 1))
-    _b0 = np.exp(log_rate)
-    _hessian_0_0 = np.multiply(_b0, x, out=_into(_b0, x))
-    np.negative(_hessian_0_0, out=_hessian_0_0)
+    _w0 = x*np.exp(log_rate)
+    _hessian_0_0 = np.multiply(_w0, -1)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -109,12 +106,6 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _into(buffer, other):
-    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
-    (the ufunc then returns a new array of the broadcast shape)."""
-    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

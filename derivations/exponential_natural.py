@@ -32,11 +32,10 @@ def log_prob(x, eta):
     batch = np.broadcast_shapes(x.shape, eta.shape)
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
-    _b0 = np.multiply(eta, x)
-    _b1 = np.multiply(eta, -1)
-    np.log(_b1, out=_b1)
-    np.add(_b0, _b1, out=_b0)
-    _log_prob = _b0
+    _w0 = -eta*x
+    _b0 = np.multiply(eta, -1)
+    np.log(_b0, out=_b0)
+    _log_prob = np.subtract(_b0, _w0, out=_into(_b0, _w0))
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -57,8 +56,10 @@ def eligibility(x, eta):
     batch = np.broadcast_shapes(x.shape, eta.shape)
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
-    _b0 = np.divide(1, eta)
-    e_eta = np.add(_b0, x, out=_into(_b0, x))
+    _w0 = -eta*x
+    e_eta = np.negative(_w0)
+    np.add(e_eta, 1, out=e_eta)
+    np.divide(e_eta, eta, out=e_eta)
     e_eta = _output(e_eta, batch, dtype, copy=False)
     return {"eta": e_eta}
 

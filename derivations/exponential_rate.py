@@ -31,9 +31,9 @@ def log_prob(x, rate):
     batch = np.broadcast_shapes(x.shape, rate.shape)
     x = _with_ndim(x, max(len(batch), 1))
     rate = _with_ndim(rate, max(len(batch), 1))
-    _b0 = np.multiply(rate, x)
-    _b1 = np.log(rate)
-    _log_prob = np.subtract(_b1, _b0, out=_into(_b1, _b0))
+    _w0 = rate*x
+    _b0 = np.log(rate)
+    _log_prob = np.subtract(_b0, _w0, out=_into(_b0, _w0))
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -53,8 +53,10 @@ def eligibility(x, rate):
     batch = np.broadcast_shapes(x.shape, rate.shape)
     x = _with_ndim(x, max(len(batch), 1))
     rate = _with_ndim(rate, max(len(batch), 1))
-    _b0 = np.divide(1, rate)
-    e_rate = np.subtract(_b0, x, out=_into(_b0, x))
+    _w0 = rate*x
+    e_rate = np.negative(_w0)
+    np.add(e_rate, 1, out=e_rate)
+    np.divide(e_rate, rate, out=e_rate)
     e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"rate": e_rate}
 

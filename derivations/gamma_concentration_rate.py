@@ -37,16 +37,16 @@ def log_prob(x, concentration, rate):
     x = _with_ndim(x, max(len(batch), 1))
     concentration = _with_ndim(concentration, max(len(batch), 1))
     rate = _with_ndim(rate, max(len(batch), 1))
+    _w0 = rate*x
     _b0 = special.gammaln(concentration)
     _b1 = np.log(rate)
     _b2 = np.multiply(_b1, concentration, out=_into(_b1, concentration))
     _b3 = np.add(concentration, -1)
     _b4 = np.log(x)
     _b5 = np.multiply(_b3, _b4, out=_into(_b3, _b4))
-    _b6 = np.multiply(rate, x)
-    np.subtract(_b2, _b0, out=_b2)
-    _log_prob = np.add(_b2, _b5, out=_into(_b2, _b5))
-    np.subtract(_log_prob, _b6, out=_log_prob)
+    _log_prob = np.subtract(_b2, _w0, out=_into(_b2, _w0))
+    np.subtract(_log_prob, _b0, out=_log_prob)
+    np.add(_log_prob, _b5, out=_log_prob)
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -71,13 +71,14 @@ def eligibility(x, concentration, rate):
     x = _with_ndim(x, max(len(batch), 1))
     concentration = _with_ndim(concentration, max(len(batch), 1))
     rate = _with_ndim(rate, max(len(batch), 1))
+    _w0 = rate*x
     _b0 = special.digamma(concentration)
     _b1 = np.log(rate)
     _b2 = np.log(x)
     _b3 = np.subtract(_b1, _b0, out=_into(_b1, _b0))
     e_concentration = np.add(_b3, _b2, out=_into(_b3, _b2))
-    _b5 = np.divide(concentration, rate)
-    e_rate = np.subtract(_b5, x, out=_into(_b5, x))
+    e_rate = np.subtract(concentration, _w0)
+    np.divide(e_rate, rate, out=e_rate)
     e_concentration = _output(e_concentration, batch, dtype, copy=False)
     e_rate = _output(e_rate, batch, dtype, copy=False)
     return {"concentration": e_concentration, "rate": e_rate}

@@ -38,6 +38,7 @@ def log_prob(x, eta1, eta2):
     x = _with_ndim(x, max(len(batch), 1))
     eta1 = _with_ndim(eta1, max(len(batch), 1))
     eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _w0 = -eta2*x
     _t0 = np.add(eta1, 1)
     _b1 = special.gammaln(_t0)
     _b2 = np.multiply(eta2, -1)
@@ -45,10 +46,9 @@ def log_prob(x, eta1, eta2):
     _b3 = np.multiply(_b2, _t0, out=_into(_b2, _t0))
     _b4 = np.log(x)
     _b5 = np.multiply(_b4, eta1, out=_into(_b4, eta1))
-    _b6 = np.multiply(eta2, x)
-    np.subtract(_b3, _b1, out=_b3)
-    _log_prob = np.add(_b3, _b5, out=_into(_b3, _b5))
-    np.add(_log_prob, _b6, out=_log_prob)
+    _log_prob = np.subtract(_b3, _w0, out=_into(_b3, _w0))
+    np.subtract(_log_prob, _b1, out=_log_prob)
+    np.add(_log_prob, _b5, out=_log_prob)
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -74,6 +74,7 @@ def eligibility(x, eta1, eta2):
     x = _with_ndim(x, max(len(batch), 1))
     eta1 = _with_ndim(eta1, max(len(batch), 1))
     eta2 = _with_ndim(eta2, max(len(batch), 1))
+    _w0 = -eta2*x
     _t0 = np.add(eta1, 1)
     _b1 = special.digamma(_t0)
     _b2 = np.log(x)
@@ -81,8 +82,8 @@ def eligibility(x, eta1, eta2):
     np.log(_b3, out=_b3)
     _b4 = np.subtract(_b2, _b1, out=_into(_b2, _b1))
     e_eta1 = np.add(_b4, _b3, out=_into(_b4, _b3))
-    _b6 = np.divide(_t0, eta2, out=_into(_t0, eta2))
-    e_eta2 = np.add(_b6, x, out=_into(_b6, x))
+    e_eta2 = np.subtract(_t0, _w0, out=_into(_t0, _w0))
+    np.divide(e_eta2, eta2, out=e_eta2)
     e_eta1 = _output(e_eta1, batch, dtype, copy=False)
     e_eta2 = _output(e_eta2, batch, dtype, copy=False)
     return {"eta1": e_eta1, "eta2": e_eta2}

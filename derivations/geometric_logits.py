@@ -58,11 +58,10 @@ def eligibility(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape)
     x = _with_ndim(x, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _t0 = _sigmoid(logits)
-    e_logits = np.multiply(_t0, x)
-    np.negative(e_logits, out=e_logits)
-    np.subtract(e_logits, _t0, out=e_logits)
-    np.add(e_logits, 1, out=e_logits)
+    _b0 = _sigmoid(logits)
+    _b1 = np.multiply(_b0, x, out=_into(_b0, x))
+    _b2 = _sigmoid(-logits)
+    e_logits = np.subtract(_b2, _b1, out=_into(_b2, _b1))
     e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
 
@@ -78,11 +77,12 @@ def hessian(x, logits):
     batch = np.broadcast_shapes(x.shape, logits.shape)
     x = _with_ndim(x, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _t0 = _sigmoid(logits)
-    _b1 = np.add(x, 1)
-    _b2 = np.add(_t0, -1)
-    _hessian_0_0 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _b0 = np.add(x, 1)
+    _b1 = _sigmoid(logits)
+    _b2 = _sigmoid(-logits)
+    _hessian_0_0 = np.multiply(_b0, _b1, out=_into(_b0, _b1))
     np.multiply(_hessian_0_0, _b2, out=_hessian_0_0)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -97,9 +97,7 @@ def fisher(logits):
     logits = logits.astype(dtype, copy=False)
     batch = np.broadcast_shapes(logits.shape)
     logits = _with_ndim(logits, max(len(batch), 1))
-    _fisher_0_0 = _sigmoid(logits)
-    np.negative(_fisher_0_0, out=_fisher_0_0)
-    np.add(_fisher_0_0, 1, out=_fisher_0_0)
+    _fisher_0_0 = _sigmoid(-logits)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _fisher_0_0
     return out

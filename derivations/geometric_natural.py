@@ -33,10 +33,7 @@ def log_prob(x, eta):
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.multiply(eta, x)
-    _b1 = np.exp(eta)
-    np.negative(_b1, out=_b1)
-    np.add(_b1, 1, out=_b1)
-    np.log(_b1, out=_b1)
+    _b1 = _log1mexp(eta)
     np.add(_b0, _b1, out=_b0)
     _log_prob = _b0
     return _output(_log_prob, batch, dtype, copy=False)
@@ -60,8 +57,7 @@ def eligibility(x, eta):
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.multiply(eta, -1)
-    np.exp(_b0, out=_b0)
-    np.subtract(_b0, 1, out=_b0)
+    np.expm1(_b0, out=_b0)
     _b1 = np.divide(1, _b0)
     e_eta = np.subtract(x, _b1, out=_into(_b1, x))
     e_eta = _output(e_eta, batch, dtype, copy=False)
@@ -80,11 +76,11 @@ def hessian(x, eta):
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.exp(eta)
-    _b1 = np.multiply(eta, -1)
-    np.exp(_b1, out=_b1)
-    np.add(_b0, _b1, out=_b0)
-    np.subtract(_b0, 2, out=_b0)
-    _hessian_0_0 = np.divide(-1, _b0)
+    _b1 = np.expm1(eta)
+    np.square(_b1, out=_b1)
+    np.divide(_b0, _b1, out=_b0)
+    np.negative(_b0, out=_b0)
+    _hessian_0_0 = _b0
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -100,11 +96,10 @@ def fisher(eta):
     batch = np.broadcast_shapes(eta.shape)
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.exp(eta)
-    _b1 = np.multiply(eta, -1)
-    np.exp(_b1, out=_b1)
-    np.add(_b0, _b1, out=_b0)
-    np.subtract(_b0, 2, out=_b0)
-    _fisher_0_0 = np.divide(1, _b0)
+    _b1 = np.expm1(eta)
+    np.square(_b1, out=_b1)
+    np.divide(_b0, _b1, out=_b0)
+    _fisher_0_0 = _b0
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _fisher_0_0
     return out
@@ -128,6 +123,12 @@ def _into(buffer, other):
     """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
     (the ufunc then returns a new array of the broadcast shape)."""
     return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
+
+
+def _log1mexp(u):
+    """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
+    near = u > -0.6931471805599453
+    return np.where(near, np.log(-np.expm1(np.where(near, u, -1.0))), np.log1p(-np.exp(np.where(near, -1.0, u))))
 
 
 def _output(value, shape, dtype, copy):

@@ -32,10 +32,8 @@ def log_prob(x, log_scale):
     batch = np.broadcast_shapes(x.shape, log_scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
-    _b0 = np.square(x)
-    _b1 = np.multiply(log_scale, -2)
-    np.exp(_b1, out=_b1)
-    _log_prob = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    _w0 = x*np.exp(-log_scale)
+    _log_prob = np.square(_w0)
     np.multiply(_log_prob, -1/2, out=_log_prob)
     np.subtract(_log_prob, log_scale, out=_log_prob)
     np.subtract(_log_prob, 0.22579135264472743, out=_log_prob)
@@ -59,10 +57,8 @@ def eligibility(x, log_scale):
     batch = np.broadcast_shapes(x.shape, log_scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
-    _b0 = np.square(x)
-    _b1 = np.multiply(log_scale, -2)
-    np.exp(_b1, out=_b1)
-    e_log_scale = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    _w0 = x*np.exp(-log_scale)
+    e_log_scale = np.square(_w0)
     np.subtract(e_log_scale, 1, out=e_log_scale)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"log_scale": e_log_scale}
@@ -79,10 +75,8 @@ def hessian(x, log_scale):
     batch = np.broadcast_shapes(x.shape, log_scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
-    _b0 = np.square(x)
-    _b1 = np.multiply(log_scale, -2)
-    np.exp(_b1, out=_b1)
-    _hessian_0_0 = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    _w0 = x*np.exp(-log_scale)
+    _hessian_0_0 = np.square(_w0)
     np.multiply(_hessian_0_0, -2, out=_hessian_0_0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
@@ -116,12 +110,6 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _into(buffer, other):
-    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
-    (the ufunc then returns a new array of the broadcast shape)."""
-    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

@@ -32,13 +32,15 @@ def log_prob(x, eta):
     batch = np.broadcast_shapes(x.shape, eta.shape)
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
-    _b0 = np.divide(-1, eta)
-    np.log(_b0, out=_b0)
+    _w0 = 1.414213562373095*x/np.sqrt(-1/eta)
+    _b0 = np.square(_w0)
     np.multiply(_b0, -1/2, out=_b0)
-    _b1 = np.square(x)
-    _b2 = np.multiply(_b1, eta, out=_into(_b1, eta))
-    _log_prob = np.add(_b0, _b2, out=_into(_b0, _b2))
-    np.add(_log_prob, 0.12078223763524522, out=_log_prob)
+    _b1 = np.divide(-1, eta)
+    np.log(_b1, out=_b1)
+    np.multiply(_b1, -1/2, out=_b1)
+    np.add(_b0, _b1, out=_b0)
+    np.add(_b0, 0.12078223763524522, out=_b0)
+    _log_prob = _b0
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -59,9 +61,12 @@ def eligibility(x, eta):
     batch = np.broadcast_shapes(x.shape, eta.shape)
     x = _with_ndim(x, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
-    _b0 = np.square(x)
-    _b1 = np.divide(1/2, eta)
-    e_eta = np.add(_b0, _b1, out=_into(_b0, _b1))
+    _w0 = 1.414213562373095*x/np.sqrt(-1/eta)
+    e_eta = np.square(_w0)
+    np.negative(e_eta, out=e_eta)
+    np.add(e_eta, 1, out=e_eta)
+    np.divide(e_eta, eta, out=e_eta)
+    np.multiply(e_eta, 1/2, out=e_eta)
     e_eta = _output(e_eta, batch, dtype, copy=False)
     return {"eta": e_eta}
 
@@ -112,12 +117,6 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _into(buffer, other):
-    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
-    (the ufunc then returns a new array of the broadcast shape)."""
-    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

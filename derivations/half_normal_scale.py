@@ -31,10 +31,9 @@ def log_prob(x, scale):
     batch = np.broadcast_shapes(x.shape, scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
+    _w0 = x/scale
     _b0 = np.log(scale)
-    _b1 = np.square(x)
-    _b2 = np.square(scale)
-    _log_prob = np.divide(_b1, _b2, out=_into(_b1, _b2))
+    _log_prob = np.square(_w0)
     np.multiply(_log_prob, -1/2, out=_log_prob)
     np.subtract(_log_prob, _b0, out=_log_prob)
     np.subtract(_log_prob, 0.22579135264472743, out=_log_prob)
@@ -57,13 +56,10 @@ def eligibility(x, scale):
     batch = np.broadcast_shapes(x.shape, scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
-    _b0 = np.square(x)
-    _b1 = np.square(scale)
-    _b2 = np.subtract(_b0, _b1, out=_into(_b0, _b1))
-    _b3 = np.square(scale)
-    np.multiply(_b3, scale, out=_b3)
-    np.divide(_b2, _b3, out=_b2)
-    e_scale = _b2
+    _w0 = x/scale
+    e_scale = np.square(_w0)
+    np.subtract(e_scale, 1, out=e_scale)
+    np.divide(e_scale, scale, out=e_scale)
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"scale": e_scale}
 
@@ -79,14 +75,13 @@ def hessian(x, scale):
     batch = np.broadcast_shapes(x.shape, scale.shape)
     x = _with_ndim(x, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
-    _b0 = np.square(scale)
-    _b1 = np.square(x)
-    np.multiply(_b1, -3, out=_b1)
-    _b2 = np.add(_b0, _b1, out=_into(_b0, _b1))
-    _b3 = np.square(scale)
-    np.square(_b3, out=_b3)
-    np.divide(_b2, _b3, out=_b2)
-    _hessian_0_0 = _b2
+    _w0 = x/scale
+    _b0 = np.square(_w0)
+    np.multiply(_b0, -3, out=_b0)
+    np.add(_b0, 1, out=_b0)
+    _b1 = np.square(scale)
+    np.divide(_b0, _b1, out=_b0)
+    _hessian_0_0 = _b0
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -120,12 +115,6 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _into(buffer, other):
-    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
-    (the ufunc then returns a new array of the broadcast shape)."""
-    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

@@ -36,13 +36,13 @@ def log_prob(x, loc, scale):
     x = _with_ndim(x, max(len(batch), 1))
     loc = _with_ndim(loc, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
-    _b0 = np.log(scale)
-    _b1 = np.subtract(loc, x)
-    np.abs(_b1, out=_b1)
-    _b2 = np.divide(_b1, scale, out=_into(_b1, scale))
+    _w0 = (x - loc)/scale
+    _b0 = np.abs(_w0)
+    _b1 = np.log(scale)
     np.negative(_b0, out=_b0)
-    _log_prob = np.subtract(_b0, _b2, out=_into(_b0, _b2))
-    np.subtract(_log_prob, 0.69314718055994531, out=_log_prob)
+    np.subtract(_b0, _b1, out=_b0)
+    np.subtract(_b0, 0.69314718055994531, out=_b0)
+    _log_prob = _b0
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -67,15 +67,13 @@ def eligibility(x, loc, scale):
     x = _with_ndim(x, max(len(batch), 1))
     loc = _with_ndim(loc, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
+    _w0 = (x - loc)/scale
     _t0 = np.divide(1, scale)
-    _t1 = np.subtract(loc, x)
-    _b2 = np.sign(_t1)
-    e_loc = np.multiply(_b2, _t0, out=_into(_b2, _t0))
-    np.negative(e_loc, out=e_loc)
-    np.abs(_t1, out=_t1)
-    e_scale = np.multiply(_t1, _t0, out=_into(_t1, _t0))
-    np.subtract(e_scale, 1, out=e_scale)
-    np.multiply(e_scale, _t0, out=e_scale)
+    e_loc = np.sign(_w0)
+    np.multiply(e_loc, _t0, out=e_loc)
+    _b2 = np.abs(_w0)
+    np.subtract(_b2, 1, out=_b2)
+    e_scale = np.multiply(_t0, _b2, out=_into(_t0, _b2))
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_scale = _output(e_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "scale": e_scale}
@@ -97,18 +95,17 @@ def hessian(x, loc, scale):
     x = _with_ndim(x, max(len(batch), 1))
     loc = _with_ndim(loc, max(len(batch), 1))
     scale = _with_ndim(scale, max(len(batch), 1))
-    _t0 = np.subtract(loc, x)
+    _w0 = (x - loc)/scale
+    _b0 = np.square(scale)
+    _t0 = np.divide(1, _b0)
     _hessian_0_0 = 0
-    _b1 = np.sign(_t0)
-    _b2 = np.square(scale)
-    _hessian_0_1 = np.divide(_b1, _b2, out=_into(_b1, _b2))
-    np.abs(_t0, out=_t0)
-    np.multiply(_t0, -2, out=_t0)
-    _b4 = np.add(_t0, scale, out=_into(_t0, scale))
-    _b5 = np.square(scale)
-    np.multiply(_b5, scale, out=_b5)
-    np.divide(_b4, _b5, out=_b4)
-    _hessian_1_1 = _b4
+    _hessian_0_1 = np.sign(_w0)
+    np.multiply(_hessian_0_1, _t0, out=_hessian_0_1)
+    np.negative(_hessian_0_1, out=_hessian_0_1)
+    _b3 = np.abs(_w0)
+    np.multiply(_b3, -2, out=_b3)
+    np.add(_b3, 1, out=_b3)
+    _hessian_1_1 = np.multiply(_t0, _b3, out=_into(_t0, _b3))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1

@@ -38,13 +38,14 @@ def log_prob(x, total_count, logits):
     total_count = total_count[..., None]
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _sum0 = _row_sum(special.gammaln(x + 1))
+    _fixed0 = special.gammaln(total_count + 1) - _sum0
     _max0 = _row_max(logits)
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
     _sumexp0 = _row_sum(_exp0)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _sum1 = _row_sum(logits*x)
-    _log_prob = _sum1 + special.gammaln(total_count + 1) - _logsumexp0*total_count - _sum0
+    _log_prob = _fixed0 + _sum1 - _logsumexp0*total_count
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 

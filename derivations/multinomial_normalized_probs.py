@@ -37,8 +37,9 @@ def log_prob(x, total_count, normalized_probs):
     total_count = total_count[..., None]
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _sum0 = _row_sum(special.gammaln(x + 1))
+    _fixed0 = special.gammaln(total_count + 1) - _sum0
     _sum1 = _row_sum(_xlogy(x, normalized_probs))
-    _log_prob = _sum1 + special.gammaln(total_count + 1) - _sum0
+    _log_prob = _fixed0 + _sum1
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
@@ -93,8 +94,8 @@ def hessian(x, total_count, normalized_probs):
 
 
 def fisher(total_count, normalized_probs):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
-    d_j = n/π[j], c = 0, u_j = 1
+    """the Fisher information F(θ) (F = E[e eᵀ] (the score has mean E[e_normalized_probs] = n ≠ 0 in these free coordinates, so −E[H] is a different matrix), the expectation by linearity and the moments E[x[i]] = n*pi[i]; E[x[i]*x[k]] = n*(n - 1)*pi[i]*pi[k] + n*KroneckerDelta(i, k)*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    d_j = n/π[j], c = n*(n - 1), u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """
     normalized_probs = np.asarray(normalized_probs)
@@ -106,7 +107,7 @@ def fisher(total_count, normalized_probs):
     total_count = total_count[..., None]
     normalized_probs = normalized_probs.reshape((1,) * (len(batch) + 1 - normalized_probs.ndim) + normalized_probs.shape)
     _diagonal = np.divide(total_count, normalized_probs)
-    _scale = 0
+    _scale = total_count*(total_count - 1)
     _vector = 1
     _diagonal = _output(_diagonal, batch + (size,), dtype, copy=False)
     _vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or True)
@@ -116,10 +117,10 @@ def fisher(total_count, normalized_probs):
 
 def natural_gradient(grad, total_count, normalized_probs):
     """The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility
-    (e.g. the mean eligibility of a batch).  F is diagonal.
+    (e.g. the mean eligibility of a batch).  F⁻¹ by Sherman–Morrison in O(K).
     """
     f = fisher(total_count, normalized_probs)
-    return {'normalized_probs': np.asarray(grad['normalized_probs'], f['diagonal'].dtype) * _pinv_diagonal(f['diagonal'])}
+    return {'normalized_probs': _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], np.asarray(grad['normalized_probs'], f['diagonal'].dtype))}
 
 
 def _float_dtype(*arrays):
@@ -142,6 +143,16 @@ def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
     safe = np.where(d == 0, 1, d)
     return np.where(d == 0, 0, 1 / safe)
+
+
+def _rank_one_solve(d, c, u, g):
+    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d;
+    a category with d = 0 (and u = 0: a zero row of F) gets 0, as the pseudo-inverse gives."""
+    inverse = _pinv_diagonal(d)
+    w = u * inverse
+    wg = np.sum(w * g, axis=-1, keepdims=True)
+    wu = np.sum(w * u, axis=-1, keepdims=True)
+    return g * inverse - w * (c * wg / (1 + c * wu))
 
 
 def _row_sum(a):

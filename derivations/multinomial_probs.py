@@ -38,9 +38,10 @@ def log_prob(x, total_count, probs):
     total_count = total_count[..., None]
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = _row_sum(special.gammaln(x + 1))
+    _fixed0 = special.gammaln(total_count + 1) - _sum0
     _sum1 = _row_sum(probs)
     _sum2 = _row_sum(_xlogy(x, probs))
-    _log_prob = _sum2 + special.gammaln(total_count + 1) - _sum0 - total_count*np.log(_sum1)
+    _log_prob = _fixed0 + _sum2 - total_count*np.log(_sum1)
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
@@ -100,7 +101,7 @@ def hessian(x, total_count, probs):
 
 
 def fisher(total_count, probs):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n*pi[i]; E[x[i]*x[k]] = n*(n - 1)*pi[i]*pi[k] + n*KroneckerDelta(i, k)*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
     d_j = n/(p[j]*Σ_i p[i]), c = -n/Σ_i p[i]**2, u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """

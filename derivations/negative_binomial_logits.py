@@ -36,19 +36,14 @@ def log_prob(x, total_count, logits):
     x = _with_ndim(x, max(len(batch), 1))
     total_count = _with_ndim(total_count, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _b0 = special.gammaln(x + 1)
-    _b1 = special.gammaln(total_count)
-    _b2 = np.logaddexp(0, logits)
-    _b3 = np.multiply(_b2, total_count, out=_into(_b2, total_count))
-    _b4 = np.multiply(logits, -1)
-    np.logaddexp(0, _b4, out=_b4)
-    _b5 = np.multiply(_b4, x, out=_into(_b4, x))
-    _b6 = np.add(total_count, x)
-    special.gammaln(_b6, out=_b6)
-    np.subtract(_b6, _b0, out=_b6)
-    np.subtract(_b6, _b1, out=_b6)
-    _log_prob = np.subtract(_b6, _b3, out=_into(_b6, _b3))
-    np.subtract(_log_prob, _b5, out=_log_prob)
+    _fixed0 = _gamma_difference(-1, total_count, x, total_count + x, 0) - special.gammaln(x + 1)
+    _b0 = np.logaddexp(0, logits)
+    _b1 = np.multiply(_b0, total_count, out=_into(_b0, total_count))
+    _b2 = np.multiply(logits, -1)
+    np.logaddexp(0, _b2, out=_b2)
+    _b3 = np.multiply(_b2, x, out=_into(_b2, x))
+    _log_prob = np.subtract(_fixed0, _b1, out=_into(_b1, _fixed0))
+    np.subtract(_log_prob, _b3, out=_log_prob)
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -72,11 +67,11 @@ def eligibility(x, total_count, logits):
     x = _with_ndim(x, max(len(batch), 1))
     total_count = _with_ndim(total_count, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _t0 = _sigmoid(logits)
-    _b1 = np.multiply(_t0, total_count)
-    _b2 = np.multiply(_t0, x)
-    e_logits = np.subtract(x, _b1, out=_into(_b1, x))
-    np.subtract(e_logits, _b2, out=e_logits)
+    _b0 = _sigmoid(-logits)
+    _b1 = np.multiply(_b0, x, out=_into(_b0, x))
+    _b2 = _sigmoid(logits)
+    _b3 = np.multiply(_b2, total_count, out=_into(_b2, total_count))
+    e_logits = np.subtract(_b1, _b3, out=_into(_b1, _b3))
     e_logits = _output(e_logits, batch, dtype, copy=False)
     return {"logits": e_logits}
 
@@ -94,11 +89,12 @@ def hessian(x, total_count, logits):
     x = _with_ndim(x, max(len(batch), 1))
     total_count = _with_ndim(total_count, max(len(batch), 1))
     logits = _with_ndim(logits, max(len(batch), 1))
-    _t0 = _sigmoid(logits)
-    _b1 = np.add(_t0, -1)
-    _b2 = np.add(total_count, x)
-    np.multiply(_b1, _t0, out=_b1)
-    _hessian_0_0 = np.multiply(_b1, _b2, out=_into(_b1, _b2))
+    _b0 = np.add(total_count, x)
+    _b1 = _sigmoid(logits)
+    _b2 = _sigmoid(-logits)
+    _hessian_0_0 = np.multiply(_b0, _b1, out=_into(_b0, _b1))
+    np.multiply(_hessian_0_0, _b2, out=_hessian_0_0)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -134,6 +130,30 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _gamma_difference(n, b, d, a, shift):
+    """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1.  Where
+    |d| ≤ 1e-3·|b|, a rounds towards b and the difference cancels: there the Taylor series
+    Σ_k d^k/k! ψ_(n+k)(b), whose terms fall by 1e-3 each (six of them), plus the pole
+    ψ_n(b) − ψ_n(b + 1) if shift is 1; elsewhere the difference itself."""
+    def f(order, u):
+        return special.gammaln(u) if order == -1 else special.digamma(u) if order == 0 else special.polygamma(order, u)
+
+    b, d, a = np.broadcast_arrays(b, d, a)
+    small = np.abs(d) <= 1e-3 * np.abs(b)
+    bs = np.where(small, b, 1.0)
+    ds = np.where(small, d, 0.0)
+    t1 = ds
+    t2 = t1 * ds / 2
+    t3 = t2 * ds / 3
+    t4 = t3 * ds / 4
+    t5 = t4 * ds / 5
+    t6 = t5 * ds / 6
+    series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
+    if shift:
+        series = series + (-1.0) ** (n + 1) * float(np.prod(np.arange(1, n + 1))) / bs ** (n + 1)
+    return np.where(small, series, f(n, a) - f(n, b + shift))
 
 
 def _into(buffer, other):

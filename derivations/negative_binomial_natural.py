@@ -36,20 +36,12 @@ def log_prob(x, total_count, eta):
     x = _with_ndim(x, max(len(batch), 1))
     total_count = _with_ndim(total_count, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
-    _b0 = special.gammaln(x + 1)
-    _b1 = special.gammaln(total_count)
-    _b2 = np.multiply(eta, x)
-    _b3 = np.exp(eta)
-    np.negative(_b3, out=_b3)
-    np.add(_b3, 1, out=_b3)
-    np.log(_b3, out=_b3)
-    _b4 = np.multiply(_b3, total_count, out=_into(_b3, total_count))
-    _b5 = np.add(total_count, x)
-    special.gammaln(_b5, out=_b5)
-    np.subtract(_b2, _b0, out=_b2)
-    _log_prob = np.subtract(_b2, _b1, out=_into(_b2, _b1))
-    np.add(_log_prob, _b4, out=_log_prob)
-    np.add(_log_prob, _b5, out=_log_prob)
+    _fixed0 = _gamma_difference(-1, total_count, x, total_count + x, 0) - special.gammaln(x + 1)
+    _b0 = np.multiply(eta, x)
+    _b1 = _log1mexp(eta)
+    _b2 = np.multiply(_b1, total_count, out=_into(_b1, total_count))
+    _log_prob = np.add(_b0, _fixed0, out=_into(_b0, _fixed0))
+    np.add(_log_prob, _b2, out=_log_prob)
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -74,8 +66,7 @@ def eligibility(x, total_count, eta):
     total_count = _with_ndim(total_count, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.multiply(eta, -1)
-    np.exp(_b0, out=_b0)
-    np.subtract(_b0, 1, out=_b0)
+    np.expm1(_b0, out=_b0)
     _b1 = np.divide(total_count, _b0, out=_into(_b0, total_count))
     e_eta = np.subtract(x, _b1, out=_into(_b1, x))
     e_eta = _output(e_eta, batch, dtype, copy=False)
@@ -96,11 +87,10 @@ def hessian(x, total_count, eta):
     total_count = _with_ndim(total_count, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.exp(eta)
-    _b1 = np.multiply(eta, -1)
-    np.exp(_b1, out=_b1)
-    np.add(_b0, _b1, out=_b0)
-    np.subtract(_b0, 2, out=_b0)
-    _hessian_0_0 = np.divide(total_count, _b0, out=_into(_b0, total_count))
+    _b1 = np.expm1(eta)
+    np.square(_b1, out=_b1)
+    _hessian_0_0 = np.multiply(_b0, total_count, out=_into(_b0, total_count))
+    np.divide(_hessian_0_0, _b1, out=_hessian_0_0)
     np.negative(_hessian_0_0, out=_hessian_0_0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
@@ -119,11 +109,10 @@ def fisher(total_count, eta):
     total_count = _with_ndim(total_count, max(len(batch), 1))
     eta = _with_ndim(eta, max(len(batch), 1))
     _b0 = np.exp(eta)
-    _b1 = np.multiply(eta, -1)
-    np.exp(_b1, out=_b1)
-    np.add(_b0, _b1, out=_b0)
-    np.subtract(_b0, 2, out=_b0)
-    _fisher_0_0 = np.divide(total_count, _b0, out=_into(_b0, total_count))
+    _b1 = np.expm1(eta)
+    np.square(_b1, out=_b1)
+    _fisher_0_0 = np.multiply(_b0, total_count, out=_into(_b0, total_count))
+    np.divide(_fisher_0_0, _b1, out=_fisher_0_0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _fisher_0_0
     return out
@@ -143,10 +132,40 @@ def _float_dtype(*arrays):
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
+def _gamma_difference(n, b, d, a, shift):
+    """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1.  Where
+    |d| ≤ 1e-3·|b|, a rounds towards b and the difference cancels: there the Taylor series
+    Σ_k d^k/k! ψ_(n+k)(b), whose terms fall by 1e-3 each (six of them), plus the pole
+    ψ_n(b) − ψ_n(b + 1) if shift is 1; elsewhere the difference itself."""
+    def f(order, u):
+        return special.gammaln(u) if order == -1 else special.digamma(u) if order == 0 else special.polygamma(order, u)
+
+    b, d, a = np.broadcast_arrays(b, d, a)
+    small = np.abs(d) <= 1e-3 * np.abs(b)
+    bs = np.where(small, b, 1.0)
+    ds = np.where(small, d, 0.0)
+    t1 = ds
+    t2 = t1 * ds / 2
+    t3 = t2 * ds / 3
+    t4 = t3 * ds / 4
+    t5 = t4 * ds / 5
+    t6 = t5 * ds / 6
+    series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
+    if shift:
+        series = series + (-1.0) ** (n + 1) * float(np.prod(np.arange(1, n + 1))) / bs ** (n + 1)
+    return np.where(small, series, f(n, a) - f(n, b + shift))
+
+
 def _into(buffer, other):
     """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
     (the ufunc then returns a new array of the broadcast shape)."""
     return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
+
+
+def _log1mexp(u):
+    """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
+    near = u > -0.6931471805599453
+    return np.where(near, np.log(-np.expm1(np.where(near, u, -1.0))), np.log1p(-np.exp(np.where(near, -1.0, u))))
 
 
 def _output(value, shape, dtype, copy):

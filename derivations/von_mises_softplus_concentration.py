@@ -107,22 +107,22 @@ def hessian(x, loc, raw_concentration):
     _t2 = np.cos(_t1)
     _t3 = _sigmoid(raw_concentration)
     _t4 = (special.i1e(_t0)/special.i0e(_t0))
-    _t5 = np.add(_t3, -1)
-    _hessian_0_0 = np.multiply(_t0, _t2)
+    _t5 = _sigmoid_over_softplus(raw_concentration)
+    np.multiply(_t5, _t4, out=_t5)
+    _hessian_0_0 = np.multiply(_t0, _t2, out=_into(_t0, _t2))
     np.negative(_hessian_0_0, out=_hessian_0_0)
     np.sin(_t1, out=_t1)
     _hessian_0_1 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
     np.negative(_hessian_0_1, out=_hessian_0_1)
     _b8 = np.square(_t4)
+    np.add(_b8, _t5, out=_b8)
+    np.subtract(_b8, 1, out=_b8)
     np.multiply(_b8, _t3, out=_b8)
-    _b9 = np.multiply(_t4, _t5)
-    _b10 = np.multiply(_t2, _t5, out=_into(_t2, _t5))
-    np.divide(_t3, _t0, out=_t0)
-    np.multiply(_t0, _t4, out=_t0)
-    np.subtract(_b8, _t3, out=_b8)
-    np.add(_b8, _b9, out=_b8)
-    _hessian_1_1 = np.subtract(_b8, _b10, out=_into(_b8, _b10))
-    np.add(_hessian_1_1, _t0, out=_hessian_1_1)
+    _b9 = np.add(_t2, _t5, out=_into(_t2, _t5))
+    np.subtract(_b9, _t4, out=_b9)
+    _b10 = _sigmoid(-raw_concentration)
+    np.multiply(_b9, _b10, out=_b9)
+    _hessian_1_1 = np.add(_b8, _b9, out=_into(_b8, _b9))
     np.multiply(_hessian_1_1, _t3, out=_hessian_1_1)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
@@ -148,15 +148,21 @@ def fisher(loc, raw_concentration):
     _t0 = np.logaddexp(0, raw_concentration)
     _t1 = (special.i1e(_t0)/special.i0e(_t0))
     _t2 = _sigmoid(raw_concentration)
-    _fisher_0_0 = np.multiply(_t0, _t1)
+    _t3 = _sigmoid_over_softplus(raw_concentration)
+    np.multiply(_t3, _t1, out=_t3)
+    np.multiply(_t0, _t1, out=_t0)
+    _fisher_0_0 = _t0
     _fisher_0_1 = 0
-    _fisher_1_1 = np.square(_t1)
-    np.multiply(_fisher_1_1, _t2, out=_fisher_1_1)
-    np.divide(_t1, _t0, out=_t0)
-    np.multiply(_t0, _t2, out=_t0)
-    np.subtract(_t2, _fisher_1_1, out=_fisher_1_1)
-    np.subtract(_fisher_1_1, _t0, out=_fisher_1_1)
-    np.multiply(_fisher_1_1, _t2, out=_fisher_1_1)
+    np.square(_t1, out=_t1)
+    np.negative(_t1, out=_t1)
+    np.subtract(_t1, _t3, out=_t1)
+    np.add(_t1, 1, out=_t1)
+    np.multiply(_t1, _t2, out=_t1)
+    _b4 = _sigmoid(-raw_concentration)
+    np.multiply(_b4, _t3, out=_b4)
+    np.subtract(_t1, _b4, out=_t1)
+    np.multiply(_t1, _t2, out=_t1)
+    _fisher_1_1 = _t1
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
@@ -208,6 +214,13 @@ def _sigmoid(z):
         np.exp(e, out=e)
     e += 1
     return np.reciprocal(e, out=e)
+
+
+def _sigmoid_over_softplus(z):
+    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
+    where both would underflow."""
+    clipped = np.maximum(z, -37)
+    return np.where(z < -37, 1, _sigmoid(clipped) / np.logaddexp(0, clipped))
 
 
 def _with_ndim(a, ndim):
