@@ -38,6 +38,7 @@ from .. import __version__, constraints
 from ..family import K, j
 from ..functions import LogSumExp, Softmax
 from .buffers import Buffers
+from .asymptotic import asymptotic
 from .stable import stable
 from .standardize import standardized
 from .text import PositiveFirst, formula, letter, where
@@ -353,10 +354,11 @@ class _Lowering:
         return name
 
     def lower(self, e):
-        """Array form of ``e`` in its floating-point-stable form (:mod:`symelig.emit.stable`);
+        """Array form of ``e`` in its floating-point-stable form (:mod:`symelig.emit.asymptotic`,
+        :mod:`symelig.emit.stable`);
         constants become Python floats, which keep float32 float32 (np.log(2) would be a
         float64 scalar and promote the result)."""
-        e = stable(e, self.parameters, self.unit_interval)
+        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval)
         e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
         fixed = [t for t in Add.make_args(e) if t.free_symbols and not t.has(*self.parameters)]
         if e.is_Add and 1 < len(fixed) < len(e.args):
