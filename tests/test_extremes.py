@@ -417,9 +417,6 @@ def _largest(value) -> float:
 
 
 KNOWN = (
-    ("1 − π_x of the dominant category (sum of the other categories)",
-     lambda d, kind, x, params, c: d.family in ("categorical", "multinomial") and kind in ("log_prob", "eligibility")
-     and "normalized_probs" in c and np.max(np.asarray(c["normalized_probs"], float)) > 1 - 1e-4),
     ("log-density at its mode for concentrations ≥ 1e20 (needs a Stirling form, as R's dbeta)",
      lambda d, kind, x, params, c: d.family in ("beta", "dirichlet") and kind == "log_prob"
      and max(_largest(v) for n, v in c.items() if n.startswith("concentration")) >= 1e20),
@@ -636,3 +633,23 @@ def test_sums_that_cancel_for_large_parameters_take_their_asymptotic_series():
             a = mpmath.besseli(1, k) / mpmath.besseli(0, k)
             f = symelig.derive("von_mises", "log_concentration").fisher(loc=0.0, log_concentration=np.log(kappa))
             _close(f[..., 1, 1], float(k**2 * (1 - a**2 - a / k)), 1e-12)
+
+
+def test_the_sampled_category_holding_almost_all_the_mass():
+    """log π_x and 1 − π_x of a dominant category are the other categories' share: log_softmax was
+    0 and e_x = 1 − softmax_x was 0 for logits [−345, 0, 172.7] (true −1e-75 and 1e-75), likewise for
+    relative probabilities [1e-150, 0, 2.5]; also under --via "logits = z / tau"."""
+    d = symelig.derive("categorical", "logits")
+    z = np.array([[-345.38776394910684, 0.0, 172.69388197455342], [50.0, 0.0, 0.0]])
+    with mpmath.workdps(100):
+        share = [mpmath.exp(-172.69388197455342) + mpmath.exp(-518.0816459236603), 2 * mpmath.exp(-50)]
+    _close(d.log_prob([2, 0], logits=z), [float(-mpmath.log1p(r)) for r in share])
+    e = d.eligibility([2, 0], logits=z)["logits"]
+    _close(e[[0, 1], [2, 0]], [float(r / (1 + r)) for r in share])
+    p = symelig.derive("categorical", "probs")
+    _close(p.log_prob(2, probs=[1e-150, 0.0, 2.5]), -4e-151)
+    _close(p.eligibility(2, probs=[1e-150, 0.0, 2.5])["probs"][2], 1.6e-151)
+    t = symelig.reparametrize("categorical", "logits = z / tau", wrt=["z", "tau"], positive=["tau"])
+    with mpmath.workdps(100):
+        others = mpmath.exp(-500) + mpmath.exp(-1000)
+    _close(t.eligibility(0, z=np.array([1.0, 0.5, 0.0]), tau=1e-3)["z"][0], float(others / (1 + others) / mpmath.mpf(1e-3)))

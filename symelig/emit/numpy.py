@@ -36,7 +36,7 @@ from sympy.printing.precedence import precedence
 
 from .. import __version__, constraints
 from ..family import K, j
-from ..functions import LogSumExp, Softmax
+from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept
 from .buffers import Buffers
 from .asymptotic import asymptotic
 from .stable import stable
@@ -132,6 +132,24 @@ _HELPERS = {
         return a
     h = (k + 1) // 2
     return _row_max(np.maximum(a[..., :h], a[..., k - h:]))''',
+    "_sum_except": '''def _sum_except(values, total, index):
+    """Σ over the last axis without the entry at ``index``, kept as an axis of length 1: total −
+    values[index], except in rows where that entry holds more than 1 − 1e-3 of the total and the
+    difference cancels; there (those rows only) the other entries are added up themselves."""
+    others = total - np.take_along_axis(values, index, axis=-1)
+    close = others < 1e-3 * total
+    if not np.any(close):
+        return others
+    shape = np.broadcast_shapes(values.shape[:-1], index.shape[:-1], np.shape(total)[:-1])
+    rows = np.broadcast_to(close, shape + (1,))[..., 0]
+    full = np.broadcast_to(values, shape + values.shape[-1:])[rows]
+    at = np.broadcast_to(index, shape + (1,))[rows]
+    others = np.array(np.broadcast_to(others, shape + (1,)))
+    others[rows] = np.sum(np.where(np.arange(full.shape[-1]) == at, 0, full), axis=-1, keepdims=True)
+    return others''',
+    "_put_at": '''def _put_at(out, index, value):
+    """out[..., index] = value along the last axis, in place; index and value are (..., 1)."""
+    np.put_along_axis(out, index, np.broadcast_to(value, np.broadcast_shapes(np.shape(value), index.shape)), axis=-1)''',
     "_add_at": '''def _add_at(out, index, value):
     """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
     np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)''',
@@ -332,6 +350,13 @@ class _Lowering:
         total = self._temp("sumexp", self._row_sum(str(shifted)), ("sumexp", body), vector=False)
         return top, shifted, total
 
+    def _except(self, values, total, e):
+        """Σ_{i≠x} of ``values`` (the other categories' share), per sample."""
+        self.printer.helpers.add("_sum_except")
+        prefix = "" if self.inplace else "xp, "
+        return self._temp("others", f"_sum_except({prefix}{values}, {total}, _x)", ("except", e), vector=False,
+                          depends_on=values + total + Symbol("_x"))
+
     def _row_sum(self, code: str) -> str:
         """Σ over the last axis, kept as an axis of length 1."""
         if self.inplace:
@@ -358,7 +383,7 @@ class _Lowering:
         :mod:`symelig.emit.stable`);
         constants become Python floats, which keep float32 float32 (np.log(2) would be a
         float64 scalar and promote the result)."""
-        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval)
+        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval, self.sample_index)
         e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
         fixed = [t for t in Add.make_args(e) if t.free_symbols and not t.has(*self.parameters)]
         if e.is_Add and 1 < len(fixed) < len(e.args):
@@ -411,6 +436,13 @@ class _Lowering:
                 return shifted / total
             code = f"{self.ns}.exp({self._print(at - top)})/{total}"
             return self._temp("softmax", code, e, vector=self.is_vector(at), depends_on=at + total)
+        if isinstance(e, SumExcept) and e.at == self.sample_index:
+            values = self._materialize(self._lower(e.body), "summed")
+            total = self._lower(Sum(e.body, (e.index, 0, e.size - 1)))
+            return self._except(values, total, e)
+        if isinstance(e, SoftmaxExcept) and e.at == self.sample_index:
+            top, shifted, total = self._shifted_exp(e)
+            return self._except(shifted, total, e) / total
         if isinstance(e, KroneckerDelta):
             raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
         if e.args:
@@ -563,15 +595,17 @@ class _Function:
 
 
 def split_outputs(d) -> tuple:
-    """({e_name: the eligibility without its δ_jx term}, {name: the δ_jx coefficient}): the
-    dense part becomes an array, the δ part is added at the sample's category only."""
+    """({e_name: the eligibility without its δ_jx term}, {name: its value at j = x}): the dense
+    part becomes an array, and the sample's category gets the whole value there, computed as one
+    expression (1 − softmax_x is the other categories' share, not 1 plus the dense −softmax_x)."""
     sample = d.symbols["x"] if d.family.value is constraints.category else None
     parts, deltas = {}, {}
     for name, e in d.eligibility.items():
         rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
         parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
         if coefficient != 0:
-            deltas[name] = coefficient
+            at_x = (rest + coefficient).subs(j, sample)
+            deltas[name] = together(at_x) if at_x.has(Sum) and not at_x.has(Function) else at_x
     return parts, deltas
 
 
@@ -599,8 +633,8 @@ def _eligibility_body(d) -> tuple:
         shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
         lines.append(f"{out} = _output({out}, {shape}, dtype, copy={not owned[out]})")
         if name in deltas:
-            f.printer.helpers.add("_add_at")
-            lines.append(f"_add_at({out}, _x, _at_x_{name})")
+            f.printer.helpers.add("_put_at")
+            lines.append(f"_put_at({out}, _x, _at_x_{name})")
         if f.vector_family and not vector:
             lines.append(f"{out} = {out}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")

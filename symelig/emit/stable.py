@@ -24,20 +24,21 @@ from sympy import (
 )
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..functions import betaln, gamma_difference, log1mexp, sigmoid, softplus
+from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, betaln, gamma_difference, log1mexp, sigmoid, softplus
 
 
-def stable(expr, parameters=(), unit_interval=()):
+def stable(expr, parameters=(), unit_interval=(), sample=None):
     """``expr`` with the cancelling and overflowing forms above replaced (bottom-up);
     ``parameters`` are the differentiated symbols (the rest is data: x, total_count),
-    ``unit_interval`` those of them that lie in (0, 1)."""
-    return _Stable(tuple(parameters), tuple(unit_interval))(expr)
+    ``unit_interval`` those of them that lie in (0, 1), ``sample`` a categorical sample x."""
+    return _Stable(tuple(parameters), tuple(unit_interval), sample)(expr)
 
 
 class _Stable:
-    def __init__(self, parameters, unit_interval):
+    def __init__(self, parameters, unit_interval, sample=None):
         self.parameters = parameters
         self.unit_interval = unit_interval
+        self.sample = sample
 
     def __call__(self, expr):
         if not expr.args or expr.is_Atom:
@@ -46,9 +47,15 @@ class _Stable:
         if any(a is not b for a, b in zip(args, expr.args)):
             expr = expr.func(*args)
         if expr.is_Add:
+            if self.sample is not None:
+                expr = _others_at(expr, self.sample)
+                if not expr.is_Add:
+                    return expr
             expr = _add(expr)
             return self._bernstein(expr) if expr.is_Add else expr
         if isinstance(expr, log):
+            if self.sample is not None and isinstance(expr.args[0], Softmax) and expr.args[0].at == self.sample:
+                return _log_softmax_at(expr.args[0])
             return _log(expr)
         if expr.is_Mul:
             from ..second_order import _as_sigmoid_over_softplus, _over_softplus
@@ -95,6 +102,71 @@ class _Stable:
             if beta != 0:  # (its terms may cancel as a polynomial in an exponential)
                 terms.append(_add(beta) * binomial(d, k) * g**k * complement ** (d - k))
         return Add(*terms)
+
+
+# -- the sampled category against all of them -----------------------------------------------
+
+def _others_at(expr, x):
+    """Where one category x holds almost all of a sum, Σ_i f(i) − f(x), 1 − softmax(f)_x and
+    log f(x) − log Σ_i f(i) (= log π_x) lose every digit of the other categories' share; they are
+    written through that share, Σ_{i≠x} f(i) (SumExcept), which the kernels add up themselves."""
+    terms = list(Add.make_args(expr))
+    for term in terms:
+        for factor_ in Mul.make_args(term):
+            if isinstance(factor_, Softmax) and factor_.at == x:  # c − c·softmax_x
+                c = -term / factor_
+                if c in terms:
+                    rest = [t for t in terms if t is not term and t != c]
+                    return Add(*rest, c * SoftmaxExcept(*factor_.args))
+            if isinstance(factor_, LogSumExp):  # c·f(x) − c·log Σ e^f = c·log softmax_x
+                c = -term / factor_
+                at_x = c * factor_.body.subs(factor_.index, x)
+                if at_x in terms:
+                    rest = [t for t in terms if t is not term and t != at_x]
+                    return Add(*rest, c * _log_softmax_at(Softmax(*factor_.args, x)))
+            found = _category_sum(factor_)
+            if found is not None:  # c·Σ_i f(i) − c·f(x)
+                c = term / factor_
+                f, i = found
+                at_x = c * f.subs(i, x)
+                if -at_x in terms:
+                    rest = [t for t in terms if t is not term and t != -at_x]
+                    return Add(*rest, c * SumExcept(f, i, K_of(factor_), x))
+            if isinstance(factor_, log) and isinstance(factor_.args[0], Sum):  # log f(x) − log Σ f
+                f, i = _category_sum(factor_.args[0]) or (None, None)
+                if f is None:
+                    continue
+                c = -term / factor_
+                at_x = c * log(f.subs(i, x))
+                if at_x in terms:
+                    rest = [t for t in terms if t is not term and t != at_x]
+                    return Add(*rest, c * _log_share(f, i, K_of(factor_.args[0]), x))
+    return expr
+
+
+def K_of(summed):
+    return summed.limits[0][2] + 1
+
+
+def _category_sum(node):
+    if isinstance(node, Sum) and len(node.limits) == 1 and node.limits[0][1] == 0:
+        return node.function, node.limits[0][0]
+    return None
+
+
+def _log_share(f, i, size, x):
+    """log(f(x)/Σ_i f(i)): log1p(−others/Σ) where x holds most of the sum, the logs' difference
+    elsewhere (where they differ by more than log 2 and keep their digits)."""
+    total = Sum(f, (i, 0, size - 1))
+    others = SumExcept(f, i, size, x)
+    return Piecewise((log1p(-others / total), others < f.subs(i, x)), (log(f.subs(i, x)) - log(total), True))
+
+
+def _log_softmax_at(softmax):
+    """log softmax(f)_x: log1p(−(1 − softmax_x)) where x dominates, f(x) − log Σ e^f elsewhere."""
+    f, i, size, x = softmax.args
+    others = SoftmaxExcept(f, i, size, x)
+    return Piecewise((log1p(-others), others < S.Half), (f.subs(i, x) - LogSumExp(f, i, size), True))
 
 
 # -- e^u − 1 and friends ----------------------------------------------------------------------

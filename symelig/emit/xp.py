@@ -193,6 +193,35 @@ _HELPERS.update({
     hit = xp.arange(e.shape[-1], device=device(e)) == index
     return xp.where(hit, e + value, e)''',
 })
+_HELPERS.update({
+    "_sum_except": '''def _sum_except(xp, values, total, index):
+    """Σ over the last axis without the entry at ``index``, (..., 1): total − values[index], and
+    where that entry holds more than 1 − 1e-3 of the total the other entries added up themselves."""
+    others = total - xp.take_along_axis(values, index, axis=-1)
+    hit = xp.arange(values.shape[-1], device=device(values)) == index
+    exact = xp.sum(xp.where(hit, xp.zeros_like(values), values), axis=-1, keepdims=True)
+    return xp.where(others < 1e-3 * total, exact, others)''',
+    "_put_at": '''def _put_at(xp, e, index, value):
+    """e with ``value`` at ``index`` along the last axis (index and value are (..., 1)); ``e`` is the
+    kernel's own fresh array: torch writes in place (unless autograd records e), JAX and
+    numpy-likes put along the axis, anything else uses where() over the whole array."""
+    name = xp.__name__
+    index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))
+    if "jax" in name:
+        import jax.numpy as jnp
+        value = jnp.broadcast_to(jnp.asarray(value, dtype=e.dtype), index.shape)
+        return jnp.put_along_axis(e, index, value, axis=-1, inplace=False)
+    value = xp.broadcast_to(xp.asarray(value, dtype=e.dtype, device=device(e)), tuple(index.shape))
+    if "torch" in name:
+        return e.scatter(-1, index, value) if e.requires_grad else e.scatter_(-1, index, value)
+    if hasattr(xp, "put_along_axis") or "numpy" in name or "cupy" in name:
+        import importlib
+        library = importlib.import_module("cupy" if "cupy" in name else "numpy")
+        library.put_along_axis(e, index, value, axis=-1)
+        return e
+    hit = xp.arange(e.shape[-1], device=device(e)) == index
+    return xp.where(hit, value, e)''',
+})
 _DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_betaln": {"_gamma_difference"}}
 
 
@@ -274,9 +303,9 @@ def _eligibility_body(d):
         # an output that is an input itself is copied: _add_at may write into it
         copy = not parts[f"e_{name}"].free_symbols or parts[f"e_{name}"].is_Symbol
         lines.append(f"e_{name} = _full(xp, e_{name}, {shape}, dtype, device, copy={copy})")
-        if name in deltas:  # δ_jx·c: c added where the category is the sample
-            f.printer.helpers.add("_add_at")
-            lines.append(f"e_{name} = _add_at(xp, e_{name}, _x, _at_x_{name})")
+        if name in deltas:  # δ_jx·c: the whole value at the sample's category
+            f.printer.helpers.add("_put_at")
+            lines.append(f"e_{name} = _put_at(xp, e_{name}, _x, _at_x_{name})")
         if f.vector_family and not vector:
             lines.append(f"e_{name} = e_{name}[..., 0]")
     lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
