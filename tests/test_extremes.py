@@ -424,9 +424,6 @@ KNOWN = (
      lambda d, kind, x, params, c: d.param.startswith("softplus") and kind in ("hessian", "fisher")
      and any(n.startswith("raw_") and np.min(np.asarray(v, float)) <= -20 for n, v in params.items())
      and d.family in ("beta", "dirichlet", "gamma", "weibull", "poisson")),
-    ("powers of the natural parameter η₂ beyond 1e±100 overflow in the Hessian and Fisher (η₂³)",
-     lambda d, kind, x, params, c: d.param == "natural" and d.family in ("normal", "log_normal") and kind in ("hessian", "fisher")
-     and not 1e-100 <= abs(float(params["eta2"])) <= 1e100),
 )
 
 

@@ -63,7 +63,35 @@ class _Stable:
             expr = _sigmoid_over_softplus_times_softplus(expr)
             if _over_softplus(expr):  # sigmoid(u)/softplus(u) whole again: it does not underflow
                 expr = _as_sigmoid_over_softplus(expr)
+            expr = self._horner_in_reciprocal(expr) if expr.is_Mul else expr
             return _shifted_quotient(expr) if expr.is_Mul else expr
+        return expr
+
+    def _horner_in_reciprocal(self, expr):
+        """N(p)/p^k with N a polynomial in a parameter p of degree d ≤ k, k ≥ 2, as Horner's rule
+        in q = 1/p: (η₁² − η₂)/(2η₂³) = ((η₁²q − 1)q)q/2.  η₂³ leaves float64 from |η₂| = 1e±103 while
+        the value does not; the partial results of Horner's rule stay near the value."""
+        for factor_ in Mul.make_args(expr):
+            base, power = factor_.as_base_exp()
+            if base not in self.parameters or not (power.is_Integer and power <= -2):
+                continue
+            rest = expr / factor_
+            if not rest.has(base):
+                continue
+            try:
+                polynomial = Poly(rest, base)
+            except PolynomialError:
+                continue
+            k, coefficients = -int(power), polynomial.all_coeffs()  # highest degree first
+            d = len(coefficients) - 1
+            if d > k or any(c.has(base) for c in coefficients):
+                continue
+            q = 1 / base
+            horner = coefficients[-1]
+            for c in reversed(coefficients[:-1]):  # a_0 + q(a_1 + q(…)) written from the inside
+                horner = Add(Mul(horner, q, evaluate=False), c, evaluate=False)
+            out = Mul(horner, q ** (k - d), evaluate=False) if k > d else horner
+            return out
         return expr
 
     def _bernstein(self, expr):
