@@ -650,3 +650,13 @@ def test_the_sampled_category_holding_almost_all_the_mass():
     with mpmath.workdps(100):
         others = mpmath.exp(-500) + mpmath.exp(-1000)
     _close(t.eligibility(0, z=np.array([1.0, 0.5, 0.0]), tau=1e-3)["z"][0], float(others / (1 + others) / mpmath.mpf(1e-3)))
+
+
+def test_a_users_location_scale_density_is_written_through_w_too():
+    """Not only catalog families with PyTorch's loc/scale: a density whose log p(μ + wσ) + log σ
+    is free of μ and σ gets the same treatment (its Hessian was refused at s = 1e-110 and gave
+    −0.0 for −1.4e-300 at s = 1e150)."""
+    d = symelig.custom("-(x-m)**2/(2*s**2) - log(s)", wrt=["m", "s"], positive=["s"])
+    for s in (1e-150, 1e-110, 1e110, 1e150):
+        _close(d.eligibility(0.7 * s, m=0.0, s=s)["s"], (0.49 - 1) / s)
+        _close(d.hessian(0.7 * s, m=0.0, s=s), np.array([[-1.0, -1.4], [-1.4, 1 - 3 * 0.49]]) / s**2)

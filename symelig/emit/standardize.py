@@ -23,12 +23,16 @@ W_POSITIVE = Symbol("_w", positive=True)
 
 def standard_variable(d):
     """(w, its definition (u − μ)/σ, u, μ, σ) for a continuous scalar family with a canonical
-    scale or rate, else None."""
+    scale or rate, or whose log-density is one of a location–scale family in a positive
+    parameter σ and a real one μ (a user's density: −(x − m)²/(2s²) − log s), else None."""
     family = d.family
     if family.value.integer or d.is_vector:
         return None
     canonical = family.parameters
     substitution = d.parametrization.substitution(d.symbols)
+    x = d.symbols["x"]
+    log_p = call_with(family.log_prob, d.symbols)
+    u = log(x) if not log_p.subs(log(x), Dummy()).has(x) else x
 
     def value(name):
         return substitution.get(name, d.symbols[name])
@@ -38,13 +42,39 @@ def standard_variable(d):
     elif "rate" in canonical:
         sigma = 1 / value("rate")
     else:
-        return None
+        found = _location_scale(d, log_p, u)
+        if found is None:
+            return None
+        mu, sigma = found
+        return _variable(family, u, x, mu, sigma)
     mu = value("loc") if "loc" in canonical else 0
-    x = d.symbols["x"]
-    log_p = call_with(family.log_prob, d.symbols)
-    u = log(x) if not log_p.subs(log(x), Dummy()).has(x) else x
+    return _variable(family, u, x, mu, sigma)
+
+
+def _variable(family, u, x, mu, sigma):
     w = W_POSITIVE if (u == x and mu == 0 and family.value.lower == 0) else W
     return w, (u - mu) / sigma, u, mu, sigma
+
+
+def _location_scale(d, log_p, u):
+    """(μ, σ) among the parameters such that log p(u = μ + wσ) + log σ is free of μ and σ."""
+    constraint_of = d.parametrization.parameters
+    scalars = {n: d.symbols[n] for n, c in constraint_of.items() if not c.event_dim}
+    scales = [s for n, s in scalars.items() if constraint_of[n].assumptions.get("positive")]
+    locations = [s for n, s in scalars.items() if constraint_of[n].assumptions.get("real") and s not in scales]
+    x, w = d.symbols["x"], Dummy("w", real=True)
+    for sigma in scales:
+        for mu in [*locations, 0]:
+            moved = log_p.subs(u, mu + w * sigma)
+            if u != x:
+                moved = moved.subs(x, exp(mu + w * sigma))
+            try:
+                rest = _split_logs((moved + log(sigma)).expand())
+            except Exception:  # noqa: BLE001 -- not a location–scale form
+                continue
+            if not rest.has(x) and not rest.has(sigma) and not (mu != 0 and rest.has(mu)):
+                return mu, sigma
+    return None
 
 
 def standardized(d, outputs: dict) -> tuple:
