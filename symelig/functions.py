@@ -311,3 +311,13 @@ class SoftmaxExcept(_Reduction):
 
     def doit(self, **hints):
         return 1 - exp(self.body.subs(self.index, self.at)) / self.sum_of_exp()
+
+
+class log_abs(Function):
+    """log|u|, kept whole so that e^(a + d·log|u|) is not folded back into |u|^d·e^a (which
+    overflows to inf·0 far in a tail).  Only the kernels use it (symelig.emit.standardize)."""
+
+    def doit(self, **hints):
+        from sympy import Abs
+
+        return log(Abs(self.args[0].doit(**hints)))

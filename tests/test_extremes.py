@@ -38,6 +38,7 @@ SINGLE_BANDS = (1e-150, 1e-20, 1e20, 1e150)
 # another positive parameter (Student's df) is a shape that gets ordinary values
 MAGNITUDES = ("scale", "rate", "concentration", "concentration0", "concentration1")
 MODERATE = 2.0
+TAIL = 1e100        # w = (x − μ)/σ of a sample far in the tail
 SIZE = 3                      # categories of the vector entries
 TINY = np.finfo(np.float64).tiny
 HUGE = np.finfo(np.float64).max
@@ -352,14 +353,14 @@ def _samples(d, canonical: dict) -> list:
         mean = a / (a + b) if a < b else 1 - b / (a + b)
         return [0.3, float(min(max(mean, 1e-300), 1 - 2.0**-53))]
     with np.errstate(all="ignore"):
-        if value is constraints.real:
+        if value is constraints.real:  # … and one far in a tail, where heavy tails still have a density
             loc, scale = get("loc", 0.0), get("scale", 1.0)
-            return [loc + w * scale for w in (0.7, -1.3)]
+            return [loc + w * scale for w in (0.7, -1.3, TAIL)]
         if value is constraints.positive:
             if "loc" in canonical:
                 return [math.exp(u) for u in (get("loc") + w * get("scale") for w in (0.7, -1.3)) if abs(u) < 700]
             if "scale" in canonical:
-                return [w * get("scale") for w in (0.7, 1.3)]
+                return [w * get("scale") for w in (0.7, 1.3, TAIL)]
             if "rate" in canonical:
                 return [w * get("concentration", 1.0) / get("rate") for w in (0.7, 1.3)]
             return [0.7, 1.3]
@@ -422,8 +423,9 @@ KNOWN = (
      and max(_largest(v) for n, v in c.items() if n.startswith("concentration")) >= 1e20),
     ("softplus of a raw output ≤ −20 under a polygamma or a second derivative (σ(−r)·softplus(r) − σ(r) cancels asymptotically)",
      lambda d, kind, x, params, c: d.param.startswith("softplus") and kind in ("hessian", "fisher")
-     and any(n.startswith("raw_") and np.min(np.asarray(v, float)) <= -20 for n, v in params.items())
-     and d.family in ("beta", "dirichlet", "gamma", "weibull", "poisson")),
+     and any(n.startswith("raw_") and np.min(np.asarray(v, float)) <= -20 for n, v in params.items())),
+    ("Student's t ∂/∂ν for ν ≥ 1e3: t/(1+t) − log1p(t) with t = w²/ν and ψ((ν+1)/2) − ψ(ν/2) − 1/ν cancel to O(1/ν²)",
+     lambda d, kind, x, params, c: d.family == "student_t" and kind == "eligibility" and float(c["df"]) >= 1e3),
 )
 
 

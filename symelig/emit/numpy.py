@@ -215,6 +215,9 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
         self.helpers.add("_gamma_difference")
         return self._helper("_betaln", expr.args)
 
+    def _print_log_abs(self, expr):
+        return f"{self.ns}.log({self.ns}.abs({self._print(expr.args[0])}))"
+
     def _print_log1mexp(self, expr):
         return self._helper("_log1mexp", expr.args)
 

@@ -13,9 +13,13 @@ eliminate x is not used.
 """
 from __future__ import annotations
 
-from sympy import Dummy, Symbol, cancel, count_ops, exp, expand_log, factor, log, together
+from sympy import (
+    Abs, Add, Dummy, Mul, Piecewise, Poly, PolynomialError, Symbol, cancel, count_ops, exp, expand_log, expand_mul, factor, log,
+    sign, together,
+)
 
 from ..family import call_with
+from ..functions import log_abs
 
 W = Symbol("_w", real=True)
 W_POSITIVE = Symbol("_w", positive=True)
@@ -98,8 +102,73 @@ def standardized(d, outputs: dict) -> tuple:
             # log w back to log x − log σ: w = x/σ may underflow where both logs are finite
             # (a gamma rate of 1e-53 in float32), and log σ often cancels (log softplus(r))
             new = _split_logs(new.subs(log(w), log(x) - log(sigma)))
-        rewritten[name] = _simplest(new)
+        rewritten[name] = _tails(_simplest(new), w)
     return (w, definition), rewritten
+
+
+def _tails(e, w):
+    """Far in the tails, |w| > 1, a term P(w)/Q(w) with deg P ≤ deg Q and a log Q(w) are taken
+    in v = 1/w (reversed polynomials; log Q = m·log|w| + log Q̃(v)): the Cauchy score 2w/(1 + w²)
+    is 2e-200 at w = 1e200, where w² overflows and the form as derived is inf/inf."""
+    if e.is_Add:
+        return Add(*[_tails(t, w) for t in e.args])
+    if isinstance(e, log):
+        return _tail_log(e, w)
+    if not e.is_Mul or not e.has(w):
+        return e
+    logs = [f for f in e.args if isinstance(f, log) and f.has(w)]
+    if len(logs) == 1 and not (e / logs[0]).has(w):
+        return (e / logs[0]) * _tail_log(logs[0], w)
+    numerator, denominator, rest, exponentials = [], [], [], []
+    for f in e.args:
+        base, power = f.as_base_exp()
+        if not f.has(w):
+            rest.append(f)
+        elif isinstance(f, exp):
+            exponentials.append(f)
+        elif power.is_Integer and _polynomial(base, w) is not None:
+            (numerator if power > 0 else denominator).append((base, int(power)))
+        elif f.is_Add:  # a bracket of terms: each in its own tail form
+            return Mul(*[_tails(g, w) for g in e.args])
+        else:
+            return e
+    degree_up = sum(_polynomial(b, w).degree() * p for b, p in numerator)
+    degree_down = sum(_polynomial(b, w).degree() * -p for b, p in denominator)
+    if len(exponentials) == 1 and not denominator and degree_up >= 1:
+        # P(w)·e^u: w^d·e^(−w) is inf·0 where both overflow; |w|^d·e^u in one exponential
+        u = exponentials[0].args[0]
+        reversed_ = Mul(*[_reversed(b, w) ** p for b, p in numerator])
+        far = Mul(*rest) * sign(w) ** degree_up * reversed_ * exp(u + degree_up * log_abs(w))
+        return Piecewise((far, Abs(w) > 1), (e, True))
+    if exponentials or degree_down < 1 or degree_up > degree_down:
+        return e
+    v = 1 / w
+    far = Mul(*rest) * v ** (degree_down - degree_up) * Mul(*[_reversed(b, w) ** p for b, p in numerator + denominator])
+    return Piecewise((far, Abs(w) > 1), (e, True))
+
+
+def _tail_log(e, w):
+    polynomial = _polynomial(e.args[0], w)
+    if polynomial is None or polynomial.degree() < 1:
+        return e
+    m = polynomial.degree()
+    return Piecewise((m * log(Abs(w)) + log(_reversed(e.args[0], w)), Abs(w) > 1), (e, True))
+
+
+def _polynomial(e, w):
+    try:
+        polynomial = Poly(e, w)
+    except PolynomialError:
+        return None
+    return polynomial if not any(c.has(w) for c in polynomial.coeffs()) else None
+
+
+def _reversed(e, w):
+    """v^m·P(1/v) with v = 1/w written back in w: the polynomial P read from its top degree."""
+    polynomial = _polynomial(e, w)
+    m = polynomial.degree()
+    coefficients = polynomial.all_coeffs()  # highest degree first
+    return Add(*[c * w ** -k for k, c in enumerate(coefficients)])
 
 
 def _split_logs(e):
@@ -112,7 +181,7 @@ def _simplest(e):
     from ..second_order import _as_sigmoid_over_softplus, _over_softplus
 
     candidates = [e]
-    for rewrite in (together, cancel, factor):
+    for rewrite in (together, cancel, factor, expand_mul):
         try:
             candidates.append(rewrite(e))
         except Exception:  # noqa: BLE001 -- a rewrite that fails is simply not a candidate

@@ -275,8 +275,8 @@ class _Function:
         fresh = set(low.owned) | {s for s, _ in common}
         for position, (target, e) in enumerate(jobs):
             later = set().union(*(other.free_symbols for _, other in jobs[position + 1:]))
-            negated = -e
-            if negated.is_Symbol and negated in fresh and negated not in later:  # −softmax: no new array
+            negated = None if e.is_Relational or e.is_Boolean else -e  # (CSE may name a condition)
+            if negated is not None and negated.is_Symbol and negated in fresh and negated not in later:  # −softmax: no new array
                 self.printer.helpers.add("_negated")
                 lines.append(f"{target} = _negated(xp, {negated})")
             else:
