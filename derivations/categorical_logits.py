@@ -40,9 +40,11 @@ def log_prob(x, logits):
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
     _sumexp0 = _row_sum(_exp0)
+    _others0 = _sum_except(_exp0, _sumexp0, _x)
     _logsumexp0 = _max0 + np.log(_sumexp0)
     _logits_at_x0 = np.take_along_axis(logits, _x, axis=-1)
-    _log_prob = _logits_at_x0 - _logsumexp0
+    _t0 = _others0/_sumexp0
+    _log_prob = np.where(np.less(_t0, 1/2), np.log1p(-_t0), _logits_at_x0 - _logsumexp0)
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
@@ -68,12 +70,14 @@ def eligibility(x, logits):
     _exp0 = np.subtract(logits, _max0)
     np.exp(_exp0, out=_exp0)
     _sumexp0 = _row_sum(_exp0)
-    _c0 = -1/_sumexp0
+    _others0 = _sum_except(_exp0, _sumexp0, _x)
+    _t0 = 1/_sumexp0
+    _c0 = -_t0
     np.multiply(_exp0, _c0, out=_exp0)
     e_logits = _exp0
-    _at_x_logits = 1
+    _at_x_logits = _others0*_t0
     e_logits = _output(e_logits, batch + (size,), dtype, copy=False)
-    _add_at(e_logits, _x, _at_x_logits)
+    _put_at(e_logits, _x, _at_x_logits)
     return {"logits": e_logits}
 
 
@@ -149,11 +153,6 @@ def natural_gradient(grad, logits):
     return {'logits': _rank_one_pinv_solve(f['diagonal'], _null, np.asarray(grad['logits'], f['diagonal'].dtype))}
 
 
-def _add_at(out, index, value):
-    """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
-    np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
-
-
 def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
@@ -174,6 +173,11 @@ def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
     safe = np.where(d == 0, 1, d)
     return np.where(d == 0, 0, 1 / safe)
+
+
+def _put_at(out, index, value):
+    """out[..., index] = value along the last axis, in place; index and value are (..., 1)."""
+    np.put_along_axis(out, index, np.broadcast_to(value, np.broadcast_shapes(np.shape(value), index.shape)), axis=-1)
 
 
 def _rank_one_pinv_solve(d, n, g):
@@ -214,6 +218,23 @@ def _row_sum(a):
     if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.shape[-1] > 0:
         return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
     return np.sum(a, axis=-1, keepdims=True)
+
+
+def _sum_except(values, total, index):
+    """Σ over the last axis without the entry at ``index``, kept as an axis of length 1: total −
+    values[index], except in rows where that entry holds more than 1 − 1e-3 of the total and the
+    difference cancels; there (those rows only) the other entries are added up themselves."""
+    others = total - np.take_along_axis(values, index, axis=-1)
+    close = others < 1e-3 * total
+    if not np.any(close):
+        return others
+    shape = np.broadcast_shapes(values.shape[:-1], index.shape[:-1], np.shape(total)[:-1])
+    rows = np.broadcast_to(close, shape + (1,))[..., 0]
+    full = np.broadcast_to(values, shape + values.shape[-1:])[rows]
+    at = np.broadcast_to(index, shape + (1,))[rows]
+    others = np.array(np.broadcast_to(others, shape + (1,)))
+    others[rows] = np.sum(np.where(np.arange(full.shape[-1]) == at, 0, full), axis=-1, keepdims=True)
+    return others
 
 
 def dense(block):

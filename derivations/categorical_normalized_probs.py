@@ -61,7 +61,7 @@ def eligibility(x, normalized_probs):
     e_normalized_probs = 0
     _at_x_normalized_probs = 1/_normalized_probs_at_x0
     e_normalized_probs = _output(e_normalized_probs, batch + (size,), dtype, copy=True)
-    _add_at(e_normalized_probs, _x, _at_x_normalized_probs)
+    _put_at(e_normalized_probs, _x, _at_x_normalized_probs)
     return {"normalized_probs": e_normalized_probs}
 
 
@@ -143,6 +143,11 @@ def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
     safe = np.where(d == 0, 1, d)
     return np.where(d == 0, 0, 1 / safe)
+
+
+def _put_at(out, index, value):
+    """out[..., index] = value along the last axis, in place; index and value are (..., 1)."""
+    np.put_along_axis(out, index, np.broadcast_to(value, np.broadcast_shapes(np.shape(value), index.shape)), axis=-1)
 
 
 def dense(block):

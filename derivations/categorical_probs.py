@@ -38,8 +38,9 @@ def log_prob(x, probs):
     _x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = _row_sum(probs)
+    _others0 = _sum_except(probs, _sum0, _x)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
-    _log_prob = np.log(_probs_at_x0) - np.log(_sum0)
+    _log_prob = np.where(np.less(_others0, _probs_at_x0), np.log1p(-_others0/_sum0), np.log(_probs_at_x0) - np.log(_sum0))
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
@@ -63,10 +64,12 @@ def eligibility(x, probs):
     probs = probs.reshape((1,) * (len(batch) + 1 - probs.ndim) + probs.shape)
     _sum0 = _row_sum(probs)
     _probs_at_x0 = np.take_along_axis(probs, _x, axis=-1)
-    e_probs = -1/_sum0
-    _at_x_probs = 1/_probs_at_x0
+    _others0 = _sum_except(probs, _sum0, _x)
+    _t0 = 1/_sum0
+    e_probs = -_t0
+    _at_x_probs = _others0*_t0/_probs_at_x0
     e_probs = _output(e_probs, batch + (size,), dtype, copy=True)
-    _add_at(e_probs, _x, _at_x_probs)
+    _put_at(e_probs, _x, _at_x_probs)
     return {"probs": e_probs}
 
 
@@ -160,6 +163,11 @@ def _pinv_diagonal(d):
     return np.where(d == 0, 0, 1 / safe)
 
 
+def _put_at(out, index, value):
+    """out[..., index] = value along the last axis, in place; index and value are (..., 1)."""
+    np.put_along_axis(out, index, np.broadcast_to(value, np.broadcast_shapes(np.shape(value), index.shape)), axis=-1)
+
+
 def _rank_one_pinv_solve(d, n, g):
     """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
     range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution).
@@ -185,6 +193,23 @@ def _row_sum(a):
     if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.shape[-1] > 0:
         return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
     return np.sum(a, axis=-1, keepdims=True)
+
+
+def _sum_except(values, total, index):
+    """Σ over the last axis without the entry at ``index``, kept as an axis of length 1: total −
+    values[index], except in rows where that entry holds more than 1 − 1e-3 of the total and the
+    difference cancels; there (those rows only) the other entries are added up themselves."""
+    others = total - np.take_along_axis(values, index, axis=-1)
+    close = others < 1e-3 * total
+    if not np.any(close):
+        return others
+    shape = np.broadcast_shapes(values.shape[:-1], index.shape[:-1], np.shape(total)[:-1])
+    rows = np.broadcast_to(close, shape + (1,))[..., 0]
+    full = np.broadcast_to(values, shape + values.shape[-1:])[rows]
+    at = np.broadcast_to(index, shape + (1,))[rows]
+    others = np.array(np.broadcast_to(others, shape + (1,)))
+    others[rows] = np.sum(np.where(np.arange(full.shape[-1]) == at, 0, full), axis=-1, keepdims=True)
+    return others
 
 
 def dense(block):

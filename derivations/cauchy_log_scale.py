@@ -38,8 +38,9 @@ def log_prob(x, loc, log_scale):
     loc = _with_ndim(loc, max(len(batch), 1))
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
     _w0 = (x - loc)*np.exp(-log_scale)
-    _log_prob = np.square(_w0)
-    np.log1p(_log_prob, out=_log_prob)
+    _t0 = np.square(_w0)
+    _t1 = np.abs(_w0)
+    _log_prob = np.where(np.greater(_t1, 1), 2*np.log(_t1) + np.log1p(1/_t0), np.log1p(_t0))
     np.negative(_log_prob, out=_log_prob)
     np.subtract(_log_prob, log_scale, out=_log_prob)
     np.subtract(_log_prob, 1.1447298858494002, out=_log_prob)
@@ -70,16 +71,17 @@ def eligibility(x, loc, log_scale):
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
     _w0 = (x - loc)*np.exp(-log_scale)
     _t0 = np.square(_w0)
-    _b1 = np.add(_t0, 1)
-    _t1 = np.divide(1, _b1)
-    _b3 = np.multiply(log_scale, -1)
-    np.exp(_b3, out=_b3)
-    e_loc = np.multiply(_b3, _t1, out=_into(_b3, _t1))
-    np.multiply(e_loc, _w0, out=e_loc)
-    np.multiply(e_loc, 2, out=e_loc)
-    np.subtract(_t0, 1, out=_t0)
-    np.multiply(_t1, _t0, out=_t1)
-    e_log_scale = _t1
+    _t1 = np.divide(1, _t0)
+    _b2 = np.add(_t1, 1)
+    _t2 = np.divide(1, _b2)
+    _t3 = np.multiply(log_scale, -1)
+    np.exp(_t3, out=_t3)
+    np.multiply(_t3, 2, out=_t3)
+    _t4 = np.greater(abs(_w0), 1)
+    _b6 = np.add(_t0, 1)
+    _t5 = np.divide(1, _b6)
+    e_loc = np.where(_t4, _t2*_t3/_w0, _t3*_t5*_w0)
+    e_log_scale = np.where(_t4, _t2*(1 - _t1), _t5*(_t0 - 1))
     e_loc = _output(e_loc, batch, dtype, copy=False)
     e_log_scale = _output(e_log_scale, batch, dtype, copy=False)
     return {"loc": e_loc, "log_scale": e_log_scale}
@@ -103,25 +105,24 @@ def hessian(x, loc, log_scale):
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
     _w0 = (x - loc)*np.exp(-log_scale)
     _t0 = np.square(_w0)
-    _b1 = np.add(_t0, 1)
-    np.square(_b1, out=_b1)
-    _t1 = np.divide(1, _b1)
-    _t2 = np.multiply(_t1, 4)
-    _b4 = np.add(_t0, -1)
-    _b5 = np.multiply(log_scale, -2)
-    np.exp(_b5, out=_b5)
-    np.multiply(_t1, _b4, out=_t1)
-    np.multiply(_t1, _b5, out=_t1)
-    np.multiply(_t1, 2, out=_t1)
-    _hessian_0_0 = _t1
-    _b6 = np.multiply(log_scale, -1)
-    np.exp(_b6, out=_b6)
-    _hessian_0_1 = np.multiply(_b6, _t2, out=_into(_b6, _t2))
-    np.multiply(_hessian_0_1, _w0, out=_hessian_0_1)
-    np.negative(_hessian_0_1, out=_hessian_0_1)
-    np.multiply(_t0, _t2, out=_t0)
-    np.negative(_t0, out=_t0)
-    _hessian_1_1 = _t0
+    _t1 = np.divide(1, _t0)
+    _b2 = np.add(_t1, 1)
+    np.square(_b2, out=_b2)
+    _t2 = np.divide(1, _b2)
+    _t3 = np.multiply(log_scale, -2)
+    np.exp(_t3, out=_t3)
+    np.multiply(_t3, 2, out=_t3)
+    _t4 = np.greater(abs(_w0), 1)
+    _b6 = np.add(_t0, 1)
+    np.square(_b6, out=_b6)
+    _t5 = np.divide(1, _b6)
+    _t6 = np.multiply(log_scale, -1)
+    np.exp(_t6, out=_t6)
+    _t7 = np.multiply(_t2, 4)
+    _t8 = np.multiply(_t5, 4)
+    _hessian_0_0 = np.where(_t4, _t1*_t2*_t3*(1 - _t1), _t3*_t5*(_t0 - 1))
+    _hessian_0_1 = np.where(_t4, -_t6*_t7/(_t0*_w0), -_t6*_t8*_w0)
+    _hessian_1_1 = np.where(_t4, -_t1*_t7, -_t0*_t8)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -167,12 +168,6 @@ def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
     dtype = np.result_type(*arrays)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _into(buffer, other):
-    """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
-    (the ufunc then returns a new array of the broadcast shape)."""
-    return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
 
 
 def _output(value, shape, dtype, copy):

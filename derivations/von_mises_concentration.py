@@ -103,11 +103,7 @@ def hessian(x, loc, concentration):
     np.sin(_t0, out=_t0)
     np.negative(_t0, out=_t0)
     _hessian_0_1 = _t0
-    _b4 = np.square(_t1)
-    _b5 = np.divide(_t1, concentration)
-    np.add(_b4, _b5, out=_b4)
-    np.subtract(_b4, 1, out=_b4)
-    _hessian_1_1 = _b4
+    _hessian_1_1 = np.where(np.greater(concentration, 67), -(1/2)/concentration**2 - (1/4)/concentration**3 - (3/8)/concentration**4 - (25/32)/concentration**5 - (65/32)/concentration**6 - (3219/512)/concentration**7 - (721/32)/concentration**8 - (375733/4096)/concentration**9 - (214173/512)/concentration**10 - (276923875/131072)/concentration**11 - (23985071/2048)/concentration**12 - (74139092727/1048576)/concentration**13 - (945920833/2048)/concentration**14, _t1**2 + _t1/concentration - 1)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -132,12 +128,7 @@ def fisher(loc, concentration):
     _t0 = (special.i1e(concentration)/special.i0e(concentration))
     _fisher_0_0 = np.multiply(_t0, concentration)
     _fisher_0_1 = 0
-    _b2 = np.square(_t0)
-    _b3 = np.divide(_t0, concentration)
-    np.negative(_b2, out=_b2)
-    np.subtract(_b2, _b3, out=_b2)
-    np.add(_b2, 1, out=_b2)
-    _fisher_1_1 = _b2
+    _fisher_1_1 = np.where(np.greater(concentration, 67), (1/2)/concentration**2 + (1/4)/concentration**3 + (3/8)/concentration**4 + (25/32)/concentration**5 + (65/32)/concentration**6 + (3219/512)/concentration**7 + (721/32)/concentration**8 + (375733/4096)/concentration**9 + (214173/512)/concentration**10 + (276923875/131072)/concentration**11 + (23985071/2048)/concentration**12 + (74139092727/1048576)/concentration**13 + (945920833/2048)/concentration**14, 1 - _t0**2 - _t0/concentration)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1

@@ -103,17 +103,13 @@ def hessian(x, loc, log_concentration):
     _t0 = np.exp(log_concentration)
     _t1 = np.subtract(loc, x)
     _t2 = np.cos(_t1)
-    _hessian_0_0 = np.multiply(_t0, _t2)
-    np.negative(_hessian_0_0, out=_hessian_0_0)
+    _t3 = np.multiply(_t0, _t2)
+    np.negative(_t3, out=_t3)
+    _hessian_0_0 = _t3
     np.sin(_t1, out=_t1)
     _hessian_0_1 = np.multiply(_t1, _t0, out=_into(_t1, _t0))
     np.negative(_hessian_0_1, out=_hessian_0_1)
-    _b5 = (special.i1e(_t0)/special.i0e(_t0))
-    np.square(_b5, out=_b5)
-    np.multiply(_b5, _t0, out=_b5)
-    _hessian_1_1 = np.subtract(_t2, _t0, out=_into(_t2, _t0))
-    np.add(_hessian_1_1, _b5, out=_hessian_1_1)
-    np.multiply(_hessian_1_1, _t0, out=_hessian_1_1)
+    _hessian_1_1 = np.where(np.greater(_t0, 4504), -_t0 - _t3 - 1/8*np.exp(-log_concentration) - 1/4*np.exp(-2*log_concentration) - 75/128*np.exp(-3*log_concentration) - 13/8*np.exp(-4*log_concentration) - 5365/1024*np.exp(-5*log_concentration) - 309/16*np.exp(-6*log_concentration) - 2630131/32768*np.exp(-7*log_concentration) - 23797/64*np.exp(-8*log_concentration) - 498462975/262144*np.exp(-9*log_concentration) - 10902305/1024*np.exp(-10*log_concentration) - 271843339999/4194304*np.exp(-11*log_concentration), _t0*(_t0*(special.i1e(_t0)/special.i0e(_t0))**2 + _t2 - _t0))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -139,11 +135,7 @@ def fisher(loc, log_concentration):
     _t1 = (special.i1e(_t0)/special.i0e(_t0))
     _fisher_0_0 = np.multiply(_t0, _t1)
     _fisher_0_1 = 0
-    _fisher_1_1 = np.square(_t1)
-    np.multiply(_fisher_1_1, _t0, out=_fisher_1_1)
-    np.subtract(_t0, _fisher_1_1, out=_fisher_1_1)
-    np.subtract(_fisher_1_1, _t1, out=_fisher_1_1)
-    np.multiply(_fisher_1_1, _t0, out=_fisher_1_1)
+    _fisher_1_1 = np.where(np.greater(_t0, 67), 1/2 + (1/4)*np.exp(-log_concentration) + (3/8)*np.exp(-2*log_concentration) + (25/32)*np.exp(-3*log_concentration) + (65/32)*np.exp(-4*log_concentration) + (3219/512)*np.exp(-5*log_concentration) + (721/32)*np.exp(-6*log_concentration) + (375733/4096)*np.exp(-7*log_concentration) + (214173/512)*np.exp(-8*log_concentration) + (276923875/131072)*np.exp(-9*log_concentration) + (23985071/2048)*np.exp(-10*log_concentration) + (74139092727/1048576)*np.exp(-11*log_concentration) + (945920833/2048)*np.exp(-12*log_concentration), _t0*(_t0 - _t0*_t1**2 - _t1))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1

@@ -109,21 +109,12 @@ def hessian(x, loc, raw_concentration):
     _t4 = (special.i1e(_t0)/special.i0e(_t0))
     _t5 = _sigmoid_over_softplus(raw_concentration)
     np.multiply(_t5, _t4, out=_t5)
-    _hessian_0_0 = np.multiply(_t0, _t2, out=_into(_t0, _t2))
+    _hessian_0_0 = np.multiply(_t0, _t2)
     np.negative(_hessian_0_0, out=_hessian_0_0)
     np.sin(_t1, out=_t1)
     _hessian_0_1 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
     np.negative(_hessian_0_1, out=_hessian_0_1)
-    _b8 = np.square(_t4)
-    np.add(_b8, _t5, out=_b8)
-    np.subtract(_b8, 1, out=_b8)
-    np.multiply(_b8, _t3, out=_b8)
-    _b9 = np.add(_t2, _t5, out=_into(_t2, _t5))
-    np.subtract(_b9, _t4, out=_b9)
-    _b10 = _sigmoid(-raw_concentration)
-    np.multiply(_b9, _b10, out=_b9)
-    _hessian_1_1 = np.add(_b8, _b9, out=_into(_b8, _b9))
-    np.multiply(_hessian_1_1, _t3, out=_hessian_1_1)
+    _hessian_1_1 = np.where(np.greater(_t0, 67), -(1/2)/_t0**2 - (1/4)/_t0**3 - (3/8)/_t0**4 - (25/32)/_t0**5 - (65/32)/_t0**6 - (3219/512)/_t0**7 - (721/32)/_t0**8 - (375733/4096)/_t0**9 - (214173/512)/_t0**10 - (276923875/131072)/_t0**11 - (23985071/2048)/_t0**12 - (74139092727/1048576)/_t0**13 - (945920833/2048)/_t0**14, _t3*(_t3*(_t4**2 + _t5 - 1) + (_t2 + _t5 - _t4)*_sigmoid(-raw_concentration)))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -150,19 +141,9 @@ def fisher(loc, raw_concentration):
     _t2 = _sigmoid(raw_concentration)
     _t3 = _sigmoid_over_softplus(raw_concentration)
     np.multiply(_t3, _t1, out=_t3)
-    np.multiply(_t0, _t1, out=_t0)
-    _fisher_0_0 = _t0
+    _fisher_0_0 = np.multiply(_t0, _t1)
     _fisher_0_1 = 0
-    np.square(_t1, out=_t1)
-    np.negative(_t1, out=_t1)
-    np.subtract(_t1, _t3, out=_t1)
-    np.add(_t1, 1, out=_t1)
-    np.multiply(_t1, _t2, out=_t1)
-    _b4 = _sigmoid(-raw_concentration)
-    np.multiply(_b4, _t3, out=_b4)
-    np.subtract(_t1, _b4, out=_t1)
-    np.multiply(_t1, _t2, out=_t1)
-    _fisher_1_1 = _t1
+    _fisher_1_1 = np.where(np.greater(_t0, 67), (1/2)/_t0**2 + (1/4)/_t0**3 + (3/8)/_t0**4 + (25/32)/_t0**5 + (65/32)/_t0**6 + (3219/512)/_t0**7 + (721/32)/_t0**8 + (375733/4096)/_t0**9 + (214173/512)/_t0**10 + (276923875/131072)/_t0**11 + (23985071/2048)/_t0**12 + (74139092727/1048576)/_t0**13 + (945920833/2048)/_t0**14, _t2*(_t2*(1 - _t1**2 - _t3) - _t3*_sigmoid(-raw_concentration)))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
