@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 
 from sympy import (
-    Add, Dummy, Float, Integer, Mul, Piecewise, cos, sin, Rational, S, count_ops, exp, expand_mul, factorial, loggamma, polygamma,
+    Add, Dummy, Float, Integer, Max, Mul, Piecewise, cos, sin, Rational, S, count_ops, exp, expand_mul, factorial, loggamma, polygamma,
 )
 
 from ..functions import bessel_i1_i0, sigmoid, sigmoid_over_softplus, softplus
@@ -92,9 +92,11 @@ def _asymptotic_in(expr, u):
     threshold = _threshold(total, s, lead, gap)
     if threshold is None:
         return None
-    series = total.subs(s, 1 / u)
     if isinstance(u, softplus):
         threshold = max(threshold, 40)
+    # the series taken at u ≥ T only: both branches of the where() are computed, and 1/u^14 at
+    # u = 1e-150 would overflow (harmlessly, but with a warning)
+    series = total.subs(s, 1 / Max(u, threshold))
     return Piecewise((series, u > threshold), (expr, True))
 
 

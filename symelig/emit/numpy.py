@@ -399,10 +399,9 @@ class _Lowering:
     def standardize(self, outputs: dict) -> dict:
         """``outputs`` through w = (u − μ)/σ where the family is location–scale; w is computed
         once, before everything else."""
-        definition, outputs = standardized(self.derivation, outputs)
-        if definition is not None:
-            w, expression = definition
-            self.aliases[w] = self._materialize(self.lower(expression), "w")
+        computed, outputs = standardized(self.derivation, outputs)
+        for symbol, expression in computed or ():
+            self.aliases[symbol] = self._materialize(self.lower(expression), "w")
         return outputs
 
     def _lower(self, e):

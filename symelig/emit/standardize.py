@@ -23,6 +23,8 @@ from ..functions import log_abs
 
 W = Symbol("_w", real=True)
 W_POSITIVE = Symbol("_w", positive=True)
+W_FAR = Symbol("_w_far", real=True)     # w where |w| > 1, else 2
+W_NEAR = Symbol("_w_near", real=True)   # w where |w| ≤ 1, else 0
 
 
 def standard_variable(d):
@@ -82,7 +84,10 @@ def _location_scale(d, log_p, u):
 
 
 def standardized(d, outputs: dict) -> tuple:
-    """(w definition or None, outputs in w): every output rewritten, or none of them."""
+    """([(symbol, definition)] to compute first, in order, or None; outputs in w): every output
+    rewritten, or none of them.  Besides w, the tail forms use w clipped to |w| > 1 and to
+    |w| ≤ 1 (W_FAR, W_NEAR), computed once as arrays so that neither branch of a where() sees a w
+    it would divide by zero or overflow at."""
     found = standard_variable(d)
     if found is None:
         return None, outputs
@@ -103,7 +108,10 @@ def standardized(d, outputs: dict) -> tuple:
             # (a gamma rate of 1e-53 in float32), and log σ often cancels (log softplus(r))
             new = _split_logs(new.subs(log(w), log(x) - log(sigma)))
         rewritten[name] = _tails(_simplest(new), w)
-    return (w, definition), rewritten
+    computed = [(w, definition)]
+    if any(e.has(W_FAR, W_NEAR) for e in rewritten.values()):
+        computed += [(W_FAR, Piecewise((w, Abs(w) > 1), (2, True))), (W_NEAR, Piecewise((w, Abs(w) <= 1), (0, True)))]
+    return computed, rewritten
 
 
 def _tails(e, w):
@@ -139,12 +147,18 @@ def _tails(e, w):
         u = exponentials[0].args[0]
         reversed_ = Mul(*[_reversed(b, w) ** p for b, p in numerator])
         far = Mul(*rest) * sign(w) ** degree_up * reversed_ * exp(u + degree_up * log_abs(w))
-        return Piecewise((far, Abs(w) > 1), (e, True))
+        return _in_the_tails(far, e, w)
     if exponentials or degree_down < 1 or degree_up > degree_down:
         return e
     v = 1 / w
     far = Mul(*rest) * v ** (degree_down - degree_up) * Mul(*[_reversed(b, w) ** p for b, p in numerator + denominator])
-    return Piecewise((far, Abs(w) > 1), (e, True))
+    return _in_the_tails(far, e, w)
+
+
+def _in_the_tails(far, near, w):
+    """The tail form where |w| > 1 and the form as derived elsewhere, each taken at a w clipped to
+    its own region (log|w| and 1/w at w = 0 would warn: both branches of a where() are computed)."""
+    return Piecewise((far.subs(w, W_FAR), Abs(w) > 1), (near.subs(w, W_NEAR), True))
 
 
 def _tail_log(e, w):
@@ -152,7 +166,7 @@ def _tail_log(e, w):
     if polynomial is None or polynomial.degree() < 1:
         return e
     m = polynomial.degree()
-    return Piecewise((m * log(Abs(w)) + log(_reversed(e.args[0], w)), Abs(w) > 1), (e, True))
+    return _in_the_tails(m * log_abs(w) + log(_reversed(e.args[0], w)), e, w)
 
 
 def _polynomial(e, w):
