@@ -66,7 +66,9 @@ def eligibility(x, loc, log_scale):
     loc = _with_ndim(loc, max(len(batch), 1))
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
     _w0 = (x - loc)*np.exp(-log_scale)
-    _fixed0 = _w0 + np.where(np.greater(abs(_w0), 1), -np.exp(np.log(np.abs(_w0)) - _w0)*np.sign(_w0), -_w0*np.exp(-_w0))
+    _w1 = np.where(np.greater(abs(_w0), 1), _w0, 2)
+    _w2 = np.where(np.less_equal(abs(_w0), 1), _w0, 0)
+    _fixed0 = _w0 + np.where(np.greater(abs(_w0), 1), -np.exp(np.log(np.abs(_w1)) - _w1)*np.sign(_w1), -_w2*np.exp(-_w2))
     _b0 = np.multiply(log_scale, -1)
     np.exp(_b0, out=_b0)
     _b1 = np.multiply(_w0, -1)
@@ -96,21 +98,24 @@ def hessian(x, loc, log_scale):
     loc = _with_ndim(loc, max(len(batch), 1))
     log_scale = _with_ndim(log_scale, max(len(batch), 1))
     _w0 = (x - loc)*np.exp(-log_scale)
+    _w1 = np.where(np.greater(abs(_w0), 1), _w0, 2)
+    _w2 = np.where(np.less_equal(abs(_w0), 1), _w0, 0)
     _t0 = np.multiply(_w0, -1)
-    _t1 = np.exp(_t0)
-    _t2 = np.where(np.greater(abs(_w0), 1), -np.exp(np.log(np.abs(_w0)) - _w0)*np.sign(_w0), -_t1*_w0)
-    np.expm1(_t0, out=_t0)
-    np.add(_t2, _t0, out=_t2)
+    _b1 = np.where(np.greater(abs(_w0), 1), -np.exp(np.log(np.abs(_w1)) - _w1)*np.sign(_w1), -_w2*np.exp(-_w2))
+    _b2 = np.expm1(_t0)
+    np.add(_b1, _b2, out=_b1)
+    _t1 = _b1
+    np.exp(_t0, out=_t0)
     _b3 = np.multiply(log_scale, -2)
     np.exp(_b3, out=_b3)
-    np.multiply(_t1, _b3, out=_t1)
-    np.negative(_t1, out=_t1)
-    _hessian_0_0 = _t1
+    np.multiply(_t0, _b3, out=_t0)
+    np.negative(_t0, out=_t0)
+    _hessian_0_0 = _t0
     _b4 = np.multiply(log_scale, -1)
     np.exp(_b4, out=_b4)
-    _hessian_0_1 = np.multiply(_b4, _t2, out=_into(_b4, _t2))
-    np.multiply(_t2, _w0, out=_t2)
-    _hessian_1_1 = _t2
+    _hessian_0_1 = np.multiply(_b4, _t1, out=_into(_b4, _t1))
+    np.multiply(_t1, _w0, out=_t1)
+    _hessian_1_1 = _t1
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1

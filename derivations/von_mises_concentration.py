@@ -96,14 +96,15 @@ def hessian(x, loc, concentration):
     loc = _with_ndim(loc, max(len(batch), 1))
     concentration = _with_ndim(concentration, max(len(batch), 1))
     _t0 = np.subtract(loc, x)
-    _t1 = (special.i1e(concentration)/special.i0e(concentration))
-    _b2 = np.cos(_t0)
-    _hessian_0_0 = np.multiply(_b2, concentration, out=_into(_b2, concentration))
+    _t1 = np.maximum(67, concentration)
+    _t2 = (special.i1e(concentration)/special.i0e(concentration))
+    _b3 = np.cos(_t0)
+    _hessian_0_0 = np.multiply(_b3, concentration, out=_into(_b3, concentration))
     np.negative(_hessian_0_0, out=_hessian_0_0)
     np.sin(_t0, out=_t0)
     np.negative(_t0, out=_t0)
     _hessian_0_1 = _t0
-    _hessian_1_1 = np.where(np.greater(concentration, 67), -(1/2)/concentration**2 - (1/4)/concentration**3 - (3/8)/concentration**4 - (25/32)/concentration**5 - (65/32)/concentration**6 - (3219/512)/concentration**7 - (721/32)/concentration**8 - (375733/4096)/concentration**9 - (214173/512)/concentration**10 - (276923875/131072)/concentration**11 - (23985071/2048)/concentration**12 - (74139092727/1048576)/concentration**13 - (945920833/2048)/concentration**14, _t1**2 + _t1/concentration - 1)
+    _hessian_1_1 = np.where(np.greater(concentration, 67), -(1/2)/_t1**2 - (1/4)/_t1**3 - (3/8)/_t1**4 - (25/32)/_t1**5 - (65/32)/_t1**6 - (3219/512)/_t1**7 - (721/32)/_t1**8 - (375733/4096)/_t1**9 - (214173/512)/_t1**10 - (276923875/131072)/_t1**11 - (23985071/2048)/_t1**12 - (74139092727/1048576)/_t1**13 - (945920833/2048)/_t1**14, _t2**2 + _t2/concentration - 1)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -126,9 +127,10 @@ def fisher(loc, concentration):
     loc = _with_ndim(loc, max(len(batch), 1))
     concentration = _with_ndim(concentration, max(len(batch), 1))
     _t0 = (special.i1e(concentration)/special.i0e(concentration))
+    _t1 = np.maximum(67, concentration)
     _fisher_0_0 = np.multiply(_t0, concentration)
     _fisher_0_1 = 0
-    _fisher_1_1 = np.where(np.greater(concentration, 67), (1/2)/concentration**2 + (1/4)/concentration**3 + (3/8)/concentration**4 + (25/32)/concentration**5 + (65/32)/concentration**6 + (3219/512)/concentration**7 + (721/32)/concentration**8 + (375733/4096)/concentration**9 + (214173/512)/concentration**10 + (276923875/131072)/concentration**11 + (23985071/2048)/concentration**12 + (74139092727/1048576)/concentration**13 + (945920833/2048)/concentration**14, 1 - _t0**2 - _t0/concentration)
+    _fisher_1_1 = np.where(np.greater(concentration, 67), (1/2)/_t1**2 + (1/4)/_t1**3 + (3/8)/_t1**4 + (25/32)/_t1**5 + (65/32)/_t1**6 + (3219/512)/_t1**7 + (721/32)/_t1**8 + (375733/4096)/_t1**9 + (214173/512)/_t1**10 + (276923875/131072)/_t1**11 + (23985071/2048)/_t1**12 + (74139092727/1048576)/_t1**13 + (945920833/2048)/_t1**14, 1 - _t0**2 - _t0/concentration)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1

@@ -103,13 +103,13 @@ def hessian(x, loc, log_concentration):
     _t0 = np.exp(log_concentration)
     _t1 = np.subtract(loc, x)
     _t2 = np.cos(_t1)
-    _t3 = np.multiply(_t0, _t2)
-    np.negative(_t3, out=_t3)
-    _hessian_0_0 = _t3
+    _t3 = np.maximum(4504, _t0)
+    _hessian_0_0 = np.multiply(_t0, _t2)
+    np.negative(_hessian_0_0, out=_hessian_0_0)
     np.sin(_t1, out=_t1)
     _hessian_0_1 = np.multiply(_t1, _t0, out=_into(_t1, _t0))
     np.negative(_hessian_0_1, out=_hessian_0_1)
-    _hessian_1_1 = np.where(np.greater(_t0, 4504), -_t0 - _t3 - 1/8*np.exp(-log_concentration) - 1/4*np.exp(-2*log_concentration) - 75/128*np.exp(-3*log_concentration) - 13/8*np.exp(-4*log_concentration) - 5365/1024*np.exp(-5*log_concentration) - 309/16*np.exp(-6*log_concentration) - 2630131/32768*np.exp(-7*log_concentration) - 23797/64*np.exp(-8*log_concentration) - 498462975/262144*np.exp(-9*log_concentration) - 10902305/1024*np.exp(-10*log_concentration) - 271843339999/4194304*np.exp(-11*log_concentration), _t0*(_t0*(special.i1e(_t0)/special.i0e(_t0))**2 + _t2 - _t0))
+    _hessian_1_1 = np.where(np.greater(_t0, 4504), _t2*_t3 - _t3 - (1/8)/_t3 - (1/4)/_t3**2 - (75/128)/_t3**3 - (13/8)/_t3**4 - (5365/1024)/_t3**5 - (309/16)/_t3**6 - (2630131/32768)/_t3**7 - (23797/64)/_t3**8 - (498462975/262144)/_t3**9 - (10902305/1024)/_t3**10 - (271843339999/4194304)/_t3**11, _t0*(_t0*(special.i1e(_t0)/special.i0e(_t0))**2 + _t2 - _t0))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -133,9 +133,10 @@ def fisher(loc, log_concentration):
     log_concentration = _with_ndim(log_concentration, max(len(batch), 1))
     _t0 = np.exp(log_concentration)
     _t1 = (special.i1e(_t0)/special.i0e(_t0))
+    _t2 = np.maximum(67, _t0)
     _fisher_0_0 = np.multiply(_t0, _t1)
     _fisher_0_1 = 0
-    _fisher_1_1 = np.where(np.greater(_t0, 67), 1/2 + (1/4)*np.exp(-log_concentration) + (3/8)*np.exp(-2*log_concentration) + (25/32)*np.exp(-3*log_concentration) + (65/32)*np.exp(-4*log_concentration) + (3219/512)*np.exp(-5*log_concentration) + (721/32)*np.exp(-6*log_concentration) + (375733/4096)*np.exp(-7*log_concentration) + (214173/512)*np.exp(-8*log_concentration) + (276923875/131072)*np.exp(-9*log_concentration) + (23985071/2048)*np.exp(-10*log_concentration) + (74139092727/1048576)*np.exp(-11*log_concentration) + (945920833/2048)*np.exp(-12*log_concentration), _t0*(_t0 - _t0*_t1**2 - _t1))
+    _fisher_1_1 = np.where(np.greater(_t0, 67), 1/2 + (1/4)/_t2 + (3/8)/_t2**2 + (25/32)/_t2**3 + (65/32)/_t2**4 + (3219/512)/_t2**5 + (721/32)/_t2**6 + (375733/4096)/_t2**7 + (214173/512)/_t2**8 + (276923875/131072)/_t2**9 + (23985071/2048)/_t2**10 + (74139092727/1048576)/_t2**11 + (945920833/2048)/_t2**12, _t0*(_t0 - _t0*_t1**2 - _t1))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1

@@ -106,15 +106,16 @@ def hessian(x, loc, raw_concentration):
     _t1 = np.subtract(loc, x)
     _t2 = np.cos(_t1)
     _t3 = _sigmoid(raw_concentration)
-    _t4 = (special.i1e(_t0)/special.i0e(_t0))
-    _t5 = _sigmoid_over_softplus(raw_concentration)
-    np.multiply(_t5, _t4, out=_t5)
+    _t4 = np.maximum(67, _t0)
+    _t5 = (special.i1e(_t0)/special.i0e(_t0))
+    _t6 = _sigmoid_over_softplus(raw_concentration)
+    np.multiply(_t6, _t5, out=_t6)
     _hessian_0_0 = np.multiply(_t0, _t2)
     np.negative(_hessian_0_0, out=_hessian_0_0)
     np.sin(_t1, out=_t1)
     _hessian_0_1 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
     np.negative(_hessian_0_1, out=_hessian_0_1)
-    _hessian_1_1 = np.where(np.greater(_t0, 67), -(1/2)/_t0**2 - (1/4)/_t0**3 - (3/8)/_t0**4 - (25/32)/_t0**5 - (65/32)/_t0**6 - (3219/512)/_t0**7 - (721/32)/_t0**8 - (375733/4096)/_t0**9 - (214173/512)/_t0**10 - (276923875/131072)/_t0**11 - (23985071/2048)/_t0**12 - (74139092727/1048576)/_t0**13 - (945920833/2048)/_t0**14, _t3*(_t3*(_t4**2 + _t5 - 1) + (_t2 + _t5 - _t4)*_sigmoid(-raw_concentration)))
+    _hessian_1_1 = np.where(np.greater(_t0, 67), -(1/2)/_t4**2 - (1/4)/_t4**3 - (3/8)/_t4**4 - (25/32)/_t4**5 - (65/32)/_t4**6 - (3219/512)/_t4**7 - (721/32)/_t4**8 - (375733/4096)/_t4**9 - (214173/512)/_t4**10 - (276923875/131072)/_t4**11 - (23985071/2048)/_t4**12 - (74139092727/1048576)/_t4**13 - (945920833/2048)/_t4**14, _t3*(_t3*(_t5**2 + _t6 - 1) + (_t2 + _t6 - _t5)*_sigmoid(-raw_concentration)))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -138,12 +139,13 @@ def fisher(loc, raw_concentration):
     raw_concentration = _with_ndim(raw_concentration, max(len(batch), 1))
     _t0 = np.logaddexp(0, raw_concentration)
     _t1 = (special.i1e(_t0)/special.i0e(_t0))
-    _t2 = _sigmoid(raw_concentration)
-    _t3 = _sigmoid_over_softplus(raw_concentration)
-    np.multiply(_t3, _t1, out=_t3)
+    _t2 = np.maximum(67, _t0)
+    _t3 = _sigmoid(raw_concentration)
+    _t4 = _sigmoid_over_softplus(raw_concentration)
+    np.multiply(_t4, _t1, out=_t4)
     _fisher_0_0 = np.multiply(_t0, _t1)
     _fisher_0_1 = 0
-    _fisher_1_1 = np.where(np.greater(_t0, 67), (1/2)/_t0**2 + (1/4)/_t0**3 + (3/8)/_t0**4 + (25/32)/_t0**5 + (65/32)/_t0**6 + (3219/512)/_t0**7 + (721/32)/_t0**8 + (375733/4096)/_t0**9 + (214173/512)/_t0**10 + (276923875/131072)/_t0**11 + (23985071/2048)/_t0**12 + (74139092727/1048576)/_t0**13 + (945920833/2048)/_t0**14, _t2*(_t2*(1 - _t1**2 - _t3) - _t3*_sigmoid(-raw_concentration)))
+    _fisher_1_1 = np.where(np.greater(_t0, 67), (1/2)/_t2**2 + (1/4)/_t2**3 + (3/8)/_t2**4 + (25/32)/_t2**5 + (65/32)/_t2**6 + (3219/512)/_t2**7 + (721/32)/_t2**8 + (375733/4096)/_t2**9 + (214173/512)/_t2**10 + (276923875/131072)/_t2**11 + (23985071/2048)/_t2**12 + (74139092727/1048576)/_t2**13 + (945920833/2048)/_t2**14, _t3*(_t3*(1 - _t1**2 - _t4) - _t4*_sigmoid(-raw_concentration)))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
