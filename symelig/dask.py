@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from .errors import SymeligError
+from .errors import SymeligError, first_failing
 
 
 def eligibility(derivation, x, *, validate: bool = True, **params) -> dict:
@@ -185,14 +185,7 @@ def _located(name, constraint, values, context, err, positions, batch_ndim, span
         total_count = total if total_flat is None else total_flat[start] if one else total_flat[start:stop]
         constraint.check(name, part, **{**context, "total_count": total_count})
 
-    start, stop = 0, flat.shape[0]
-    while stop - start > 1:
-        middle = (start + stop) // 2
-        try:
-            check(start, middle)
-            start = middle
-        except SymeligError:
-            stop = middle
+    start = first_failing(check, 0, flat.shape[0])
     try:
         check(start, start + 1, one=True)
         return err  # not one row's fault (cannot happen with element-wise and row-wise checks)

@@ -110,8 +110,9 @@ class LogSumExp(_Reduction):
         ), exp)
 
 
-class Softmax(_Reduction):
-    """exp(f(at)) / Σ_{i=0}^{K-1} exp(f(i)); args (f, i, K, at)."""
+class _AtCategory(_Reduction):
+    """A reduction taken relative to one category ``at`` (the sample x, or a component j); args
+    (f, i, K, at)."""
 
     nargs = 4
 
@@ -122,6 +123,11 @@ class Softmax(_Reduction):
     @property
     def free_symbols(self):
         return super().free_symbols | self.at.free_symbols
+
+
+class Softmax(_AtCategory):
+    """exp(f(at)) / Σ_{i=0}^{K-1} exp(f(i)); args (f, i, K, at)."""
+
 
     def doit(self, **hints):
         return exp(self.body.subs(self.index, self.at)) / self.sum_of_exp()
@@ -276,38 +282,20 @@ class betaln(Function):
         return _power(rf"\log B\left({printer._print(self.args[0])}, {printer._print(self.args[1])}\right)", exp)
 
 
-class SumExcept(_Reduction):
+class SumExcept(_AtCategory):
     """Σ_{i ≠ at} f(i) over 0..K−1; args (f, i, K, at).  Only the kernels use it
     (symelig.emit.stable): Σ_i f(i) − f(at) cancels where the entry at ``at`` holds almost all of
     the sum, which the sum of the other entries does not."""
 
-    nargs = 4
-
-    @property
-    def at(self):
-        return self.args[3]
-
-    @property
-    def free_symbols(self):
-        return super().free_symbols | self.at.free_symbols
 
     def doit(self, **hints):
         return Sum(self.body, (self.index, 0, self.size - 1)) - self.body.subs(self.index, self.at)
 
 
-class SoftmaxExcept(_Reduction):
+class SoftmaxExcept(_AtCategory):
     """1 − softmax(f)_at = Σ_{i ≠ at} e^(f(i)) / Σ_i e^(f(i)); args (f, i, K, at).  Only the
     kernels use it: 1 − softmax_x is 0 in floating point where the sampled category dominates."""
 
-    nargs = 4
-
-    @property
-    def at(self):
-        return self.args[3]
-
-    @property
-    def free_symbols(self):
-        return super().free_symbols | self.at.free_symbols
 
     def doit(self, **hints):
         return 1 - exp(self.body.subs(self.index, self.at)) / self.sum_of_exp()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SymeligError
+from .errors import SymeligError, first_failing
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30, "GB": 2**30}
 _WORKING_COPIES = 4  # outputs plus temporaries the kernels make, per output-sized array
@@ -185,13 +185,7 @@ def _at_first_bad_row(evaluate, start: int, stop: int, err: SymeligError, per_ro
     """``err`` (about rows start…stop−1, indexed from the block's start) restated for the first
     bad row in the files.  Rows are independent, so a range fails exactly when one of its rows
     does: bisection finds the first, whose message then names index 0 for the row."""
-    while stop - start > 1:
-        middle = (start + stop) // 2
-        try:
-            evaluate(start, middle)
-            start = middle
-        except SymeligError:
-            stop = middle
+    start = first_failing(evaluate, start, stop)
     try:
         evaluate(start, start + 1)
         return err  # not a row's fault after all (cannot happen with row-wise checks)
