@@ -71,6 +71,17 @@ _HELPERS = {
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
     return np.where(near, np.log(-np.expm1(np.where(near, u, -1.0))), np.log1p(-np.exp(np.where(near, -1.0, u))))''',
+    "_log1pmx": '''def _log1pmx(z):
+    """log(1 + z) − z: the series in s = z/(2 + z) for |z| < 1/4 (where the two cancel to −z²/2),
+    the difference itself elsewhere."""
+    near = np.abs(z) < 0.25
+    zs = np.where(near, z, 0.0)
+    s = zs / (2 + zs)
+    s2 = s * s
+    tail = s2 * (1/3 + s2 * (1/5 + s2 * (1/7 + s2 * (1/9 + s2 * (1/11 + s2 * (1/13 + s2 * (1/15 + s2 * (1/17 + s2 * (1/19 + s2 / 21)))))))))
+    series = 2 * s * tail - zs * zs / (2 + zs)
+    far = np.where(near, 1.0, z)
+    return np.where(near, series, np.log1p(far) - far)''',
     "_gamma_difference": '''def _gamma_difference(n, b, d, a, shift):
     """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1.  Where
     |d| ≤ 1e-3·|b|, a rounds towards b and the difference cancels: there the Taylor series
@@ -217,6 +228,9 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _print_log_abs(self, expr):
         return f"{self.ns}.log({self.ns}.abs({self._print(expr.args[0])}))"
+
+    def _print_log1pmx(self, expr):
+        return self._helper("_log1pmx", expr.args)
 
     def _print_log1mexp(self, expr):
         return self._helper("_log1mexp", expr.args)
@@ -459,7 +473,7 @@ def _reuse_squares(common: list, reduced: list) -> tuple:
     if not squares:
         return common, reduced
 
-    def rewrite(expr, own=None):
+    def rewrite(expr, defined):
         def split(p):
             n = int(p.exp)
             sign = 1 if n > 0 else -1
@@ -467,11 +481,17 @@ def _reuse_squares(common: list, reduced: list) -> tuple:
             return Pow(square, sign * (abs(n) // 2)) * Pow(p.base, sign * (abs(n) % 2))
 
         return expr.replace(
-            lambda p: p.is_Pow and p.base in squares and p.exp.is_Integer and abs(p.exp) >= 3 and squares[p.base] != own,
+            lambda p: p.is_Pow and p.base in squares and p.exp.is_Integer and abs(p.exp) >= 3 and squares[p.base] in defined,
             split,
         )
 
-    return [(name, rewrite(e, own=name)) for name, e in common], [rewrite(e) for e in reduced]
+    # only through a square already computed: CSE may list ν³ before ν² (which a later
+    # temporary needs), and reading ν² there was an UnboundLocalError
+    out, defined = [], set()
+    for name, e in common:
+        out.append((name, rewrite(e, defined)))
+        defined.add(name)
+    return out, [rewrite(e, defined) for e in reduced]
 
 
 def _one_denominator(expr):
