@@ -249,6 +249,25 @@ class log1mexp(Function):
         return _power(rf"\log\left(1 - e^{{{printer._print(self.args[0])}}}\right)", exp)
 
 
+class log1pmx(Function):
+    """log(1 + z) − z for z > −1, as the kernels evaluate it: near 0 the two terms cancel to
+    −z²/2, so for |z| < ¼ it is −z²/(2 + z) + 2(s³/3 + s⁵/5 + …) with s = z/(2 + z) (log(1 + z)
+    = 2 atanh s), whose terms fall by s² ≤ 1/49 each.  Only the kernels use it
+    (symelig.emit.stable)."""
+
+    def fdiff(self, argindex=1):
+        z = self.args[0]
+        return -z / (1 + z)
+
+    def doit(self, **hints):
+        z = self.args[0].doit(**hints)
+        return log(1 + z) - z
+
+    def _latex(self, printer, exp=None):
+        z = printer._print(self.args[0])
+        return _power(rf"\left(\log\left(1 + {z}\right) - {z}\right)", exp)
+
+
 class gamma_difference(Function):
     """ψ_n(a) − ψ_n(b + s) for n ≥ 0, log Γ(a) − log Γ(b + s) for n = −1, with d = a − b and s = 0
     or 1; args (n, b, d, a, s) (a as written, since b + d may round differently).  Only the

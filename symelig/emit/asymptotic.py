@@ -33,6 +33,13 @@ def asymptotic(expr, parameters):
         rewritten = _asymptotic_in(expr, u)
         if rewritten is not None:
             return rewritten
+        # the terms of a sum in u alone, apart from the rest (Student's t ∂/∂ν: ψ((ν+1)/2) −
+        # ψ(ν/2) − 1/ν is O(1/ν²) beside terms in w = (x − μ)/σ that cancel on their own)
+        alone = [t for t in Add.make_args(expr) if t.free_symbols and t.free_symbols <= u.free_symbols]
+        if expr.is_Add and 1 < len(alone) < len(expr.args):
+            rewritten = _asymptotic_in(Add(*alone), u)
+            if rewritten is not None:
+                return rewritten + Add(*[t for t in expr.args if t not in alone])
     return expr
 
 

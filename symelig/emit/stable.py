@@ -9,6 +9,8 @@ written they lose every digit where the terms cancel (η → 0) or overflow befo
   e^(−u)·expm1(u)², b^k − 1 are exact near u = 0;
 * 1 − sigmoid(u) = sigmoid(−u), exact where sigmoid(u) rounds to 1;
 * log(1 + a) = log1p(a), and log(1 − e^u) = log1mexp(u) (log(−expm1(u)) near u = 0);
+* c·log(1 + t) + r·t/(1 + t) with r ≈ −c (:func:`log1p_pairs`: Student's t ∂/∂ν), as
+  c·[log(1 + t) − t/(1 + t)] + (c + r)·t/(1 + t), the bracket −log1pmx(−y) at y = t/(1 + t) < ½;
 * a quotient N/D^n, where D is a sum of terms c_k·e^(f_k), or log D: every e^(f_k) becomes
   e^(f_k − m) with m = max_k f_k (log D = m + log Σ c_k e^(f_k − m)), when N is homogeneous of
   degree n in the e^(f_k), so that the quotient is unchanged and nothing overflows: the
@@ -24,14 +26,48 @@ from sympy import (
 )
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, betaln, gamma_difference, log1mexp, sigmoid, softplus
+from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, betaln, gamma_difference, log1mexp, log1pmx, sigmoid, softplus
 
 
 def stable(expr, parameters=(), unit_interval=(), sample=None):
     """``expr`` with the cancelling and overflowing forms above replaced (bottom-up);
     ``parameters`` are the differentiated symbols (the rest is data: x, total_count),
     ``unit_interval`` those of them that lie in (0, 1), ``sample`` a categorical sample x."""
-    return _Stable(tuple(parameters), tuple(unit_interval), sample)(expr)
+    return _Stable(tuple(parameters), tuple(unit_interval), sample)(log1p_pairs(expr))
+
+
+def log1p_pairs(expr, variable=None):
+    """An Add's c·log(1 + t) + r·t/(1 + t) where c + r is simpler than r (they cancel: Student's t
+    ∂/∂ν has −½·log(1 + w²/ν) + (ν + 1)/(2ν)·t/(1 + t), whose sum is O(t² + t/ν) from terms
+    of O(t)) as c·G + (c + r)·y, y = t/(1 + t), G = log(1 + t) − y: G is −log1pmx(−y)
+    (= t²/2 + … without cancellation) where y < ½, and the log as written above (no cancellation
+    there, and log(1 + t) keeps its range where y rounds to 1).  ``variable`` (the sample's w),
+    if given, must be absent from r; otherwise r must lack one of t's symbols."""
+    if not expr.is_Add:
+        return expr
+    terms = list(expr.args)
+    for i, term in enumerate(terms):
+        logs = [f for f in Mul.make_args(term) if isinstance(f, log)]
+        if len(logs) != 1:
+            continue
+        c = term / logs[0]
+        t = logs[0].args[0] - 1
+        if t.is_number or c.has(log) or (variable is not None and not t.has(variable)):
+            continue
+        for k, other in enumerate(terms):
+            if k == i or not other.has(*t.free_symbols):
+                continue
+            r = cancel(other * (1 + t) / t)
+            if r.has(log) or (variable is not None and r.has(variable)) or (variable is None and not r.free_symbols < t.free_symbols):
+                continue
+            rest = cancel(c + r)
+            if rest != 0 and count_ops(rest) >= count_ops(r):
+                continue
+            y = cancel(t / (1 + t))
+            g = Piecewise((-log1pmx(-y), y < S.Half), (logs[0] - y, True))
+            kept = [a for n, a in enumerate(terms) if n not in (i, k)]
+            return Add(*kept, c * g, rest * y)
+    return expr
 
 
 class _Stable:
@@ -160,6 +196,16 @@ def _others_at(expr, x):
                 if -at_x in terms:
                     rest = [t for t in terms if t is not term and t != -at_x]
                     return Add(*rest, c * SumExcept(f, i, K_of(factor_), x))
+                # c·Σ_i softmax_i·h(i) − c·h(x) = c·Σ_i softmax_i·(h(i) − h(x)): the softmax mean
+                # minus the sampled value (∂/∂τ of logits z/τ) is 0 where x dominates, yet
+                # −1e-211 is representable; the term at x is exactly 0, the others keep their digits
+                weights = [g for g in Mul.make_args(f) if isinstance(g, Softmax) and g.at == i]
+                if len(weights) == 1:
+                    h = f / weights[0]
+                    at_x = c * h.subs(i, x)
+                    if -at_x in terms and h.has(i):
+                        rest = [t for t in terms if t is not term and t != -at_x]
+                        return Add(*rest, c * Sum(weights[0] * (h - h.subs(i, x)), factor_.limits[0]))
             if isinstance(factor_, log) and isinstance(factor_.args[0], Sum):  # log f(x) − log Σ f
                 f, i = _category_sum(factor_.args[0]) or (None, None)
                 if f is None:

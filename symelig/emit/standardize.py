@@ -14,12 +14,15 @@ eliminate x is not used.
 from __future__ import annotations
 
 from sympy import (
-    Abs, Add, Dummy, Mul, Piecewise, Poly, PolynomialError, Symbol, cancel, count_ops, exp, expand_log, expand_mul, factor, log,
+    Abs, Add, And, Dummy, Function, Mul, Not, Piecewise, Poly, PolynomialError, Symbol, cancel, count_ops, exp, expand_log, expand_mul, factor, log,
     sign, together,
 )
 
+from sympy.core.relational import Relational
+
 from ..family import call_with
 from ..functions import log_abs
+from .stable import log1p_pairs
 
 W = Symbol("_w", real=True)
 W_POSITIVE = Symbol("_w", positive=True)
@@ -107,7 +110,7 @@ def standardized(d, outputs: dict) -> tuple:
             # log w back to log x − log σ: w = x/σ may underflow where both logs are finite
             # (a gamma rate of 1e-53 in float32), and log σ often cancels (log softplus(r))
             new = _split_logs(new.subs(log(w), log(x) - log(sigma)))
-        rewritten[name] = _tails(_simplest(new), w)
+        rewritten[name] = _tails(log1p_pairs(_like_terms(_simplest(new), w), w), w)
     computed = [(w, definition)]
     if any(e.has(W_FAR, W_NEAR) for e in rewritten.values()):
         computed += [(W_FAR, Piecewise((w, Abs(w) > 1), (2, True))), (W_NEAR, Piecewise((w, Abs(w) <= 1), (0, True)))]
@@ -120,6 +123,10 @@ def _tails(e, w):
     is 2e-200 at w = 1e200, where w² overflows and the form as derived is inf/inf."""
     if e.is_Add:
         return Add(*[_tails(t, w) for t in e.args])
+    if isinstance(e, Piecewise):  # each piece, and a condition a < b on its left side
+        return Piecewise(*[(_tails(value, w), _tails_condition(condition, w)) for value, condition in e.args])
+    if isinstance(e, Function) and not isinstance(e, (exp, log)) and e.has(w):  # log1pmx(y): y in its tail form
+        return e.func(*[_tails(a, w) for a in e.args])
     if isinstance(e, log):
         return _tail_log(e, w)
     if not e.is_Mul or not e.has(w):
@@ -136,7 +143,7 @@ def _tails(e, w):
             exponentials.append(f)
         elif power.is_Integer and _polynomial(base, w) is not None:
             (numerator if power > 0 else denominator).append((base, int(power)))
-        elif f.is_Add:  # a bracket of terms: each in its own tail form
+        elif f.is_Add or isinstance(f, (Piecewise, Function)):  # a bracket or a function: each factor in its own tail form
             return Mul(*[_tails(g, w) for g in e.args])
         else:
             return e
@@ -155,6 +162,12 @@ def _tails(e, w):
     return _in_the_tails(far, e, w)
 
 
+def _tails_condition(condition, w):
+    if isinstance(condition, Relational) and condition.lhs.has(w) and not condition.rhs.has(w):
+        return condition.func(_tails(condition.lhs, w), condition.rhs)
+    return condition
+
+
 def _in_the_tails(far, near, w):
     """The tail form where |w| > 1 and the form as derived elsewhere, each taken at a w clipped to
     its own region (log|w| and 1/w at w = 0 would warn: both branches of a where() are computed)."""
@@ -162,11 +175,21 @@ def _in_the_tails(far, near, w):
 
 
 def _tail_log(e, w):
+    """log Q(w) as m·log|w| + log Q̃(1/w) where the top term c_m·w^m outweighs the constant c_0
+    (elsewhere the two logs cancel: log(1 + w²/ν) at w = 1.3, ν = 1e12 lost 11 digits), and as
+    written, at a w clipped to that region, where it does not."""
     polynomial = _polynomial(e.args[0], w)
     if polynomial is None or polynomial.degree() < 1:
         return e
     m = polynomial.degree()
-    return _in_the_tails(m * log_abs(w) + log(_reversed(e.args[0], w)), e, w)
+    coefficients = polynomial.all_coeffs()
+    far = m * log_abs(w) + log(_reversed(e.args[0], w))
+    top, bottom = coefficients[0], coefficients[-1]
+    if bottom == 0 or (top / bottom).is_number:
+        return _in_the_tails(far, e, w)
+    region = And(Abs(w) > 1, Abs(top) > Abs(bottom) * Abs(1 / W_FAR) ** m)
+    near = Piecewise((w, Not(region)), (0, True))
+    return Piecewise((far.subs(w, W_FAR), region), (e.subs(w, near), True))
 
 
 def _polynomial(e, w):
@@ -183,6 +206,22 @@ def _reversed(e, w):
     m = polynomial.degree()
     coefficients = polynomial.all_coeffs()  # highest degree first
     return Add(*[c * w ** -k for k, c in enumerate(coefficients)])
+
+
+def _like_terms(e, w):
+    """Terms with the same factor in w as one, their coefficients in the parameters summed exactly:
+    Student's t H_νν has w²/(ν²(1 + w²/ν)) − (ν + 1)·w²/(ν³(1 + w²/ν)), O(1/ν²) each, whose
+    sum is −w²/(ν³(1 + w²/ν))."""
+    if not e.is_Add:
+        return e
+    groups: dict = {}
+    for term in e.args:
+        coefficient, factor_ = term.as_independent(w, as_Add=False)
+        groups[factor_] = groups.get(factor_, 0) + coefficient
+    if len(groups) == len(e.args):
+        return e
+    # (terms free of w stay as they are: ψ((ν+1)/2) − ψ(ν/2) − 1/ν is taken apart by its series)
+    return Add(*[cancel(c) * f if f != 1 else c for f, c in groups.items()])
 
 
 def _split_logs(e):

@@ -93,6 +93,17 @@ _HELPERS = {
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
     return xp.where(near, xp.log(-xp.expm1(xp.where(near, u, -1.0))), xp.log1p(-xp.exp(xp.where(near, -1.0, u))))''',
+    "_log1pmx": '''def _log1pmx(xp, z):
+    """log(1 + z) − z: the series in s = z/(2 + z) for |z| < 1/4 (where the two cancel to −z²/2),
+    the difference itself elsewhere."""
+    near = xp.abs(z) < 0.25
+    zs = xp.where(near, z, 0.0)
+    s = zs / (2 + zs)
+    s2 = s * s
+    tail = s2 * (1/3 + s2 * (1/5 + s2 * (1/7 + s2 * (1/9 + s2 * (1/11 + s2 * (1/13 + s2 * (1/15 + s2 * (1/17 + s2 * (1/19 + s2 / 21)))))))))
+    series = 2 * s * tail - zs * zs / (2 + zs)
+    far = xp.where(near, 1.0, z)
+    return xp.where(near, series, xp.log1p(far) - far)''',
     "_gamma_difference": '''def _gamma_difference(xp, n, b, d, a, shift):
     """ψ_n(a) − ψ_n(b + shift) (n = −1: log Γ), with a = b + d and shift 0 or 1: the Taylor
     series in d (plus the pole ψ_n(b) − ψ_n(b + 1) if shift is 1) where |d| ≤ 1e-3·|b| (a
