@@ -8,7 +8,7 @@
 Sign convention: the eligibility is the gradient of the log-likelihood (Williams 1992), never
 the gradient of a loss.
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .errors import SymeligError  # noqa: E402  (light: no SymPy)
 

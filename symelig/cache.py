@@ -52,7 +52,7 @@ def folder() -> Path | None:
 def _fingerprint() -> str:
     from importlib import metadata
 
-    from . import __version__
+    from .version import __version__
 
     try:
         sympy_version = metadata.version("sympy")

@@ -168,6 +168,7 @@ def _derived(d, format: Format, standalone: bool, k: Optional[int], order: int =
 
 def _expanded(d, k: int, format: Format) -> str:
     from . import expand
+    from .emit import latex, text
 
     if format is Format.numpy:
         raise SymeligError("--k works with --format text, latex or json; the numpy kernel is the same for every K")
@@ -175,12 +176,12 @@ def _expanded(d, k: int, format: Format) -> str:
         raise SymeligError(f"--k expands the K categories of a vector parameter; {d.family} has none")
     table = expand.expand(d.symbolic, k)
     if format is Format.latex:
-        return expand.render_latex(d.symbolic, table)
+        return latex.render_table(d.symbolic, table)
     if format is Format.json:
         import json
 
-        return json.dumps(expand.to_dict(d.symbolic, table), indent=2, ensure_ascii=False) + "\n"
-    return expand.render_text(d.symbolic, table)
+        return json.dumps(text.table_dict(d.symbolic, table), indent=2, ensure_ascii=False) + "\n"
+    return text.render_table(d.symbolic, table)
 
 
 @app.command(
@@ -278,7 +279,6 @@ def explain_steps(
 ) -> None:
     """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
     every step and explain the numbers users confuse."""
-    from . import derive as derive_entry
     from .emit import steps
     from .evaluate import parse_arguments, single_sample
     from .explain import explain

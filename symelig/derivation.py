@@ -7,7 +7,6 @@ import linecache
 
 import numpy as np
 
-from . import constraints
 from .engine import SymbolicDerivation, derive_symbolic
 from .errors import SymeligError
 from .family import lookup
@@ -286,7 +285,7 @@ class Derivation:
         kernel = getattr(kernels or self.array_api_kernels, function)
         if x is None:
             return kernel(**params)
-        if self.symbolic.family.value is constraints.category:
+        if self.symbolic.sample_index is not None:
             _check_foreign_categories(x, params)
         return kernel(x, **params)
 

@@ -16,9 +16,10 @@ it can raise or hang (SymPy 1.14), and the targeted rules give the paper's form 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from sympy import Add, Basic, Indexed, IndexedBase, Lambda, Mul, Sum, diff, log
+from sympy import Add, Basic, Indexed, IndexedBase, KroneckerDelta, Lambda, Mul, S, Sum, diff, log
 
 from . import constraints, rules
 from .family import Family, Parametrization, call_with, j
@@ -81,7 +82,33 @@ class SymbolicDerivation:
     def definitions(self) -> list:
         """[(canonical quantity, its expression in θ)]: how the parametrization maps onto the
         family's canonical parameters, e.g. (σ, exp(s)) or (π_i, p_i / Σ_k p_k); [] for the identity."""
-        return _definitions(self.parametrization.substitution(self.symbols), self.symbols)
+        return _definitions(self.substitution, self.symbols)
+
+    # What every consumer needs and would otherwise work out again.  (cached_property writes the
+    # instance __dict__ directly, which a frozen dataclass allows.)
+    @functools.cached_property
+    def substitution(self) -> dict:
+        """{canonical parameter name: its expression in θ} (a Lambda for a vector); {} for the
+        identity."""
+        return self.parametrization.substitution(self.symbols)
+
+    @functools.cached_property
+    def parametrized_log_prob(self) -> Basic:
+        """log p written in the parametrization's parameters, no rule applied."""
+        return _substitute(call_with(self.family.log_prob, self.symbols),
+                           self.substitution, self.symbols)
+
+    @property
+    def sample_index(self):
+        """The sample x where it is a category index (it indexes the vectors: δ_jx, z[x]), else None."""
+        return self.symbols["x"] if self.family.value is constraints.category else None
+
+    @functools.cached_property
+    def eligibility_split(self) -> dict:
+        """{name: (rest, at_x)} with e = rest + δ_jx·at_x for a categorical sample (at_x = 0
+        otherwise): the δ_jx part becomes one scatter at x in a kernel, onehot(x) in a vector
+        explanation."""
+        return {name: split_delta(e, self.sample_index) for name, e in self.eligibility.items()}
 
 
 def _rewrite(expr, rule_set, ctx, target, steps):
@@ -106,6 +133,25 @@ def _substitute(expr, substitution: dict, symbols: dict):
         else:
             expr = expr.subs(target, value)
     return expr
+
+
+def split_delta(expr, sample):
+    """(rest, coefficient) with expr = rest + δ(j, sample)·coefficient, the delta linear;
+    (expr, 0) where ``sample`` is None."""
+    if sample is None:
+        return expr, S.Zero
+    delta = KroneckerDelta(j, sample)
+    rest, coefficient = [], []
+    for term in Add.make_args(expr):
+        factors = Mul.make_args(term)
+        if delta in factors:
+            coefficient.append(Mul(*[f for f in factors if f != delta]))
+        else:
+            rest.append(term)
+    rest, coefficient = Add(*rest), Add(*coefficient)
+    if rest.has(KroneckerDelta) or coefficient.has(KroneckerDelta) or coefficient.has(j):
+        raise NotImplementedError(f"cannot vectorize {expr}: δ(j,x) must appear as a linear factor")
+    return rest, coefficient
 
 
 def parametrized_log_prob(family: type[Family], parametrization: Parametrization, symbols: dict):

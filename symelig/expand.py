@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 from sympy import IndexedBase, Pow, collect, diff, expand_mul, factor_terms
 
-from . import constraints
-from .engine import parametrized_log_prob
 from .errors import SymeligError
 from .family import K
 
@@ -32,10 +30,9 @@ class Table:
 def expand(symbolic, size: int) -> Table:
     if not isinstance(size, int) or not 1 <= size <= MAX_K:
         raise SymeligError(f"--k must be an integer from 1 to {MAX_K}; got {size!r}")
-    fam, par = symbolic.family, symbolic.parametrization
     s = symbolic.symbols
-    log_p = parametrized_log_prob(fam, par, s)[1].subs(K, size).doit()
-    by_index = fam.value is constraints.category
+    log_p = symbolic.parametrized_log_prob.subs(K, size).doit()
+    by_index = symbolic.sample_index is not None
     rows = tuple(range(size)) if by_index else ("x",)
     columns = {
         n: tuple(s[n][m] for m in range(size)) if isinstance(s[n], IndexedBase) else (s[n],)
@@ -57,48 +54,3 @@ def _tidy(expr):
     expr = expand_mul(expr)
     denominators = sorted({a for a in expr.atoms(Pow) if a.exp == -1 and a.base.is_Add}, key=str)
     return collect(expr, denominators, func=factor_terms) if denominators else expr
-
-
-def render_text(symbolic, table: Table) -> str:
-    from .emit.text import formula
-
-    lines = [f"{symbolic.family.name} — parametrization {symbolic.param!r}, K = {table.size}", ""]
-    for row in table.rows:
-        label = f"x = {row}" if row != "x" else "x = (x_0, …)"
-        for n, wrt in table.columns.items():
-            lines.append(f"{label}:")
-            for w, e in zip(wrt, table.entries[(row, n)]):
-                lines.append(f"  ∂ log p / ∂{formula(w)} = {formula(e)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def render_latex(symbolic, table: Table) -> str:
-    from .emit.latex import tex
-
-    rows = []
-    for row in table.rows:
-        for n, wrt in table.columns.items():
-            for w, e in zip(wrt, table.entries[(row, n)]):
-                cond = f"\\quad (x = {row})" if row != "x" else ""
-                rows.append(rf"  \frac{{\partial \log p}}{{\partial {tex(w)}}} &= {tex(e)}{cond}")
-    return (
-        f"% {symbolic.family.name}, parametrization {symbolic.param}, K = {table.size}: every component.\n"
-        "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}\n"
-    )
-
-
-def to_dict(symbolic, table: Table) -> dict:
-    from .emit.text import formula
-
-    return {
-        "family": symbolic.family.name,
-        "param": symbolic.param,
-        "k": table.size,
-        "components": [
-            {"x": row, "wrt": formula(w), "eligibility": formula(e)}
-            for row in table.rows
-            for n, wrt in table.columns.items()
-            for w, e in zip(wrt, table.entries[(row, n)])
-        ],
-    }

@@ -22,7 +22,7 @@ from itertools import product
 
 from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, expand, expand_func, expand_mul, log, numbered_symbols, sympify
 
-from . import constraints, rules
+from . import rules
 from .engine import _substitute, rewrite
 from .family import EPSILON, Internal, K, i, k, s as mellin_argument, t
 from .functions import xdivy, xlogy
@@ -42,9 +42,9 @@ def expectation(expr, first, ctx) -> tuple:
     expr = expr.replace(lambda e: isinstance(e, (xlogy, xdivy)), lambda e: e.doit())
     if not expr.has(x):
         return expr, "free of x"
-    if family.value is constraints.category:
+    if first.sample_index is not None:
         return _category(expr, first, ctx), "an exact sum over the K categories"
-    substitution = first.parametrization.substitution(symbols)
+    substitution = first.substitution
     declared = {
         _substitute(sympify(s), substitution, symbols): _substitute(sympify(v), substitution, symbols)
         for s, v in family.moments(**symbols).items()
@@ -64,7 +64,7 @@ def _category(expr, first, ctx):
     """Σ_m π_m f(m), with π the family's normalized probabilities written in θ."""
     x = first.symbols["x"]
     (canonical,) = first.family.parameters  # the categorical's one canonical parameter, π
-    value = first.parametrization.substitution(first.symbols).get(canonical)
+    value = first.substitution.get(canonical)
     weight = value(m) if isinstance(value, Lambda) else first.symbols[canonical][m]
     total = Sum(weight * expr.subs(x, m), (m, 0, K - 1))
     total = rewrite(total, rules.ALGEBRA, rules.Context(ctx.category_indices - {x}, ctx.free_index, ctx.identities))

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Mul, Sum, count_ops, sympify, together
+from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Sum, count_ops, sympify, together
 
-from .engine import parametrized_log_prob
-from .family import K, j
+from .family import K, call_with, j
 
 TITLES = {
     "model": "Model",
@@ -81,7 +80,7 @@ def explain(derivation, values: dict | None = None) -> Explanation:
     """The steps of ``derivation`` (a :class:`symelig.derivation.Derivation`); with ``values``
     ({x, arguments, parameters} as arrays for one sample), evaluated and annotated."""
     s = derivation.symbolic
-    canonical, _ = parametrized_log_prob(s.family, s.parametrization, s.symbols)
+    canonical = call_with(s.family.log_prob, s.symbols)
     items = [Item("model", s.family.summary(), "log_prob", "log p", canonical)]
     for step in s.steps:
         lhs = "term" if step.kind == "derivative" and step.rule != "differentiate" else ("log p" if step.target == "log_prob" else "e")
@@ -96,7 +95,7 @@ def explain(derivation, values: dict | None = None) -> Explanation:
             items.append(Item("common_denominator", "the same over one denominator, as it is often printed",
                               name, "e", combined, before=e))
         if isinstance(s.symbols[name], IndexedBase):
-            items.append(Item("vector_form", "all K components at once", name, "vector", vector_form(e, s, name)))
+            items.append(Item("vector_form", "all K components at once", name, "vector", vector_form(*s.eligibility_split[name])))
     explanation = Explanation(s, items, values)
     if values is not None:
         size = _size(s, values)
@@ -112,16 +111,15 @@ def _has_j(s, item) -> bool:
     return item.target != "log_prob" and isinstance(s.symbols.get(item.target), IndexedBase)
 
 
-def vector_form(e, s, name):
-    """e_j as vectors over j: δ_jx·c → c·onehot(x), j-free terms → ·𝟙, θ_j → the vector θ.
-    Returned as {"onehot": c, "ones": a, "elementwise": f(θ)} (zero parts omitted)."""
-    x = s.symbols["x"]
-    parts = {"onehot": [], "ones": [], "elementwise": []}
-    for term in Add.make_args(e):
-        factors = Mul.make_args(term)
-        if KroneckerDelta(j, x) in factors:
-            parts["onehot"].append(Mul(*[f for f in factors if f != KroneckerDelta(j, x)]))
-        elif term.has(j):
+def vector_form(rest, at_x):
+    """e_j = rest + δ_jx·at_x as vectors over j (the derivation's split): at_x → at_x·onehot(x),
+    j-free terms → ·𝟙, θ_j → the vector θ.  Returned as {"onehot": at_x, "ones": a,
+    "elementwise": f(θ)} (zero parts omitted)."""
+    parts = {"onehot": [at_x] if at_x != 0 else [], "ones": [], "elementwise": []}
+    for term in Add.make_args(rest):
+        if term == 0:
+            continue
+        if term.has(j):
             parts["elementwise"].append(term)
         else:
             parts["ones"].append(term)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sympy import Add, Basic, DiracDelta, IndexedBase, KroneckerDelta, Mul, S, Sum, diff
 
 from . import constraints, rules
-from .engine import SymbolicDerivation, context, parametrized_log_prob, rewrite
+from .engine import SymbolicDerivation, context, rewrite
 from .expectation import NoClosedForm, expectation, m
 from .family import K, j, l
 from .functions import sigmoid, sigmoid_over_softplus, softplus
@@ -56,7 +56,7 @@ class SecondOrder:
 
 def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     family, symbols = first.family, first.symbols
-    _, log_prob = parametrized_log_prob(family, first.parametrization, symbols)
+    log_prob = first.parametrized_log_prob
     ctx = context(family, symbols, (j, l))
     log_prob = rewrite(log_prob, rules.ALGEBRA, ctx)
     names = first.parameters

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from sympy import Add, Function, Mul, Pow, Rational, Symbol, exp, log, sqrt
+from sympy import Add, Mul, Rational, Symbol, exp, log
 from sympy import Abs, cos, loggamma, polygamma, sin, tanh
 
 from ..functions import softplus

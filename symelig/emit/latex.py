@@ -4,7 +4,7 @@ from __future__ import annotations
 from sympy import KroneckerDelta
 from sympy.printing.latex import LatexPrinter
 
-from .. import __version__
+from ..version import __version__
 from ..functions import Softmax
 from .text import PositiveFirst
 
@@ -124,4 +124,18 @@ def document(d, second=None) -> str:
         + fragment(d)
         + (second_order_fragment(second) if second is not None else "")
         + "\\end{document}\n"
+    )
+
+
+def render_table(symbolic, table) -> str:
+    """The components of an :class:`symelig.expand.Table` as one align environment."""
+    rows = []
+    for row in table.rows:
+        for n, wrt in table.columns.items():
+            for w, e in zip(wrt, table.entries[(row, n)]):
+                cond = f"\\quad (x = {row})" if row != "x" else ""
+                rows.append(rf"  \frac{{\partial \log p}}{{\partial {tex(w)}}} &= {tex(e)}{cond}")
+    return (
+        f"% {symbolic.family.name}, parametrization {symbolic.param}, K = {table.size}: every component.\n"
+        "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}\n"
     )

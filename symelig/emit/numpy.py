@@ -22,19 +22,16 @@ a Sum: an array library is one choice here, never part of the derivation.
 """
 from __future__ import annotations
 
-import ast
 import keyword
-import re
 from collections import Counter
 
 from sympy import (
-    Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, S, Sum, Symbol, cancel, count_ops, cse, log,
-    numbered_symbols, preorder_traversal, together,
+    Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Pow, Sum, Symbol, count_ops, cse, numbered_symbols, together,
 )
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import precedence
 
-from .. import __version__, constraints
+from .. import constraints
 from ..family import K, j
 from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept
 from .buffers import Buffers
@@ -309,8 +306,7 @@ class _Lowering:
         self.parameters = [derivation.symbols[n] for n in derivation.parameters]
         self.unit_interval = [derivation.symbols[n] for n in derivation.parameters
                               if derivation.constraints[n] is constraints.unit_interval]
-        x = derivation.symbols["x"]
-        self.sample_index = x if derivation.family.value is constraints.category else None
+        self.sample_index = derivation.sample_index
         self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
         self.vectors: set = {Symbol(n) for n in self.axis_names}   # names of shape (..., K)
         # what each name depends on, so the buffer compiler knows which operands fit a buffer
@@ -510,22 +506,6 @@ def _first_expr(key):
     return key[1] if isinstance(key, tuple) else key
 
 
-def _split_delta(expr, sample):
-    """expr = rest + δ(j, x)·coefficient, with the delta linear; returns (rest, coefficient)."""
-    delta = KroneckerDelta(j, sample)
-    rest, coefficient = [], []
-    for term in Add.make_args(expr):
-        factors = Mul.make_args(term)
-        if delta in factors:
-            coefficient.append(Mul(*[f for f in factors if f != delta]))
-        else:
-            rest.append(term)
-    rest, coefficient = Add(*rest), Add(*coefficient)
-    if rest.has(KroneckerDelta) or coefficient.has(KroneckerDelta) or coefficient.has(j):
-        raise NotImplementedError(f"cannot vectorize {expr}: δ(j,x) must appear as a linear factor")
-    return rest, coefficient
-
-
 def _check_identifier(name: str) -> str:
     if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"{name!r} cannot be a Python name in generated code")
@@ -558,7 +538,7 @@ class _Function:
         lines.append(f"dtype = _float_dtype({', '.join(params)})")
         lines += [f"{p} = {p}.astype(dtype, copy=False)" for p in params]
         constraint_of = d.constraints
-        is_index = fam.value is constraints.category
+        is_index = d.sample_index is not None
         if self.with_x:
             lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
         lines += [f"{a} = np.asarray({a}, dtype)" for a in fam.arguments]
@@ -620,10 +600,9 @@ def split_outputs(d) -> tuple:
     """({e_name: the eligibility without its δ_jx term}, {name: its value at j = x}): the dense
     part becomes an array, and the sample's category gets the whole value there, computed as one
     expression (1 − softmax_x is the other categories' share, not 1 plus the dense −softmax_x)."""
-    sample = d.symbols["x"] if d.family.value is constraints.category else None
+    sample = d.sample_index
     parts, deltas = {}, {}
-    for name, e in d.eligibility.items():
-        rest, coefficient = _split_delta(e, sample) if sample is not None else (e, 0)
+    for name, (rest, coefficient) in d.eligibility_split.items():
         parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
         if coefficient != 0:
             at_x = (rest + coefficient).subs(j, sample)
@@ -672,7 +651,7 @@ def module_source(d, second=None) -> str:
     """A standalone module with ``log_prob`` and ``eligibility`` (and, given the second-order math
     ``second``, ``hessian``, ``fisher``, ``natural_gradient``); imports numpy (and scipy.special
     only when a special function is used), never SymPy."""
-    from .. import __version__ as version
+    from ..version import __version__ as version
     from . import second_order
 
     sig, lp_lines, lp_printer = _log_prob_body(d)

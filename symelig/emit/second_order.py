@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from sympy import DiracDelta, IndexedBase, S
 
-from .. import constraints
-from .numpy import _Function, _function, _split_delta
+from ..engine import split_delta
+from .numpy import _Function, _function
 from .text import formula
 
 HELPERS = {
@@ -142,8 +142,7 @@ def _body(so, f, kind: str, dialect: str = "numpy") -> list:
     xp = dialect == "xp"
     if vector:
         block = so.structure[(vector, vector)][kind]
-        sample = first.symbols["x"] if first.family.value is constraints.category and f.with_x else None
-        diagonal, at_x = _split_delta(block.diagonal, sample) if sample is not None else (block.diagonal, S.Zero)
+        diagonal, at_x = split_delta(block.diagonal, first.sample_index if f.with_x else None)
         outputs = {"_diagonal": diagonal, "_scale": block.scale, "_vector": block.vector}
         if at_x != 0:
             outputs["_diagonal_at_x"] = at_x

@@ -38,7 +38,7 @@ def standard_variable(d):
     if family.value.integer or d.is_vector:
         return None
     canonical = family.parameters
-    substitution = d.parametrization.substitution(d.symbols)
+    substitution = d.substitution
     x = d.symbols["x"]
     log_p = call_with(family.log_prob, d.symbols)
     u = log(x) if not log_p.subs(log(x), Dummy()).has(x) else x
@@ -202,9 +202,7 @@ def _polynomial(e, w):
 
 def _reversed(e, w):
     """v^m·P(1/v) with v = 1/w written back in w: the polynomial P read from its top degree."""
-    polynomial = _polynomial(e, w)
-    m = polynomial.degree()
-    coefficients = polynomial.all_coeffs()  # highest degree first
+    coefficients = _polynomial(e, w).all_coeffs()  # highest degree first
     return Add(*[c * w ** -k for k, c in enumerate(coefficients)])
 
 

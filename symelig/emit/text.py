@@ -175,3 +175,31 @@ def _second(d, name):
     from ..family import j, l
 
     return formula(d.wrt(name).subs(j, l))
+
+
+def render_table(symbolic, table) -> str:
+    """The components of an :class:`symelig.expand.Table`, one line each."""
+    lines = [f"{symbolic.family.name} — parametrization {symbolic.param!r}, K = {table.size}", ""]
+    for row in table.rows:
+        label = f"x = {row}" if row != "x" else "x = (x_0, …)"
+        for n, wrt in table.columns.items():
+            lines.append(f"{label}:")
+            for w, e in zip(wrt, table.entries[(row, n)]):
+                lines.append(f"  ∂ log p / ∂{formula(w)} = {formula(e)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def table_dict(symbolic, table) -> dict:
+    """The components of an :class:`symelig.expand.Table` as JSON-ready data."""
+    return {
+        "family": symbolic.family.name,
+        "param": symbolic.param,
+        "k": table.size,
+        "components": [
+            {"x": row, "wrt": formula(w), "eligibility": formula(e)}
+            for row in table.rows
+            for n, wrt in table.columns.items()
+            for w, e in zip(wrt, table.entries[(row, n)])
+        ],
+    }

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from sympy import IndexedBase
 
-from .. import constraints
 from .numpy import ArrayPrinter, _Lowering, split_outputs
 from sympy import cse, numbered_symbols
 
@@ -256,7 +255,7 @@ class _Function:
         lines += [f"{p} = _asarray(xp, {p}, device)" for p in params]
         lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
         lines += [f"{p} = xp.astype({p}, dtype, copy=False)" for p in params]
-        is_index = fam.value is constraints.category
+        is_index = d.sample_index is not None
         if self.with_x:
             lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
         lines += [f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)" for a in fam.arguments]
@@ -351,7 +350,7 @@ def _imports(backend: str) -> list:
 def module_source(d, backend: str = "array-api", second=None) -> str:
     """A module with ``log_prob`` and ``eligibility`` (and, given the second-order math
     ``second``, ``hessian``, ``fisher``, ``natural_gradient``) for arrays of any array API library."""
-    from .. import __version__ as version
+    from ..version import __version__ as version
     from . import second_order
     from .numpy import _function, _header_and_docs
 
