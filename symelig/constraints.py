@@ -15,10 +15,10 @@ import numpy as np
 from .errors import SymeligError
 
 # Relative tolerance for "sums to one" / "sums to total_count": float32 inputs carry ~1e-7.
-_SUM_RTOL = 1e-5
+SUM_RTOL = 1e-5
 
 
-def _first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
+def first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
     where = np.argwhere(bad)[0]
     index = f"[{', '.join(str(int(w)) for w in where)}]" if values.ndim else ""
     return f"{label}{index} = {values[tuple(where)].item()}"
@@ -49,7 +49,7 @@ class Constraint:
         if self.integer:
             bad |= values != np.round(values) if values.dtype.kind == "f" else False
         if bad.any():
-            raise SymeligError(f"{_first_bad(label, values, bad)} is not allowed: {label} must be {self.allowed}")
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must be {self.allowed}")
         self._check_event(label, values, **context)
 
     def _check_event(self, label: str, values: np.ndarray, **context) -> None:
@@ -69,7 +69,7 @@ class _Positive(Constraint):
         return rng.gamma(1.0, size=shape) + 1e-3
 
 
-class _Weights(_Positive):
+class Weights(_Positive):
     """Relative weights: each ≥ 0, not all 0 (they are normalized by their sum)."""
 
     def _check_event(self, label, values, **context):
@@ -85,10 +85,10 @@ class _Weights(_Positive):
                 )
 
 
-class _Simplex(Constraint):
+class Simplex(Constraint):
     def _check_event(self, label, values, **context):
         total = values.sum(-1)
-        bad = np.abs(total - 1.0) > _SUM_RTOL * values.shape[-1]
+        bad = np.abs(total - 1.0) > SUM_RTOL * values.shape[-1]
         if bad.any():
             raise SymeligError(
                 f"{label} sums to {total[tuple(np.argwhere(bad)[0])].item()} along its last axis: "
@@ -109,7 +109,7 @@ class _Category(Constraint):
             raise SymeligError(f"{label} must be integer category indices, got dtype {values.dtype}")
         if bad.any():
             raise SymeligError(
-                f"{_first_bad(label, values, bad)} is not allowed: {label} must be a category "
+                f"{first_bad(label, values, bad)} is not allowed: {label} must be a category "
                 f"index in {{0, …, {size - 1}}}"
             )
 
@@ -178,16 +178,16 @@ real_vector = _Real("real_vector", "a vector of finite real numbers", {"real": T
 positive = _Positive("positive", "a finite number > 0", {"positive": True}, lower=0.0, notation="(0, ∞)")
 # Relative weights as PyTorch's Categorical(probs=...) accepts them: zeros allowed (a category
 # that can never be drawn); the derivation assumes p > 0, where its formula lives.
-nonnegative_vector = _Weights(
+nonnegative_vector = Weights(
     "nonnegative_vector", "a vector of finite numbers ≥ 0", {"positive": True},
     event_dim=1, lower=0.0, lower_open=False,
 )
 # Dirichlet samples live in the open simplex: ∂ log p/∂α_j = log x_j is undefined at x_j = 0.
-open_simplex = _Simplex(
+open_simplex = Simplex(
     "open_simplex", "a probability vector with entries > 0 summing to 1", {"positive": True},
     event_dim=1, lower=0.0, upper=1.0, notation="open simplex",
 )
-simplex = _Simplex(
+simplex = Simplex(
     "simplex", "a probability vector (entries ≥ 0 summing to 1)", {"positive": True},
     event_dim=1, lower=0.0, lower_open=False, upper=1.0, notation="simplex Δ^{K-1}",
 )

@@ -37,13 +37,13 @@ def log_prob(derivation, x, *, validate: bool = True, **params):
 def _map(derivation, function: str, output, x, params: dict, validate: bool = True):
     import dask.array as da
 
-    from .derivation import _as_array
+    from .derivation import as_array
 
     constraint_of = derivation.symbolic.constraints
     derivation.check_names(params)
     arrays = {n: da.asarray(v) for n, v in {"x": x, **params}.items()}
     for n, a in arrays.items():
-        _as_array(n, np.empty((0,), a.dtype))  # numeric, at most float64: the numpy API's dtype check
+        as_array(n, np.empty((0,), a.dtype))  # numeric, at most float64: the numpy API's dtype check
     batch_ndim = max(a.ndim - constraint_of[n].event_dim for n, a in arrays.items())
     batch_shape = _check_shapes(arrays, constraint_of, batch_ndim)
     batch = tuple(f"b{i}" for i in range(batch_ndim))

@@ -180,7 +180,7 @@ class Derivation:
             self.check_names(params)
             return self.second_order_array_api_kernels.natural_gradient(grad, **_like_tensors([*grad.values(), *params.values()], params))
         args = self._checked(None, params)
-        grad = {n: _as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
+        grad = {n: as_array(f"grad[{n!r}]", g) for n, g in grad.items()}
         for n, g in grad.items():  # shaped like the eligibility: the parameter's, batch axes broadcasting
             shape = np.shape(args[n])
             vector = n in self._vectors
@@ -302,7 +302,7 @@ class Derivation:
         family = self.symbolic.family
         self.check_names(params)
         expected = {n: c for n, c in self.symbolic.constraints.items() if n != "x"}
-        arrays = {**({"x": _as_array("x", x)} if x is not None else {}), **{n: _as_array(n, params[n]) for n in expected}}
+        arrays = {**({"x": as_array("x", x)} if x is not None else {}), **{n: as_array(n, params[n]) for n in expected}}
         vectors = [n for n, c in self.symbolic.constraints.items() if c.event_dim and n in arrays]
         for n in vectors:
             if arrays[n].ndim == 0 or arrays[n].shape[-1] == 0:
@@ -395,7 +395,7 @@ def _foreign(x, params: dict) -> bool:
     return any(hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, plain) for v in (x, *params.values()))
 
 
-def _as_array(name: str, value) -> np.ndarray:
+def as_array(name: str, value) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):

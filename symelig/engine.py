@@ -95,7 +95,7 @@ class SymbolicDerivation:
     @functools.cached_property
     def parametrized_log_prob(self) -> Basic:
         """log p written in the parametrization's parameters, no rule applied."""
-        return _substitute(call_with(self.family.log_prob, self.symbols),
+        return substitute(call_with(self.family.log_prob, self.symbols),
                            self.substitution, self.symbols)
 
     @property
@@ -124,7 +124,7 @@ def _rewrite(expr, rule_set, ctx, target, steps):
     raise RuntimeError(f"rewriting {target} did not settle after {_MAX_PASSES} passes")
 
 
-def _substitute(expr, substitution: dict, symbols: dict):
+def substitute(expr, substitution: dict, symbols: dict):
     """Write the canonical parameters in terms of the parametrization's (θ)."""
     for name, value in substitution.items():
         target = symbols[name]
@@ -157,7 +157,7 @@ def split_delta(expr, sample):
 def parametrized_log_prob(family: type[Family], parametrization: Parametrization, symbols: dict):
     """(canonical log p, log p written in the parametrization's parameters), nothing rewritten."""
     canonical = call_with(family.log_prob, symbols)
-    return canonical, _substitute(canonical, parametrization.substitution(symbols), symbols)
+    return canonical, substitute(canonical, parametrization.substitution(symbols), symbols)
 
 
 def derive_symbolic(family: type[Family], parametrization: Parametrization) -> SymbolicDerivation:

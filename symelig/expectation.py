@@ -23,7 +23,7 @@ from itertools import product
 from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, expand, expand_func, expand_mul, log, numbered_symbols, sympify
 
 from . import rules
-from .engine import _substitute, rewrite
+from .engine import substitute, rewrite
 from .family import EPSILON, Internal, K, i, k, s as mellin_argument, t
 from .functions import xdivy, xlogy
 
@@ -46,7 +46,7 @@ def expectation(expr, first, ctx) -> tuple:
         return _category(expr, first, ctx), "an exact sum over the K categories"
     substitution = first.substitution
     declared = {
-        _substitute(sympify(s), substitution, symbols): _substitute(sympify(v), substitution, symbols)
+        substitute(sympify(s), substitution, symbols): substitute(sympify(v), substitution, symbols)
         for s, v in family.moments(**symbols).items()
     }
     if declared:
@@ -122,8 +122,8 @@ def _instances(statistic, expr, x) -> list:
 
 def _mellin(expr, x, standard, substitution, symbols):
     s = mellin_argument
-    mellin = _substitute(standard.mellin(s), substitution, symbols)
-    representation = _substitute(standard.x, substitution, symbols)
+    mellin = substitute(standard.mellin(s), substitution, symbols)
+    representation = substitute(standard.x, substitution, symbols)
     signs = (1, -1) if standard.symmetric else (1,)
     # with a fair sign, the odd powers of ε cancel in the average before anything is expanded
     averaged = Add(*[expr.subs(x, representation.subs(EPSILON, sign)) for sign in signs]) / len(signs)

@@ -167,7 +167,7 @@ _FLOAT_FUNCTIONS = {
     exp: math.exp, log: _log, loggamma: _lgamma, sigmoid: _sigmoid, softplus: _softplus,
 }
 _FLOAT_CONSTANTS = {S.Pi: math.pi, S.Exp1: math.e, S.EulerGamma: float(EulerGamma.evalf(20))}
-_NON_FINITE = (S.ComplexInfinity, S.NaN, S.Infinity, S.NegativeInfinity, S.ImaginaryUnit)
+NON_FINITE = (S.ComplexInfinity, S.NaN, S.Infinity, S.NegativeInfinity, S.ImaginaryUnit)
 
 
 def float_value(expr) -> float:
@@ -180,7 +180,7 @@ def float_value(expr) -> float:
         return float(expr)
     if expr in _FLOAT_CONSTANTS:
         return _FLOAT_CONSTANTS[expr]
-    if expr in _NON_FINITE:
+    if expr in NON_FINITE:
         raise _NotReal(f"{expr} is not a finite real number")
     if expr.is_Add:
         return math.fsum(float_value(a) for a in expr.args)
@@ -264,7 +264,7 @@ class _Builder:
     # the tree ------------------------------------------------------------------------------
     def build(self, node):
         result = self._build(node)
-        if result.has(*_NON_FINITE):
+        if result.has(*NON_FINITE):
             return self.refuse(node, f"is not a finite real number (it is {_short(result)})")
         if result.free_symbols:
             if result.is_extended_real is False:

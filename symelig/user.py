@@ -44,7 +44,7 @@ class _NonzeroReal(type(constraints.real)):
         super().check(label, values, **context)
         zero = np.asarray(values) == 0
         if zero.any():
-            raise SymeligError(f"{constraints._first_bad(label, np.asarray(values), zero)} is not allowed: {label} must be {self.allowed}")
+            raise SymeligError(f"{constraints.first_bad(label, np.asarray(values), zero)} is not allowed: {label} must be {self.allowed}")
 
 
 nonzero_real = _NonzeroReal("real", "a finite real number other than 0", {"real": True, "nonzero": True}, notation="ℝ∖{0}")
@@ -300,9 +300,9 @@ class ViaCheck:
             total = None
             if c.event_dim and size is not None:
                 total = value.sum(-1)
-                if isinstance(c, constraints._Simplex):
-                    rows = rows | (np.abs(total - 1.0) > constraints._SUM_RTOL * value.shape[-1])
-                elif isinstance(c, constraints._Weights):
+                if isinstance(c, constraints.Simplex):
+                    rows = rows | (np.abs(total - 1.0) > constraints.SUM_RTOL * value.shape[-1])
+                elif isinstance(c, constraints.Weights):
                     rows = rows | (total <= 0) | np.isinf(total)  # all zeros, or a sum past the float range
         if not rows.any():
             return
@@ -348,7 +348,7 @@ def _compiled_rhs(source: str):
 
 def _summed(constraint) -> bool:
     """Whether the constraint also bounds the sum over the category axis (a simplex, weights)."""
-    return isinstance(constraint, (constraints._Simplex, constraints._Weights))
+    return isinstance(constraint, (constraints.Simplex, constraints.Weights))
 
 
 def _constraint_facts(constraint, expression) -> list:
@@ -368,7 +368,7 @@ def _via_check(lhs: str, constraint, expression, text: str, probe: dict, paramet
     """A :class:`ViaCheck` of the parsed right side ``expression`` over ``probe``'s symbols."""
     from sympy import Float, Sum
 
-    from .emit.numpy import _HELPERS, ArrayPrinter
+    from .emit.numpy import ArrayPrinter, helper_source
     from .emit.stable import stable
 
     used = [n for n in parameters if expression.has(probe[n])]
@@ -415,7 +415,7 @@ def _via_check(lhs: str, constraint, expression, text: str, probe: dict, paramet
     source = "\n\n".join([
         "import numpy as np" + ("\nfrom scipy import special" if "scipy.special" in printer.module_imports else ""),
         f"def rhs({', '.join(used)}):\n" + "\n".join("    " + line for line in lines) + "\n",
-        *(_HELPERS[h] + "\n" for h in helpers),
+        *(helper_source(h) + "\n" for h in helpers),
     ])
     return ViaCheck(lhs, text, constraint, source, tuple(used), vectors, elementwise, vectors + ("x",) * sample_vector)
 
@@ -587,13 +587,13 @@ def _checked_derivation(cls, parametrization) -> Derivation:
     """Derive, build the kernels and verify them, each a stage (bounded, one-line failures)."""
     with _stage("differentiating"):
         symbolic = derive_symbolic(cls, parametrization)
-    from .parse import _NON_FINITE
+    from .parse import NON_FINITE
 
     for name, e in {"log p": symbolic.log_prob, **{f"∂ log p/∂{n}": e for n, e in symbolic.eligibility.items()}}.items():
-        if e.has(*_NON_FINITE):
+        if e.has(*NON_FINITE):
             raise SymeligError(
                 f"{name} is not a finite real number for any value of the parameters (it has "
-                f"{', '.join(str(a) for a in _NON_FINITE if e.has(a))}): the expression is degenerate"
+                f"{', '.join(str(a) for a in NON_FINITE if e.has(a))}): the expression is degenerate"
             )
     derivation = UserDerivation(symbolic)
     derivation.kernels  # noqa: B018  (generate and compile now, so failures surface here)

@@ -1,44 +1,23 @@
-"""Numpy source from a derivation: the index structure of the math becomes array axes.
+"""The numpy backend: kernels of in-place ufuncs (``out=``) that recycle their buffers.
 
-``lambdify`` would turn Σ_i p_i into a Python loop over categories (shared/design-notes.md).
-This emitter lowers the indexed expression instead:
-
-* the component index j, and the bound index i inside a sum, become the last axis: p_j → ``p``;
-* an entry at the sample, p_x, becomes a gather ``take_along_axis(p, _x, -1)`` of shape (..., 1);
-* Σ_i f(i) becomes a reduction over the last axis, computed once per distinct sum: in numpy
-  ``_row_sum`` (a product with a vector of ones: BLAS, 4–8× faster than ``np.sum`` over rows
-  of 16 and 2–6× over rows of 10⁵), and the row max of a softmax ``_row_max`` (halving for
-  short rows, where ``np.max`` pays per row);
-* log-sum-exp and softmax share one max-shifted exp(f − max), so logits of ±1e4 stay finite
-  and softmax = exp(f − max)/Σ is as accurate as torch.softmax;
-* a term δ_jx·c is not a dense one-hot: the rest of the eligibility is materialized once and
-  c is added in place at x;
-* what remains is elementwise; ``sympy.cse`` names its common subexpressions.
-
-Per-sample quantities keep a trailing axis of size 1 so they broadcast against the category
-axis; ``log_prob`` drops it at the end.  The dtype is that of the floating-point parameters
-(float32 stays float32).  Reductions live in statements, so the elementwise printer never sees
-a Sum: an array library is one choice here, never part of the derivation.
+The lowering (:mod:`symelig.emit.lowering`) turns the indexed math into array expressions;
+this module writes them for numpy: elementwise expressions as ufunc calls planned onto buffers
+(:mod:`symelig.emit.buffers`), the row max and row sum of a category axis through ``_row_max``
+and ``_row_sum`` (a product with a vector of ones: BLAS, 4–8× faster than ``np.sum`` over rows
+of 16 and 2–6× over rows of 10⁵), the δ_jx term as one ``put_along_axis`` at the sample, and
+the special functions as small stable helpers (``_HELPERS``) or ``scipy.special``.
 """
 from __future__ import annotations
 
-import keyword
-from collections import Counter
-
-from sympy import (
-    Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Pow, Sum, Symbol, count_ops, cse, numbered_symbols, together,
-)
+from sympy import Symbol, cse, numbered_symbols
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import precedence
 
-from .. import constraints
-from ..family import K, j
-from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept
+from . import assemble, second_order
 from .buffers import Buffers
-from .asymptotic import asymptotic
-from .stable import stable
-from .standardize import standardized
-from .text import PositiveFirst, formula, letter, where
+from .kernel import Kernel, eligibility_body, log_prob_body
+from .lowering import reuse_squares
+from .text import PositiveFirst
 
 _HELPERS = {
     "_xlogy": '''def _xlogy(a, b):
@@ -197,8 +176,12 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _helper(self, name, args):
         self.helpers.add(name)
+        return self.call(name, [self._print(a) for a in args])
+
+    def call(self, name: str, args) -> str:
+        """``name(args)``, with the namespace first for the array API dialect's helpers."""
         prefix = "" if self.dialect == "numpy" else "xp, "
-        return f"{name}({prefix}{', '.join(self._print(a) for a in args)})"
+        return f"{name}({prefix}{', '.join(args)})"
 
     def _print_xlogy(self, expr):
         return self._helper("_xlogy", expr.args)
@@ -292,239 +275,13 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
         raise NotImplementedError("sums are lowered to reductions before printing")
 
 
-class _Lowering:
-    """Rewrites indexed math into expressions over array names, emitting reduction statements."""
+class NumpyKernel(Kernel):
+    """A numpy function body: in-place ufuncs, buffers recycled."""
 
-    def __init__(self, derivation, printer: ArrayPrinter):
-        self.printer = printer
-        self.statements: list = []
-        self.memo: dict = {}
-        self.counts: Counter = Counter()
-        self.derivation = derivation
-        self.aliases: dict = {}  # symbols standing for a computed array (w)
-        self.names = {s: n for n, s in derivation.symbols.items()}
-        self.parameters = [derivation.symbols[n] for n in derivation.parameters]
-        self.unit_interval = [derivation.symbols[n] for n in derivation.parameters
-                              if derivation.constraints[n] is constraints.unit_interval]
-        self.sample_index = derivation.sample_index
-        self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
-        self.vectors: set = {Symbol(n) for n in self.axis_names}   # names of shape (..., K)
-        # what each name depends on, so the buffer compiler knows which operands fit a buffer
-        self.symbol_deps: dict = {Symbol(n): frozenset({n}) for n in derivation.symbols}
-        self.symbol_deps[Symbol("_x")] = frozenset({"x"})
-        self.owned: set = set()  # temporaries that are fresh output-sized buffers
-        self.ns = printer.ns
-        self.inplace = printer.dialect == "numpy"  # the array API has no out=
+    dialect = "numpy"
 
-    def _temp(self, prefix, code, key, vector, depends_on=None):
-        if key not in self.memo:
-            name = Symbol(f"_{prefix}{self.counts[prefix]}")
-            self.counts[prefix] += 1
-            self.statements.append((str(name), code))
-            self.memo[key] = name
-            if vector:
-                self.vectors.add(name)
-            self.symbol_deps[name] = self.deps(depends_on if depends_on is not None else _first_expr(key))
-        return self.memo[key]
-
-    def deps(self, expr) -> frozenset:
-        """The arguments (x, parameters) an expression over array names depends on."""
-        if not hasattr(expr, "free_symbols"):
-            return frozenset()
-        return frozenset().union(*(self.symbol_deps.get(s, frozenset()) for s in expr.free_symbols))
-
-    def is_vector(self, expr) -> bool:
-        return bool(expr.free_symbols & self.vectors)
-
-    def _print(self, expr) -> str:
-        return self.printer.doprint(expr)
-
-    def _materialize(self, expr, prefix):
-        if isinstance(expr, Symbol):
-            return expr
-        return self._temp(prefix, self._print(expr), ("materialize", expr), self.is_vector(expr))
-
-    def _shifted_exp(self, reduction):
-        """max_i f, exp(f − max) and Σ_i exp(f − max), computed once per f: the stable pieces of
-        both log-sum-exp (max + log Σ) and softmax (exp(f − max) / Σ), which is exact at ±1e4."""
-        body = self._materialize(self._lower(reduction.body), "shifted")
-        ns = self.ns
-        if self.inplace:
-            self.printer.helpers.add("_row_max")
-        top_code = f"_row_max({body})" if self.inplace else f"{ns}.max({body}, axis=-1, keepdims=True)"
-        top = self._temp("max", top_code, ("max", body), vector=False)
-        if not self.inplace:
-            self._temp("exp", f"{ns}.exp({body} - {top})", ("exp", body), vector=True)
-        if ("exp", body) not in self.memo:  # z − max in a new buffer, exp in place: one allocation
-            shifted = self._temp("exp", f"np.subtract({body}, {top})", ("exp", body), vector=True)
-            self.statements.append((None, f"np.exp({shifted}, out={shifted})"))
-            self.owned.add(shifted)
-        shifted = self.memo[("exp", body)]
-        total = self._temp("sumexp", self._row_sum(str(shifted)), ("sumexp", body), vector=False)
-        return top, shifted, total
-
-    def _except(self, values, total, e):
-        """Σ_{i≠x} of ``values`` (the other categories' share), per sample."""
-        self.printer.helpers.add("_sum_except")
-        prefix = "" if self.inplace else "xp, "
-        return self._temp("others", f"_sum_except({prefix}{values}, {total}, _x)", ("except", e), vector=False,
-                          depends_on=values + total + Symbol("_x"))
-
-    def _row_sum(self, code: str) -> str:
-        """Σ over the last axis, kept as an axis of length 1."""
-        if self.inplace:
-            self.printer.helpers.add("_row_sum")
-            return f"_row_sum({code})"
-        return f"{self.ns}.sum({code}, axis=-1, keepdims=True)"
-
-    def _fused(self, e):
-        """The array API dialect: the library's own fused softmax / logsumexp over the whole axis
-        (one kernel in torch and JAX instead of max, subtract, exp, sum, divide)."""
-        body = self._materialize(self._lower(e.body), "shifted")
-        if isinstance(e, LogSumExp):
-            self.printer.helpers.add("_logsumexp")
-            return self._temp("logsumexp", f"_logsumexp(xp, {body})", e, vector=False, depends_on=body)
-        if self._lower(e.body.subs(e.index, e.at)) != body:
-            return None  # softmax at one index: the shifted pieces below
-        self.printer.helpers.add("_softmax")
-        name = self._temp("softmax", f"_softmax(xp, {body})", ("softmax", body), vector=True, depends_on=body)
-        self.owned.add(name)  # a fresh array: the xp emitter may negate it in place
-        return name
-
-    def lower(self, e):
-        """Array form of ``e`` in its floating-point-stable form (:mod:`symelig.emit.asymptotic`,
-        :mod:`symelig.emit.stable`);
-        constants become Python floats, which keep float32 float32 (np.log(2) would be a
-        float64 scalar and promote the result)."""
-        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval, self.sample_index)
-        e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
-        fixed = [t for t in Add.make_args(e) if t.free_symbols and not t.has(*self.parameters)]
-        if e.is_Add and 1 < len(fixed) < len(e.args):
-            # terms free of θ first (log n! − log x! − log (n − x)!): where they cancel exactly,
-            # a small θ-term added afterwards keeps its digits (log(1 − p) at p = 1e-150)
-            rest = [t for t in e.args if t not in fixed]
-            return self._materialize(self._lower(Add(*fixed)), "fixed") + self._lower(Add(*rest))
-        return self._lower(e)
-
-    def standardize(self, outputs: dict) -> dict:
-        """``outputs`` through w = (u − μ)/σ where the family is location–scale; w is computed
-        once, before everything else."""
-        computed, outputs = standardized(self.derivation, outputs)
-        for symbol, expression in computed or ():
-            self.aliases[symbol] = self._materialize(self.lower(expression), "w")
-        return outputs
-
-    def _lower(self, e):
-        if e in self.aliases:
-            return self.aliases[e]
-        if isinstance(e, Indexed):
-            name = self.names[e.base]
-            if e.indices[0] == self.sample_index:
-                code = f"{self.ns}.take_along_axis({name}, _x, axis=-1)"
-                return self._temp(f"{name}_at_x", code, e, vector=False, depends_on=Symbol(name) + Symbol("_x"))
-            return Symbol(name)  # j, or the bound index of an enclosing sum: the whole axis
-        if e == K:
-            return Symbol("size")
-        if e in self.names:
-            return Symbol(self.names[e])
-        if isinstance(e, Sum):
-            (index, _, _), = e.limits
-            if index not in e.function.free_symbols:
-                return Symbol("size") * self._lower(e.function)
-            body = self._lower(e.function)
-            code = self._row_sum(self._print(body))
-            return self._temp("sum", code, e, vector=False, depends_on=body)
-        if isinstance(e, (LogSumExp, Softmax)) and not self.inplace:
-            fused = self._fused(e)
-            if fused is not None:
-                return fused
-        if isinstance(e, LogSumExp):
-            top, _, total = self._shifted_exp(e)
-            return self._temp("logsumexp", f"{top} + {self.ns}.log({total})", e, vector=False, depends_on=top + total)
-        if isinstance(e, Softmax):
-            top, shifted, total = self._shifted_exp(e)
-            at = self._lower(e.body.subs(e.index, e.at))
-            if at == self._lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
-                return shifted / total
-            code = f"{self.ns}.exp({self._print(at - top)})/{total}"
-            return self._temp("softmax", code, e, vector=self.is_vector(at), depends_on=at + total)
-        if isinstance(e, SumExcept) and e.at == self.sample_index:
-            values = self._materialize(self._lower(e.body), "summed")
-            total = self._lower(Sum(e.body, (e.index, 0, e.size - 1)))
-            return self._except(values, total, e)
-        if isinstance(e, SoftmaxExcept) and e.at == self.sample_index:
-            top, shifted, total = self._shifted_exp(e)
-            return self._except(shifted, total, e) / total
-        if isinstance(e, KroneckerDelta):
-            raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
-        if e.args:
-            return e.func(*[self._lower(a) for a in e.args])
-        return e
-
-
-def _reuse_squares(common: list, reduced: list) -> tuple:
-    """Where CSE named b², write later powers b^n (|n| ≥ 3) through it: σ³ = σ²·σ is one
-    multiplication, not two."""
-    squares = {e.base: name for name, e in common if e.is_Pow and e.exp == 2}
-    if not squares:
-        return common, reduced
-
-    def rewrite(expr, defined):
-        def split(p):
-            n = int(p.exp)
-            sign = 1 if n > 0 else -1
-            square = squares[p.base]
-            return Pow(square, sign * (abs(n) // 2)) * Pow(p.base, sign * (abs(n) % 2))
-
-        return expr.replace(
-            lambda p: p.is_Pow and p.base in squares and p.exp.is_Integer and abs(p.exp) >= 3 and squares[p.base] in defined,
-            split,
-        )
-
-    # only through a square already computed: CSE may list ν³ before ν² (which a later
-    # temporary needs), and reading ν² there was an UnboundLocalError
-    out, defined = [], set()
-    for name, e in common:
-        out.append((name, rewrite(e, defined)))
-        defined.add(name)
-    return out, [rewrite(e, defined) for e in reduced]
-
-
-def _one_denominator(expr):
-    """A rational expression over one denominator when that costs no extra operation: one
-    division instead of several, and common factors (σ² in the normal's two eligibilities)
-    that CSE then shares.  Only for plain rational expressions: with functions such as
-    sigmoid/softplus a common denominator could bring back the underflow they were kept apart
-    to avoid."""
-    if expr.atoms(Function, Sum, Indexed) or not expr.is_Add:
-        return expr
-    combined = together(expr)
-    return combined if count_ops(combined) <= count_ops(expr) else expr
-
-
-def _first_expr(key):
-    return key[1] if isinstance(key, tuple) else key
-
-
-def _check_identifier(name: str) -> str:
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"{name!r} cannot be a Python name in generated code")
-    return name
-
-
-class _Function:
-    """The body of one generated function: prologue, statements, outputs."""
-
-    def __init__(self, derivation, with_x: bool = True):
-        self.d = derivation
-        self.with_x = with_x  # the Fisher information is a function of θ alone
-        self.printer = ArrayPrinter()
-        self.lowering = _Lowering(derivation, self.printer)
-        self.vector_family = derivation.is_vector
-
-    def signature(self):
-        fam = self.d.family
-        return ["x"] * self.with_x + [*fam.arguments, *self.d.parameters]
+    def make_printer(self):
+        return ArrayPrinter()
 
     def prologue(self) -> list:
         """Convert the inputs, find the batch shape, and align axes without broadcasting.
@@ -575,7 +332,7 @@ class _Function:
         outputs = low.standardize(outputs) if self.with_x else outputs
         lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
-        common, reduced = _reuse_squares(common, reduced)
+        common, reduced = reuse_squares(common, reduced)
         for s, e in common:
             if low.is_vector(e):
                 low.vectors.add(s)
@@ -595,123 +352,62 @@ class _Function:
         lines = [f"{n} = {c}" if n else c for n, c in low.statements] + buffers.lines
         return lines, owned
 
+    def output(self, name: str, shape: str, copy) -> str:
+        return f"_output({name}, {shape}, dtype, copy={copy})"
 
-def split_outputs(d) -> tuple:
-    """({e_name: the eligibility without its δ_jx term}, {name: its value at j = x}): the dense
-    part becomes an array, and the sample's category gets the whole value there, computed as one
-    expression (1 − softmax_x is the other categories' share, not 1 plus the dense −softmax_x)."""
-    sample = d.sample_index
-    parts, deltas = {}, {}
-    for name, (rest, coefficient) in d.eligibility_split.items():
-        parts[f"e_{_check_identifier(name)}"] = _one_denominator(rest)
-        if coefficient != 0:
-            at_x = (rest + coefficient).subs(j, sample)
-            deltas[name] = together(at_x) if at_x.has(Sum) and not at_x.has(Function) else at_x
-    return parts, deltas
+    def scatter_at_x(self, out: str, value: str, add: bool = False) -> str:
+        return self.helper("_add_at" if add else "_put_at", out, "_x", value)
 
+    def matrix(self, kind: str, size: int, entries: dict) -> list:
+        lines = [f"out = np.empty(batch + ({size}, {size}), dtype)"]
+        for (ia, ib), name in entries.items():
+            target = f"out[..., {ia}, {ib}]" + (f" = out[..., {ib}, {ia}]" if ia != ib else "")
+            lines.append(f"{target} = {name}")
+        return lines + ["return out"]
 
-def _log_prob_body(d) -> tuple:
-    f = _Function(d)
-    lines = f.prologue()
-    body, _ = f.elementwise({"_log_prob": d.log_prob})
-    lines += body
-    value = "_log_prob[..., 0]" if f.vector_family else "_log_prob"
-    lines.append(f"return _output({value}, batch, dtype, copy=False)")
-    return f.signature(), lines, f.printer
+    def row_max(self, code: str) -> str:
+        return self.helper("_row_max", code)
 
+    def row_sum(self, code: str) -> str:
+        return self.helper("_row_sum", code)
 
-def _eligibility_body(d) -> tuple:
-    parts, deltas = split_outputs(d)
-    outputs = {**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}}
-    f = _Function(d)
-    body, owned = f.elementwise(outputs)
-    lines = f.prologue() + body
-    for name in d.eligibility:
-        out = f"e_{name}"
-        vector = isinstance(d.symbols[name], IndexedBase)
-        # An owned buffer is returned as it is (and the δ term added into it); an input or a
-        # per-sample quantity is copied into a new array of the output's shape.
-        shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
-        lines.append(f"{out} = _output({out}, {shape}, dtype, copy={not owned[out]})")
-        if name in deltas:
-            f.printer.helpers.add("_put_at")
-            lines.append(f"_put_at({out}, _x, _at_x_{name})")
-        if f.vector_family and not vector:
-            lines.append(f"{out} = {out}[..., 0]")
-    lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
-    return f.signature(), lines, f.printer
+    def exp_shifted(self, lowering, body, top) -> None:
+        # z − max in a new buffer, exp in place: one allocation
+        shifted = lowering.temp("exp", f"np.subtract({body}, {top})", ("exp", body), vector=True)
+        lowering.statements.append((None, f"np.exp({shifted}, out={shifted})"))
+        lowering.owned.add(shifted)
 
-
-def _function(name, signature, doc, lines) -> str:
-    body = "\n".join("    " + line for line in lines)
-    return f'def {name}({", ".join(map(_check_identifier, signature))}):\n    """{doc}"""\n{body}\n'
+    def sum_except(self, values, total) -> str:
+        return self.helper("_sum_except", str(values), str(total), "_x")
 
 
 def module_source(d, second=None) -> str:
     """A standalone module with ``log_prob`` and ``eligibility`` (and, given the second-order math
     ``second``, ``hessian``, ``fisher``, ``natural_gradient``); imports numpy (and scipy.special
     only when a special function is used), never SymPy."""
-    from ..version import __version__ as version
-    from . import second_order
-
-    sig, lp_lines, lp_printer = _log_prob_body(d)
-    _, el_lines, el_printer = _eligibility_body(d)
+    sig, lp_lines, lp_printer = log_prob_body(d, NumpyKernel)
+    _, el_lines, el_printer = eligibility_body(d, NumpyKernel)
     helpers = lp_printer.helpers | el_printer.helpers
     modules = set(lp_printer.module_imports) | set(el_printer.module_imports)
-    extra, names = {}, ["log_prob", "eligibility"]
+    extra = {}
     if second is not None:
-        extra, more_helpers, more_modules = second_order.functions(second)
+        extra, more_helpers, more_modules = second_order.functions(second, NumpyKernel)
         helpers |= more_helpers
         modules |= more_modules
-        names += [*extra] + (["dense"] if "dense" in more_helpers else [])
     unknown = modules - {"numpy", "scipy.special"}
     if unknown:
         raise NotImplementedError(f"generated code would need {sorted(unknown)}; add a printer method")
     imports = ["import numpy as np"] + (["from scipy import special"] if "scipy.special" in modules else [])
-    header, lp_doc, el_doc = _header_and_docs(d, version)
+    header, lp_doc, el_doc = assemble.header_and_docs(d)
     sources = {**_HELPERS, **second_order.HELPERS}
-    return "\n\n".join([
-        header + "\n".join(imports),
-        f"__all__ = [{', '.join(chr(34) + n + chr(34) for n in names)}]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
-        f"PARAMETERS = {tuple(d.parameters)!r}",
-        _function("log_prob", sig, lp_doc, lp_lines),
-        _function("eligibility", sig, el_doc, el_lines),
-        *extra.values(),
-        *(sources[h] + "\n" for h in sorted(helpers)),
-    ]).rstrip() + "\n"
-
-
-def _header_and_docs(d, version, note: str = "") -> tuple:
-    """The module docstring and the two functions' docstrings, with the formulas."""
-    import sympy
-
-    theta = ", ".join(formula(d.symbols[n]) for n in d.parameters)
-    P = letter(d)
-    formulas = "\n".join(
-        f"    ∂ log {P} / ∂{formula(d.wrt(n))} = {formula(e)}" for n, e in d.eligibility.items()
-    ) + (f"\n    where {where(d)}" if d.definitions() else "")
-    args_doc = _arguments_doc(d)
-    header = (
-        f'"""Eligibility of the {d.family.name} distribution, parametrization {d.param!r}.\n\n'
-        f"Generated by symelig {version} (SymPy {sympy.__version__}); do not edit, regenerate with\n"
-        f"``{d.parametrization.command or f'symelig export {d.family.name} --param {d.param}'}``.\n\n"
-        f"{d.parametrization.doc}\n\n"
-        f"    log {P}(x | {theta}) = {formula(d.log_prob)}\n{formulas}\n\n"
-        "Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.\n"
-        'The category axis is the last one; all other axes broadcast as batch axes.\n'
-        + (f"{note}\n" if note else "") + '"""\n'
+    return assemble.module(
+        d, header=header, imports=imports, constants="",
+        functions=[assemble.function_source("log_prob", sig, lp_doc, lp_lines),
+                   assemble.function_source("eligibility", sig, el_doc, el_lines), *extra.values()],
+        helpers=[sources[h] for h in sorted(helpers)], exported=["dense"] if "dense" in helpers else [],
     )
-    lp_doc = f"log {P}(x | {theta}) = {formula(d.log_prob)}, shaped like the batch.\n\n{args_doc}\n    "
-    el_doc = (
-        "Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter\n"
-        f"    broadcast over the batch.\n\n{formulas}\n\n{args_doc}\n    "
-    )
-    return header, lp_doc, el_doc
 
 
-def _arguments_doc(d) -> str:
-    rows = []
-    for name, c in d.constraints.items():
-        shape = "(..., K)" if c.event_dim else "(...)"
-        rows.append(f"    {name}: {shape}, {c.allowed}")
-    return "\n".join(rows)
+def helper_source(name: str) -> str:
+    """The source of the numpy helper ``name`` (``_sigmoid``, …), for code generated elsewhere."""
+    return _HELPERS[name]

@@ -1,4 +1,5 @@
-"""Numpy source for the second-order functions: ``hessian``, ``fisher`` and ``natural_gradient``.
+"""The second-order functions ``hessian``, ``fisher`` and ``natural_gradient``, written once against
+the backend interface of :class:`symelig.emit.kernel.Kernel` (numpy, array API).
 
 They reuse the first-order lowering (category axis last, reductions once, buffers recycled):
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from sympy import DiracDelta, IndexedBase, S
 
 from ..engine import split_delta
-from .numpy import _Function, _function
+from .assemble import function_source
 from .text import formula
 
 HELPERS = {
@@ -99,70 +100,46 @@ def supported(so) -> bool:
     return vector_parameter(so) is None or len(names) == 1
 
 
-def functions(so, dialect: str = "numpy") -> tuple:
-    """({function name: source}, {helper names}, {modules}) for the second-order functions, for
-    numpy (in-place ufuncs) or any array API library (``dialect="xp"``)."""
+def functions(so, backend) -> tuple:
+    """({function name: source}, {helper names}, {modules}) for the second-order functions,
+    written for the Kernel class ``backend`` (numpy's in-place ufuncs, or any array API library)."""
     sources, helpers, modules = {}, set(), set()
     if not supported(so):
         return sources, helpers, modules
     kinds = [("hessian", True)] + ([("fisher", False)] if so.fisher is not None else [])
     for kind, with_x in kinds:
-        f = _function_of(so.first, with_x, dialect)
-        lines = f.prologue() + _body(so, f, kind, dialect)
-        sources[kind] = _function(kind, f.signature(), _doc(so, kind), lines)
+        f = backend(so.first, with_x=with_x)
+        lines = f.prologue() + _body(so, f, kind)
+        sources[kind] = function_source(kind, f.signature(), _doc(so, kind), lines)
         helpers |= f.printer.helpers
         modules |= set(f.printer.module_imports)
     if so.fisher is not None:
-        sources["natural_gradient"], extra = _natural_gradient(so, dialect)
+        sources["natural_gradient"], extra = _natural_gradient(so, backend)
         helpers |= extra
     if vector_parameter(so):
         helpers.add("dense")
     return sources, helpers, modules
 
 
-def _function_of(first, with_x: bool, dialect: str):
-    if dialect == "xp":
-        from .xp import _Function as XpFunction
-
-        return XpFunction(first, with_x=with_x)
-    return _Function(first, with_x=with_x)
-
-
-def _elementwise(f, outputs: dict, dialect: str) -> tuple:
-    """(lines, {output: owned?}); the array API kernels own nothing (they copy into outputs)."""
-    if dialect == "xp":
-        return f.elementwise(outputs), {name: False for name in outputs}
-    return f.elementwise(outputs)
-
-
-def _body(so, f, kind: str, dialect: str = "numpy") -> list:
+def _body(so, f, kind: str) -> list:
     """Statements computing the matrix (or structured block) ``kind`` and returning it."""
     first = so.first
     vector = vector_parameter(so)
-    xp = dialect == "xp"
     if vector:
         block = so.structure[(vector, vector)][kind]
         diagonal, at_x = split_delta(block.diagonal, first.sample_index if f.with_x else None)
         outputs = {"_diagonal": diagonal, "_scale": block.scale, "_vector": block.vector}
         if at_x != 0:
             outputs["_diagonal_at_x"] = at_x
-        lines, owned = _elementwise(f, outputs, dialect)
-        if xp:
-            lines += [
-                "_diagonal = _full(xp, _diagonal, batch + (size,), dtype, device, copy=True)",
-                "_vector = _full(xp, _vector, batch + (size,), dtype, device, copy=True)",
-                "_scale = _full(xp, _scale, batch + (1,), dtype, device)[..., 0]",
-            ]
-        else:
-            lines += [
-                f"_diagonal = _output(_diagonal, batch + (size,), dtype, copy={not owned['_diagonal']})",
-                # the two may be one buffer (u = d for softmax logits): the caller gets two arrays
-                f"_vector = _output(_vector, batch + (size,), dtype, copy=_vector is _diagonal or {not owned['_vector']})",
-                "_scale = _output(_scale, batch + (1,), dtype, copy=True)[..., 0]",
-            ]
+        lines, owned = f.elementwise(outputs)
+        lines += [
+            f"_diagonal = {f.output('_diagonal', 'batch + (size,)', not owned['_diagonal'])}",
+            # the two may be one buffer (u = d for softmax logits): the caller gets two arrays
+            f"_vector = {f.output('_vector', 'batch + (size,)', '_vector is _diagonal or ' + str(not owned['_vector']))}",
+            f"_scale = {f.output('_scale', 'batch + (1,)', True)}[..., 0]",
+        ]
         if at_x != 0:
-            f.printer.helpers.add("_add_at")
-            lines.append("_diagonal = _add_at(xp, _diagonal, _x, _diagonal_at_x)" if xp else "_add_at(_diagonal, _x, _diagonal_at_x)")
+            lines.append(f.scatter_at_x("_diagonal", "_diagonal_at_x", add=True))
         lines.append('return {"diagonal": _diagonal, "scale": _scale, "vector": _vector}')
         return lines
     matrix = so.hessian if kind == "hessian" else so.fisher
@@ -170,29 +147,14 @@ def _body(so, f, kind: str, dialect: str = "numpy") -> list:
     matrix = {pair: e.replace(lambda a: isinstance(a, DiracDelta), lambda a: S.Zero) for pair, e in matrix.items()}
     names = list(first.parameters)
     outputs = {f"_{kind}_{names.index(a)}_{names.index(b)}": e for (a, b), e in matrix.items()}
-    lines, _ = _elementwise(f, outputs, dialect)
-    size = len(names)
-    if xp:  # no item assignment in the array API: stack rows of entries broadcast to the batch
-        lines += [f"{n} = _full(xp, {n}, batch, dtype, device)" for n in outputs]
-
-        def entry(r, c):
-            return f"_{kind}_{min(r, c)}_{max(r, c)}"
-
-        rows = ", ".join("xp.stack([" + ", ".join(entry(r, c) for c in range(size)) + "], axis=-1)" for r in range(size))
-        lines.append(f"return xp.stack([{rows}], axis=-2)")
-        return lines
-    lines.append(f"out = np.empty(batch + ({size}, {size}), dtype)")
-    for (a, b) in matrix:
-        ia, ib = names.index(a), names.index(b)
-        target = f"out[..., {ia}, {ib}]" + (f" = out[..., {ib}, {ia}]" if ia != ib else "")
-        lines.append(f"{target} = _{kind}_{ia}_{ib}")
-    lines.append("return out")
-    return lines
+    lines, _ = f.elementwise(outputs)
+    entries = {(names.index(a), names.index(b)): f"_{kind}_{names.index(a)}_{names.index(b)}" for (a, b) in matrix}
+    return lines + f.matrix(kind, len(names), entries)
 
 
-def _natural_gradient(so, dialect: str = "numpy") -> tuple:
+def _natural_gradient(so, backend) -> tuple:
     first = so.first
-    xp = dialect == "xp"
+    xp = backend.dialect == "xp"
     ns = "xp" if xp else "np"
     pre = "xp, " if xp else ""
     args = [*first.family.arguments, *first.parameters]
@@ -207,12 +169,11 @@ def _natural_gradient(so, dialect: str = "numpy") -> tuple:
         g = (f"xp.astype(_asarray(xp, grad[{vector!r}], _device(f['diagonal'])), f['diagonal'].dtype)" if xp
              else f"np.asarray(grad[{vector!r}], f['diagonal'].dtype)")
         if null is not None:
-            f_null = _function_of(first, False, dialect)
+            f_null = backend(first, with_x=False)
             lines += f_null.prologue()
-            body, owned = _elementwise(f_null, {"_null": null}, dialect)
+            body, owned = f_null.elementwise({"_null": null})
             lines += body
-            lines.append("_null = _full(xp, _null, batch + (size,), dtype, device)" if xp
-                         else f"_null = _output(_null, batch + (size,), dtype, copy={not owned['_null']})")
+            lines.append(f"_null = {f_null.output('_null', 'batch + (size,)', not owned['_null'])}")
             lines.append(f"return {{{vector!r}: _rank_one_pinv_solve({pre}f['diagonal'], _null, {g})}}")
             helpers = {"_rank_one_pinv_solve", "_pinv_diagonal"} | f_null.printer.helpers
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
@@ -248,7 +209,7 @@ def _natural_gradient(so, dialect: str = "numpy") -> tuple:
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
         f"    (e.g. the mean eligibility of a batch).  {how}.\n    "
     )
-    return _function("natural_gradient", ["grad", *args], doc, lines), helpers
+    return function_source("natural_gradient", ["grad", *args], doc, lines), helpers
 
 
 def _doc(so, kind: str) -> str:

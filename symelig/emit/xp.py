@@ -11,10 +11,11 @@ namespace for a module specialised to one library.
 """
 from __future__ import annotations
 
-from sympy import IndexedBase
-
-from .numpy import ArrayPrinter, _Lowering, split_outputs
 from sympy import cse, numbered_symbols
+
+from . import assemble, second_order
+from .kernel import Kernel, eligibility_body, log_prob_body
+from .numpy import ArrayPrinter
 
 BACKENDS = ("array-api", "torch", "jax", "numpy-xp")
 
@@ -235,17 +236,17 @@ _HELPERS.update({
 _DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_betaln": {"_gamma_difference"}}
 
 
-class _Function:
-    def __init__(self, derivation, with_x: bool = True):
-        self.d = derivation
-        self.with_x = with_x  # the Fisher information is a function of θ alone
-        self.printer = ArrayPrinter("xp")
-        self.lowering = _Lowering(derivation, self.printer)
-        self.vector_family = derivation.is_vector
-        self.printer.helpers.update({"_namespace", "_asarray", "_special", "_device", "_float_dtype", "_broadcast_shapes"})
+class ArrayApiKernel(Kernel):
+    """A function body for any array API library: no in-place updates (JAX arrays are immutable,
+    torch's autograd records), the library's own fused softmax and log-sum-exp."""
 
-    def signature(self):
-        return ["x"] * self.with_x + [*self.d.family.arguments, *self.d.parameters]
+    dialect = "xp"
+    fuses_softmax = True
+
+    def make_printer(self):
+        printer = ArrayPrinter("xp")
+        printer.helpers.update({"_namespace", "_asarray", "_special", "_device", "_float_dtype", "_broadcast_shapes"})
+        return printer
 
     def prologue(self) -> list:
         d, fam = self.d, self.d.family
@@ -275,7 +276,9 @@ class _Function:
         self.printer.helpers.update({"_with_ndim", "_full"})
         return lines
 
-    def elementwise(self, outputs: dict) -> list:
+    def elementwise(self, outputs: dict) -> tuple:
+        """(lines, {target: owned?}): one statement per common subexpression and output; an
+        output owns its array unless it is an input, a constant or another name."""
         low = self.lowering
         outputs = low.standardize(outputs) if self.with_x else outputs
         lowered = {n: low.lower(e) for n, e in outputs.items()}
@@ -291,35 +294,32 @@ class _Function:
                 lines.append(f"{target} = _negated(xp, {negated})")
             else:
                 lines.append(f"{target} = {self.printer.doprint(e)}")
-        return lines
+        return lines, {target: bool(e.free_symbols) and not e.is_Symbol for target, e in zip(lowered, reduced)}
 
+    def output(self, name: str, shape: str, copy) -> str:
+        return f"_full(xp, {name}, {shape}, dtype, device, copy={copy})"
 
-def _log_prob_body(d):
-    f = _Function(d)
-    lines = f.prologue() + f.elementwise({"_log_prob": d.log_prob})
-    value = "_log_prob[..., 0]" if f.vector_family else "_log_prob"
-    lines.append(f"return _full(xp, {value}, batch, dtype, device)")
-    return f.signature(), lines, f.printer
+    def scatter_at_x(self, out: str, value: str, add: bool = False) -> str:
+        return f"{out} = {self.helper('_add_at' if add else '_put_at', out, '_x', value)}"
 
+    def matrix(self, kind: str, size: int, entries: dict) -> list:
+        # no item assignment in the array API: stack rows of entries broadcast to the batch
+        lines = [f"{name} = _full(xp, {name}, batch, dtype, device)" for name in entries.values()]
+        rows = ", ".join("xp.stack([" + ", ".join(entries[min(r, c), max(r, c)] for c in range(size)) + "], axis=-1)"
+                         for r in range(size))
+        return lines + [f"return xp.stack([{rows}], axis=-2)"]
 
-def _eligibility_body(d):
-    f = _Function(d)
-    lines = f.prologue()
-    parts, deltas = split_outputs(d)
-    lines += f.elementwise({**parts, **{f"_at_x_{n}": c for n, c in deltas.items()}})
-    for name in d.eligibility:
-        vector = isinstance(d.symbols[name], IndexedBase)
-        shape = "batch + (size,)" if vector else "batch + (1,)" if f.vector_family else "batch"
-        # an output that is an input itself is copied: _add_at may write into it
-        copy = not parts[f"e_{name}"].free_symbols or parts[f"e_{name}"].is_Symbol
-        lines.append(f"e_{name} = _full(xp, e_{name}, {shape}, dtype, device, copy={copy})")
-        if name in deltas:  # δ_jx·c: the whole value at the sample's category
-            f.printer.helpers.add("_put_at")
-            lines.append(f"e_{name} = _put_at(xp, e_{name}, _x, _at_x_{name})")
-        if f.vector_family and not vector:
-            lines.append(f"e_{name} = e_{name}[..., 0]")
-    lines.append("return {" + ", ".join(f'"{n}": e_{n}' for n in d.eligibility) + "}")
-    return f.signature(), lines, f.printer
+    def row_max(self, code: str) -> str:
+        return f"xp.max({code}, axis=-1, keepdims=True)"
+
+    def row_sum(self, code: str) -> str:
+        return f"xp.sum({code}, axis=-1, keepdims=True)"
+
+    def exp_shifted(self, lowering, body, top) -> None:
+        lowering.temp("exp", f"xp.exp({body} - {top})", ("exp", body), vector=True)
+
+    def sum_except(self, values, total) -> str:
+        return self.helper("_sum_except", str(values), str(total), "_x")
 
 
 def _imports(backend: str) -> list:
@@ -350,30 +350,22 @@ def _imports(backend: str) -> list:
 def module_source(d, backend: str = "array-api", second=None) -> str:
     """A module with ``log_prob`` and ``eligibility`` (and, given the second-order math
     ``second``, ``hessian``, ``fisher``, ``natural_gradient``) for arrays of any array API library."""
-    from ..version import __version__ as version
-    from . import second_order
-    from .numpy import _function, _header_and_docs
-
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
-    sig, lp_lines, lp_printer = _log_prob_body(d)
-    _, el_lines, el_printer = _eligibility_body(d)
+    sig, lp_lines, lp_printer = log_prob_body(d, ArrayApiKernel)
+    _, el_lines, el_printer = eligibility_body(d, ArrayApiKernel)
     helpers = set(lp_printer.helpers | el_printer.helpers)
-    extra, names = {}, ["log_prob", "eligibility"]
+    extra = {}
     if second is not None:
-        extra, more, _ = second_order.functions(second, dialect="xp")
+        extra, more, _ = second_order.functions(second, ArrayApiKernel)
         helpers |= more
-        names += [*extra] + (["dense"] if "dense" in more else [])
     for h in list(helpers):
         helpers |= _DEPENDS.get(h, set())
-    header, lp_doc, el_doc = _header_and_docs(d, version, note=f"Array library: {backend} (array API namespace of the inputs).")
+    header, lp_doc, el_doc = assemble.header_and_docs(d, note=f"Array library: {backend} (array API namespace of the inputs).")
     sources = {**_HELPERS, **second_order.XP_HELPERS}
-    return "\n\n".join([
-        header + "\n".join(_imports(backend)),
-        f"__all__ = [{', '.join(chr(34) + n + chr(34) for n in names)}]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
-        f"PARAMETERS = {tuple(d.parameters)!r}\nBACKEND = {backend!r}",
-        _function("log_prob", sig, lp_doc, lp_lines),
-        _function("eligibility", sig, el_doc, el_lines),
-        *extra.values(),
-        *(sources[h] + "\n" for h in sorted(helpers)),
-    ]).rstrip() + "\n"
+    return assemble.module(
+        d, header=header, imports=_imports(backend), constants=f"\nBACKEND = {backend!r}",
+        functions=[assemble.function_source("log_prob", sig, lp_doc, lp_lines),
+                   assemble.function_source("eligibility", sig, el_doc, el_lines), *extra.values()],
+        helpers=[sources[h] for h in sorted(helpers)], exported=["dense"] if "dense" in helpers else [],
+    )
