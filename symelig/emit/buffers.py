@@ -131,7 +131,7 @@ class Buffers:
 
     def _accumulate(self, acc: str, ufunc: str, other_expr, other_code: str, reverse=False) -> str:
         """acc op other (other op acc with ``reverse``), written into acc where it fits."""
-        if not isinstance(other_expr, Symbol) and not other_expr.is_number and any(c in other_code for c in "(/*+- "):
+        if not other_expr.is_number and not other_code.isidentifier():  # an expression, not a name
             other_code = self._name_small(other_code)
         out = self._into(acc, other_expr, other_code)
         args = f"{other_code}, {acc}" if reverse else f"{acc}, {other_code}"
