@@ -123,18 +123,18 @@ _HELPERS = {
     difference by _gamma_difference, exact where l ≫ s."""
     large, small = xp.maximum(a, b), xp.minimum(a, b)
     return _special(xp).gammaln(small) - _gamma_difference(xp, -1, large, small, a + b, 0)''',
-    "_bd0": '''def _bd0(xp, x, m, d):
-    """Loader's deviance x·log(x/m) + m − x ≥ 0, with d = x − m computed without cancellation:
-    the series in v = d/(x + m) where |d| < 0.1(x + m), x·log(x/m) − d elsewhere (see the numpy
+    "_bd0": '''def _bd0(xp, a, m, d):
+    """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation:
+    the series in v = d/(a + m) where |d| < 0.1(a + m), a·log(a/m) − d elsewhere (see the numpy
     kernels); each branch at inputs clipped to its own region."""
-    near = xp.abs(d) < 0.1 * (x + m)
-    xs = xp.where(near, x, 1.0)
+    near = xp.abs(d) < 0.1 * (a + m)
+    xs = xp.where(near, a, 1.0)
     ds = xp.where(near, d, 0.0)
     v = ds / (2 * xs - ds)
     w = v * v
     tail = w * (1 / 3 + w * (1 / 5 + w * (1 / 7 + w * (1 / 9 + w * (1 / 11 + w * (1 / 13 + w * (1 / 15 + w * (1 / 17 + w / 19))))))))
     series = ds * v + 2 * xs * v * tail
-    xf = xp.where(near, 2.0, x)
+    xf = xp.where(near, 2.0, a)
     mf = xp.where(near, 1.0, m)
     logs = xp.log(xf) - xp.log(mf)
     inside = xp.abs(logs) < 700
