@@ -148,16 +148,16 @@ def natural_gradient(grad, log_concentration):
     return {'log_concentration': _rank_one_solve(f['diagonal'], f['scale'][..., None], f['vector'], np.asarray(grad['log_concentration'], f['diagonal'].dtype))}
 
 
-def _bd0(x, m, d):
-    """Loader's deviance x·log(x/m) + m − x ≥ 0, with d = x − m computed without cancellation.
-    Where |d| < 0.1(x + m) the two terms cancel: there the series in v = d/(x + m), d·v +
-    2x·v(v²/3 + v⁴/5 + …), nine terms (v² < 0.01: exact to 1e-19); elsewhere x·log(x/m) − d, with
-    log(x/m) as log x − log m where x/m would leave the floats.  Each branch is taken at inputs
+def _bd0(a, m, d):
+    """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation.
+    Where |d| < 0.1(a + m) the two terms cancel: there the series in v = d/(a + m), d·v +
+    2a·v(v²/3 + v⁴/5 + …), nine terms (v² < 0.01: exact to 1e-19); elsewhere a·log(a/m) − d, with
+    log(a/m) as log a − log m where a/m would leave the floats.  Each branch is taken at inputs
     clipped to its own region, and only if some element needs it."""
-    near = np.abs(d) < 0.1 * (x + m)
+    near = np.abs(d) < 0.1 * (a + m)
     out = None
     if not np.all(near):
-        xf = np.where(near, 2.0, x)
+        xf = np.where(near, 2.0, a)
         mf = np.where(near, 1.0, m)
         logs = np.log(xf) - np.log(mf)
         inside = np.abs(logs) < 700
@@ -166,7 +166,7 @@ def _bd0(x, m, d):
         out *= xf
         out -= d
     if np.any(near):
-        xs = np.where(near, x, 1.0)
+        xs = np.where(near, a, 1.0)
         ds = np.where(near, d, 0.0)
         v = ds / (2 * xs - ds)
         w = v * v
