@@ -9,7 +9,7 @@
   evaluate them stably (max-shifted).  They are never differentiated; ``.doit()`` turns them
   back into the raw Sum form, which is what the tests compare.
 """
-from sympy import Function, Indexed, Sum, exp, log
+from sympy import Function, Indexed, S, Sum, exp, log
 from sympy.printing.precedence import PRECEDENCE
 
 
@@ -299,6 +299,72 @@ class betaln(Function):
 
     def _latex(self, printer, exp=None):
         return _power(rf"\log B\left({printer._print(self.args[0])}, {printer._print(self.args[1])}\right)", exp)
+
+
+class bd0(Function):
+    """Loader's deviance term x·log(x/m) + m − x ≥ 0 (Loader 2000; R's bd0), args (x, m, d) with
+    d = x − m as written, so that a difference that SymPy wrote without cancellation (b − n(1 − x)
+    = nx − a) keeps its digits.  Only the kernels use it (symelig.emit.stable): where |d| <
+    0.1(x + m) it is evaluated as the series d·v + 2x(v³/3 + v⁵/5 + …), v = d/(x + m), since
+    x·log(x/m) and x − m cancel there; the expression itself elsewhere."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        x, m, _ = self.args
+        if argindex == 3:  # d stands for x − m: the value is taken as a function of x and m
+            return S.Zero
+        return log(x / m) if argindex == 1 else 1 - x / m
+
+    def doit(self, **hints):
+        x, m, _ = (a.doit(**hints) for a in self.args)
+        return x * log(x / m) + m - x
+
+    def _latex(self, printer, exp=None):
+        x, m, _ = self.args
+        return _power(rf"\operatorname{{bd_0}}\left({printer._print(x)}, {printer._print(m)}\right)", exp)
+
+
+class quotient(Function):
+    """a / b, kept whole for the kernels: common-subexpression elimination would turn a/n and b/n
+    into a·(1/n) and b·(1/n), one rounding more, and a/n must be exactly ½ at a = b (a saddle-point
+    form's mean, symelig.emit.stable)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return 1 / b if argindex == 1 else -a / b**2
+
+    def doit(self, **hints):
+        a, b = (x.doit(**hints) for x in self.args)
+        return a / b
+
+    def _latex(self, printer, exp=None):
+        a, b = self.args
+        return _power(rf"\frac{{{printer._print(a)}}}{{{printer._print(b)}}}", exp)
+
+
+class stirlerr(Function):
+    """Stirling's remainder log Γ(z) − [(z − ½) log z − z + ½ log 2π] = 1/(12z) − 1/(360z³) + …
+    (Loader 2000).  Only the kernels use it (symelig.emit.stable): the log-gamma differences of a
+    beta or Dirichlet density cancel against its x-terms, Stirling's leading terms cancel
+    symbolically, and what is left is this small remainder, taken by its series for z > 15."""
+
+    def fdiff(self, argindex=1):
+        from sympy import polygamma
+
+        z = self.args[0]
+        return polygamma(0, z) - log(z) + 1 / (2 * z)
+
+    def doit(self, **hints):
+        from sympy import loggamma, pi
+
+        z = self.args[0].doit(**hints)
+        return loggamma(z) - (z - S.Half) * log(z) + z - log(2 * pi) / 2
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\operatorname{{stirlerr}}\left({printer._print(self.args[0])}\right)", exp)
 
 
 class SumExcept(_AtCategory):

@@ -14,26 +14,35 @@ written they lose every digit where the terms cancel (η → 0) or overflow befo
 * a quotient N/D^n, where D is a sum of terms c_k·e^(f_k), or log D: every e^(f_k) becomes
   e^(f_k − m) with m = max_k f_k (log D = m + log Σ c_k e^(f_k − m)), when N is homogeneous of
   degree n in the e^(f_k), so that the quotient is unchanged and nothing overflows: the
-  finite-sum counterpart of the max-shifted softmax and log-sum-exp over categories.
+  finite-sum counterpart of the max-shifted softmax and log-sum-exp over categories;
+* log Γ(Σa_k) − Σ log Γ(a_k) + Σ a_k log x_k (a beta or Dirichlet density: terms of order n log n,
+  n = Σa_k, that cancel to O(log n) near the mode), where n is large, in Loader's saddle-point
+  form −Σ bd0(a_k, n x_k) + ½[Σ log a_k − log n] − (K−1)/2·log 2π + stirlerr(n) − Σ stirlerr(a_k)
+  (+ n(Σx_k − 1), 0 for a beta's x and 1 − x), whose terms are each as small as the value.
 
 Each rewrite is an identity; the kernels' tests compare them with 50-digit references.
 """
 from __future__ import annotations
 
+from itertools import combinations
+
 from sympy import (
     Abs, Add, And, Dummy, Piecewise, Integer, Max, Mul, Poly, PolynomialError, Rational, S, Sum, binomial, cancel, count_ops, exp, expand_mul, factor,
-    factorial, gcd, log, loggamma, polygamma,
+    factorial, gcd, log, loggamma, pi, polygamma,
 )
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, betaln, gamma_difference, log1mexp, log1pmx, sigmoid, softplus
+from ..functions import (
+    LogSumExp, Softmax, SoftmaxExcept, SumExcept, bd0, betaln, gamma_difference, log1mexp, log1pmx, log_softplus, quotient, sigmoid,
+    softplus, stirlerr,
+)
 
 
 def stable(expr, parameters=(), unit_interval=(), sample=None):
     """``expr`` with the cancelling and overflowing forms above replaced (bottom-up);
     ``parameters`` are the differentiated symbols (the rest is data: x, total_count),
     ``unit_interval`` those of them that lie in (0, 1), ``sample`` a categorical sample x."""
-    return _Stable(tuple(parameters), tuple(unit_interval), sample)(log1p_pairs(expr))
+    return _Stable(tuple(parameters), tuple(unit_interval), sample)(_saddle_point(log1p_pairs(expr)))
 
 
 def log1p_pairs(expr, variable=None):
@@ -166,6 +175,179 @@ class _Stable:
             if beta != 0:  # (its terms may cancel as a polynomial in an exponential)
                 terms.append(_add(beta) * binomial(d, k) * g**k * complement ** (d - k))
         return Add(*terms)
+
+
+# -- log Γ(Σa) − Σ log Γ(a_k) + Σ a_k log x_k: Loader's saddle-point form ------------------------
+
+SADDLE_POINT = 100  # n = Σa_k above which the saddle-point form is taken
+
+
+def _saddle_point(expr):
+    """``expr`` with each sum c·[log Γ(n) − Σ_k log Γ(a_k) + Σ_k a_k log x_k], n = Σ_k a_k (K ≥ 2
+    components written out, or Σ_{i=0}^{K−1} over an index), taken in Loader's (2000) saddle-point
+    form where n > SADDLE_POINT and as derived elsewhere.  With Stirling's remainder stirlerr and
+    the deviance bd0(a, m) = a log(a/m) + m − a, log Γ(n) − Σ log Γ(a_k) + Σ a_k log x_k is
+
+        −Σ_k bd0(a_k, n x_k) + n(Σ_k x_k − 1) + ½[Σ_k log a_k − log n] − (K−1)/2·log 2π
+        + stirlerr(n) − Σ_k stirlerr(a_k),
+
+    an identity for any x_k > 0 (Stirling's (z − ½) log z − z cancel between n and the a_k, and
+    a_k log(n x_k/a_k) = −bd0(a_k, n x_k) + n x_k − a_k).  As derived, the terms are of order
+    n·log n and the value of order log n at the mode: a beta's log-density at a = b = 1e20 came
+    out −81920 for 23.1.  Here every term is of the order of the value; a_k − n x_k is passed to
+    bd0 as n·(a_k/n − x_k) (see _deviance), and for a beta n(x + (1 − x) − 1) is 0 symbolically.
+    The rest of the coefficient of log x_k (the −1 of (a_k − 1) log x_k) stays as it is."""
+    if not expr.has(loggamma):
+        return expr
+    return expr.replace(lambda e: e.is_Add and any(isinstance(t.as_coeff_Mul()[1], (loggamma, Sum)) for t in e.args),
+                        _saddle_point_in)
+
+
+def _saddle_point_in(add):
+    terms = list(Add.make_args(add))
+    singles, summed = [], []  # (term, c, A) for c·log Γ(A); (term, c, f, i, K − 1) for c·Σ_i log Γ(f(i))
+    for t in terms:
+        c, rest = t.as_coeff_Mul()
+        if isinstance(rest, loggamma):
+            singles.append((t, c, rest.args[0]))
+        elif _category_sum(rest) is not None and isinstance(rest.function, loggamma):
+            summed.append((t, c, rest.function.args[0], rest.limits[0][0], rest.limits[0][2]))
+    for total, c, n in singles:
+        if c.is_positive is not True and c.is_negative is not True:
+            continue
+        parts = [s for s in singles if s[0] is not total and s[1] == -c]
+        for size in range(len(parts), 1, -1) if len(parts) <= 8 else ():  # (2^8 subsets at most)
+            for subset in combinations(parts, size):
+                if (Add(*[s[2] for s in subset]) - n).expand() == 0:
+                    found = _saddle_point_written_out(terms, total, c, n, subset)
+                    if found is not None:
+                        return found
+        for s in summed:
+            if s[1] == -c and (_opened(n) - _opened(Sum(s[2], (s[3], 0, s[4])))).expand() == 0:
+                found = _saddle_point_summed(terms, total, c, n, s)
+                if found is not None:
+                    return found
+    return add
+
+
+_INDEX = Dummy("k", integer=True, nonnegative=True)
+
+
+def _opened(e):
+    """``e`` with each Σ_{i=0}^{K−1} g(i) written as Σ over the terms of g that depend on i (at one
+    common index) plus K·(the others): K + Σ η_i and Σ (η_i + 1) compare equal."""
+    def split(s):
+        (i, lower, upper), = s.limits
+        out = []
+        for term in Add.make_args(expand_mul(s.function)):
+            out.append(Sum(term.xreplace({i: _INDEX}), (_INDEX, lower, upper)) if term.has(i) else term * (upper - lower + 1))
+        return Add(*out)
+
+    return e.replace(lambda a: isinstance(a, Sum) and len(a.limits) == 1, split)
+
+
+def _log_parts(term):
+    """[(log y, coefficient)] when every term of the expanded ``term`` is a coefficient times
+    one log, else None."""
+    out = []
+    for part in Add.make_args(expand_mul(term)):
+        logs = [f for f in Mul.make_args(part) if isinstance(f, log)]
+        if len(logs) != 1:
+            return None
+        out.append((logs[0], part / logs[0]))
+    return out
+
+
+def _matching_log(coefficients, c, a, taken=()):
+    """The log y whose coefficient is c·a plus terms free of a's symbols, y free of them too."""
+    symbols = a.free_symbols - {s for s in a.free_symbols if getattr(s, "is_integer", False) and not s.is_Indexed}
+    for L, coefficient in coefficients.items():
+        if L in taken or L.args[0].free_symbols & symbols:
+            continue
+        if not (coefficient - c * a).expand().free_symbols & symbols:
+            return L
+    return None
+
+
+def _log_of(a):
+    return log_softplus(a.args[0]) if isinstance(a, softplus) else log(a)
+
+
+def _deviance(a, n, y):
+    """bd0(a, n·y) with its difference a − n·y written as n·(a/n − y): p = a/n, the component's
+    mean, is one division (exact for a = b: a quotient, which CSE does not split into a·(1/n)),
+    and a − n·y keeps its digits where it is of the order of √a.  A y with a constant term
+    (1 − x) is taken as it stands only where it is computed exactly (x ≥ ½, Sterbenz); below, 1 − x
+    rounds by ε/4, n·ε/4 would swamp √b for b ≪ n, and b − n(1 − x) is written n·(x − a/n), with
+    the other component's mean as it stands in its own difference."""
+    constant, rest = y.as_coeff_Add()
+    direct = n * (quotient(a, n) - y)
+    if constant == 0:
+        return bd0(a, n * y, direct)
+    complement = n * (-quotient(expand_mul(n * constant - a), n) - rest)
+    return bd0(a, n * y, Piecewise((direct, Abs(rest) >= Abs(constant) / 2), (complement, True)))
+
+
+def _saddle_point_written_out(terms, total, c, n, components):
+    used = {total, *(s[0] for s in components)}
+    coefficients, carriers = {}, {}
+    for t in terms:
+        parts = _log_parts(t) if t not in used else None
+        for L, coefficient in parts or ():
+            coefficients[L] = coefficients.get(L, 0) + coefficient
+            carriers.setdefault(L, []).append(t)
+    matched = []
+    for _, _, a in components:
+        L = _matching_log(coefficients, c, a, [m[1] for m in matched])
+        if L is None:
+            return None
+        matched.append((a, L))
+    consumed = list(dict.fromkeys(t for _, L in matched for t in carriers[L]))
+    ys = [L.args[0] for _, L in matched]
+    near = _clipped(Add(*[-_deviance(a, n, L.args[0]) + _log_of(a) / 2 - stirlerr(a) for a, L in matched],
+                        n * (Add(*ys) - 1), -log(n) / 2, -Rational(len(matched) - 1, 2) * log(2 * pi), stirlerr(n)), n)
+    rest = expand_mul(Add(*consumed) - Add(*[c * a * L for a, L in matched]))
+    direct = Add(*[t for t in terms if t in used or t in consumed])
+    others = [t for t in terms if t not in used and t not in consumed]
+    return Add(*others, Piecewise((c * near + rest, n > SADDLE_POINT), (direct, True)))
+
+
+def _clipped(form, n):
+    """The saddle-point form at max(n, SADDLE_POINT), which is n where it is taken: both branches
+    of a where() are computed, and n·x_k would underflow to 0 at n = 1e-150, x = 1e-300.  (n is
+    replaced where it stands whole, after SymPy has simplified b − (a + b) to −a.)"""
+    return form.xreplace({n: Max(n, SADDLE_POINT)})
+
+
+def _saddle_point_summed(terms, total, c, n, gammas):
+    term_of_gammas, _, f, i, upper = gammas
+    used = {total, term_of_gammas}
+    carriers = []
+    for t in terms:
+        coefficient, rest = t.as_coeff_Mul()
+        if t in used or _category_sum(rest) is None or rest.limits[0][2] != upper:
+            continue
+        body = coefficient * rest.function.xreplace({rest.limits[0][0]: i})
+        parts = _log_parts(body)
+        if parts is not None:
+            carriers.append((t, body, parts))
+    coefficients = {}
+    for _, _, parts in carriers:
+        for L, coefficient in parts:
+            if L.has(i):
+                coefficients[L] = coefficients.get(L, 0) + coefficient
+    L = _matching_log(coefficients, c, f)
+    if L is None:
+        return None
+    consumed = [(t, body) for t, body, parts in carriers if any(P == L for P, _ in parts)]
+    y = L.args[0]
+    rest = expand_mul(Add(*[body for _, body in consumed]) - c * f * L)
+    body = c * (-_deviance(f, n, y) + _log_of(f) / 2 - stirlerr(f)) + rest
+    near = _clipped(Sum(body, (i, 0, upper)) + c * (n * (Sum(y, (i, 0, upper)) - 1) - log(n) / 2 - upper / 2 * log(2 * pi) + stirlerr(n)), n)
+    consumed_terms = {t for t, _ in consumed}
+    direct = Add(*[t for t in terms if t in used or t in consumed_terms])
+    others = [t for t in terms if t not in used and t not in consumed_terms]
+    return Add(*others, Piecewise((near, n > SADDLE_POINT), (direct, True)))
 
 
 # -- the sampled category against all of them -----------------------------------------------

@@ -134,6 +134,32 @@ _HELPERS = {
     difference by _gamma_difference, exact where l ≫ s."""
     large, small = xp.maximum(a, b), xp.minimum(a, b)
     return _special(xp).gammaln(small) - _gamma_difference(xp, -1, large, small, a + b, 0)''',
+    "_bd0": '''def _bd0(xp, a, m, d):
+    """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation:
+    the series in v = d/(a + m) where |d| < 0.1(a + m), a·log(a/m) − d elsewhere (see the numpy
+    kernels); each branch at inputs clipped to its own region."""
+    near = xp.abs(d) < 0.1 * (a + m)
+    xs = xp.where(near, a, 1.0)
+    ds = xp.where(near, d, 0.0)
+    v = ds / (2 * xs - ds)
+    w = v * v
+    tail = w * (1 / 3 + w * (1 / 5 + w * (1 / 7 + w * (1 / 9 + w * (1 / 11 + w * (1 / 13 + w * (1 / 15 + w * (1 / 17 + w / 19))))))))
+    series = ds * v + 2 * xs * v * tail
+    xf = xp.where(near, 2.0, a)
+    mf = xp.where(near, 1.0, m)
+    logs = xp.log(xf) - xp.log(mf)
+    inside = xp.abs(logs) < 700
+    ratio = xp.log(xp.where(inside, xf, 1.0) / xp.where(inside, mf, 1.0))
+    return xp.where(near, series, xf * xp.where(inside, ratio, logs) - d)''',
+    "_stirlerr": '''def _stirlerr(xp, z):
+    """Stirling's remainder log Γ(z) − [(z − ½) log z − z + ½ log 2π]: its series in 1/z above
+    z = 15, the difference itself below (see the numpy kernels)."""
+    far = z > 15
+    r = 1 / xp.where(far, z, 15.0)
+    q = r * r
+    series = r * (1 / 12 - q * (1 / 360 - q * (1 / 1260 - q * (1 / 1680 - q * (1 / 1188 - q * (691 / 360360))))))
+    zn = xp.where(far, 1.0, z)
+    return xp.where(far, series, _special(xp).gammaln(zn) - (zn - 0.5) * xp.log(zn) + zn - 0.9189385332046728)''',
     "_with_ndim": '''def _with_ndim(xp, a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes."""
     return xp.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))''',
