@@ -74,22 +74,18 @@ def eligibility(x, raw_concentration1, raw_concentration0):
     x = _with_ndim(x, max(len(batch), 1))
     raw_concentration1 = _with_ndim(raw_concentration1, max(len(batch), 1))
     raw_concentration0 = _with_ndim(raw_concentration0, max(len(batch), 1))
-    _t0 = np.logaddexp(0, raw_concentration1)
-    _t1 = np.logaddexp(0, raw_concentration0)
-    _t2 = np.add(_t0, _t1)
-    _b3 = _gamma_difference(0, _t0, _t1, _t2, 0)
-    _b4 = np.log(x)
-    _b5 = np.add(_b3, _b4, out=_into(_b3, _b4))
-    _b6 = _sigmoid(raw_concentration1)
-    np.multiply(_b5, _b6, out=_b5)
-    e_raw_concentration1 = _b5
-    _b7 = _gamma_difference(0, _t1, _t0, _t2, 0)
-    _b8 = np.multiply(x, -1)
-    np.log1p(_b8, out=_b8)
-    _b9 = np.add(_b7, _b8, out=_into(_b7, _b8))
-    _b10 = _sigmoid(raw_concentration0)
-    np.multiply(_b9, _b10, out=_b9)
-    e_raw_concentration0 = _b9
+    _t0 = _sigmoid(raw_concentration1)
+    _b1 = np.log(x)
+    _t1 = np.multiply(_b1, _t0, out=_into(_b1, _t0))
+    _t2 = np.logaddexp(0, raw_concentration1)
+    _t3 = np.logaddexp(0, raw_concentration0)
+    _t4 = np.add(_t2, _t3)
+    _t5 = _sigmoid(raw_concentration0)
+    _b7 = np.multiply(x, -1)
+    np.log1p(_b7, out=_b7)
+    _t6 = np.multiply(_b7, _t5, out=_into(_b7, _t5))
+    e_raw_concentration1 = np.where(np.logical_and(np.less(_t2, 1), np.greater(_t3, (1/1000)*_t2)), _t0*_gamma_difference(0, _t2, _t3, _t4, 1) + _t1 + _sigmoid_over_softplus(raw_concentration1), _t0*_gamma_difference(0, _t2, _t3, _t4, 0) + _t1)
+    e_raw_concentration0 = np.where(np.logical_and(np.less(_t3, 1), np.greater(_t2, (1/1000)*_t3)), _t5*_gamma_difference(0, _t3, _t2, _t4, 1) + _t6 + _sigmoid_over_softplus(raw_concentration0), _t5*_gamma_difference(0, _t3, _t2, _t4, 0) + _t6)
     e_raw_concentration1 = _output(e_raw_concentration1, batch, dtype, copy=False)
     e_raw_concentration0 = _output(e_raw_concentration0, batch, dtype, copy=False)
     return {"raw_concentration1": e_raw_concentration1, "raw_concentration0": e_raw_concentration0}
@@ -112,32 +108,26 @@ def hessian(x, raw_concentration1, raw_concentration0):
     raw_concentration1 = _with_ndim(raw_concentration1, max(len(batch), 1))
     raw_concentration0 = _with_ndim(raw_concentration0, max(len(batch), 1))
     _t0 = _sigmoid(raw_concentration1)
-    _t1 = np.logaddexp(0, raw_concentration1)
-    _t2 = np.logaddexp(0, raw_concentration0)
-    _t3 = np.add(_t1, _t2)
-    _t4 = _sigmoid(raw_concentration0)
-    _b5 = _gamma_difference(1, _t1, _t2, _t3, 0)
-    np.multiply(_b5, _t0, out=_b5)
-    _b6 = _gamma_difference(0, _t1, _t2, _t3, 0)
-    _b7 = np.log(x)
-    _b8 = np.add(_b6, _b7, out=_into(_b6, _b7))
-    _b9 = _sigmoid(-raw_concentration1)
-    np.multiply(_b8, _b9, out=_b8)
-    _hessian_0_0 = np.add(_b5, _b8, out=_into(_b5, _b8))
-    np.multiply(_hessian_0_0, _t0, out=_hessian_0_0)
-    _b11 = special.polygamma(1, _t3)
-    _hessian_0_1 = np.multiply(_t0, _t4, out=_into(_t0, _t4))
-    np.multiply(_hessian_0_1, _b11, out=_hessian_0_1)
-    _b13 = _gamma_difference(1, _t2, _t1, _t3, 0)
-    np.multiply(_b13, _t4, out=_b13)
-    _b14 = _gamma_difference(0, _t2, _t1, _t3, 0)
-    _b15 = np.multiply(x, -1)
-    np.log1p(_b15, out=_b15)
-    _b16 = np.add(_b14, _b15, out=_into(_b14, _b15))
-    _b17 = _sigmoid(-raw_concentration0)
-    np.multiply(_b16, _b17, out=_b16)
-    _hessian_1_1 = np.add(_b13, _b16, out=_into(_b13, _b16))
-    np.multiply(_hessian_1_1, _t4, out=_hessian_1_1)
+    _t1 = _sigmoid(-raw_concentration1)
+    np.multiply(_t1, _t0, out=_t1)
+    _b2 = np.log(x)
+    _t2 = np.multiply(_b2, _t1, out=_into(_b2, _t1))
+    _t3 = np.square(_t0)
+    _t4 = np.logaddexp(0, raw_concentration1)
+    _t5 = np.logaddexp(0, raw_concentration0)
+    _t6 = np.add(_t4, _t5)
+    _t7 = _sigmoid(raw_concentration0)
+    _t8 = _sigmoid(-raw_concentration0)
+    np.multiply(_t8, _t7, out=_t8)
+    _b10 = np.multiply(x, -1)
+    np.log1p(_b10, out=_b10)
+    _t9 = np.multiply(_b10, _t8, out=_into(_b10, _t8))
+    _t10 = np.square(_t7)
+    _hessian_0_0 = np.where(np.logical_and(np.less(_t4, 1), np.greater(_t5, (1/1000)*_t4)), _t0*_log_softplus_curvature(raw_concentration1) + _t1*_gamma_difference(0, _t4, _t5, _t6, 1) + _t2 + _t3*_gamma_difference(1, _t4, _t5, _t6, 1), _t1*_gamma_difference(0, _t4, _t5, _t6, 0) + _t2 + _t3*_gamma_difference(1, _t4, _t5, _t6, 0))
+    _b14 = special.polygamma(1, _t6)
+    _hessian_0_1 = np.multiply(_t0, _t7, out=_into(_t0, _t7))
+    np.multiply(_hessian_0_1, _b14, out=_hessian_0_1)
+    _hessian_1_1 = np.where(np.logical_and(np.less(_t5, 1), np.greater(_t4, (1/1000)*_t5)), _t10*_gamma_difference(1, _t5, _t4, _t6, 1) + _t7*_log_softplus_curvature(raw_concentration0) + _t8*_gamma_difference(0, _t5, _t4, _t6, 1) + _t9, _t10*_gamma_difference(1, _t5, _t4, _t6, 0) + _t8*_gamma_difference(0, _t5, _t4, _t6, 0) + _t9)
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -160,22 +150,18 @@ def fisher(raw_concentration1, raw_concentration0):
     raw_concentration1 = _with_ndim(raw_concentration1, max(len(batch), 1))
     raw_concentration0 = _with_ndim(raw_concentration0, max(len(batch), 1))
     _t0 = _sigmoid(raw_concentration1)
-    _t1 = np.logaddexp(0, raw_concentration1)
-    _t2 = np.logaddexp(0, raw_concentration0)
-    _t3 = np.add(_t1, _t2)
-    _t4 = _sigmoid(raw_concentration0)
-    _b5 = np.square(_t0)
-    _b6 = _gamma_difference(1, _t1, _t2, _t3, 0)
-    _fisher_0_0 = np.multiply(_b5, _b6, out=_into(_b5, _b6))
-    np.negative(_fisher_0_0, out=_fisher_0_0)
-    _b8 = special.polygamma(1, _t3)
-    _fisher_0_1 = np.multiply(_t0, _t4, out=_into(_t0, _t4))
+    _t1 = np.square(_t0)
+    _t2 = np.logaddexp(0, raw_concentration1)
+    _t3 = np.logaddexp(0, raw_concentration0)
+    _t4 = np.add(_t2, _t3)
+    _t5 = _sigmoid(raw_concentration0)
+    _t6 = np.square(_t5)
+    _fisher_0_0 = np.where(np.logical_and(np.less(_t2, 1), np.greater(_t3, (1/1000)*_t2)), _sigmoid_over_softplus(raw_concentration1)**2 - _t1*_gamma_difference(1, _t2, _t3, _t4, 1), -_t1*_gamma_difference(1, _t2, _t3, _t4, 0))
+    _b8 = special.polygamma(1, _t4)
+    _fisher_0_1 = np.multiply(_t0, _t5, out=_into(_t0, _t5))
     np.multiply(_fisher_0_1, _b8, out=_fisher_0_1)
     np.negative(_fisher_0_1, out=_fisher_0_1)
-    np.square(_t4, out=_t4)
-    _b10 = _gamma_difference(1, _t2, _t1, _t3, 0)
-    _fisher_1_1 = np.multiply(_t4, _b10, out=_into(_t4, _b10))
-    np.negative(_fisher_1_1, out=_fisher_1_1)
+    _fisher_1_1 = np.where(np.logical_and(np.less(_t3, 1), np.greater(_t2, (1/1000)*_t3)), _sigmoid_over_softplus(raw_concentration0)**2 - _t6*_gamma_difference(1, _t3, _t2, _t4, 1), -_t6*_gamma_difference(1, _t3, _t2, _t4, 0))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
@@ -267,6 +253,27 @@ def _log_softplus(z):
     return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
 
 
+def _log_softplus_curvature(z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
+    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
+    t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
+    below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
+    (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
+    t = np.exp(np.clip(z, -80, 0))
+    small = t < 0.0625
+    ts = np.where(small, t, 0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = np.where(small, 1, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    ratio = t / np.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = np.maximum(z, 0)
+    s = np.logaddexp(0, zp)
+    above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
+    return np.where(z > 0, above, below)
+
+
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
     when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
@@ -285,6 +292,13 @@ def _sigmoid(z):
         np.exp(e, out=e)
     e += 1
     return np.reciprocal(e, out=e)
+
+
+def _sigmoid_over_softplus(z):
+    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
+    where both would underflow."""
+    clipped = np.maximum(z, -37)
+    return np.where(z < -37, 1, _sigmoid(clipped) / np.logaddexp(0, clipped))
 
 
 def _stirlerr(z):

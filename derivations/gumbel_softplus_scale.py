@@ -110,44 +110,39 @@ def hessian(x, loc, raw_scale):
     _t2 = _sigmoid_over_softplus(raw_scale)
     _t3 = np.sign(_w1)
     _t4 = np.log(np.abs(_w1))
-    _t5 = np.greater(abs(_w0), 1)
-    _t6 = np.multiply(_w2, -1)
-    np.exp(_t6, out=_t6)
-    _t7 = np.multiply(_t6, _w2)
-    _t8 = _sigmoid(-raw_scale)
-    _t9 = np.multiply(_t2, 2)
-    _t10 = np.multiply(_w1, -1)
-    np.exp(_t10, out=_t10)
-    _t11 = np.exp(_t4)
-    np.multiply(_t11, _t10, out=_t11)
-    np.multiply(_t11, _t3, out=_t11)
-    _b12 = np.multiply(_t8, _w0)
-    _b13 = np.multiply(_t9, _w0)
-    _b14 = np.where(_t5, _t11*_t9, _t7*_t9)
-    _b15 = np.where(_t5, -_t11*_t8, -_t7*_t8)
-    _b16 = np.where(_t5, -_t10*_t2*_t3**2*np.exp(2*_t4), -_t2*_t6*_w2**2)
-    np.add(_b12, _t2, out=_b12)
-    np.subtract(_b12, _b13, out=_b12)
-    np.add(_b12, _b14, out=_b12)
-    np.add(_b12, _b15, out=_b12)
-    np.add(_b12, _b16, out=_b12)
-    _t12 = _b12
-    _b17 = np.exp(_t1)
-    _b18 = np.square(_t0)
-    np.divide(_b17, _b18, out=_b17)
-    np.negative(_b17, out=_b17)
-    _hessian_0_0 = _b17
-    _hessian_0_1 = np.where(_t5, -_t3*np.exp(_t4 - _w1), -_t7)
+    _t5 = np.subtract(_t4, _w1)
+    np.exp(_t5, out=_t5)
+    np.multiply(_t5, _t3, out=_t5)
+    _t6 = np.greater(abs(_w0), 1)
+    _t7 = np.multiply(_w2, -1)
+    np.exp(_t7, out=_t7)
+    _t8 = np.multiply(_t7, _w2)
+    _t9 = _log_softplus_curvature(raw_scale)
+    np.multiply(_t9, _t0, out=_t9)
+    _t10 = np.multiply(_t2, 2)
+    _t11 = _sigmoid(-raw_scale)
+    _b12 = np.exp(_t1)
+    _b13 = np.square(_t0)
+    np.divide(_b12, _b13, out=_b12)
+    np.negative(_b12, out=_b12)
+    _hessian_0_0 = _b12
+    _hessian_0_1 = np.where(_t6, -_t5, -_t8)
     np.expm1(_t1, out=_t1)
     np.add(_hessian_0_1, _t1, out=_hessian_0_1)
     np.multiply(_hessian_0_1, _t2, out=_hessian_0_1)
     np.divide(_hessian_0_1, _t0, out=_hessian_0_1)
-    _b20 = np.add(_t8, 1)
-    _b21 = np.multiply(_b20, _t12, out=_into(_b20, _t12))
-    _b22 = np.add(_t12, 1)
-    np.multiply(_b22, _t8, out=_b22)
-    np.subtract(_b21, _b22, out=_b21)
-    _hessian_1_1 = np.multiply(_t2, _b21, out=_into(_t2, _b21))
+    _b15 = np.multiply(_t9, _w0)
+    _b16 = np.multiply(_t2, _w0)
+    _b17 = np.where(_t6, _t10*_t5, _t10*_t8)
+    _b18 = np.where(_t6, -_t11*_t5, -_t11*_t8)
+    _b19 = np.where(_t6, -_t2*_t3**2*np.exp(2*_t4 - _w1), -_t2*_t7*_w2**2)
+    np.subtract(_b15, _t9, out=_b15)
+    np.subtract(_b15, _b16, out=_b15)
+    np.add(_b15, _b17, out=_b15)
+    np.add(_b15, _b18, out=_b15)
+    np.add(_b15, _b19, out=_b15)
+    np.multiply(_b15, _t2, out=_b15)
+    _hessian_1_1 = _b15
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -212,6 +207,27 @@ def _log_softplus(z):
     """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
     (softplus itself would underflow to 0 there)."""
     return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
+
+
+def _log_softplus_curvature(z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
+    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
+    t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
+    below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
+    (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
+    t = np.exp(np.clip(z, -80, 0))
+    small = t < 0.0625
+    ts = np.where(small, t, 0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = np.where(small, 1, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    ratio = t / np.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = np.maximum(z, 0)
+    s = np.logaddexp(0, zp)
+    above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
+    return np.where(z > 0, above, below)
 
 
 def _output(value, shape, dtype, copy):

@@ -84,21 +84,16 @@ def hessian(x, raw_rate):
     x = _with_ndim(x, max(len(batch), 1))
     raw_rate = _with_ndim(raw_rate, max(len(batch), 1))
     _t0 = _sigmoid(-raw_rate)
-    _b1 = np.logaddexp(0, raw_rate)
-    _t1 = np.divide(x, _b1, out=_into(_b1, x))
-    _b3 = np.multiply(_t0, _t1)
-    _b4 = _sigmoid_over_softplus(raw_rate)
-    _b5 = np.multiply(_b4, _t1, out=_into(_b4, _t1))
-    np.subtract(_b3, _b5, out=_b3)
-    _t2 = _b3
-    _b6 = np.add(_t0, 1)
-    _b7 = np.multiply(_b6, _t2, out=_into(_b6, _t2))
-    _b8 = np.add(_t2, 1)
-    np.multiply(_b8, _t0, out=_b8)
-    np.subtract(_b7, _b8, out=_b7)
-    _b9 = _sigmoid(raw_rate)
-    np.multiply(_b7, _b9, out=_b7)
-    _hessian_0_0 = _b7
+    _b1 = _log_softplus_curvature(raw_rate)
+    _t1 = np.multiply(_b1, x, out=_into(_b1, x))
+    _b3 = np.add(_t0, 1)
+    _b4 = np.multiply(_b3, _t1, out=_into(_b3, _t1))
+    _b5 = np.add(_t1, 1)
+    np.multiply(_b5, _t0, out=_b5)
+    np.subtract(_b4, _b5, out=_b4)
+    _b6 = _sigmoid(raw_rate)
+    np.multiply(_b4, _b6, out=_b4)
+    _hessian_0_0 = _b4
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
     return out
@@ -146,6 +141,27 @@ def _log_softplus(z):
     """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
     (softplus itself would underflow to 0 there)."""
     return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
+
+
+def _log_softplus_curvature(z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
+    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
+    t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
+    below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
+    (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
+    t = np.exp(np.clip(z, -80, 0))
+    small = t < 0.0625
+    ts = np.where(small, t, 0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = np.where(small, 1, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    ratio = t / np.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = np.maximum(z, 0)
+    s = np.logaddexp(0, zp)
+    above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
+    return np.where(z > 0, above, below)
 
 
 def _output(value, shape, dtype, copy):

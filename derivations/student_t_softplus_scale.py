@@ -179,80 +179,56 @@ def hessian(x, df, loc, raw_scale):
     _t10 = np.maximum(83, df)
     _t11 = np.square(df)
     _t12 = np.multiply(df, 1/2)
-    _t13 = np.divide(1, _w1)
-    _t14 = np.logaddexp(0, raw_scale)
-    _t15 = np.divide(1, _t14)
-    _t16 = np.multiply(_t1, df)
-    _t17 = np.add(_t16, 1)
-    _b20 = np.square(_t17)
-    _t18 = np.divide(1, _b20)
-    _b22 = np.add(_t13, 1)
-    _b23 = np.negative(_t13)
+    _t13 = np.multiply(_t1, df)
+    _t14 = np.add(_t13, 1)
+    _b17 = np.square(_t14)
+    _t15 = np.divide(1, _b17)
+    _t16 = np.divide(1, _w1)
+    _t17 = np.logaddexp(0, raw_scale)
+    _t18 = np.divide(1, _t17)
+    _b22 = np.add(_t16, 1)
+    _b23 = np.negative(_t16)
     np.add(_b23, 1, out=_b23)
-    _t19 = np.multiply(_b22, _t18, out=_into(_b22, _t18))
-    np.multiply(_t19, _b23, out=_t19)
+    np.multiply(_b22, _b23, out=_b22)
+    _t19 = _b22
     _t20 = np.add(_t5, df)
-    _b26 = np.square(_t20)
-    _t21 = np.divide(1, _b26)
-    _b28 = np.add(_w2, 1)
-    _b29 = np.add(_w2, -1)
-    _t22 = np.multiply(_b28, _t21, out=_into(_b28, _t21))
-    np.multiply(_t22, _b29, out=_t22)
-    _t23 = np.multiply(_t15, _w2)
+    _b25 = np.square(_t20)
+    _t21 = np.divide(1, _b25)
+    _b27 = np.add(_w2, 1)
+    _b28 = np.add(_w2, -1)
+    _t22 = np.multiply(_b27, _t21, out=_into(_b27, _t21))
+    np.multiply(_t22, _b28, out=_t22)
+    _t23 = np.multiply(_t18, _w2)
     _t24 = _sigmoid_over_softplus(raw_scale)
-    np.square(_t14, out=_t14)
-    _t25 = np.divide(_t7, _t14, out=_into(_t14, _t7))
-    _t26 = np.multiply(_t24, 2)
-    _t27 = np.multiply(_t7, _t26, out=_into(_t7, _t26))
-    np.multiply(_t27, df, out=_t27)
-    _t28 = _sigmoid(-raw_scale)
-    _t29 = np.divide(1, _t17)
-    _t30 = np.multiply(_t24, 3)
-    _t31 = np.multiply(_t29, _t30)
-    np.divide(_t5, _t20, out=_t20)
-    _t32 = _t20
-    _t33 = np.multiply(_t30, _t32, out=_into(_t30, _t32))
-    np.multiply(_t29, _t28, out=_t29)
-    _t34 = _t29
-    np.multiply(_t32, _t28, out=_t32)
-    _t35 = _t32
-    _b41 = np.multiply(_t16, 2)
-    _b42 = np.square(_w1)
-    np.square(_b42, out=_b42)
-    _b43 = np.divide(_t11, _b42, out=_into(_b42, _t11))
-    np.add(_b41, _b43, out=_b41)
-    np.add(_b41, 1, out=_b41)
-    np.divide(_t26, _b41, out=_b41)
-    _t36 = _b41
-    _b44 = np.multiply(_t5, df)
-    np.multiply(_b44, 2, out=_b44)
-    np.add(_b44, _t11, out=_b44)
-    np.add(_b44, _t9, out=_b44)
-    _b45 = np.multiply(_t26, _t9, out=_into(_t26, _t9))
-    _t37 = np.divide(_b45, _b44, out=_into(_b45, _b44))
-    _b47 = np.where(_t4, _t34*df + _t34, _t35*df + _t35)
-    _b48 = np.where(_t4, _t36*df + _t36, _t37*df + _t37)
-    _b49 = np.where(_t4, -_t31*df - _t31, -_t33*df - _t33)
-    np.add(_b47, _t24, out=_b47)
-    np.add(_b47, _b48, out=_b47)
-    np.add(_b47, _b49, out=_b47)
-    _t38 = _b47
-    _b50 = np.where(_t4, _t8/_t3**2, _t8*_t9/_t6**2)
-    _b51 = np.where(_t4, -_t0/_t3, -_t0*_t5/_t6)
-    _b52 = np.where(np.greater(df, 83), (1/2)/_t10**5 + (17/2)/_t10**9 + (2073/2)/_t10**13 - (1/2)/_t10**3 - (3/2)/_t10**7 - (155/2)/_t10**11 - (38227/2)/_t10**15, (1/4)*_gamma_difference(1, _t12, 1/2, _t12 + 1/2, 0) + (1/2)/_t11)
-    np.add(_b50, _b51, out=_b50)
-    np.add(_b50, _b52, out=_b50)
-    _hessian_0_0 = _b50
-    _hessian_0_1 = np.where(_t4, _t13*_t15*_t19, _t22*_t23)
-    _hessian_0_2 = np.where(_t4, _t19*_t24, _t22*_t24*_t5)
-    _hessian_1_1 = np.where(_t4, _t1*_t18*_t25*(1 - _t16), _t21*_t25*(_t5 - df))
-    _hessian_1_2 = np.where(_t4, -_t15*_t18*_t27/_w1**3, -_t21*_t23*_t27)
-    _b57 = np.add(_t28, 1)
-    _b58 = np.multiply(_b57, _t38, out=_into(_b57, _t38))
-    _b59 = np.add(_t38, 1)
-    np.multiply(_b59, _t28, out=_b59)
-    np.subtract(_b58, _b59, out=_b58)
-    _hessian_2_2 = np.multiply(_t24, _b58, out=_into(_t24, _b58))
+    _t25 = np.multiply(_t15, _t24)
+    _b33 = np.square(_t17)
+    _t26 = np.divide(_t7, _b33, out=_into(_b33, _t7))
+    np.multiply(_t7, df, out=_t7)
+    np.multiply(_t7, 2, out=_t7)
+    _t27 = _t7
+    _b35 = _log_softplus_curvature(raw_scale)
+    np.multiply(_t17, _b35, out=_t17)
+    _t28 = _t17
+    _t29 = np.multiply(_t28, -1)
+    np.divide(_t28, _t14, out=_t14)
+    _t30 = _t14
+    _t31 = np.multiply(_t13, 2)
+    _t32 = np.multiply(_t11, 2)
+    _t33 = np.divide(_t28, _t20, out=_into(_t28, _t20))
+    _t34 = np.multiply(_t5, df)
+    _t35 = np.multiply(_t34, 2)
+    _b42 = np.where(_t4, _t8/_t3**2, _t8*_t9/_t6**2)
+    _b43 = np.where(_t4, -_t0/_t3, -_t0*_t5/_t6)
+    _b44 = np.where(np.greater(df, 83), (1/2)/_t10**5 + (17/2)/_t10**9 + (2073/2)/_t10**13 - (1/2)/_t10**3 - (3/2)/_t10**7 - (155/2)/_t10**11 - (38227/2)/_t10**15, (1/4)*_gamma_difference(1, _t12, 1/2, _t12 + 1/2, 0) + (1/2)/_t11)
+    np.add(_b42, _b43, out=_b42)
+    np.add(_b42, _b44, out=_b42)
+    _hessian_0_0 = _b42
+    _hessian_0_1 = np.where(_t4, _t15*_t16*_t18*_t19, _t22*_t23)
+    _hessian_0_2 = np.where(_t4, _t19*_t25, _t22*_t24*_t5)
+    _hessian_1_1 = np.where(_t4, _t1*_t15*_t26*(1 - _t13), _t21*_t26*(_t5 - df))
+    _hessian_1_2 = np.where(_t4, -_t18*_t25*_t27/_w1**3, -_t21*_t23*_t24*_t27)
+    _hessian_2_2 = np.where(_t4, _t24*(-_t1*_t32 - _t31)/(_t11/_w1**4 + _t31 + 1) + _t29 + _t30*df + _t30, _t24*(-_t32*_t5 - _t35)/(_t11 + _t35 + _t9) + _t29 + _t33*_t34 + _t33*_t5)
+    np.multiply(_hessian_2_2, _t24, out=_hessian_2_2)
     out = np.empty(batch + (3, 3), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -380,6 +356,27 @@ def _log_softplus(z):
     """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
     (softplus itself would underflow to 0 there)."""
     return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
+
+
+def _log_softplus_curvature(z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
+    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
+    t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
+    below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
+    (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
+    t = np.exp(np.clip(z, -80, 0))
+    small = t < 0.0625
+    ts = np.where(small, t, 0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = np.where(small, 1, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    ratio = t / np.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = np.maximum(z, 0)
+    s = np.logaddexp(0, zp)
+    above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
+    return np.where(z > 0, above, below)
 
 
 def _output(value, shape, dtype, copy):

@@ -108,14 +108,15 @@ def hessian(x, loc, raw_concentration):
     _t3 = _sigmoid(raw_concentration)
     _t4 = np.maximum(67, _t0)
     _t5 = (special.i1e(_t0)/special.i0e(_t0))
-    _t6 = _sigmoid_over_softplus(raw_concentration)
+    _t6 = _log_softplus_curvature(raw_concentration)
+    np.multiply(_t6, _t0, out=_t6)
     np.multiply(_t6, _t5, out=_t6)
     _hessian_0_0 = np.multiply(_t0, _t2)
     np.negative(_hessian_0_0, out=_hessian_0_0)
     np.sin(_t1, out=_t1)
     _hessian_0_1 = np.multiply(_t1, _t3, out=_into(_t1, _t3))
     np.negative(_hessian_0_1, out=_hessian_0_1)
-    _hessian_1_1 = np.where(np.greater(_t0, 67), -(1/2)/_t4**2 - (1/4)/_t4**3 - (3/8)/_t4**4 - (25/32)/_t4**5 - (65/32)/_t4**6 - (3219/512)/_t4**7 - (721/32)/_t4**8 - (375733/4096)/_t4**9 - (214173/512)/_t4**10 - (276923875/131072)/_t4**11 - (23985071/2048)/_t4**12 - (74139092727/1048576)/_t4**13 - (945920833/2048)/_t4**14, _t3*(_t3*(_t5**2 + _t6 - 1) + (_t2 + _t6 - _t5)*_sigmoid(-raw_concentration)))
+    _hessian_1_1 = np.where(np.greater(_t0, 67), -(1/2)/_t4**2 - (1/4)/_t4**3 - (3/8)/_t4**4 - (25/32)/_t4**5 - (65/32)/_t4**6 - (3219/512)/_t4**7 - (721/32)/_t4**8 - (375733/4096)/_t4**9 - (214173/512)/_t4**10 - (276923875/131072)/_t4**11 - (23985071/2048)/_t4**12 - (74139092727/1048576)/_t4**13 - (945920833/2048)/_t4**14, _t3*(_t3*(_t5**2 - _t6 - 1) + (_t2 - _t6)*_sigmoid(-raw_concentration)))
     out = np.empty(batch + (2, 2), dtype)
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
@@ -171,6 +172,27 @@ def _into(buffer, other):
     """``buffer`` as the out= of ``buffer op other`` when ``other`` broadcasts into it, else None
     (the ufunc then returns a new array of the broadcast shape)."""
     return buffer if np.broadcast_shapes(buffer.shape, np.shape(other)) == buffer.shape else None
+
+
+def _log_softplus_curvature(z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
+    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
+    t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
+    below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
+    (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
+    t = np.exp(np.clip(z, -80, 0))
+    small = t < 0.0625
+    ts = np.where(small, t, 0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = np.where(small, 1, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    ratio = t / np.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = np.maximum(z, 0)
+    s = np.logaddexp(0, zp)
+    above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
+    return np.where(z > 0, above, below)
 
 
 def _output(value, shape, dtype, copy):

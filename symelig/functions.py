@@ -208,6 +208,33 @@ class sigmoid_over_softplus(Function):
         return _power(rf"\frac{{\operatorname{{sigmoid}}\left({z}\right)}}{{\operatorname{{softplus}}\left({z}\right)}}", exp)
 
 
+class log_softplus_curvature(Function):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z)) / softplus(z)², kept whole for the kernels
+    (symelig.emit.stable): sigmoid(z) times it is d² log softplus(z)/dz², the derivative of
+    sigmoid_over_softplus(z), and it is (sigmoid(−z) − sigmoid_over_softplus(z))/softplus(z), the
+    pole left over by ψ_n(softplus(z)) = ψ_n(softplus(z) + 1) + … .  As z → −∞ it tends to −1/2,
+    while its terms sigmoid(−z)/softplus(z) and sigmoid(z)/softplus(z)² grow as e^(−z) and cancel
+    (to 0 in floating point from z ≈ −37, to 1e-7 relative at z = −20); with t = e^z it is
+    (log1p(t) − t)/t² · (t/log1p(t))² / (1 + t) = −1/2 + t/3 − 7t²/24 + …, which does not cancel."""
+
+    def fdiff(self, argindex=1):
+        z = self.args[0]
+        return -sigmoid_over_softplus(z) * (sigmoid(-z) + 2 * self)
+
+    def doit(self, **hints):
+        z = self.args[0].doit(**hints)
+        s = softplus(z).doit()
+        return (sigmoid(-z).doit() * s - sigmoid(z).doit()) / s**2
+
+    def _eval_is_real(self):
+        return self.args[0].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        z, minus_z = printer._print(self.args[0]), printer._print(-self.args[0])
+        sp = rf"\operatorname{{softplus}}\left({z}\right)"
+        return _power(rf"\frac{{\operatorname{{sigmoid}}\left({minus_z}\right) {sp} - \operatorname{{sigmoid}}\left({z}\right)}}{{{sp}^{{2}}}}", exp)
+
+
 class log_bessel_i0(Function):
     """log I_0(κ), evaluated as log(i0e(κ)) + |κ| so that large κ does not overflow."""
 

@@ -43,6 +43,25 @@ _HELPERS = {
     where both would underflow."""
     clipped = np.maximum(z, -37)
     return np.where(z < -37, 1, _sigmoid(clipped) / np.logaddexp(0, clipped))''',
+    "_log_softplus_curvature": '''def _log_softplus_curvature(z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
+    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
+    t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
+    below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
+    (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
+    t = np.exp(np.clip(z, -80, 0))
+    small = t < 0.0625
+    ts = np.where(small, t, 0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = np.where(small, 1, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    ratio = t / np.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = np.maximum(z, 0)
+    s = np.logaddexp(0, zp)
+    above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
+    return np.where(z > 0, above, below)''',
     "_log1mexp": '''def _log1mexp(u):
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     near = u > -0.6931471805599453
@@ -301,6 +320,12 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _print_log_softplus(self, expr):
         return self._helper("_log_softplus", expr.args)
+
+    def _print_log_softplus_curvature(self, expr):
+        self.helpers.add("_sigmoid")  # the helper calls _sigmoid (and the xp one _softplus)
+        if self.dialect != "numpy":
+            self.helpers.add("_softplus")
+        return self._helper("_log_softplus_curvature", expr.args)
 
     def _print_sigmoid_over_softplus(self, expr):
         self.helpers.add("_sigmoid")  # the helper calls _sigmoid

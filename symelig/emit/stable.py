@@ -11,6 +11,14 @@ written they lose every digit where the terms cancel (η → 0) or overflow befo
 * log(1 + a) = log1p(a), and log(1 − e^u) = log1mexp(u) (log(−expm1(u)) near u = 0);
 * c·log(1 + t) + r·t/(1 + t) with r ≈ −c (:func:`log1p_pairs`: Student's t ∂/∂ν), as
   c·[log(1 + t) − t/(1 + t)] + (c + r)·t/(1 + t), the bracket −log1pmx(−y) at y = t/(1 + t) < ½;
+* A·σ(−u) + B·σ(u)/softplus(u), where A + B is simpler than A and B apart (σ(−u)/s − σ(u)/s²,
+  σ(−u)·s − σ(u): the Hessians of a softplus parametrization), as A·s·E(u) + (A + B)·σ(u)/s with
+  E = log_softplus_curvature = (σ(−u)·s − σ(u))/s² (→ −1/2, evaluated without cancelling), so
+  that σ(−u) − σ(u)/s = s·E keeps its −e^u/2 where both terms are 1 − O(e^u) (0 from u ≈ −37,
+  1e-7 relative at u = −20); the poles of ψ_n(softplus(u)) the same way:
+  σ(u)²·ψ₁(s) = σ(u)²·ψ₁(s + 1) + (σ(u)/s)², −σ(−u)·ψ(s) − σ(u)·ψ₁(s) = … + E(u), bounded where
+  ψ_n(s) overflows and σ(u) underflows (u < −355), and σ(u)/s kept together in a product;
+* c·a² − 2c·a·b + c·b² = c·(a − b)² for logarithms a, b;
 * a quotient N/D^n, where D is a sum of terms c_k·e^(f_k), or log D: every e^(f_k) becomes
   e^(f_k − m) with m = max_k f_k (log D = m + log Σ c_k e^(f_k − m)), when N is homogeneous of
   degree n in the e^(f_k), so that the quotient is unchanged and nothing overflows: the
@@ -33,8 +41,8 @@ from sympy import (
 from sympy.codegen.cfunctions import expm1, log1p
 
 from ..functions import (
-    LogSumExp, Softmax, SoftmaxExcept, SumExcept, bd0, betaln, gamma_difference, log1mexp, log1pmx, log_softplus, quotient, sigmoid,
-    softplus, stirlerr,
+    LogSumExp, Softmax, SoftmaxExcept, SumExcept, bd0, betaln, gamma_difference, log1mexp, log1pmx, log_softplus,
+    log_softplus_curvature, quotient, sigmoid, sigmoid_over_softplus, softplus, stirlerr,
 )
 
 
@@ -42,7 +50,7 @@ def stable(expr, parameters=(), unit_interval=(), sample=None):
     """``expr`` with the cancelling and overflowing forms above replaced (bottom-up);
     ``parameters`` are the differentiated symbols (the rest is data: x, total_count),
     ``unit_interval`` those of them that lie in (0, 1), ``sample`` a categorical sample x."""
-    return _Stable(tuple(parameters), tuple(unit_interval), sample)(_saddle_point(log1p_pairs(expr)))
+    return _Stable(tuple(parameters), tuple(unit_interval), sample)(_saddle_point(log1p_pairs(_sigmoid_into_polygamma_sums(expr))))
 
 
 def log1p_pairs(expr, variable=None):
@@ -85,18 +93,23 @@ class _Stable:
         self.unit_interval = unit_interval
         self.sample = sample
 
-    def __call__(self, expr):
+    def __call__(self, expr, in_sum=False):
         if not expr.args or expr.is_Atom:
             return expr
-        args = [self(a) for a in expr.args]
+        args = [self(a, in_sum=expr.is_Add) for a in expr.args]
         if any(a is not b for a, b in zip(args, expr.args)):
             expr = expr.func(*args)
+        if expr.is_Mul and not in_sum and expr.has(polygamma):
+            # a product alone, σ(u)²·ψ₁(softplus(u)): its pole taken out as in a sum (in a sum,
+            # the sum's own terms decide, where the poles of several terms cancel together)
+            expr = _gamma_differences(expr)
         if expr.is_Add:
             if self.sample is not None:
                 expr = _others_at(expr, self.sample)
                 if not expr.is_Add:
                     return expr
             expr = _add(expr)
+            expr = _fold_for_curvature(expr) if expr.is_Add else expr
             return self._bernstein(expr) if expr.is_Add else expr
         if isinstance(expr, log):
             if self.sample is not None and isinstance(expr.args[0], Softmax) and expr.args[0].at == self.sample:
@@ -105,6 +118,9 @@ class _Stable:
         if expr.is_Mul:
             from ..second_order import _as_sigmoid_over_softplus, _over_softplus
 
+            expr = _softplus_into_sum(expr)
+            if not expr.is_Mul:
+                return expr
             expr = _sigmoid_over_softplus_times_softplus(expr)
             if _over_softplus(expr):  # sigmoid(u)/softplus(u) whole again: it does not underflow
                 expr = _as_sigmoid_over_softplus(expr)
@@ -534,9 +550,16 @@ def _gamma_differences(expr):
             poles.setdefault(b, []).append(-c * _pole(n, b))
     shift = {}
     for b, parts in poles.items():
-        regular = cancel(Add(*parts))
-        if len(parts) > 1 and not regular.as_numer_denom()[1].has(b):
-            shift[b] = regular
+        # b as one symbol while the poles add up: cancel() expands a denominator (s + 1)², which
+        # would then no longer show the b = s + 1 it vanishes with
+        z = Dummy("b")
+        regular = cancel(Add(*parts).xreplace({b: z}))
+        if len(parts) > 1 and not regular.as_numer_denom()[1].has(z):
+            shift[b] = regular.xreplace({z: b})
+        elif isinstance(b, softplus):
+            regular = _softplus_poles(parts, b)
+            if regular is not None:
+                shift[b] = regular
     if not pairs and not shift:
         return expr
     def written(shifted):
@@ -564,12 +587,59 @@ def _gamma_differences(expr):
     return Piecewise((written(always | {chosen}), near_pole), (written(always), True))
 
 
+def _sigmoid_into_polygamma_sums(expr):
+    """(… + c·ψ_n(softplus(u) + …) + …)·sigmoid(u)^k with sigmoid(u)^k taken into the sum, whose
+    terms then carry it to their poles: σ(u)²·(ψ₁(s) − ψ₁(s + d)) has the pole σ(u)²/s² =
+    sigmoid_over_softplus(u)², bounded as u → −∞, where ψ₁(s) overflows and σ(u)² underflows."""
+    def applies(e):
+        if not e.is_Mul:
+            return False
+        sums = [f for f in e.args if f.is_Add and f.has(polygamma)]
+        return len(sums) == 1 and bool(_sigmoid_powers(e, sums[0]))
+
+    def distribute(e):
+        (total,) = [f for f in e.args if f.is_Add and f.has(polygamma)]
+        powers = _sigmoid_powers(e, total)
+        factor_ = Mul(*powers)
+        rest = Mul(*[f for f in e.args if f is not total and f not in powers])
+        return rest * Add(*[t * factor_ for t in total.args])
+
+    return expr.replace(applies, distribute)
+
+
+def _sigmoid_powers(product, total):
+    """The factors sigmoid(u)^k of ``product`` whose softplus(u) is in a polygamma of ``total``."""
+    arguments = {a for f in total.atoms(polygamma) for a in (s_.args[0] for s_ in f.args[1].atoms(softplus))}
+    out = []
+    for f in product.args:
+        base, power = f.as_base_exp()
+        if isinstance(base, sigmoid) and base.args[0] in arguments and power.is_Integer and power > 0:
+            out.append(f)
+    return out
+
+
+def _softplus_poles(parts, b):
+    """The poles c·(−1)^(n+1) n!/b^(n+1) at b = softplus(u) written without b in a denominator,
+    or None: σ(−u)/s − σ(u)/s² (−σ(−u)·ψ(s) − σ(u)·ψ₁(s), a Gamma or Dirichlet Hessian) is
+    log_softplus_curvature(u), and a single σ(u)²/s² (σ(u)²·ψ₁(s), a Fisher information) is
+    sigmoid_over_softplus(u)²: bounded as u → −∞, where ψ_n(s) overflows and σ(u) underflows."""
+    total = Add(*[_softplus_tidy(p) for p in parts])
+    total = _softplus_curvature(total) if total.is_Add else total
+    total = Add(*[_softplus_tidy(t) for t in Add.make_args(total)])
+    if any(term.as_numer_denom()[1].has(b) for term in Add.make_args(total)):
+        return None
+    return total
+
+
 def _add(expr):
     """Each exponential argument u of the terms in turn: the sum as a polynomial in t = e^u."""
     expr = _gamma_differences(expr) if expr.has(polygamma, loggamma) else expr
     if not expr.is_Add:
         return expr
     expr = _sigmoid_complement(expr)
+    expr = _squares(expr)
+    if not expr.is_Add:
+        return expr
     units = []
     for term in Add.make_args(expr):
         units += [u for u in (_exponent(f) for f in Mul.make_args(term)) if u is not None and u not in units]
@@ -577,7 +647,8 @@ def _add(expr):
         if not expr.is_Add:
             break
         expr = _in_powers_of(expr, unit)
-    return expr
+    # after the powers: σ(u)·s·(e^v − 1) − s·(e^v − 1)·σ(−u) is (e^v − 1)·s²·E(u) once e^v − 1 is one factor
+    return _softplus_curvature(expr) if expr.is_Add else expr
 
 
 def _in_powers_of(expr, unit):
@@ -622,19 +693,183 @@ def _factor_in_t(f, t, unit):
     return f.subs(t, exp(unit))
 
 
-def _sigmoid_complement(expr):
-    """c − c·sigmoid(u) = c·sigmoid(−u): 1 − sigmoid(u) is 0 in floating point for u > 37."""
-    terms = list(Add.make_args(expr))
-    for term in terms:
-        found = [f for f in Mul.make_args(term) if isinstance(f, sigmoid)]
-        if len(found) != 1:
+def _squares(expr):
+    """c·a² − 2c·a·b + c·b² = c·(a − b)² for logarithms a, b: a Weibull Hessian in its
+    concentration holds −z·(log x − log λ)² expanded, each term 1e5 times the value at
+    x ≈ λ ≈ 1e-150 (log x − log λ alone loses only 345/log(x/λ) ulp)."""
+    logs = sorted({f for t in Add.make_args(expr) for f in (g.as_base_exp()[0] for g in Mul.make_args(t))
+                   if isinstance(f, (log, log_softplus))}, key=str)
+    for a, b in combinations(logs, 2):
+        groups = {(2, 0): [], (1, 1): [], (0, 2): []}
+        for term in Add.make_args(expr):
+            powers = dict(g.as_base_exp() for g in Mul.make_args(term))
+            key = (powers.get(a, 0), powers.get(b, 0))
+            if key in groups:
+                groups[key].append(term)
+        if not all(groups.values()):
             continue
-        coefficient = -term / found[0]
-        if coefficient in terms:
-            rest = [x for x in terms if x is not term]
-            rest.remove(coefficient)
-            return Add(*rest, coefficient * sigmoid(-found[0].args[0]))
+        aa, ab, bb = (Add(*groups[k]) / m for k, m in (((2, 0), a**2), ((1, 1), a * b), ((0, 2), b**2)))
+        if aa.has(a, b) or ab.has(a, b) or bb.has(a, b) or cancel(ab + 2 * aa) != 0 or cancel(bb - aa) != 0:
+            continue
+        used = set(groups[(2, 0)] + groups[(1, 1)] + groups[(0, 2)])
+        expr = Add(*[t for t in Add.make_args(expr) if t not in used], aa * (a - b) ** 2)
+        if not expr.is_Add:
+            break
     return expr
+
+
+def _sigmoid_complement(expr):
+    """c − c·sigmoid(u) = c·sigmoid(−u): 1 − sigmoid(u) is 0 in floating point for u > 37.  Every
+    such pair of the sum (s − σ(u)·s and z·σ(u)·s − z·s in a Weibull Hessian), not only the first."""
+    terms = list(Add.make_args(expr))
+    out, changed = [], False
+    while terms:
+        term = terms.pop(0)
+        found = [f for f in Mul.make_args(term) if isinstance(f, sigmoid)]
+        coefficient = -term / found[0] if len(found) == 1 else None
+        if coefficient is not None and coefficient in terms:
+            terms.remove(coefficient)
+            out.append(coefficient * sigmoid(-found[0].args[0]))
+            changed = True
+            continue
+        if coefficient is not None and coefficient in out:  # (the coefficient came first)
+            out.remove(coefficient)
+            out.append(coefficient * sigmoid(-found[0].args[0]))
+            changed = True
+            continue
+        out.append(term)
+    return Add(*out) if changed else expr
+
+
+def _softplus_curvature(expr):
+    """A·sigmoid(−u) + B·sigmoid_over_softplus(u) where A + B is simpler than A and B apart:
+    A·softplus(u)·E(u) + (A + B)·sigmoid_over_softplus(u), E = log_softplus_curvature, since
+    sigmoid(−u) = softplus(u)·E(u) + sigmoid(u)/softplus(u).  As u → −∞ both sigmoid(−u) and
+    sigmoid(u)/softplus(u) are 1 − O(e^u): σ(−u) − σ(u)/softplus(u) (Hessians of a softplus
+    parametrization, ψ(softplus(u)) against ψ₁(softplus(u))) is 0 in floating point below u ≈ −37
+    where it is −e^u/2, and E keeps it.  Monomials X^a·Q^b (X = sigmoid(−u), Q = sigmoid(u)/
+    softplus(u), sigmoid(u) read as Q·softplus(u)) are paired with X^(a−1)·Q^(b+1): σ(−u)·s − σ(u)
+    is s²·E, σ(−u)/s − σ(u)/s² is E."""
+    for u in _curvature_arguments(expr):
+        rewritten = _curvature_in(expr, u)
+        if rewritten is not None:
+            expr = rewritten
+            if not expr.is_Add:
+                break
+    return expr
+
+
+def _fold_for_curvature(expr):
+    """Terms Piecewise((a_k, c), (b_k, True)) under one condition c (the tail forms of a
+    location–scale Hessian, one per term) as one Piecewise((Σ a_k + rest, c), (Σ b_k + rest, True)),
+    where that lets σ(−u) and sigmoid_over_softplus(u) of different terms meet (_softplus_curvature);
+    the sum as it is otherwise."""
+    pieces = [t for t in expr.args if isinstance(t, Piecewise)]
+    if len(pieces) < 2 or not expr.has(sigmoid) or len({tuple(c for _, c in p.args) for p in pieces}) != 1:
+        return expr
+    rest = Add(*[t for t in expr.args if not isinstance(t, Piecewise)])
+    branches, changed = [], False
+    for k, (_, condition) in enumerate(pieces[0].args):
+        value = Add(*[p.args[k][0] for p in pieces], rest)
+        rewritten = _add(value) if value.is_Add else value
+        changed |= rewritten.count(log_softplus_curvature) > value.count(log_softplus_curvature)
+        branches.append((rewritten, condition))
+    return Piecewise(*branches) if changed else expr
+
+
+def _curvature_arguments(expr):
+    """The u of each sigmoid(−u) in ``expr`` that also holds softplus(u) or sigmoid_over_softplus(u)."""
+    out = []
+    for s_ in expr.atoms(sigmoid):
+        u = -s_.args[0]
+        if u not in out and (expr.has(sigmoid_over_softplus(u)) or expr.has(softplus(u))):
+            out.append(u)
+    return out
+
+
+def _curvature_in(expr, u):
+    """``expr`` with the pairs of :func:`_softplus_curvature` in u rewritten, or None."""
+    X, Y, S, Q = sigmoid(-u), sigmoid(u), softplus(u), sigmoid_over_softplus(u)
+    terms = list(Add.make_args(expr))
+    parts = []  # (a, b, rest) with term = X^a·Q^b·rest
+    for term in terms:
+        a = b = 0
+        rest = []
+        for f in Mul.make_args(term.xreplace({Y: Q * S})):
+            base, power = f.as_base_exp()
+            if base == X and power.is_Integer and power > 0:
+                a += int(power)
+            elif base == Q and power.is_Integer and power > 0:
+                b += int(power)
+            else:
+                rest.append(f)
+        parts.append((a, b, Mul(*rest)))
+    complements, quotients = {}, {}
+    for i, (a, b, rest) in enumerate(parts):
+        if a >= 1:
+            complements.setdefault((a - 1, b), []).append(i)
+        if b >= 1:
+            quotients.setdefault((a, b - 1), []).append(i)
+    used, new = set(), []
+
+    def combine(key, first, second, exact):
+        A = Add(*[parts[i][2] for i in first])
+        B = Add(*[parts[i][2] for i in second])
+        if count_ops(A) + count_ops(B) > 300 or A.has(X, Q) or B.has(X, Q):
+            return
+        C = _cancel_keeping_reciprocals(A + B)
+        if len(C.atoms(exp)) > len((A + B).atoms(exp)):
+            return  # e^(−w)·(e^w·… − 1): cancel() brought back what overflows
+        if C != 0 and (exact or count_ops(C) >= count_ops(A) + count_ops(B)):
+            return  # no cancellation between the two: A·X + B·Q as it is
+        used.update(first, second)
+        m = X ** key[0] * Q ** key[1]
+        new.extend([m * A * S * log_softplus_curvature(u), m * C * Q])
+
+    for key, first in complements.items():
+        # a term A·X and a term −A·Q first (−x·σ(−u) + σ(−u)/s − σ(u)/s²: the last two only:
+        # −x·σ(−u) would be −x·s·E − x·Q, which cancels as u → +∞ where σ(−u) → 0), then what
+        # is left of the two sums where together they simplify (the terms of a location–scale
+        # Hessian in w, which pair only as sums)
+        for i in first:
+            for j in quotients.get(key, []):
+                if i not in used and j not in used and i != j:
+                    combine(key, [i], [j], exact=True)
+        rest_first = [i for i in first if i not in used]
+        rest_second = [j for j in quotients.get(key, []) if j not in used and j not in rest_first]
+        if rest_first and rest_second:
+            combine(key, rest_first, rest_second, exact=False)
+    if not new:
+        return None
+    out = [t for i, t in enumerate(terms) if i not in used]
+    E = log_softplus_curvature(u)
+    for term in new:
+        term = _softplus_tidy(term)
+        # terms in E expanded, so that like terms (k·s²·E − s²·E + s²·E) add up symbolically
+        out += list(Add.make_args(expand_mul(term))) if term.has(E) and count_ops(term) <= 60 else [term]
+    out = [expand_mul(t) if t.has(E) and count_ops(t) <= 60 else t for t in out]
+    return Add(*out)
+
+
+def _cancel_keeping_reciprocals(expr):
+    """cancel(expr), with a symbol that appears only as 1/y^k cancelled as a polynomial in 1/y:
+    the tail forms in 1/w (w far from 0) stay in 1/w, where w⁴ would overflow."""
+    swaps = {}
+    for y in sorted(expr.free_symbols, key=str):
+        v = Dummy(f"1/{y}")
+        swapped = expr.replace(lambda e: e.is_Pow and e.base == y and e.exp.is_Integer and e.exp < 0, lambda e: v ** -e.exp)
+        if not swapped.has(y) and swapped.has(v):
+            expr, swaps[v] = swapped, 1 / y
+    return cancel(expr).xreplace(swaps)
+
+
+def _softplus_tidy(term):
+    """sigmoid_over_softplus(u)^a·softplus(u)^b back to sigmoid(u), sigmoid(u)^a/softplus(u)^b to
+    sigmoid_over_softplus(u)."""
+    from ..second_order import _as_sigmoid_over_softplus, _over_softplus
+
+    term = term.replace(lambda e: e.is_Mul, _sigmoid_over_softplus_times_softplus)
+    return term.replace(_over_softplus, _as_sigmoid_over_softplus)
 
 
 def _log(expr):
@@ -670,6 +905,25 @@ def _sigmoid_over_softplus_times_softplus(expr):
             if b.is_Integer and b > 0:
                 m = min(a, b)
                 return expr / (base**m * softplus(base.args[0]) ** m) * sigmoid(base.args[0]) ** m
+    return expr
+
+
+def _softplus_into_sum(expr):
+    """(… + c·sigmoid(u) + …)·softplus(u)^(−n) with softplus(u)^(−n) taken into the sum, where
+    sigmoid(u)/softplus(u) becomes sigmoid_over_softplus(u): as u → −∞ the sum times sigmoid(u)
+    would underflow (k²·e^u at k = 1e-150, u = −345) before the division brings it back."""
+    factors = Mul.make_args(expr)
+    for f in factors:
+        base, power = f.as_base_exp()
+        if not (isinstance(base, softplus) and power.is_Integer and power < 0):
+            continue
+        u = base.args[0]
+        sums = [g for g in factors if g.is_Add]
+        if len(sums) != 1 or not any(sigmoid(u) in Mul.make_args(t) for t in sums[0].args):
+            continue
+        (total,) = sums
+        inside = Add(*[_softplus_tidy(t * f) for t in total.args])
+        return Mul(*[g for g in factors if g is not f and g is not total], inside)
     return expr
 
 

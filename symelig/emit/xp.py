@@ -181,6 +181,24 @@ _HELPERS = {
     """log softplus(z); z itself below −37, where softplus(z) = exp(z) to machine precision."""
     clipped = xp.where(z < -37, -37.0, z)
     return xp.where(z < -37, z, xp.log(_softplus(xp, clipped)))''',
+    "_log_softplus_curvature": '''def _log_softplus_curvature(xp, z):
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)² (→ −1/2 as z → −∞): where z ≤ 0, with
+    t = e^z, q(t)·(t/log1p(t))²/(1 + t), q(t) = (log1p(t) − t)/t² by its series where t < 1/16
+    and directly above; where z > 0, and nothing cancels, (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)
+    (see the numpy kernels)."""
+    zn = xp.where(z > 0, 0.0, xp.where(z < -80, -80.0, z))
+    t = xp.exp(zn)
+    small = t < 0.0625
+    ts = xp.where(small, t, 0.0)
+    q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
+    tl = xp.where(small, 1.0, t)
+    q = xp.where(small, q, (xp.log1p(tl) - tl) / (tl * tl))
+    ratio = t / xp.log1p(t)
+    below = q * ratio * ratio / (1 + t)
+    zp = xp.where(z > 0, z, 0.0)
+    s = _softplus(xp, zp)
+    above = (_sigmoid(xp, -zp) - _sigmoid(xp, zp) / s) / s
+    return xp.where(z > 0, above, below)''',
     "_sigmoid_over_softplus": '''def _sigmoid_over_softplus(xp, z):
     """sigmoid(z)/softplus(z); 1 below z = −37, where both underflow."""
     clipped = xp.where(z < -37, -37.0, z)
@@ -259,7 +277,7 @@ _HELPERS.update({
     hit = xp.arange(e.shape[-1], device=device(e)) == index
     return xp.where(hit, value, e)''',
 })
-_DEPENDS = {"_log_softplus": {"_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_betaln": {"_gamma_difference"}}
+_DEPENDS = {"_log_softplus": {"_softplus"}, "_log_softplus_curvature": {"_sigmoid", "_softplus"}, "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_betaln": {"_gamma_difference"}}
 
 
 class ArrayApiKernel(Kernel):
