@@ -378,6 +378,11 @@ def _second_order(so, kind: str) -> tuple:
     return row, outputs, [("_matrix", f"{len(names)}, {len(names)}", None)]
 
 
+_NJIT = '''def _njit(*function, **options):
+    """numba.njit with numpy's floating-point semantics: x/0 is ±inf or nan, not an exception (which
+    would also keep the loops that divide from vectorizing)."""
+    return _numba.njit(*function, error_model="numpy", **options)'''
+
 _PYTHON_HELPERS = {
     "_float_dtype": '''def _float_dtype(*arrays):
     """The floating dtype of the parameters: float32 stays float32, integers become float64."""
@@ -475,8 +480,8 @@ def _module_source(d, second) -> str:
         blocks += [_wrapper(d, name, kernel.name, returns, doc, with_x), kernel.source(arguments)]
         helpers |= kernel.printer.helpers
     imports, helper_blocks = helper_sources(helpers)
-    lines = ["import math", "import math as _math", "", "import numpy as np", "import numpy as _np",
-             "from numba import njit as _njit, prange as _prange", *imports]
+    lines = ["import math", "import math as _math", "", "import numba as _numba", "import numpy as np", "import numpy as _np",
+             "from numba import prange as _prange", *imports]
     python_helpers = dict(_PYTHON_HELPERS)
     if numpy_helpers:
         from .numpy import _HELPERS
@@ -485,6 +490,7 @@ def _module_source(d, second) -> str:
         python_helpers.update({h: {**_HELPERS, **HELPERS}[h] for h in numpy_helpers if h not in python_helpers})
     return "\n\n".join([
         header + "\n".join(lines),
+        _NJIT,
         f"__all__ = [{', '.join(repr(n) for n in names)}]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
         f"PARAMETERS = {tuple(d.parameters)!r}\nBACKEND = 'numba'",
         *blocks, *extra,

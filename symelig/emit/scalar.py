@@ -296,64 +296,72 @@ def _pow2(typingctx, k):
     return k(k), codegen''',
     "_exp": '''def _exp(u):
     """e**u without libm, whose calls keep loops from vectorizing: u = k·ln 2 + r with
-    |r| ≤ ln(2)/2, e^r by its Taylor polynomial (degree 13 in float64, 7 in float32: truncation
-    below 5e-18 and 6e-9 of the result), times 2^k as two powers of two, so that results below
-    the normal range come out subnormal.  inf above the range, 0 below, nan for nan.  (In
-    Python, math.exp; compiled code gets the overload for its floating type.)"""
+    |r| ≤ ln(2)/2, e^r by a polynomial interpolating it at Chebyshev nodes (degree 11 in float64,
+    6 in float32: within 5e-18 and 3e-9 of it; the result within one ulp of numpy's exp), times 2^k from exponent
+    bits, taken as 2·2^(k−1) so that the largest results still come out finite.  inf above the
+    range, nan for nan, and 0 below e^−708 (e^−86.9 in float32): there numpy's results are at
+    most 3e-308 (2e-38), not worth a second power of two in every call.  (In Python: math.exp;
+    compiled code gets the overload for its floating type.)"""
     return _math.exp(u)
 
 
-@_overload(_exp, jit_options={"fastmath": {"contract"}})
+@_overload(_exp, jit_options={"fastmath": {"contract"}, "error_model": "numpy"})
 def _exp_of_type(u):
     return _exp32 if u == _types.float32 else _exp64
 
 
 def _exp64(u):
-    v = min(max(u, -746.0), 710.0)
+    v = min(max(u, -708.0), 709.79)
     k = _np.floor(v * 1.4426950408889634 + 0.5)
     r = (v - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
-    p = 1 / 6227020800 * r + 1 / 479001600
-    p = p * r + 1 / 39916800
-    p = p * r + 1 / 3628800
-    p = p * r + 1 / 362880
-    p = p * r + 1 / 40320
-    p = p * r + 1 / 5040
-    p = p * r + 1 / 720
-    p = p * r + 1 / 120
-    p = p * r + 1 / 24
-    p = p * r + 1 / 6
-    p = p * r + 0.5
+    p = 2.5110037605963777e-08 * r + 2.763263963904103e-07
+    p = p * r + 2.755724091857897e-06
+    p = p * r + 2.4801485482328494e-05
+    p = p * r + 0.00019841269890047113
+    p = p * r + 0.0013888888952314775
+    p = p * r + 0.008333333333319601
+    p = p * r + 0.0416666666664881
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
     p = p * r + 1.0
     p = p * r + 1.0
-    half = _np.floor(k * 0.5)
-    e = p * _pow2(half) * _pow2(k - half)
-    return e if u == u else u
+    e = (p + p) * _pow2(k - 1.0)
+    return u if u != u else e if u > -708.0 else 0.0
 
 
 def _exp32(u):
     F = _np.float32
-    v = min(max(u, F(-104.0)), F(89.0))
+    v = min(max(u, F(-86.9)), F(88.73))
     k = _np.floor(v * F(1.4426950408889634) + F(0.5))
     r = (v - k * F(0.693145751953125)) - k * F(1.428606765330187e-06)
-    p = F(1 / 5040) * r + F(1 / 720)
-    p = p * r + F(1 / 120)
-    p = p * r + F(1 / 24)
-    p = p * r + F(1 / 6)
-    p = p * r + F(0.5)
+    p = F(0.0013941108433972674) * r + F(0.008375126398153335)
+    p = p * r + F(0.04166635289677516)
+    p = p * r + F(0.16666415514653277)
+    p = p * r + F(0.5000000047117757)
+    p = p * r + F(1.000000037716214)
     p = p * r + F(1.0)
-    p = p * r + F(1.0)
-    half = _np.floor(k * F(0.5))
-    e = p * _pow2(half) * _pow2(k - half)
-    return e if u == u else u''',
+    e = (p + p) * _pow2(k - F(1.0))
+    return u if u != u else e if u > F(-86.9) else F(0.0)''',
     "_add": '''@_njit(fastmath={"reassoc", "nsz"})
 def _add(total, term):
     """total + term, which the compiler may regroup: a loop summing with it vectorizes (into
     partial sums, as numpy's own blocked sums do)."""
     return total + term''',
+    "_maxnum": '''@_intrinsic
+def _maxnum(typingctx, a, b):
+    """LLVM's maxnum(a, b): a loop taking it under fast-math flags vectorizes into a max reduction
+    (a compare and select does not)."""
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        maxnum = builder.module.declare_intrinsic("llvm.maxnum", [kind], _ir.FunctionType(kind, [kind, kind]))
+        return builder.call(maxnum, args)
+
+    return a(a, a), codegen''',
     "_top": '''@_njit(fastmath={"nnan", "nsz", "reassoc"})
 def _top(top, value):
-    """max(top, value) that vectorizes in a loop (its arguments are never nan there)."""
-    return top if top >= value else value''',
+    """max(top, value), which a loop along the row vectorizes (its values are never nan there:
+    the inputs are checked, and a nan makes every output nan anyway)."""
+    return _maxnum(top, value)''',
     "_sign": '''@_njit
 def _sign(u):
     """−1, 0 or 1 (nan for nan), as np.sign."""
@@ -506,7 +514,7 @@ def _bessel_i1_i0(k):
     return type(k)(_scipy_i1e(_np.float64(k))) / type(k)(_scipy_i0e(_np.float64(k)))''',
 }
 _DEPENDS = {
-    "_exp": {"_pow2"}, "_sigmoid": {"_exp"}, "_softplus": {"_exp"}, "_log_softplus": {"_softplus"},
+    "_exp": {"_pow2"}, "_top": {"_maxnum"}, "_sigmoid": {"_exp"}, "_softplus": {"_exp"}, "_log_softplus": {"_softplus"},
     "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_log1mexp": {"_exp"},
     "_polygamma_64": {"_zeta"}, "_polygamma": {"_polygamma_64"}, "_gamma_difference": {"_polygamma_64"},
 }
@@ -529,7 +537,7 @@ def helper_sources(helpers: set) -> tuple:
     used = closure(helpers)
     imports = []
     blocks = []
-    if "_pow2" in used or used & _SPECIAL:
+    if used & {"_pow2", "_maxnum"} or used & _SPECIAL:
         imports += ["from llvmlite import ir as _ir", "from numba.core import types as _types",
                     "from numba.extending import intrinsic as _intrinsic, overload as _overload"]
     if used & _SPECIAL:
