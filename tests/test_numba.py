@@ -100,6 +100,22 @@ def test_logits_of_plus_minus_1e4(family, dtype):
     assert all(np.isfinite(v).all() for v in d.numba_kernels.eligibility(**args).values())
 
 
+def test_user_derivations_run_on_numba():
+    """A --via reparametrization mixing a vector and a scalar (∂/∂τ of logits z/τ is a row sum of
+    softmax·(z − z_x), read back from the output row) and a custom density (through w)."""
+    _numba()
+    rng = np.random.default_rng(8)
+    cases = [
+        (symelig.reparametrize("categorical", "logits = z / tau", wrt=["z", "tau"], positive=["tau"]),
+         {"x": np.array([0, 3, 1]), "z": rng.normal(size=(3, 4)), "tau": rng.uniform(0.5, 2, size=3)}),
+        (symelig.custom("-(x-m)**2/(2*s**2) - log(s)", wrt=["m", "s"], positive=["s"]),
+         {"x": rng.normal(size=(2, 3)), "m": rng.normal(size=3), "s": rng.uniform(0.5, 2, size=(2, 1))}),
+    ]
+    for d, args in cases:
+        for function in ("log_prob", "eligibility"):
+            _compare(getattr(d.numba_kernels, function)(**args), getattr(d.kernels, function)(**args), np.float64, f"{d!r} {function}")
+
+
 def test_float16_is_computed_in_float32_and_returned_as_float16():
     _numba()
     d = symelig.derive("categorical", "logits", backend="numba")
@@ -119,6 +135,9 @@ def test_derive_with_the_numba_backend_checks_arguments_as_numpy_does():
     np.testing.assert_allclose(d.eligibility(x, logits=z)["logits"], symelig.derive("categorical", "logits").eligibility(x, logits=z)["logits"],
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(d.log_prob(x, logits=z, validate=False), d.kernels.log_prob(x, logits=z), rtol=1e-12)
+    numpy = symelig.derive("categorical", "logits")
+    for key, value in d.fisher(logits=z).items():  # the second-order functions run on numba too
+        np.testing.assert_allclose(value, numpy.fisher(logits=z)[key], rtol=1e-12, atol=1e-12)
     with pytest.raises(symelig.SymeligError, match="must be a category index"):
         d.eligibility(np.array([7, 0, 0, 0, 0]), logits=z)
     with pytest.raises(IndexError):  # unchecked: out of range is an error, not a read outside the array

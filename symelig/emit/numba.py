@@ -25,6 +25,7 @@ from a file in the cache folder, where numba's ``cache=True`` keeps the compiled
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass
 
@@ -187,6 +188,7 @@ class _Row:
                 return exp(at - top) / total
             term = self._symbol(f"_term{total}", f"_term{total}", column=True)
             self.shifted[term] = next(r for r in self.reductions if r.symbol == total)
+            self.levels[term] = self.levels[total]  # known (kept, or computable) once its pass has run
             return term / total
         if isinstance(e, SumExcept) and e.at == self.sample:
             body = self._lower(e.body)
@@ -265,13 +267,16 @@ class _Kernel:
             return e.func(*moving, *fixed)
         return e.func(*[self._hoist(a, hoisted) for a in e.args]) if e.args else e
 
-    def _loop(self, assignments: dict, head=(), tail=()):
-        """A loop along the row; its row-constant parts are computed before it."""
+    def _loop(self, assignments: dict, tail=()):
+        """A loop along the row; its row-constant parts (and the row definitions it uses) are
+        computed before it, exp(f − max) kept by an earlier pass is read back first."""
         hoisted: dict = {}
         bodies = {t: self._hoist(self.row.written_out(e), hoisted) for t, e in assignments.items()}
+        self._need(list(bodies.values()), "    ")
         self._statements({str(s): e for e, s in hoisted.items()}, "    ")
         self.lines.append("    for _c in range(_size):")
-        self.lines += ["        " + h for h in head]
+        used = set().union(*(e.free_symbols for e in bodies.values()))
+        self.lines += [f"        {t} = {r.cache}[_r, _c]" for t, r in self.row.shifted.items() if t in used]
         self._statements(bodies, "        ")
         self.lines += ["        " + t for t in tail]
 
@@ -303,9 +308,7 @@ class _Kernel:
         if values:
             self._statements(values, "    ")
         if vectors:
-            head = [f"{t} = {r.cache}[_r, _c]" for t, r in row.shifted.items()
-                    if r.cache and any(t in o.expr.free_symbols for o in vectors)]
-            self._loop({f"{o.array}[_r, _c]": o.expr for o in vectors}, head=head)
+            self._loop({f"{o.array}[_r, _c]": o.expr for o in vectors})
         for n, o in enumerate(outputs):
             if o.vector and o.at is not None:
                 self.lines.append(f"    {o.array}[_r, _x] {'+=' if o.add else '='} _at_x{n}")
@@ -509,6 +512,7 @@ def load(source: str, label: str):
     usable cache folder, a private temporary folder serves this process."""
     import types
 
+    label = re.sub(r"[^A-Za-z0-9_]", "_", label)[:80]
     path = _folder() / f"{label}_{hashlib.sha256(source.encode()).hexdigest()[:24]}.py"
     name = f"symelig_numba_{path.stem}"
     if name in sys.modules:
