@@ -29,6 +29,8 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0 \
 		|| echo "torch could not be installed: its columns are left out"
+	$(BIN)/python -c "import numba" 2>/dev/null || $(BIN)/python -m pip install --quiet numba \
+		|| echo "numba could not be installed: its column is left out"
 	$(BIN)/python bench/bench.py
 
 derivations: $(VENV)/.installed

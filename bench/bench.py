@@ -3,9 +3,11 @@
 For every row (entry × shape × dtype) the candidates are timed interleaved, in a shuffled order
 per repetition, and reported as medians and as ratios to the generated kernel measured in the
 same run: the careful hand-written numpy reference (bench/references.py), torch.distributions
-autograd and torch's fused-op autograd (where torch is installed), and a copy of an
-output-sized array (the memory-bandwidth floor).  It also reports the generated kernel's peak
-extra memory in output-sized arrays, the derivation's cost in K, and the CLI's cold start.
+autograd and torch's fused-op autograd (where torch is installed), the numba backend's kernel
+(where numba is installed), and a copy of an output-sized array (the memory-bandwidth floor).
+It also reports the generated kernel's peak extra memory in output-sized arrays, the numba
+kernels' compile time (first call, cold and from the disk cache), the derivation's cost in K,
+and the CLI's cold start.
 
     python bench/bench.py [--quick] [--out bench/results]
 """
@@ -119,6 +121,15 @@ def row_rng(entry, shape, dtype):
     return np.random.default_rng(zlib.crc32(repr((tuple(entry), tuple(shape), np.dtype(dtype).name)).encode()))
 
 
+def _numba():
+    try:
+        import numba
+
+        return numba
+    except ImportError:
+        return None
+
+
 def kernel_row(entry, shape, dtype, quick: bool, torch) -> dict:
     """One row: every candidate on the same inputs, timed interleaved."""
     rng = row_rng(entry, shape, dtype)
@@ -131,7 +142,6 @@ def kernel_row(entry, shape, dtype, quick: bool, torch) -> dict:
     for n in out:  # the reference must compute the same thing, or the race is void
         np.testing.assert_allclose(out[n], expected[n], rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-4)
     output_bytes = sum(v.nbytes for v in out.values())
-    del out, expected
     floor_src = np.ones(output_bytes // np.dtype(dtype).itemsize, dtype)
     floor_dst = np.empty_like(floor_src)
     candidates = {
@@ -139,6 +149,17 @@ def kernel_row(entry, shape, dtype, quick: bool, torch) -> dict:
         "hand numpy": lambda: hand(**args),
         "copy (floor)": lambda: np.copyto(floor_dst, floor_src),
     }
+    first_call = None
+    if _numba():
+        compiled = symelig.derive(*entry, backend="numba").numba_kernels.eligibility
+        start = time.perf_counter()
+        got = compiled(**args)  # compiles for this dtype, or loads from the disk cache (see compile_rows)
+        first_call = time.perf_counter() - start
+        for n in out:
+            np.testing.assert_allclose(got[n], out[n], rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-4)
+        del got
+        candidates["numba"] = lambda: compiled(**args)
+    del out, expected
     if entry in torch_refs:
         targs = {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in args.items()}
         if entry[0] == "categorical":
@@ -159,7 +180,42 @@ def kernel_row(entry, shape, dtype, quick: bool, torch) -> dict:
         "ms": {n: round(t * 1e3, 3) for n, t in medians.items()},
         "ratio_to_generated": {n: round(t / medians["generated"], 2) for n, t in medians.items()},
         "peak_memory_outputs": round(peak_extra_memory(lambda: kernel(**args), output_bytes), 2),
+        "numba_first_call_s": None if first_call is None else round(first_call, 3),
     }
+
+
+_COMPILE_PROBE = """
+import json, sys, time, numpy as np
+sys.path.insert(0, {bench!r})
+import bench, symelig
+entry, dtype = tuple({entry!r}), np.dtype({dtype!r})
+shape = (8, 5) if entry[0] in ("categorical", "multinomial") else (8,)
+args = bench.inputs(entry, shape, dtype, np.random.default_rng(0))
+start = time.perf_counter()
+kernels = symelig.derive(*entry, backend="numba").numba_kernels  # derivation and module source
+ready = time.perf_counter()
+kernels.eligibility(**args)
+print(json.dumps([ready - start, time.perf_counter() - ready]))
+"""
+
+
+def compile_rows(quick: bool) -> list:
+    """The numba eligibility kernel's first call in a fresh process: cold (compiled, into an empty
+    cache folder) and warm (the next process, loading the compiled kernel from that folder)."""
+    import tempfile
+
+    rows = []
+    for entry, _ in ROWS:
+        for dtype in (np.float64,) if quick else (np.float64, np.float32):
+            with tempfile.TemporaryDirectory() as folder:
+                env = {**os.environ, "SYMELIG_CACHE_DIR": folder}
+                code = _COMPILE_PROBE.format(bench=str(Path(__file__).resolve().parent), entry=list(entry), dtype=np.dtype(dtype).name)
+                cold, warm = (json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                                                        text=True).stdout) for _ in range(2))
+            rows.append({"entry": f"{entry[0]} {entry[1]}", "dtype": np.dtype(dtype).name, "compile_s": round(cold[1], 2),
+                         "cached_s": round(warm[1], 3), "source_s": round(cold[0], 2)})
+            print(f"numba compile: {rows[-1]}", flush=True)
+    return rows
 
 
 def _torch():
@@ -251,7 +307,7 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t
 
 
-COLUMNS = ["generated", "hand numpy", "torch.distributions", "torch fused op", "torch fused, 1 thread",
+COLUMNS = ["generated", "numba", "hand numpy", "torch.distributions", "torch fused op", "torch fused, 1 thread",
            "symelig on torch", "torch no-grad hand", "symelig on jax (jit)", "copy (floor)"]
 
 
@@ -271,6 +327,24 @@ def compact_rows(result) -> list:
             pair = [ratios.get(d, {}).get(column) for d in ("float64", "float32")]
             cells.append(" / ".join(f"{v:.2f}×" for v in pair) if None not in pair else "-")
         rows.append(f"| {entry} | {shape} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def numba_rows(result) -> list:
+    """The numba kernel against the generated numpy kernel, torch's fused op and the copy floor,
+    as speed-ups (time of the other / numba time; > 1: numba is faster) and numba time / copy."""
+    rows, by_key = [], {}
+    for r in result["kernels"]:
+        if "numba" in r["ms"]:
+            by_key.setdefault((r["entry"], r["shape"]), {})[r["dtype"]] = r["ms"]
+    for (entry, shape), ms in by_key.items():
+        cells = []
+        for other, inverse in (("generated", False), ("torch fused op", False), ("copy (floor)", True)):
+            pair = [(m[other] / m["numba"] if not inverse else m["numba"] / m[other]) if other in m else None
+                    for m in (ms.get("float64", {}), ms.get("float32", {}))]
+            cells.append(" / ".join("-" if v is None else f"{v:.2f}×" for v in pair))
+        times = " / ".join(f"{m['numba']:.2f}" if "numba" in m else "-" for m in (ms.get("float64", {}), ms.get("float32", {})))
+        rows.append(f"| {entry} | {shape} | {times} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -298,6 +372,17 @@ def markdown(result) -> str:
     lines += ["Ratios to the generated kernel, float64 / float32:", "",
               "| entry | shape | hand numpy | torch.distributions | torch fused op | torch fused, 1 thread |",
               "|---|---|---|---|---|---|", *compact_rows(result), ""]
+    if result.get("numba_compile"):
+        lines += [f"numba backend (numba {result['numba']}, {result['numba_threads']} threads), float64 / float32: its time, and "
+                  "speed-ups = other time / numba time (> 1: numba is faster); against the copy floor, numba time / copy time:", "",
+                  "| entry | shape | numba ms | over generated numpy | over torch fused op (2 threads) | numba / copy floor |",
+                  "|---|---|---|---|---|---|", *numba_rows(result), "",
+                  "numba compile time, the eligibility kernel's first call in a fresh process (not in the times above): "
+                  "cold (compiled into an empty cache folder; the derivation and module source take another "
+                  "`source` seconds before it) and from the disk cache (the next process):", "",
+                  "| entry | dtype | cold compile s | from disk cache s | source s |", "|---|---|---|---|---|",
+                  *(f"| {c['entry']} | {c['dtype']} | {c['compile_s']} | {c['cached_s']} | {c['source_s']} |" for c in result["numba_compile"]),
+                  ""]
     c = result["cli"]
     lines.append(
         f"CLI cold start (fresh process): `symelig derive categorical --param probs` {c['derive_cached_median_s']} s median "
@@ -317,13 +402,25 @@ def main():
         entry, shape, dtype, quick = json.loads(args.row)
         print(json.dumps(kernel_row(tuple(entry), tuple(shape), np.dtype(dtype), quick, torch)))
         return
+    numba = _numba()
+    if numba:  # the rows' first calls compile into a cache folder of this run (reported by compile_rows)
+        import tempfile
+
+        import atexit
+        import shutil
+
+        os.environ["SYMELIG_CACHE_DIR"] = tempfile.mkdtemp(prefix="symelig-bench-")
+        atexit.register(shutil.rmtree, os.environ["SYMELIG_CACHE_DIR"], ignore_errors=True)
     print("| entry | shape | dtype | " + " | ".join(COLUMNS) + " | peak memory (outputs) |")
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
         "numpy": np.__version__,
         "torch": torch.__version__ if torch else "not installed",
         "torch_threads": torch.get_num_threads() if torch else 0,
+        "numba": numba.__version__ if numba else "not installed",
+        "numba_threads": numba.get_num_threads() if numba else 0,
         "kernels": kernel_rows(args.quick, torch),
+        "numba_compile": compile_rows(args.quick) if numba else [],
         "derivation": derivation_rows(args.quick),
         "cli": cli_rows(3 if args.quick else 7),
     }

@@ -20,11 +20,12 @@ def catalog():
     return _catalog()
 
 
-def derive(family: str, param: str | None = None):
-    """The :class:`~symelig.derivation.Derivation` of ``family`` in parametrization ``param``."""
+def derive(family: str, param: str | None = None, backend: str = "numpy"):
+    """The :class:`~symelig.derivation.Derivation` of ``family`` in parametrization ``param``;
+    ``backend="numba"`` runs its kernels compiled by numba (``pip install 'symelig[numba]'``)."""
     from .derivation import derive as _derive
 
-    return _derive(family, param)
+    return _derive(family, param, backend)
 
 
 def reparametrize(family: str, via: str, wrt, positive=(), vector=None):

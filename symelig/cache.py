@@ -113,6 +113,12 @@ def _private(base: Path, create: bool) -> bool:
     return problem is None
 
 
+def private(base: Path) -> bool:
+    """Whether ``base`` is a folder only this user can write, created 0700 if missing (the
+    numba backend keeps its modules and compiled kernels in ``folder() / "numba"``)."""
+    return _private(base, create=True)
+
+
 def get(request: tuple) -> str | None:
     """The cached text for ``request`` (a tuple of plain values), or None."""
     path = _path(request)

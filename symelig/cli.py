@@ -246,12 +246,18 @@ class Backend(str, enum.Enum):
     array_api = "array-api"
     torch = "torch"
     jax = "jax"
+    numba = "numba"
 
 
 def _source(d, backend: "Backend") -> str:
-    """The module's source: numpy's in-place kernels, or the array API ones pinned to a library."""
+    """The module's source: numpy's in-place kernels, numba's compiled loops, or the array API
+    ones pinned to a library."""
     if backend is Backend.numpy:
         return d.full_numpy_source
+    if backend is Backend.numba:  # writing the module needs no numba; importing it does
+        from .emit.numba import module_source as numba_source
+
+        return numba_source(d.symbolic, d.second_order)
     from .emit.xp import module_source
 
     return module_source(d.symbolic, backend.value, d.second_order)

@@ -17,7 +17,8 @@ class Derivation:
 
     ``log_prob(x, **params)`` and ``eligibility(x, **params)`` check their arguments against
     the family's declared constraints (one-line :class:`SymeligError` on bad input) and then run
-    the generated numpy kernels; ``kernels`` is the generated module itself, without checks.
+    the generated numpy kernels, or with ``backend="numba"`` the numba ones; ``kernels`` is the
+    generated numpy module itself, without checks (``numba_kernels`` the numba module).
     """
 
     # Checks across arguments, run after each argument's own constraint: f(arrays) raises
@@ -25,15 +26,18 @@ class Derivation:
     # constraint (symelig.user.ViaCheck); catalog entries have none.
     value_checks: tuple = ()
 
-    def __init__(self, symbolic: SymbolicDerivation):
+    def __init__(self, symbolic: SymbolicDerivation, backend: str = "numpy", twin: "Derivation | None" = None):
         self.symbolic = symbolic
+        self.backend = backend
+        self._twin = twin  # the numpy derivation of the same entry, whose second-order math is shared
         self.family = symbolic.family.name
         self.param = symbolic.param
         self.parameters = symbolic.parameters
         self.arguments = tuple(symbolic.family.arguments)
 
     def __repr__(self):
-        return f"<Derivation {self.family} param={self.param!r}>"
+        backend = "" if self.backend == "numpy" else f" backend={self.backend!r}"
+        return f"<Derivation {self.family} param={self.param!r}{backend}>"
 
     # printed forms -----------------------------------------------------------------------
     def latex(self, standalone: bool = False, order: int = 1) -> str:
@@ -121,12 +125,40 @@ class Derivation:
 
         return self._compile(module_source(self.symbolic), "array_api")
 
+    @functools.cached_property
+    def numba_kernels(self):
+        """The kernels compiled by numba (``log_prob``, ``eligibility``): one parallel loop over the
+        batch rows per kernel, the same formulas and arguments as ``kernels`` (see
+        :mod:`symelig.emit.numba`); compiled on first use, and cached on disk."""
+        from .emit.numba import load, module_source
+
+        require_numba()
+        return load(module_source(self.symbolic), f"{self.family}_{self.param}")
+
+    @functools.cached_property
+    def second_order_numba_kernels(self):
+        """``numba_kernels`` with ``hessian``, ``fisher`` and ``natural_gradient``."""
+        from .emit.numba import load, module_source
+
+        require_numba()
+        return load(module_source(self.symbolic, self.second_order), f"{self.family}_{self.param}_second_order")
+
+    @property
+    def _first_order_kernels(self):
+        return self.numba_kernels if self.backend == "numba" else self.kernels
+
+    @property
+    def _second_order_kernels(self):
+        return self.second_order_numba_kernels if self.backend == "numba" else self.second_order_kernels
+
     # second order -----------------------------------------------------------------------
     @functools.cached_property
     def second_order(self):
         """The Hessian and Fisher information math (:class:`symelig.second_order.SecondOrder`)."""
         from .second_order import derive_second_order
 
+        if self._twin is not None:
+            return self._twin.second_order
         return derive_second_order(self.symbolic)
 
     @functools.cached_property
@@ -166,7 +198,7 @@ class Derivation:
             return self._foreign_call(function, x, params, self.second_order_array_api_kernels)
         args = self._checked(x, params) if validate else params if x is None else {"x": x, **params}
         with np.errstate(all="ignore"):
-            result = getattr(self.second_order_kernels, function)(**args)
+            result = getattr(self._second_order_kernels, function)(**args)
         if validate:
             self._require_finite(function, result, args)
         return result
@@ -197,7 +229,7 @@ class Derivation:
                 if g.dtype.kind == "f" and not np.all(np.isfinite(g)):
                     raise SymeligError(f"grad[{n!r}] holds a value that is not finite")
         with np.errstate(all="ignore"):
-            result = self.second_order_kernels.natural_gradient(grad, **args)
+            result = self._second_order_kernels.natural_gradient(grad, **args)
         if validate:
             self._require_finite("natural_gradient", result, args)
         return result
@@ -248,10 +280,10 @@ class Derivation:
             return self._foreign_call("log_prob", x, params)
         if not validate:
             with np.errstate(all="ignore"):
-                return self.kernels.log_prob(x, **params)
+                return self._first_order_kernels.log_prob(x, **params)
         args = self._checked(x, params)
         with np.errstate(all="ignore"):  # log 0 = −inf is the answer for a sample of probability 0
-            result = self.kernels.log_prob(**args)
+            result = self._first_order_kernels.log_prob(**args)
         allowed = np.isneginf(result) if self.symbolic.discrete else np.zeros(np.shape(result), bool)
         bad = ~np.isfinite(result) & ~allowed
         if np.any(bad):
@@ -268,10 +300,10 @@ class Derivation:
         if _foreign(x, params):
             return self._foreign_call("eligibility", x, params)
         if not validate:
-            return self.kernels.eligibility(x, **params)
+            return self._first_order_kernels.eligibility(x, **params)
         args = self._checked(x, params)
         with np.errstate(all="ignore"):
-            result = self.kernels.eligibility(**args)
+            result = self._first_order_kernels.eligibility(**args)
         for name, value in result.items():
             if not np.all(np.isfinite(value)):
                 self._explain_non_finite(args, name, value)
@@ -409,7 +441,29 @@ def as_array(name: str, value) -> np.ndarray:
     return array
 
 
+BACKENDS = ("numpy", "numba")
+
+
+def require_numba() -> None:
+    """numba is an optional extra: a one-line error naming the install when it is missing."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        raise SymeligError("the numba backend needs numba, which is not installed: pip install 'symelig[numba]'") from None
+
+
+def derive(family: str, param: str | None = None, backend: str = "numpy") -> Derivation:
+    if backend not in BACKENDS:
+        raise SymeligError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "numba":
+        require_numba()
+    return _derive(family, param, backend)
+
+
 @functools.lru_cache(maxsize=None)
-def derive(family: str, param: str | None = None) -> Derivation:
+def _derive(family: str, param: str | None, backend: str) -> Derivation:
+    if backend != "numpy":  # the same math, another backend's kernels
+        twin = _derive(family, param, "numpy")
+        return Derivation(twin.symbolic, backend, twin)
     cls, parametrization = lookup(family, param)
     return Derivation(derive_symbolic(cls, parametrization))

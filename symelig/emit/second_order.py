@@ -110,11 +110,11 @@ def functions(so, backend) -> tuple:
     for kind, with_x in kinds:
         f = backend(so.first, with_x=with_x)
         lines = f.prologue() + _body(so, f, kind)
-        sources[kind] = function_source(kind, f.signature(), _doc(so, kind), lines)
+        sources[kind] = function_source(kind, f.signature(), doc(so, kind), lines)
         helpers |= f.printer.helpers
         modules |= set(f.printer.module_imports)
     if so.fisher is not None:
-        sources["natural_gradient"], extra = _natural_gradient(so, backend)
+        sources["natural_gradient"], extra = natural_gradient(so, backend)
         helpers |= extra
     if vector_parameter(so):
         helpers.add("dense")
@@ -152,7 +152,9 @@ def _body(so, f, kind: str) -> list:
     return lines + f.matrix(kind, len(names), entries)
 
 
-def _natural_gradient(so, backend) -> tuple:
+def natural_gradient(so, backend) -> tuple:
+    """(source of ``natural_gradient``, {helpers}) for the Kernel class ``backend``: F⁺·grad on
+    the result of the module's own ``fisher``."""
     first = so.first
     xp = backend.dialect == "xp"
     ns = "xp" if xp else "np"
@@ -212,7 +214,8 @@ def _natural_gradient(so, backend) -> tuple:
     return function_source("natural_gradient", ["grad", *args], doc, lines), helpers
 
 
-def _doc(so, kind: str) -> str:
+def doc(so, kind: str) -> str:
+    """The docstring of ``hessian`` or ``fisher``: the shape of the result and its formulas."""
     first = so.first
     vector = vector_parameter(so)
     names = ", ".join(formula(first.wrt(n)) for n in first.parameters)
