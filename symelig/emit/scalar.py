@@ -18,7 +18,7 @@ compute in float64 and round once to that type, as scipy does for float32 arrays
 """
 from __future__ import annotations
 
-from sympy import Integer, Rational
+from sympy import Rational
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
