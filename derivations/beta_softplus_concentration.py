@@ -38,17 +38,7 @@ def log_prob(x, raw_concentration1, raw_concentration0):
     x = _with_ndim(x, max(len(batch), 1))
     raw_concentration1 = _with_ndim(raw_concentration1, max(len(batch), 1))
     raw_concentration0 = _with_ndim(raw_concentration0, max(len(batch), 1))
-    _t0 = np.log(x)
-    _t1 = np.logaddexp(0, raw_concentration0)
-    _t2 = np.logaddexp(0, raw_concentration1)
-    _t3 = np.multiply(x, -1)
-    np.log1p(_t3, out=_t3)
-    _t4 = np.add(_t1, _t2)
-    _t5 = np.maximum(100, _t4)
-    _b6 = (_t2/_t5)
-    _t6 = np.subtract(x, _b6, out=_into(_b6, x))
-    _t7 = np.add(x, -1)
-    _log_prob = np.where(np.greater(_t4, 100), (1/2)*_log_softplus(raw_concentration0) + (1/2)*_log_softplus(raw_concentration1) + _stirlerr(_t5) - _t0 - _t3 - _stirlerr(_t1) - _stirlerr(_t2) - 1/2*np.log(_t5) - _bd0(_t1, -_t5*_t7, np.where(np.greater_equal(x, 1/2), _t5*(_t7 + (_t1/_t5)), _t5*_t6)) - _bd0(_t2, _t5*x, -_t5*_t6) - 0.91893853320467274, _t0*(_t2 - 1) + _t3*(_t1 - 1) - special.betaln(_t2, _t1))
+    _log_prob = _select(np.greater(np.logaddexp(0, raw_concentration0) + np.logaddexp(0, raw_concentration1), 100), lambda raw_concentration0, raw_concentration1, x: (lambda _s0: (lambda _s1: (lambda _s2: (lambda _s3: (lambda _s4: (1/2)*_log_softplus(raw_concentration0) + (1/2)*_log_softplus(raw_concentration1) + _stirlerr(_s2) + (-np.log(x) - np.log1p(-x)) - _stirlerr(_s0) - _stirlerr(_s1) - 1/2*np.log(_s2) - _bd0(_s0, -_s2*_s4, np.where(np.greater_equal(x, 1/2), _s2*(_s4 + (_s0/_s2)), _s2*_s3)) - _bd0(_s1, _s2*x, -_s2*_s3) - 0.91893853320467274)(x - 1))(x - (_s1/_s2)))(np.maximum(100, _s0 + _s1)))(np.logaddexp(0, raw_concentration1)))(np.logaddexp(0, raw_concentration0)), (raw_concentration0, raw_concentration1, x, ), lambda raw_concentration0, raw_concentration1, x: (lambda _s0: (lambda _s1: (_s0 - 1)*np.log(x) + (_s1 - 1)*np.log1p(-x) - special.betaln(_s0, _s1))(np.logaddexp(0, raw_concentration0)))(np.logaddexp(0, raw_concentration1)), (raw_concentration0, raw_concentration1, x, ))
     return _output(_log_prob, batch, dtype, copy=False)
 
 
@@ -183,19 +173,22 @@ def _bd0(a, m, d):
     """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation.
     Where |d| < 0.1(a + m) the two terms cancel: there the series in v = d/(a + m), d·v +
     2a·v(v²/3 + v⁴/5 + …), nine terms (v² < 0.01: exact to 1e-19); elsewhere a·log(a/m) − d, with
-    log(a/m) as log a − log m where a/m would leave the floats.  Each branch is taken at inputs
-    clipped to its own region, and only if some element needs it."""
+    log(a/m) as log a − log m where a/m would leave the floats; m at a = 0 (0·log 0 = 0), +inf
+    at m = 0 < a.  Each branch is taken at inputs clipped to its own region, and only if some
+    element needs it."""
     near = np.abs(d) < 0.1 * (a + m)
     out = None
     if not np.all(near):
         xf = np.where(near, 2.0, a)
         mf = np.where(near, 1.0, m)
-        logs = np.log(xf) - np.log(mf)
-        inside = np.abs(logs) < 700
+        both = (xf > 0) & (mf > 0)
+        logs = np.log(np.where(both, xf, 1.0)) - np.log(np.where(both, mf, 1.0))
+        inside = both & (np.abs(logs) < 700)
         out = np.log(np.where(inside, xf, 1.0) / np.where(inside, mf, 1.0))
         np.copyto(out, logs, where=~inside)
         out *= xf
         out -= d
+        np.copyto(out, np.inf, where=(mf == 0) & (xf > 0))
     if np.any(near):
         xs = np.where(near, a, 1.0)
         ds = np.where(near, d, 0.0)
@@ -281,6 +274,28 @@ def _output(value, shape, dtype, copy):
         return value
     out = np.empty(shape, dtype)
     out[...] = value
+    return out
+
+
+def _select(need, then, then_args, otherwise, otherwise_args):
+    """then(*then_args) where ``need`` holds and otherwise(*otherwise_args) elsewhere, each
+    computed only at the elements that take it (both are elementwise in their arguments):
+    np.where would compute both everywhere, and a saddle-point form costs several times the
+    form as derived.  A new array of the arguments' floating dtype."""
+    args = then_args + otherwise_args
+    shape = np.broadcast_shapes(np.shape(need), *map(np.shape, args))
+    dtype = np.result_type(*args, 0.0)
+    if not np.any(need) or np.all(need):
+        function, args = (then, then_args) if np.any(need) else (otherwise, otherwise_args)
+        out = function(*args)
+        if np.shape(out) == shape and getattr(out, "dtype", None) == dtype and not any(map(lambda a: a is out, args)):
+            return out
+        return np.array(np.broadcast_to(out, shape), dtype)
+    need = np.broadcast_to(need, shape)
+    out = np.empty(shape, dtype)
+    out[need] = then(*map(lambda a: np.broadcast_to(a, shape)[need], then_args))
+    need = ~need
+    out[need] = otherwise(*map(lambda a: np.broadcast_to(a, shape)[need], otherwise_args))
     return out
 
 

@@ -35,13 +35,11 @@ def log_prob(x, eta):
     x = x.reshape((1,) * (len(batch) + 1 - x.ndim) + x.shape)
     eta = eta.reshape((1,) * (len(batch) + 1 - eta.ndim) + eta.shape)
     _sum0 = _row_sum(eta)
-    _sum1 = _row_sum(x)
-    _sum2 = _row_sum((1/2)*np.log1p(eta) - _stirlerr(eta + 1) - np.log(x) - _bd0(eta + 1, x*np.maximum(100, _sum0 + size), (((eta + 1)/np.maximum(100, _sum0 + size)) - x)*np.maximum(100, _sum0 + size)))
-    _sum3 = _row_sum(special.gammaln(eta + 1))
-    _sum4 = _row_sum(eta*np.log(x))
-    _t0 = _sum0 + size
-    _t1 = np.maximum(100, _t0)
-    _log_prob = np.where(np.greater(_t0, 100), _sum2 + _t1*(_sum1 - 1) + _stirlerr(_t1) + 0.91893853320467274 - 0.91893853320467274*size - 1/2*np.log(_t1), _sum4 + special.gammaln(_t0) - _sum3)
+    _sum1 = _row_sum(special.gammaln(eta + 1))
+    _sum2 = _row_sum(eta*np.log(x))
+    _sum3 = (_row_sum(x) if np.any(np.greater(_sum0 + size, 100)) else 0)
+    _sum4 = (_row_sum((1/2)*np.log1p(eta) - _stirlerr(eta + 1) - np.log(x) - _bd0(eta + 1, x*np.maximum(100, _sum0 + size), (((eta + 1)/np.maximum(100, _sum0 + size)) - x)*np.maximum(100, _sum0 + size)) - 0.91893853320467274) if np.any(np.greater(_sum0 + size, 100)) else 0)
+    _log_prob = _select(np.greater(_sum0 + size, 100), lambda _sum0, _sum3, _sum4, size: (lambda _s0: _s0*(_sum3 - 1) + _sum4 + _stirlerr(_s0) + 0.91893853320467274 - 1/2*np.log(_s0))(np.maximum(100, _sum0 + size)), (_sum0, _sum3, _sum4, size, ), lambda _sum0, _sum1, _sum2, size: _sum2 + special.gammaln(_sum0 + size) - _sum1, (_sum0, _sum1, _sum2, size, ))
     return _output(_log_prob[..., 0], batch, dtype, copy=False)
 
 
@@ -131,19 +129,22 @@ def _bd0(a, m, d):
     """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation.
     Where |d| < 0.1(a + m) the two terms cancel: there the series in v = d/(a + m), d·v +
     2a·v(v²/3 + v⁴/5 + …), nine terms (v² < 0.01: exact to 1e-19); elsewhere a·log(a/m) − d, with
-    log(a/m) as log a − log m where a/m would leave the floats.  Each branch is taken at inputs
-    clipped to its own region, and only if some element needs it."""
+    log(a/m) as log a − log m where a/m would leave the floats; m at a = 0 (0·log 0 = 0), +inf
+    at m = 0 < a.  Each branch is taken at inputs clipped to its own region, and only if some
+    element needs it."""
     near = np.abs(d) < 0.1 * (a + m)
     out = None
     if not np.all(near):
         xf = np.where(near, 2.0, a)
         mf = np.where(near, 1.0, m)
-        logs = np.log(xf) - np.log(mf)
-        inside = np.abs(logs) < 700
+        both = (xf > 0) & (mf > 0)
+        logs = np.log(np.where(both, xf, 1.0)) - np.log(np.where(both, mf, 1.0))
+        inside = both & (np.abs(logs) < 700)
         out = np.log(np.where(inside, xf, 1.0) / np.where(inside, mf, 1.0))
         np.copyto(out, logs, where=~inside)
         out *= xf
         out -= d
+        np.copyto(out, np.inf, where=(mf == 0) & (xf > 0))
     if np.any(near):
         xs = np.where(near, a, 1.0)
         ds = np.where(near, d, 0.0)
@@ -206,6 +207,28 @@ def _row_sum(a):
     if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.shape[-1] > 0:
         return np.matmul(a, np.ones(a.shape[-1], a.dtype))[..., None]
     return np.sum(a, axis=-1, keepdims=True)
+
+
+def _select(need, then, then_args, otherwise, otherwise_args):
+    """then(*then_args) where ``need`` holds and otherwise(*otherwise_args) elsewhere, each
+    computed only at the elements that take it (both are elementwise in their arguments):
+    np.where would compute both everywhere, and a saddle-point form costs several times the
+    form as derived.  A new array of the arguments' floating dtype."""
+    args = then_args + otherwise_args
+    shape = np.broadcast_shapes(np.shape(need), *map(np.shape, args))
+    dtype = np.result_type(*args, 0.0)
+    if not np.any(need) or np.all(need):
+        function, args = (then, then_args) if np.any(need) else (otherwise, otherwise_args)
+        out = function(*args)
+        if np.shape(out) == shape and getattr(out, "dtype", None) == dtype and not any(map(lambda a: a is out, args)):
+            return out
+        return np.array(np.broadcast_to(out, shape), dtype)
+    need = np.broadcast_to(need, shape)
+    out = np.empty(shape, dtype)
+    out[need] = then(*map(lambda a: np.broadcast_to(a, shape)[need], then_args))
+    need = ~need
+    out[need] = otherwise(*map(lambda a: np.broadcast_to(a, shape)[need], otherwise_args))
+    return out
 
 
 def _stirlerr(z):

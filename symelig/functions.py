@@ -394,6 +394,86 @@ class stirlerr(Function):
         return _power(rf"\operatorname{{stirlerr}}\left({printer._print(self.args[0])}\right)", exp)
 
 
+class factorial_remainder(Function):
+    """log a! − (a log a − a) = stirlerr(a) + ½ log(2πa) for a count a > 0, and 0 at a = 0 (0! = 1,
+    0·log 0 = 0): what Stirling's leading terms leave of a log-factorial, continuous down to 0.
+    Only the kernels use it (symelig.emit.stable: a binomial's or multinomial's saddle-point form,
+    where a count of 0 is a sample like any other); ½ log(2πa) + stirlerr's series above 15, the
+    difference itself below."""
+
+    def fdiff(self, argindex=1):
+        from sympy import polygamma
+
+        a = self.args[0]
+        return polygamma(0, a + 1) - log(a)
+
+    def doit(self, **hints):
+        a = self.args[0].doit(**hints)
+        return logfactorial(a) - xlogy(a, a) + a
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\operatorname{{stirlerr}}_{{!}}\left({printer._print(self.args[0])}\right)", exp)
+
+
+class added_first(Function):
+    """``e`` itself, computed before the terms it is added to (the kernels print it in
+    parentheses): log n! − log x! − log (n − x)! cancels exactly to 0 at x = 0, and a small θ-term
+    added afterwards keeps its digits.  Only the kernels use it, inside a :class:`select` piece,
+    which is one expression (elsewhere such terms are a statement of their own)."""
+
+    nargs = 1
+
+    def doit(self, **hints):
+        return self.args[0].doit(**hints)
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\left({printer._print(self.args[0])}\right)", exp)
+
+
+class fms(Function):
+    """a − b·c with the product taken exactly (one rounding, as a fused multiply–subtract): the
+    deviation a − m of a count or concentration from its saddle point m = b·c, which is of the
+    order of √a where the two agree to half their digits; m rounded first would leave only the
+    rounding (α = 1e60, β = 1e-100, x = α/β: 0 for −1.5e44).  Only the kernels use it
+    (symelig.emit.stable); Dekker's exact product there."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        a, b, c = self.args
+        return {1: S.One, 2: -c, 3: -b}[argindex]
+
+    def doit(self, **hints):
+        a, b, c = (x.doit(**hints) for x in self.args)
+        return a - b * c
+
+    def _latex(self, printer, exp=None):
+        a, b, c = self.args
+        return _power(rf"\left({printer._print(a - b * c)}\right)", exp)
+
+
+class select(Function):
+    """``then`` where ``condition`` holds, ``otherwise`` elsewhere: a Piecewise of two pieces that
+    the numpy kernels evaluate lazily, each piece only at the elements that take it (a where()
+    computes both everywhere: a saddle-point form, symelig.emit.stable, made a beta's log_prob
+    3–5× slower at ordinary parameters that never take it).  Only the kernels use it; args
+    (condition, then, otherwise), each piece at inputs that keep it finite everywhere (the
+    array-API kernels take a where())."""
+
+    nargs = 3
+
+    def doit(self, **hints):
+        from sympy import Piecewise
+
+        condition, then, otherwise = (a.doit(**hints) for a in self.args)
+        return Piecewise((then, condition), (otherwise, True))
+
+    def _latex(self, printer, exp=None):
+        condition, then, otherwise = self.args
+        return _power(rf"\begin{{cases}} {printer._print(then)} & {printer._print(condition)} \\ "
+                      rf"{printer._print(otherwise)} & \text{{otherwise}} \end{{cases}}", exp)
+
+
 class SumExcept(_AtCategory):
     """Σ_{i ≠ at} f(i) over 0..K−1; args (f, i, K, at).  Only the kernels use it
     (symelig.emit.stable): Σ_i f(i) − f(at) cancels where the entry at ``at`` holds almost all of

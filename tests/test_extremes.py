@@ -339,9 +339,17 @@ def _samples(d, canonical: dict) -> list:
         return [x]
     if value is constraints.binary:
         return [0, 1]
+    # the count families also at their mode, where log Γ / log-factorial terms of order n·log n
+    # cancel against the x·log θ terms to O(log n) (the saddle-point class, symelig.emit.stable)
     if value is constraints.up_to_total_count:
-        return [0, 2, 5]
+        n = get("total_count", 5)
+        return [0, 2, 5, float(round(n * get("probs")))]
     if value is constraints.nonnegative_integer:
+        if "rate" in canonical:  # Poisson: x = round(λ)
+            return [0, 3, float(round(get("rate")))]
+        if "total_count" in canonical:  # negative binomial: the mode ⌊(r − 1)p/(1 − p)⌋ (0 for r ≤ 1)
+            r, p = get("total_count"), get("probs")
+            return [0, 3] + ([float(math.floor((r - 1) * p / (1 - p)))] if r > 1 and p < 1 else [])
         return [0, 3]
     if value is constraints.angle:
         loc = get("loc", 0.0)
@@ -363,8 +371,8 @@ def _samples(d, canonical: dict) -> list:
                 return [math.exp(u) for u in (get("loc") + w * get("scale") for w in (0.7, -1.3)) if abs(u) < 700]
             if "scale" in canonical:
                 return [w * get("scale") for w in (0.7, 1.3, TAIL)]
-            if "rate" in canonical:
-                return [w * get("concentration", 1.0) / get("rate") for w in (0.7, 1.3)]
+            if "rate" in canonical:  # (w = 1: a gamma's x = α/β, at its mode for large α)
+                return [w * get("concentration", 1.0) / get("rate") for w in (0.7, 1.0, 1.3)]
             return [0.7, 1.3]
     raise NotImplementedError(f"no sample rule for a {value.name} sample")
 
@@ -403,7 +411,7 @@ def points(d) -> list:
         canonical = _canonical(d, params)
         if s.family.value is constraints.counts:
             params["total_count"] = 3
-        for x in _samples(d, canonical):
+        for x in _samples(d, {**canonical, **{n: float(params[n]) for n in s.family.arguments}}):
             key = repr((x, sorted(params.items())))
             if key not in seen and np.all(np.isfinite(np.asarray(x, float))):
                 seen.add(key)
@@ -521,7 +529,27 @@ def test_array_api_kernels_agree_with_numpy_at_the_extremes(entry):
                 got = getattr(xp_kernels, function)(**args)
             flat = [np.concatenate([np.ravel(np.asarray(v, float)) for v in (r.values() if isinstance(r, dict) else [r])])
                     for r in (expected, got)]
-            np.testing.assert_allclose(flat[1], flat[0], rtol=1e-9, atol=0, err_msg=f"{function} at x={x}, {params}")
+            apart = ~np.isclose(flat[1], flat[0], rtol=1e-9, atol=0)
+            if np.any(apart) and not d.symbolic.is_vector:
+                apart &= ~_both_within_rounding(d, function, x, params, flat)
+            np.testing.assert_allclose(flat[1][apart], flat[0][apart], rtol=1e-9, atol=0, err_msg=f"{function} at x={x}, {params}")
+
+
+def _both_within_rounding(d, function, x, params, flat):
+    """Where a value cancels down to what the inputs' last bits decide (the eligibility at a
+    gamma's mode, log(βx) − ψ(α) at α = 1e20: 5e-21 from terms of 46), two float algorithms agree
+    only to that: there both must be right against the mpmath reference, as test_every_entry
+    allows (CONDITIONING·ε·Σ|v ∂f/∂v|)."""
+    oracle = _oracle(d.family, d.param, None)
+    point = {**params, "x": x}
+    reference = oracle.evaluate(function, point)
+    within = np.zeros(len(flat[0]), bool)
+    for n, r in enumerate(reference):
+        if r == "tiny" or not np.isfinite(float(r)):
+            continue
+        allowed = max(RTOL * abs(r), CONDITIONING * EPS * oracle.conditioning(function, point, n))
+        within[n] = all(abs(v[n] - r) <= allowed for v in flat)
+    return within
 
 
 # -- the reported cases, one per class ---------------------------------------------------------
@@ -780,6 +808,116 @@ def test_beta_and_dirichlet_log_prob_at_huge_concentrations(c):
         with mp.workdps(100):
             a = mp.mpf(float(np.float32(c)))
             _close(lp, float(mp.loggamma(2 * a) - 2 * mp.loggamma(a) - 2 * (a - 1) * mp.log(2)), 1e-6)
+
+
+def _softplus_inverse(a):
+    return float(mpmath.log(mpmath.expm1(a))) if a < 700 else a
+
+
+_POSITIVE = {  # parametrization prefix: (the arguments' prefix, the float coordinate of a positive
+    # parameter a, the value it holds exactly)
+    "": ("", lambda a: a, lambda t: mpmath.mpf(t)),
+    "log_": ("log_", math.log, lambda t: mpmath.exp(t)),
+    "softplus_": ("raw_", _softplus_inverse, lambda t: mpmath.log1p(mpmath.exp(t))),
+}
+_UNIT = {  # param: (the float coordinates of p ∈ (0, 1), the p they hold exactly)
+    "probs": (lambda p: {"probs": p}, lambda c: mpmath.mpf(c["probs"])),
+    "logits": (lambda p: {"logits": math.log(p / (1 - p))}, lambda c: 1 / (1 + mpmath.exp(-mpmath.mpf(c["logits"])))),
+    "natural": (lambda p: {"eta": math.log(p)}, lambda c: mpmath.exp(mpmath.mpf(c["eta"]))),
+}
+
+
+@pytest.mark.parametrize("c", [1e6, 1e20, 1e60, 1e150, 1e300])
+def test_count_and_gamma_log_prob_at_the_mode_of_huge_parameters(c):
+    """α log β + (α − 1) log x − βx − log Γ(α), x log λ − λ − log x!, log n! − log x! −
+    log (n − x)! + x log p + (n − x) log(1 − p), the negative binomial's and the multinomial's:
+    terms of order n·log n that cancel to O(log n) at the mode.  The gamma's log-density at
+    α = 1e20, x = α was 0 (true −23.94), 4.6e46 at α = 1e60, β = 1e-100 (true −3.0e27); the
+    Poisson's at x = λ = 1e15 −16 (true −18.19); the binomial's at n = 1e15, x = n/2 −21.25 (true
+    −17.50); the negative binomial's at r = x = 1e15 −10.5 (true −18.53).  Taken in the
+    saddle-point form (Loader's bd0, stirlerr) for every parametrization, at and off the mode;
+    counts up to 2^50 (exact integers, as n − x), float32 too.  A point is checked in every
+    coordinate system where its value holds for the coordinates' rounding (``robust``: α and β
+    of one coordinate rounded alike, the mode of p = ½), else in the plain ones."""
+    mp = mpmath
+    n = 2.0 ** round(math.log2(min(c, 1e15)))  # a count: n/2, n/4 and n − x exact
+    k = float(round(3 * math.sqrt(n)))         # three standard deviations, about
+    with mp.workdps(700):
+        # gamma: (α, β, x, robust)
+        # (α off the mode by three standard deviations: x·β must be exact there, x's rounding decides
+        # the value; η₁ + 1 rounds where η₁ ≥ 2^53)
+        gamma = [(c, c, 1.0, True), (c, c, 0.5, True), (2.5, c, 2.5 / c, True), (c, 1.0, c, False),
+                 (c, 2.0**-20, c * 2.0**20, False), (c, 1e-100, c * 1e100, False), (c, 1.0, c - 3 * math.sqrt(c), "plain"),
+                 (c, 0.5, 2 * c + 6 * math.sqrt(c), "plain")]
+        for prefix, (name, coordinate, exact) in [*_POSITIVE.items(), ("natural", (None, None, None))]:
+            d = symelig.derive("gamma", "natural" if prefix == "natural" else prefix + "concentration_rate")
+            for a, b, x, robust in gamma:
+                if not (robust is True or prefix == "" or (prefix == "natural" and not robust)) or not np.isfinite(x):
+                    continue
+                if prefix == "natural":
+                    theta = {"eta1": a - 1, "eta2": -b}
+                    A, B = mp.mpf(theta["eta1"]) + 1, -mp.mpf(theta["eta2"])
+                else:
+                    theta = {name + "concentration": coordinate(a), name + "rate": coordinate(b)}
+                    A, B = exact(theta[name + "concentration"]), exact(theta[name + "rate"])
+                X = mp.mpf(x)
+                true = A * mp.log(B) + (A - 1) * mp.log(X) - B * X - mp.loggamma(A)
+                _close(d.log_prob(x, **theta), float(true), 1e-12)
+        # Poisson: (λ, x, robust)
+        for prefix, (name, coordinate, exact) in _POSITIVE.items():
+            d = symelig.derive("poisson", prefix + "rate")
+            for lam, x, robust in [(c, c, False), (c, 0.0, True), (c, float(round(c / 2)), True), (2.5, n, True),
+                                   (c, c + k if c < 1e15 else c, False)]:
+                if robust or not prefix:
+                    t = coordinate(lam)
+                    L, X = exact(t), mp.mpf(x)
+                    _close(d.log_prob(x, **{name + "rate": t}), float(X * mp.log(L) - L - mp.loggamma(X + 1)), 1e-12)
+        # binomial: (x, p, robust), n trials
+        for param in ("probs", "logits"):
+            d = symelig.derive("binomial", param)
+            coordinates, exact = _UNIT[param]
+            for x, p, robust in [(n / 2, 0.5, True), (n / 2 + k, 0.5, True), (0.0, 0.5, True), (n, 0.5, True),
+                                 (n / 4, 0.25, False), (float(round(n * 1e-13)), 1e-13, False)]:
+                if robust or param == "probs":
+                    theta = coordinates(p)
+                    P, N, X = exact(theta), mp.mpf(n), mp.mpf(x)
+                    true = mp.loggamma(N + 1) - mp.loggamma(X + 1) - mp.loggamma(N - X + 1) + X * mp.log(P) + (N - X) * mp.log(1 - P)
+                    _close(d.log_prob(x, total_count=n, **theta), float(true), 1e-12)
+        # negative binomial: (r, x, p, robust): the mean r·p/(1 − p) is r at p = ½
+        for param in ("probs", "logits", "natural"):
+            d = symelig.derive("negative_binomial", param)
+            coordinates, exact = _UNIT[param]
+            for r, x, p, robust in [(n, n, 0.5, True), (n, 0.0, 0.5, True), (n, n + k, 0.5, param != "natural"),
+                                    (2.5, math.floor(1.5 * 2.0**40), 1 - 2.0**-40, False)]:
+                if robust or param == "probs":
+                    theta = coordinates(p)
+                    P, R, X = exact(theta), mp.mpf(r), mp.mpf(x)
+                    true = mp.loggamma(X + R) - mp.loggamma(R) - mp.loggamma(X + 1) + R * mp.log(1 - P) + X * mp.log(P)
+                    _close(d.log_prob(x, total_count=r, **theta), float(true), 1e-12)
+        # multinomial: π = [¼, ¼, ½] as normalized_probs, probs [1, 1, 2] and logits [0, 0, log 2]
+        for param in ("normalized_probs", "probs", "logits"):
+            d = symelig.derive("multinomial", param)
+            theta = {"normalized_probs": [0.25, 0.25, 0.5], "probs": [1.0, 1.0, 2.0], "logits": [0.0, 0.0, math.log(2)]}[param]
+            weights = [mp.exp(mp.mpf(v)) for v in theta] if param == "logits" else [mp.mpf(v) for v in theta]
+            pi = [w / mp.fsum(weights) for w in weights]
+            for x, robust in [([n / 4, n / 4, n / 2], True), ([0.0, n / 2, n / 2], True), ([n / 4 + k, n / 4 - k, n / 2], param != "logits")]:
+                if robust:
+                    N, X = mp.mpf(n), [mp.mpf(v) for v in x]
+                    true = mp.loggamma(N + 1) - mp.fsum(mp.loggamma(v + 1) for v in X) + mp.fsum(v * mp.log(q) for v, q in zip(X, pi))
+                    _close(d.log_prob(np.array(x), total_count=n, **{param: np.array(theta)}), float(true), 1e-12)
+    if c < 1e38:  # float32 stays float32 and keeps its digits
+        a = np.float32(c)
+        with mp.workdps(100):
+            A = mp.mpf(float(a))
+            cases = [(symelig.derive("gamma", "concentration_rate").log_prob(np.float32(1), concentration=a, rate=a), A * mp.log(A) - A - mp.loggamma(A)),
+                     (symelig.derive("poisson", "rate").log_prob(a, rate=a), A * mp.log(A) - A - mp.loggamma(A + 1))]
+            m = np.float32(2.0**40)
+            M = mp.mpf(float(m))
+            cases.append((symelig.derive("binomial", "probs").log_prob(m / 2, total_count=m, probs=np.float32(0.5)),
+                          mp.loggamma(M + 1) - 2 * mp.loggamma(M / 2 + 1) - M * mp.log(2)))
+        for lp, true in cases:
+            assert lp.dtype == np.float32
+            _close(lp, float(true), 1e-6)
 
 
 def test_a_users_location_scale_density_is_written_through_w_too():

@@ -69,6 +69,10 @@ class Kernel:
     def row_sum(self, code: str) -> str:
         raise NotImplementedError
 
+    def gated(self, code: str, need: str) -> str:
+        """``code`` (a row sum) where only rows with ``need`` use it: as it is (computed for all)."""
+        return code
+
     def exp_shifted(self, lowering, body, top) -> None:
         """Statements for exp(body − top), memoized in ``lowering`` under ("exp", body)."""
         raise NotImplementedError

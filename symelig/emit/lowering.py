@@ -28,7 +28,7 @@ from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Po
 
 from .. import constraints
 from ..family import K
-from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept
+from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, added_first, select
 from .asymptotic import asymptotic
 from .stable import stable
 from .standardize import standardized
@@ -52,12 +52,14 @@ class Lowering:
         self.unit_interval = [derivation.symbols[n] for n in derivation.parameters
                               if derivation.constraints[n] is constraints.unit_interval]
         self.sample_index = derivation.sample_index
+        self.identities = derivation.family.identities(**derivation.symbols)
         self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
         self.vectors: set = {Symbol(n) for n in self.axis_names}   # names of shape (..., K)
         # what each name depends on, so the buffer compiler knows which operands fit a buffer
         self.symbol_deps: dict = {Symbol(n): frozenset({n}) for n in derivation.symbols}
         self.symbol_deps[Symbol("_x")] = frozenset({"x"})
         self.owned: set = set()  # temporaries that are fresh output-sized buffers
+        self.gate = None         # the condition of the select piece being lowered (its sums' gate)
         self.ns = self.printer.ns
 
     def _temp(self, prefix, code, key, vector, depends_on=None):
@@ -127,20 +129,28 @@ class Lowering:
         :mod:`symelig.emit.stable`);
         constants become Python floats, which keep float32 float32 (np.log(2) would be a
         float64 scalar and promote the result)."""
-        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval, self.sample_index)
+        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval, self.sample_index, self.identities)
         e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
+        return self._fixed_first(e)
+
+    def _fixed_first(self, e, piece=False):
+        """``e`` lowered, its terms free of θ added up first (log n! − log x! − log (n − x)!): where
+        they cancel exactly, a small θ-term added afterwards keeps its digits (log(1 − p) at
+        p = 1e-150).  A statement of their own, or, in a ``piece`` of a select (which the numpy
+        kernels compute only where it is taken), a parenthesized sum."""
         fixed = [t for t in Add.make_args(e) if t.free_symbols and not t.has(*self.parameters)]
         if e.is_Add and 1 < len(fixed) < len(e.args):
-            # terms free of θ first (log n! − log x! − log (n − x)!): where they cancel exactly,
-            # a small θ-term added afterwards keeps its digits (log(1 − p) at p = 1e-150)
             rest = [t for t in e.args if t not in fixed]
-            return self._materialize(self._lower(Add(*fixed)), "fixed") + self._lower(Add(*rest))
+            first = added_first(self._lower(Add(*fixed))) if piece else self._materialize(self._lower(Add(*fixed)), "fixed")
+            return first + self._lower(Add(*rest))
         return self._lower(e)
 
     def standardize(self, outputs: dict) -> dict:
         """``outputs`` through w = (u − μ)/σ where the family is location–scale; w is computed
         once, before everything else."""
         computed, outputs = standardized(self.derivation, outputs)
+        for symbol, expression in (computed or ())[:1]:  # w = βx: the saddle-point form's m
+            self.identities = {**self.identities, symbol: expression}
         for symbol, expression in computed or ():
             self.aliases[symbol] = self._materialize(self.lower(expression), "w")
         return outputs
@@ -164,6 +174,9 @@ class Lowering:
                 return Symbol("size") * self._lower(e.function)
             body = self._lower(e.function)
             code = self.kernel.row_sum(self._print(body))
+            if self.gate is not None and e not in self.memo:  # a sum only a select's piece needs: only if some row takes it
+                code = self.kernel.gated(code, self._print(self.gate))
+                return self._temp("sum", code, (e, self.gate), vector=False, depends_on=body)
             return self._temp("sum", code, e, vector=False, depends_on=body)
         if isinstance(e, (LogSumExp, Softmax)) and self.kernel.fuses_softmax:
             fused = self._fused(e)
@@ -186,6 +199,16 @@ class Lowering:
         if isinstance(e, SoftmaxExcept) and e.at == self.sample_index:
             top, shifted, total = self._shifted_exp(e)
             return self._except(shifted, total, e) / total
+        if isinstance(e, select):
+            condition, then, otherwise = e.args
+            need = self._lower(condition)
+            otherwise = self._fixed_first(otherwise, True)  # first: a sum both pieces use is not gated
+            outer, self.gate = self.gate, need
+            try:
+                then = self._fixed_first(then, True)
+            finally:
+                self.gate = outer
+            return select(need, then, otherwise)
         if isinstance(e, KroneckerDelta):
             raise NotImplementedError(f"{e} is only vectorized as a term δ_jx·c of an eligibility")
         if e.args:

@@ -17,6 +17,7 @@ from . import assemble, second_order
 from .buffers import Buffers
 from .kernel import Kernel, eligibility_body, log_prob_body
 from .lowering import reuse_squares
+from ..functions import select
 from .text import PositiveFirst
 
 _HELPERS = {
@@ -103,19 +104,22 @@ _HELPERS = {
     """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation.
     Where |d| < 0.1(a + m) the two terms cancel: there the series in v = d/(a + m), d·v +
     2a·v(v²/3 + v⁴/5 + …), nine terms (v² < 0.01: exact to 1e-19); elsewhere a·log(a/m) − d, with
-    log(a/m) as log a − log m where a/m would leave the floats.  Each branch is taken at inputs
-    clipped to its own region, and only if some element needs it."""
+    log(a/m) as log a − log m where a/m would leave the floats; m at a = 0 (0·log 0 = 0), +inf
+    at m = 0 < a.  Each branch is taken at inputs clipped to its own region, and only if some
+    element needs it."""
     near = np.abs(d) < 0.1 * (a + m)
     out = None
     if not np.all(near):
         xf = np.where(near, 2.0, a)
         mf = np.where(near, 1.0, m)
-        logs = np.log(xf) - np.log(mf)
-        inside = np.abs(logs) < 700
+        both = (xf > 0) & (mf > 0)
+        logs = np.log(np.where(both, xf, 1.0)) - np.log(np.where(both, mf, 1.0))
+        inside = both & (np.abs(logs) < 700)
         out = np.log(np.where(inside, xf, 1.0) / np.where(inside, mf, 1.0))
         np.copyto(out, logs, where=~inside)
         out *= xf
         out -= d
+        np.copyto(out, np.inf, where=(mf == 0) & (xf > 0))
     if np.any(near):
         xs = np.where(near, a, 1.0)
         ds = np.where(near, d, 0.0)
@@ -147,6 +151,68 @@ _HELPERS = {
         if out is None:
             return series
         np.copyto(out, series, where=far)
+    return out''',
+    "_factorial_remainder": '''def _factorial_remainder(a):
+    """log a! − (a log a − a) = stirlerr(a) + ½ log(2πa) for a count a ≥ 0, 0 at a = 0: above 15
+    ½ log(2πa) and stirlerr's series (see _stirlerr), below the difference itself; each only
+    if some element needs it."""
+    far = a > 15
+    out = None
+    if not np.all(far):
+        an = np.where(far, 1.0, a)
+        out = special.gammaln(an + 1) + an
+        out -= an * np.log(np.where(an > 0, an, 1.0))
+    if np.any(far):
+        r = np.where(far, a, 15.0)
+        half = np.log(r)
+        half += 1.8378770664093453
+        half *= 0.5
+        np.reciprocal(r, out=r)
+        q = r * r
+        series = 1 / 12 - q * (1 / 360 - q * (1 / 1260 - q * (1 / 1680 - q * (1 / 1188 - q * (691 / 360360)))))
+        series *= r
+        series += half
+        if out is None:
+            return series
+        np.copyto(out, series, where=far)
+    return out''',
+    "_fms": '''def _fms(a, b, c):
+    """a − b·c with the product exact: b·c = p + e (Dekker's two-product on the mantissas, so
+    that nothing overflows, e scaled back exactly), a − p exact where a ≈ p (Sterbenz), then − e."""
+    p = b * c
+    mb, eb = np.frexp(b)
+    mc, ec = np.frexp(c)
+    split = 134217729.0 if p.dtype == np.float64 else 4097.0  # 2^⌈t/2⌉ + 1, t the mantissa bits
+    t = split * mb
+    hb = t - (t - mb)
+    lb = mb - hb
+    t = split * mc
+    hc = t - (t - mc)
+    lc = mc - hc
+    pm = mb * mc
+    e = ((hb * hc - pm) + hb * lc + lb * hc) + lb * lc  # mb·mc − pm, exactly
+    out = a - p
+    out -= np.ldexp(e, eb + ec)
+    return out''',
+    "_select": '''def _select(need, then, then_args, otherwise, otherwise_args):
+    """then(*then_args) where ``need`` holds and otherwise(*otherwise_args) elsewhere, each
+    computed only at the elements that take it (both are elementwise in their arguments):
+    np.where would compute both everywhere, and a saddle-point form costs several times the
+    form as derived.  A new array of the arguments' floating dtype."""
+    args = then_args + otherwise_args
+    shape = np.broadcast_shapes(np.shape(need), *map(np.shape, args))
+    dtype = np.result_type(*args, 0.0)
+    if not np.any(need) or np.all(need):
+        function, args = (then, then_args) if np.any(need) else (otherwise, otherwise_args)
+        out = function(*args)
+        if np.shape(out) == shape and getattr(out, "dtype", None) == dtype and not any(map(lambda a: a is out, args)):
+            return out
+        return np.array(np.broadcast_to(out, shape), dtype)
+    need = np.broadcast_to(need, shape)
+    out = np.empty(shape, dtype)
+    out[need] = then(*map(lambda a: np.broadcast_to(a, shape)[need], then_args))
+    need = ~need
+    out[need] = otherwise(*map(lambda a: np.broadcast_to(a, shape)[need], otherwise_args))
     return out''',
     "_with_ndim": '''def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
@@ -222,6 +288,7 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
     def __init__(self, dialect: str = "numpy"):
         super().__init__({"fully_qualified_modules": True})
         self.helpers: set = set()
+        self.pieces: dict = {}  # {name: expression} of select pieces kept out of the kernel's CSE
         self.dialect = dialect
         self.ns = "np" if dialect == "numpy" else "xp"
         self._aliases = {"numpy": self.ns, "scipy.special": "special" if dialect == "numpy" else "_sp"}
@@ -282,6 +349,10 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
         a, b = expr.args
         return f"({self.parenthesize(a, PRECEDENCE['Mul'], strict=True)}/{self.parenthesize(b, PRECEDENCE['Mul'])})"
 
+    def _print_factorial_remainder(self, expr):
+        self._module_format("scipy.special.gammaln")  # the helper uses scipy.special
+        return self._helper("_factorial_remainder", expr.args)
+
     def _print_stirlerr(self, expr):
         self._module_format("scipy.special.gammaln")  # the helper uses scipy.special
         return self._helper("_stirlerr", expr.args)
@@ -294,6 +365,32 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
 
     def _print_log1mexp(self, expr):
         return self._helper("_log1mexp", expr.args)
+
+    def _print_added_first(self, expr):
+        return f"({self._print(expr.args[0])})"
+
+    def _print_fms(self, expr):
+        return self._helper("_fms", expr.args)
+
+    def _print_select(self, expr):
+        """numpy: _select(condition, lambda names: then, (names,), lambda …: otherwise, (…,)),
+        each piece computed only at the elements that take it; the array API: a where()."""
+        condition, then, otherwise = expr.args
+        if self.dialect != "numpy":
+            return f"{self.ns}.where({self._print(condition)}, {self._print(then)}, {self._print(otherwise)})"
+        self.helpers.add("_select")
+        pieces = []
+        for piece in (then, otherwise):
+            piece = self.pieces.get(piece, piece)
+            names = sorted(str(s) for s in piece.free_symbols)
+            # the piece's own common subexpressions, each bound by a lambda of its own (evaluated
+            # first, on the piece's elements only)
+            common, (body,) = cse([piece], symbols=numbered_symbols("_s"))
+            code = self._print(body)
+            for name, value in reversed(common):
+                code = f"(lambda {name}: {code})({self._print(value)})"
+            pieces.append(f"lambda {', '.join(names)}: {code}, ({''.join(n + ', ' for n in names)})")
+        return f"_select({self._print(condition)}, {', '.join(pieces)})"
 
     def _print_Piecewise(self, expr):
         """Nested where(cond, a, b): both sides are computed (vectorized), the condition picks."""
@@ -416,7 +513,7 @@ class NumpyKernel(Kernel):
         families are written through w = (u − μ)/σ first (:mod:`symelig.emit.standardize`)."""
         low = self.lowering
         outputs = low.standardize(outputs) if self.with_x else outputs
-        lowered = {n: low.lower(e) for n, e in outputs.items()}
+        lowered = {n: self._pieces_apart(low.lower(e)) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
         common, reduced = reuse_squares(common, reduced)
         for s, e in common:
@@ -438,6 +535,27 @@ class NumpyKernel(Kernel):
         lines = [f"{n} = {c}" if n else c for n, c in low.statements] + buffers.lines
         return lines, owned
 
+    def _pieces_apart(self, e):
+        """``e`` with the pieces of each select standing as names, so that the common
+        subexpressions of a piece are not taken out of it (they would be computed for every
+        element, where the piece is computed only for those that take it); the printer writes
+        each piece with common subexpressions of its own."""
+        low = self.lowering
+
+        def apart(s):
+            condition, *pieces = s.args
+            names = []
+            for piece in pieces:
+                name = Symbol(f"_piece{len(self.printer.pieces)}")
+                self.printer.pieces[name] = piece
+                low.symbol_deps[name] = low.deps(piece)
+                if low.is_vector(piece):
+                    low.vectors.add(name)
+                names.append(name)
+            return select(condition, *names)
+
+        return e.replace(lambda s: isinstance(s, select), apart)
+
     def output(self, name: str, shape: str, copy) -> str:
         return f"_output({name}, {shape}, dtype, copy={copy})"
 
@@ -456,6 +574,10 @@ class NumpyKernel(Kernel):
 
     def row_sum(self, code: str) -> str:
         return self.helper("_row_sum", code)
+
+    def gated(self, code: str, need: str) -> str:
+        """Only if some row needs it (a saddle-point form's sums at ordinary parameters: none)."""
+        return f"({code} if np.any({need}) else 0)"
 
     def exp_shifted(self, lowering, body, top) -> None:
         # z − max in a new buffer, exp in place: one allocation

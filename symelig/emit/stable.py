@@ -23,10 +23,11 @@ written they lose every digit where the terms cancel (η → 0) or overflow befo
   e^(f_k − m) with m = max_k f_k (log D = m + log Σ c_k e^(f_k − m)), when N is homogeneous of
   degree n in the e^(f_k), so that the quotient is unchanged and nothing overflows: the
   finite-sum counterpart of the max-shifted softmax and log-sum-exp over categories;
-* log Γ(Σa_k) − Σ log Γ(a_k) + Σ a_k log x_k (a beta or Dirichlet density: terms of order n log n,
-  n = Σa_k, that cancel to O(log n) near the mode), where n is large, in Loader's saddle-point
-  form −Σ bd0(a_k, n x_k) + ½[Σ log a_k − log n] − (K−1)/2·log 2π + stirlerr(n) − Σ stirlerr(a_k)
-  (+ n(Σx_k − 1), 0 for a beta's x and 1 − x), whose terms are each as small as the value.
+* c·[log Γ(n) − Σ log Γ(a_k) + Σ a_k log y_k] with n = Σa_k (beta, Dirichlet; with log n! and log
+  x_k!: binomial, multinomial; negative binomial), and −log Γ(a) + a log m − m (gamma, Poisson),
+  whose terms of order a·log a cancel to O(log a) near the mode: where a is large, in Loader's
+  saddle-point form, −bd0(a_k, m_k) and Stirling's remainders, each term as small as the value
+  (:func:`_saddle_point`).
 
 Each rewrite is an identity; the kernels' tests compare them with 50-digit references.
 """
@@ -41,16 +42,18 @@ from sympy import (
 from sympy.codegen.cfunctions import expm1, log1p
 
 from ..functions import (
-    LogSumExp, Softmax, SoftmaxExcept, SumExcept, bd0, betaln, gamma_difference, log1mexp, log1pmx, log_softplus,
-    log_softplus_curvature, quotient, sigmoid, sigmoid_over_softplus, softplus, stirlerr,
+    LogSumExp, Softmax, SoftmaxExcept, SumExcept, bd0, betaln, factorial_remainder, fms, gamma_difference, log1mexp, log1pmx,
+    log_softplus, log_softplus_curvature, logfactorial, quotient, select, sigmoid, sigmoid_over_softplus, softplus, stirlerr, xlogy,
 )
 
 
-def stable(expr, parameters=(), unit_interval=(), sample=None):
+def stable(expr, parameters=(), unit_interval=(), sample=None, identities=None):
     """``expr`` with the cancelling and overflowing forms above replaced (bottom-up);
     ``parameters`` are the differentiated symbols (the rest is data: x, total_count),
-    ``unit_interval`` those of them that lie in (0, 1), ``sample`` a categorical sample x."""
-    return _Stable(tuple(parameters), tuple(unit_interval), sample)(_saddle_point(log1p_pairs(_sigmoid_into_polygamma_sums(expr))))
+    ``unit_interval`` those of them that lie in (0, 1), ``sample`` a categorical sample x,
+    ``identities`` the family's equalities on the support ({Σ_i x_i: n})."""
+    return _Stable(tuple(parameters), tuple(unit_interval), sample)(
+        _saddle_point(log1p_pairs(_sigmoid_into_polygamma_sums(expr)), identities))
 
 
 def log1p_pairs(expr, variable=None):
@@ -193,56 +196,90 @@ class _Stable:
         return Add(*terms)
 
 
-# -- log Γ(Σa) − Σ log Γ(a_k) + Σ a_k log x_k: Loader's saddle-point form ------------------------
+# -- log Γ and log-factorial terms against a·log θ: Loader's saddle-point form --------------------
 
-SADDLE_POINT = 100  # n = Σa_k above which the saddle-point form is taken
+SADDLE_POINT = 100  # the size (the total n, or a lone component a) above which the form is taken
 
 
-def _saddle_point(expr):
-    """``expr`` with each sum c·[log Γ(n) − Σ_k log Γ(a_k) + Σ_k a_k log x_k], n = Σ_k a_k (K ≥ 2
-    components written out, or Σ_{i=0}^{K−1} over an index), taken in Loader's (2000) saddle-point
-    form where n > SADDLE_POINT and as derived elsewhere.  With Stirling's remainder stirlerr and
-    the deviance bd0(a, m) = a log(a/m) + m − a, log Γ(n) − Σ log Γ(a_k) + Σ a_k log x_k is
+def _saddle_point(expr, identities=None):
+    """``expr`` with each sum of log-gamma terms that cancels against its a·log θ terms taken in
+    Loader's (2000) saddle-point form where its size is above SADDLE_POINT, and as derived
+    elsewhere (a :class:`select`, which the numpy kernels evaluate piece by piece).  Write
+    G_s(a) = log Γ(a + s): s = 0 for log Γ(a), s = 1 for log a! (a count, 0 included), and
+    R_s(a) = G_s(a) − a log a + a: R_0(a) = stirlerr(a) − ½ log a + ½ log 2π, R_1(a) =
+    factorial_remainder(a) = stirlerr(a) + ½ log(2πa), 0 at a = 0.  With the deviance bd0(a, m) =
+    a log(a/m) + m − a (a log m − m = −bd0(a, m) + a log a − a),
 
-        −Σ_k bd0(a_k, n x_k) + n(Σ_k x_k − 1) + ½[Σ_k log a_k − log n] − (K−1)/2·log 2π
-        + stirlerr(n) − Σ_k stirlerr(a_k),
+        −G_s(a) + a log m − m = −bd0(a, m) − R_s(a),      G_s(n) − n log n + n = R_s(n),
 
-    an identity for any x_k > 0 (Stirling's (z − ½) log z − z cancel between n and the a_k, and
-    a_k log(n x_k/a_k) = −bd0(a_k, n x_k) + n x_k − a_k).  As derived, the terms are of order
-    n·log n and the value of order log n at the mode: a beta's log-density at a = b = 1e20 came
-    out −81920 for 23.1.  Here every term is of the order of the value; a_k − n x_k is passed to
-    bd0 as n·(a_k/n − x_k) (see _deviance), and for a beta n(x + (1 − x) − 1) is 0 symbolically.
-    The rest of the coefficient of log x_k (the −1 of (a_k − 1) log x_k) stays as it is."""
-    if not expr.has(loggamma):
+    every term of the order of the value, where as derived the terms are of order a·log a and the
+    value of order log a at the mode (the gamma's log-density at α = 1e20, x = α was 0 for
+    −23.94; the binomial's at n = 1e15, x = n/2 −21.25 for −17.50).  Two shapes take it:
+
+    * a total: c·[G_s(n) − Σ_k G_{s_k}(a_k) + Σ_k a_k log y_k] with n = Σ_k a_k (symbolically, or
+      through the family's identities: Σ_i x_i = n), components written out or Σ_i over the
+      categories, is c·[R_s(n) − Σ_k (bd0(a_k, n y_k) + R_{s_k}(a_k)) + n(Σ_k y_k − 1)], the last
+      term 0 on its face for y and 1 − y, σ(z) and σ(−z), f_i/Σ_k f_k.  Beta and Dirichlet (s = 0),
+      binomial and multinomial (s = 1: R's dbinom_raw), negative binomial (log Γ(r + x) − log Γ(r)
+      − log x!: R's dnbinom).  Taken where n > SADDLE_POINT, at max(n, SADDLE_POINT) so that the
+      piece not taken stays finite (the array-API kernels' where() computes both);
+    * a component alone against its linear term: c·[−G_s(a) + a log m − m] = −c·[bd0(a, m) +
+      R_s(a)]: the gamma (a = α, m = βx from α log β + α log x − βx, or the standardized w = βx),
+      the Poisson (a = x, m = λ).  Taken where a > SADDLE_POINT, at max(a, SADDLE_POINT).
+
+    log y is recognised as written: log y, log_softplus(u) (y = softplus u), −softplus(u)
+    (y = σ(−u): a logit's log p), xlogy(a, y), −LogSumExp(f) (y = 1/Σe^f: n·LogSumExp is
+    Σ_i x_i·LogSumExp on the support) and a linear a·u (y = e^u: log_rate, natural parameters),
+    its coefficient being c·a plus terms free of a's symbols; the rest (the −1 of (α − 1) log x)
+    stays as it is.  The deviation a − m, of the order of √a, is passed to bd0 without the
+    rounding of m (_deviance, fms)."""
+    if not expr.has(loggamma, logfactorial):
         return expr
-    return expr.replace(lambda e: e.is_Add and any(isinstance(t.as_coeff_Mul()[1], (loggamma, Sum)) for t in e.args),
-                        _saddle_point_in)
+    identities = dict(identities or {})
+    return expr.replace(lambda e: e.is_Add and any(_gamma_term(t) is not None for t in e.args),
+                        lambda e: _saddle_point_in(e, identities))
 
 
-def _saddle_point_in(add):
+def _gamma_term(term):
+    """(c, a, s, limits) for a term c·G_s(a) or c·Σ_i G_s(a(i)) (``limits`` those of the sum, else
+    None), G_0 = log Γ and G_1 = log-factorial; None for any other term."""
+    c, rest = term.as_coeff_Mul()
+    limits = None
+    if _category_sum(rest) is not None:
+        rest, limits = rest.function, rest.limits[0]
+    if isinstance(rest, loggamma):
+        return c, rest.args[0], 0, limits
+    if isinstance(rest, logfactorial):
+        return c, rest.args[0], 1, limits
+    return None
+
+
+def _saddle_point_in(add, identities):
     terms = list(Add.make_args(add))
-    singles, summed = [], []  # (term, c, A) for c·log Γ(A); (term, c, f, i, K − 1) for c·Σ_i log Γ(f(i))
-    for t in terms:
-        c, rest = t.as_coeff_Mul()
-        if isinstance(rest, loggamma):
-            singles.append((t, c, rest.args[0]))
-        elif _category_sum(rest) is not None and isinstance(rest.function, loggamma):
-            summed.append((t, c, rest.function.args[0], rest.limits[0][0], rest.limits[0][2]))
-    for total, c, n in singles:
-        if c.is_positive is not True and c.is_negative is not True:
+    gammas = [(t, *g) for t in terms if (g := _gamma_term(t)) is not None]
+    signed = [g for g in gammas if g[1].is_positive or g[1].is_negative]
+    for total in signed:
+        t, c, n, _, limits = total
+        if limits is not None:
             continue
-        parts = [s for s in singles if s[0] is not total and s[1] == -c]
-        for size in range(len(parts), 1, -1) if len(parts) <= 8 else ():  # (2^8 subsets at most)
-            for subset in combinations(parts, size):
-                if (Add(*[s[2] for s in subset]) - n).expand() == 0:
-                    found = _saddle_point_written_out(terms, total, c, n, subset)
+        parts = [g for g in signed if g[0] is not t and g[1] == -c]
+        singles = [g for g in parts if g[4] is None]
+        for size in range(len(singles), 1, -1) if len(singles) <= 8 else ():  # (2^8 subsets at most)
+            for subset in combinations(singles, size):
+                if _same(Add(*[g[2] for g in subset]), n, identities):
+                    found = _with_total(terms, total, subset)
                     if found is not None:
                         return found
-        for s in summed:
-            if s[1] == -c and (_opened(n) - _opened(Sum(s[2], (s[3], 0, s[4])))).expand() == 0:
-                found = _saddle_point_summed(terms, total, c, n, s)
+        for g in parts:
+            if g[4] is not None and _same(Sum(g[2], g[4]), n, identities):
+                found = _with_total_summed(terms, total, g)
                 if found is not None:
                     return found
+    for g in signed:
+        if g[4] is None:
+            found = _alone(terms, g, identities)
+            if found is not None:
+                return found
     return add
 
 
@@ -262,41 +299,106 @@ def _opened(e):
     return e.replace(lambda a: isinstance(a, Sum) and len(a.limits) == 1, split)
 
 
-def _log_parts(term):
-    """[(log y, coefficient)] when every term of the expanded ``term`` is a coefficient times
-    one log, else None."""
-    out = []
-    for part in Add.make_args(expand_mul(term)):
-        logs = [f for f in Mul.make_args(part) if isinstance(f, log)]
-        if len(logs) != 1:
-            return None
-        out.append((logs[0], part / logs[0]))
-    return out
+def _same(a, b, identities):
+    """a = b, sums compared term by term, on the support (the family's identities applied)."""
+    difference = expand_mul(_opened(a) - _opened(b))
+    for lhs, rhs in identities.items():
+        difference = expand_mul(difference.xreplace({_opened(lhs): _opened(rhs)}))
+    return difference == 0
 
 
-def _matching_log(coefficients, c, a, taken=()):
-    """The log y whose coefficient is c·a plus terms free of a's symbols, y free of them too."""
-    symbols = a.free_symbols - {s for s in a.free_symbols if getattr(s, "is_integer", False) and not s.is_Indexed}
-    for L, coefficient in coefficients.items():
-        if L in taken or L.args[0].free_symbols & symbols:
+_LOG_LIKE = (log, log_softplus, softplus, xlogy, LogSumExp)
+
+
+def _log_like(piece, exclude=frozenset()):
+    """(q, L, y) with ``piece`` = q·L and L = log y, for a piece with one logarithm in any of its
+    written forms (log y; log_softplus(u), y = softplus(u); −softplus(u), y = σ(−u); xlogy(q, y);
+    LogSumExp(f), y = Σ_i e^f) free of the symbols ``exclude``, else None."""
+    found = [f for f in Mul.make_args(piece)
+             if isinstance(f, _LOG_LIKE) and not (f.args[1] if isinstance(f, xlogy) else f).free_symbols & exclude]
+    if len(found) != 1:
+        return None
+    f = found[0]
+    q = piece / f
+    if isinstance(f, log):
+        return q, f, f.args[0]
+    if isinstance(f, log_softplus):
+        return q, f, softplus(f.args[0])
+    if isinstance(f, softplus):
+        return -q, -f, sigmoid(-f.args[0])
+    if isinstance(f, xlogy):
+        return q * f.args[0], log(f.args[1]), f.args[1]
+    k = Dummy("k", integer=True, nonnegative=True)
+    return q, f, Sum(exp(f.body.xreplace({f.index: k})), (k, 0, f.size - 1))
+
+
+def _symbols_of(a, index=None):
+    """The symbols a coefficient is matched on: a's, without the category index of a sum."""
+    return a.free_symbols - {index}
+
+
+def _pieces(terms):
+    """[(term, piece)]: the pieces of each expanded term (xlogy kept whole)."""
+    return [(t, p) for t in terms for p in Add.make_args(expand_mul(t))]
+
+
+def _logs_of(pieces, c, a, taken=(), index=None):
+    """([(L, y)], carriers) for the component ``a`` with coefficient −c: the logs L = log y whose
+    total coefficient over ``pieces`` is c·a plus terms free of a's symbols (y free of them, and
+    holding ``index`` if given), and the linear pieces c·a·u (L = u, y = e^u); ``carriers`` the
+    terms holding them."""
+    symbols = _symbols_of(a, index)
+    totals, holders, found, carriers = {}, {}, [], set()
+    for term, piece in pieces:
+        like = _log_like(piece, symbols)
+        if like is not None:
+            q, L, y = like
+            totals[L] = (totals.get(L, (0, y))[0] + q, y)
+            holders.setdefault(L, []).append(term)
             continue
-        if not (coefficient - c * a).expand().free_symbols & symbols:
-            return L
-    return None
+        u = piece / (c * a)
+        if (u.free_symbols and not u.free_symbols & symbols and not u.has(*_LOG_LIKE) and u not in taken
+                and (index is None or u.has(index))):
+            found.append((u, exp(u)))
+            carriers.add(term)
+    for L, (q, y) in totals.items():
+        if L in taken or y.free_symbols & symbols or (index is not None and not y.has(index)):
+            continue
+        if not expand_mul(q - c * a).free_symbols & symbols:
+            found.append((L, y))
+            carriers.update(holders[L])
+    return found, carriers
+
+
+def _as_logs(e):
+    """``e`` with xlogy(a, y) written a·log y: the form's rest (xlogy's 0·log 0 is its direct form's)."""
+    return e.replace(lambda f: isinstance(f, xlogy), lambda f: f.args[0] * log(f.args[1]))
 
 
 def _log_of(a):
     return log_softplus(a.args[0]) if isinstance(a, softplus) else log(a)
 
 
-def _deviance(a, n, y):
+def _remainder(a, s):
+    """G_s(a) − a log a + a: stirlerr(a) − ½ log a + ½ log 2π for log Γ(a); for log a!,
+    factorial_remainder(a) = stirlerr(a) + ½ log(2πa), 0 at a count of 0."""
+    if s == 1:
+        return factorial_remainder(a)
+    return stirlerr(a) - _log_of(a) / 2 + log(2 * pi) / 2
+
+
+def _deviance(a, n, y, counts=False):
     """bd0(a, n·y) with its difference a − n·y written as n·(a/n − y): p = a/n, the component's
     mean, is one division (exact for a = b: a quotient, which CSE does not split into a·(1/n)),
     and a − n·y keeps its digits where it is of the order of √a.  A y with a constant term
     (1 − x) is taken as it stands only where it is computed exactly (x ≥ ½, Sterbenz); below, 1 − x
     rounds by ε/4, n·ε/4 would swamp √b for b ≪ n, and b − n(1 − x) is written n·(x − a/n), with
-    the other component's mean as it stands in its own difference."""
+    the other component's mean as it stands in its own difference.  Where the components are
+    counts (``counts``: integers, exact as n is), a − n·y instead, the product taken exactly
+    (fms): exact wherever n·y is, at p = ½ or ¼, where a/n rarely is."""
     constant, rest = y.as_coeff_Add()
+    if counts:  # a − n·y with n·y exact: a − n = −x symbolically for y = 1 − p
+        return bd0(a, n * y, fms(expand_mul(a - n * constant), n, rest))
     direct = n * (quotient(a, n) - y)
     if constant == 0:
         return bd0(a, n * y, direct)
@@ -304,66 +406,122 @@ def _deviance(a, n, y):
     return bd0(a, n * y, Piecewise((direct, Abs(rest) >= Abs(constant) / 2), (complement, True)))
 
 
-def _saddle_point_written_out(terms, total, c, n, components):
-    used = {total, *(s[0] for s in components)}
-    coefficients, carriers = {}, {}
-    for t in terms:
-        parts = _log_parts(t) if t not in used else None
-        for L, coefficient in parts or ():
-            coefficients[L] = coefficients.get(L, 0) + coefficient
-            carriers.setdefault(L, []).append(t)
-    matched = []
-    for _, _, a in components:
-        L = _matching_log(coefficients, c, a, [m[1] for m in matched])
-        if L is None:
+def _balance(n, ys, index=None, upper=None):
+    """n(Σ_k y_k − 1), 0 where it is 0 on its face: y and 1 − y, σ(u) and σ(−u), f_i/Σ_k f_k."""
+    if index is None:
+        total = Add(*ys).replace(lambda e: isinstance(e, sigmoid) and e.args[0].could_extract_minus_sign(),
+                                 lambda e: 1 - sigmoid(-e.args[0]))
+        return 0 if expand_mul(total - 1) == 0 else n * (Add(*ys) - 1)
+    y, = ys
+    for f in Mul.make_args(y):
+        base, power = f.as_base_exp()
+        if power == -1 and _category_sum(base) is not None and base.limits[0][2] == upper:
+            g, k = _category_sum(base)
+            if expand_mul(y * base - g.xreplace({k: index})) == 0:
+                return 0
+    return n * (Sum(y, (index, 0, upper)) - 1)
+
+
+def _normalized(y, index, upper):
+    """y = e^f(i)/Σ_k e^f(k) as the softmax it is (max-shifted in the kernels), else y."""
+    for f in Mul.make_args(y):
+        base, power = f.as_base_exp()
+        if power == -1 and _category_sum(base) is not None and base.limits[0][2] == upper:
+            g, k = _category_sum(base)
+            if isinstance(g, exp) and expand_mul(y * base - g.xreplace({k: index})) == 0:
+                return Softmax(g.args[0], k, upper + 1, index)
+    return y
+
+
+def _with_total(terms, total, components):
+    """c·[G_s(n) − Σ_k G_{s_k}(a_k) + Σ_k a_k log y_k], components written out."""
+    t_total, c, n, s_n, _ = total
+    used = {t_total, *(g[0] for g in components)}
+    pieces = _pieces([t for t in terms if t not in used and _gamma_term(t) is None])
+    matched, carriers, taken = [], set(), []
+    for _, _, a, s, _ in components:
+        logs, held = _logs_of(pieces, c, a, taken)
+        if not logs:
             return None
-        matched.append((a, L))
-    consumed = list(dict.fromkeys(t for _, L in matched for t in carriers[L]))
-    ys = [L.args[0] for _, L in matched]
-    near = _clipped(Add(*[-_deviance(a, n, L.args[0]) + _log_of(a) / 2 - stirlerr(a) for a, L in matched],
-                        n * (Add(*ys) - 1), -log(n) / 2, -Rational(len(matched) - 1, 2) * log(2 * pi), stirlerr(n)), n)
-    rest = expand_mul(Add(*consumed) - Add(*[c * a * L for a, L in matched]))
+        taken += [L for L, _ in logs]
+        carriers |= held
+        matched.append((a, s, logs))
+    ys = [Mul(*[y for _, y in logs]) for _, _, logs in matched]
+    counts = any(s == 1 for _, s, _ in matched)
+    near = Add(*[-_deviance(a, n, y, counts) - _remainder(a, s) for (a, s, _), y in zip(matched, ys)],
+               _remainder(n, s_n), _balance(n, ys))
+    consumed = [t for t in terms if t in carriers]
+    rest = expand_mul(_as_logs(Add(*consumed)) - c * Add(*[a * Add(*[L for L, _ in logs]) for a, _, logs in matched]))
+    direct = Add(*[t for t in terms if t in used or t in carriers])
+    others = [t for t in terms if t not in used and t not in carriers]
+    return Add(*others, select(n > SADDLE_POINT, c * _clipped(near, n) + rest, direct))
+
+
+def _with_total_summed(terms, total, gammas):
+    """c·[G_s(n) − Σ_i G_s(a(i)) + Σ_i a(i) log y(i)], the components a sum over categories;
+    a term c·w·n·L (w a number, L free of i) is Σ_i c·a(i)·w·L where n = Σ_i a(i)."""
+    t_total, c, n, s_n, _ = total
+    t_gammas, _, a, s, (i, _, upper) = gammas
+    used = {t_total, t_gammas}
+    pieces, outer = [], []
+    for t in terms:
+        coefficient, rest = t.as_coeff_Mul()
+        if t in used:
+            continue
+        if _category_sum(rest) is not None and rest.limits[0][1:] == (0, upper):
+            body = coefficient * rest.function.xreplace({rest.limits[0][0]: i})
+            pieces += [(t, p) for p in Add.make_args(expand_mul(body))]
+            continue
+        like = _log_like(t)
+        if like is not None and i not in like[1].free_symbols:
+            w = like[0] / (c * n)
+            if w.is_number and w != 0:
+                outer.append((t, w, like[1], like[2]))
+    logs, carriers = _logs_of(pieces, c, a, index=i)
+    if not logs:
+        return None
+    y = Mul(*[y for _, y in logs], *[y**w for _, w, _, y in outer])
+    balance = _balance(n, [y], i, upper)
+    y = _normalized(y, i, upper)
+    bodies = Add(*[coefficient * rest.function.xreplace({rest.limits[0][0]: i})
+                   for coefficient, rest in (t.as_coeff_Mul() for t in terms if t in carriers)])
+    rest = expand_mul(_as_logs(bodies) - c * a * Add(*[L for L, _ in logs]))
+    body = c * (-_deviance(a, n, y, s == 1) - _remainder(a, s)) + rest
+    near = Sum(body, (i, 0, upper)) + c * (_remainder(n, s_n) + balance)
+    consumed = carriers | {t for t, _, _, _ in outer}
     direct = Add(*[t for t in terms if t in used or t in consumed])
     others = [t for t in terms if t not in used and t not in consumed]
-    return Add(*others, Piecewise((c * near + rest, n > SADDLE_POINT), (direct, True)))
+    return Add(*others, select(n > SADDLE_POINT, _clipped(near, n), direct))
+
+
+def _alone(terms, gamma, identities):
+    """c·[−G_s(a) + a log m − m]: a component against its linear term −c·m (as written: the
+    standardized w = βx that the kernel computes once)."""
+    t_gamma, coefficient, a, s, _ = gamma
+    c = -coefficient
+    others = [t for t in terms if t is not t_gamma and _gamma_term(t) is None]
+    logs, carriers = _logs_of(_pieces(others), c, a)
+    if not logs:
+        return None
+    m = Mul(*[y for _, y in logs])
+    linear = next((t for t in others if t not in carriers and _same(t, -c * m, identities)), None)
+    if linear is None:
+        return None
+    ys = [y for _, y in logs]
+    deviation = fms(a, ys[0], Mul(*ys[1:])) if len(ys) > 1 else a - ys[0]  # α − βx with βx exact
+    m = -linear / c
+    near = c * (-bd0(a, m, deviation) - _remainder(a, s))
+    rest = expand_mul(_as_logs(Add(*carriers)) - c * a * Add(*[L for L, _ in logs]))
+    direct = Add(t_gamma, linear, *carriers)
+    kept = [t for t in others if t is not linear and t not in carriers]
+    return Add(*kept, select(a > SADDLE_POINT, _clipped(near, a) + rest, direct))
 
 
 def _clipped(form, n):
-    """The saddle-point form at max(n, SADDLE_POINT), which is n where it is taken: both branches
-    of a where() are computed, and n·x_k would underflow to 0 at n = 1e-150, x = 1e-300.  (n is
+    """The saddle-point form at max(n, SADDLE_POINT), which is n where it is taken: a where()
+    computes both pieces, and n·x_k would underflow to 0 at n = 1e-150, x = 1e-300.  (n is
     replaced where it stands whole, after SymPy has simplified b − (a + b) to −a.)"""
     return form.xreplace({n: Max(n, SADDLE_POINT)})
-
-
-def _saddle_point_summed(terms, total, c, n, gammas):
-    term_of_gammas, _, f, i, upper = gammas
-    used = {total, term_of_gammas}
-    carriers = []
-    for t in terms:
-        coefficient, rest = t.as_coeff_Mul()
-        if t in used or _category_sum(rest) is None or rest.limits[0][2] != upper:
-            continue
-        body = coefficient * rest.function.xreplace({rest.limits[0][0]: i})
-        parts = _log_parts(body)
-        if parts is not None:
-            carriers.append((t, body, parts))
-    coefficients = {}
-    for _, _, parts in carriers:
-        for L, coefficient in parts:
-            if L.has(i):
-                coefficients[L] = coefficients.get(L, 0) + coefficient
-    L = _matching_log(coefficients, c, f)
-    if L is None:
-        return None
-    consumed = [(t, body) for t, body, parts in carriers if any(P == L for P, _ in parts)]
-    y = L.args[0]
-    rest = expand_mul(Add(*[body for _, body in consumed]) - c * f * L)
-    body = c * (-_deviance(f, n, y) + _log_of(f) / 2 - stirlerr(f)) + rest
-    near = _clipped(Sum(body, (i, 0, upper)) + c * (n * (Sum(y, (i, 0, upper)) - 1) - log(n) / 2 - upper / 2 * log(2 * pi) + stirlerr(n)), n)
-    consumed_terms = {t for t, _ in consumed}
-    direct = Add(*[t for t in terms if t in used or t in consumed_terms])
-    others = [t for t in terms if t not in used and t not in consumed_terms]
-    return Add(*others, Piecewise((near, n > SADDLE_POINT), (direct, True)))
 
 
 # -- the sampled category against all of them -----------------------------------------------

@@ -136,8 +136,8 @@ _HELPERS = {
     return _special(xp).gammaln(small) - _gamma_difference(xp, -1, large, small, a + b, 0)''',
     "_bd0": '''def _bd0(xp, a, m, d):
     """Loader's deviance a·log(a/m) + m − a ≥ 0, with d = a − m computed without cancellation:
-    the series in v = d/(a + m) where |d| < 0.1(a + m), a·log(a/m) − d elsewhere (see the numpy
-    kernels); each branch at inputs clipped to its own region."""
+    the series in v = d/(a + m) where |d| < 0.1(a + m), a·log(a/m) − d elsewhere, m at a = 0, +inf
+    at m = 0 < a (see the numpy kernels); each branch at inputs clipped to its own region."""
     near = xp.abs(d) < 0.1 * (a + m)
     xs = xp.where(near, a, 1.0)
     ds = xp.where(near, d, 0.0)
@@ -147,10 +147,42 @@ _HELPERS = {
     series = ds * v + 2 * xs * v * tail
     xf = xp.where(near, 2.0, a)
     mf = xp.where(near, 1.0, m)
-    logs = xp.log(xf) - xp.log(mf)
-    inside = xp.abs(logs) < 700
+    both = (xf > 0) & (mf > 0)
+    logs = xp.log(xp.where(both, xf, 1.0)) - xp.log(xp.where(both, mf, 1.0))
+    inside = both & (xp.abs(logs) < 700)
     ratio = xp.log(xp.where(inside, xf, 1.0) / xp.where(inside, mf, 1.0))
-    return xp.where(near, series, xf * xp.where(inside, ratio, logs) - d)''',
+    far = xp.where((mf == 0) & (xf > 0), float("inf"), xf * xp.where(inside, ratio, logs) - d)
+    return xp.where(near, series, far)''',
+    "_factorial_remainder": '''def _factorial_remainder(xp, a):
+    """log a! − (a log a − a) = stirlerr(a) + ½ log(2πa) for a count a ≥ 0, 0 at a = 0: ½ log(2πa)
+    and stirlerr's series above 15, the difference itself below (see the numpy kernels)."""
+    far = a > 15
+    r = 1 / xp.where(far, a, 15.0)
+    q = r * r
+    series = r * (1 / 12 - q * (1 / 360 - q * (1 / 1260 - q * (1 / 1680 - q * (1 / 1188 - q * (691 / 360360))))))
+    series = series + 0.5 * (xp.log(xp.where(far, a, 15.0)) + 1.8378770664093453)
+    an = xp.where(far, 1.0, a)
+    near = _special(xp).gammaln(an + 1) + an - an * xp.log(xp.where(an > 0, an, 1.0))
+    return xp.where(far, series, near)''',
+    "_fms": '''def _fms(xp, a, b, c):
+    """a − b·c with the product exact: b·c = p + e by Dekker's two-product (factors near the top
+    of the range scaled down by a power of 2 first, so that the split does not overflow), a − p
+    exact where a ≈ p (Sterbenz), then − e (see the numpy kernels)."""
+    p = b * c
+    wide = p.dtype == xp.float64
+    split, top, down = (134217729.0, 2.0**900, 2.0**-200) if wide else (4097.0, 2.0**100, 2.0**-40)
+    big_b, big_c = xp.abs(b) > top, xp.abs(c) > top
+    b, c = xp.where(big_b, b * down, b), xp.where(big_c, c * down, c)
+    t = split * b
+    hb = t - (t - b)
+    lb = b - hb
+    t = split * c
+    hc = t - (t - c)
+    lc = c - hc
+    e = ((hb * hc - b * c) + hb * lc + lb * hc) + lb * lc
+    e = xp.where(big_b, e / down, e)
+    e = xp.where(big_c, e / down, e)
+    return (a - p) - e''',
     "_stirlerr": '''def _stirlerr(xp, z):
     """Stirling's remainder log Γ(z) − [(z − ½) log z − z + ½ log 2π]: its series in 1/z above
     z = 15, the difference itself below (see the numpy kernels)."""
