@@ -206,6 +206,22 @@ class ScalarPrinter(PositiveFirst, PythonCodePrinter):
     def _print_log_softplus_curvature(self, expr):
         return self._call("_log_softplus_curvature", expr.args[0])
 
+    def _print_factorial_remainder(self, expr):
+        return self._call("_factorial_remainder", expr.args[0])
+
+    def _print_fms(self, expr):
+        return self._call("_fms", *expr.args)
+
+    def _print_added_first(self, expr):
+        return f"({self._print(expr.args[0])})"
+
+    def _print_select(self, expr):
+        """A two-piece choice: the scalar code evaluates one piece per element anyway."""
+        from sympy import Piecewise
+
+        condition, then, otherwise = expr.args
+        return self._print(Piecewise((then, condition), (otherwise, True)))
+
     def _print_quotient(self, expr):
         """a/b as one division (kept whole by the stable forms)."""
         a, b = expr.args
@@ -454,6 +470,37 @@ def _log_softplus_curvature(z):
         q = (_math.log1p(t) - t) / (t * t)
     ratio = t / _math.log1p(t)
     return F(q * ratio * ratio / (F(1.0) + t))''',
+    "_factorial_remainder": '''@_njit
+def _factorial_remainder(a):
+    """log a! − (a log a − a) = stirlerr(a) + ½ log(2πa) for a count a ≥ 0, 0 at a = 0: above 15
+    ½ log(2πa) and stirlerr's series, below the difference itself."""
+    F = type(a)
+    if a > F(15.0):
+        r = F(1.0) / a
+        q = r * r
+        series = r * (F(1 / 12) - q * (F(1 / 360) - q * (F(1 / 1260) - q * (F(1 / 1680) - q * (F(1 / 1188) - q * F(691 / 360360))))))
+        return F(series + F(0.5) * (_math.log(a) + F(1.8378770664093453)))
+    if a <= F(0.0):
+        return F(0.0)
+    return F(_gammaln(a + F(1.0)) + a - a * _math.log(a))''',
+    "_fms": '''@_njit
+def _fms(a, b, c):
+    """a − b·c with the product exact: Dekker's two-product on the mantissas (nothing overflows,
+    the error term scaled back exactly), a − p exact where a ≈ p, then − the error."""
+    F = type(a)
+    p = b * c
+    mb, eb = _math.frexp(b)
+    mc, ec = _math.frexp(c)
+    split = F(134217729.0) if F(1.0) + F(1e-10) != F(1.0) else F(4097.0)  # 2^⌈t/2⌉ + 1, t the mantissa bits
+    t = split * mb
+    hb = t - (t - mb)
+    lb = mb - hb
+    t = split * mc
+    hc = t - (t - mc)
+    lc = mc - hc
+    pm = mb * mc
+    e = ((hb * hc - pm) + hb * lc + lb * hc) + lb * lc
+    return F(a - p - _math.ldexp(e, eb + ec))''',
     "_log1pmx": '''@_njit
 def _log1pmx(z):
     """log(1 + z) − z: the series in s = z/(2 + z) for |z| < 1/4 (where the two cancel to −z²/2),
@@ -571,7 +618,7 @@ def _bessel_i1_i0(k):
 _DEPENDS = {
     "_exp": {"_pow2"}, "_top": {"_maxnum"}, "_sigmoid": {"_exp"}, "_softplus": {"_exp"}, "_log_softplus": {"_softplus"},
     "_sigmoid_over_softplus": {"_sigmoid", "_softplus"}, "_log1mexp": {"_exp"},
-    "_stirlerr": {"_gammaln"}, "_log_softplus_curvature": {"_sigmoid", "_softplus", "_exp"},
+    "_stirlerr": {"_gammaln"}, "_factorial_remainder": {"_gammaln"}, "_log_softplus_curvature": {"_sigmoid", "_softplus", "_exp"},
     "_polygamma_64": {"_zeta"}, "_polygamma": {"_polygamma_64"}, "_gamma_difference": {"_polygamma_64"},
 }
 _SPECIAL = {"_gammaln", "_digamma", "_polygamma_64", "_betaln", "_log_bessel_i0", "_bessel_i1_i0"}
