@@ -152,7 +152,7 @@ def _module_source(d, second) -> str:
     from .. import __version__ as version
 
     header, lp_doc, el_doc = _header_and_docs(
-        d, version, note="Backend: numba (compiled loops over the batch rows on all cores, cached on disk).")
+        d, version, note="Backend: numba (compiled loops over the batch rows on all cores, cached on disk; export it with --backend numba).")
     kernels = [("log_prob", lp_doc, _first_order(d, "log_prob"), True),
                ("eligibility", el_doc, _first_order(d, "eligibility"), True)]
     names = ["log_prob", "eligibility"]
