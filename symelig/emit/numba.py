@@ -151,7 +151,7 @@ def module_source(d, second=None) -> str:
 
 def _module_source(d, second) -> str:
     header, lp_doc, el_doc = header_and_docs(
-        d, note="Backend: numba (compiled loops over the batch rows on all cores, cached on disk).")
+        d, note="Backend: numba (compiled loops over the batch rows on all cores, cached on disk; export it with --backend numba).")
     kernels = [("log_prob", lp_doc, _first_order(d, "log_prob"), True),
                ("eligibility", el_doc, _first_order(d, "eligibility"), True)]
     names = ["log_prob", "eligibility"]

@@ -77,7 +77,7 @@ class Row:
         self.column: set = set()           # symbols that change along the row
         self.levels: dict = {}             # symbol -> the pass after which it is known
         self.reductions: list = []
-        self.definitions: dict = {}        # symbol -> _Definition, in order of creation
+        self.definitions: dict = {}        # symbol -> _Definition, in the order made
         self.shifted: dict = {}            # symbol of exp(body − top) along the row -> its sumexp
         self.arrays: set = set()           # arguments read
         self.aliases: dict = {}
@@ -191,9 +191,10 @@ class Row:
             return e.func(*[self._lower(a) for a in e.args])
         return e
 
-    def written_out(self, e):
-        """``e`` with exp(body − top) along the row written out (where no output row keeps it)."""
-        terms = {t: exp(r.body - r.top) for t, r in self.shifted.items() if t in e.free_symbols and not r.cache}
+    def written_out(self, e, everywhere: bool = False):
+        """``e`` with exp(body − top) along the row written out where no output row keeps it
+        (``everywhere``: also where one does, for a loop that runs before it is filled)."""
+        terms = {t: exp(r.body - r.top) for t, r in self.shifted.items() if t in e.free_symbols and (everywhere or not r.cache)}
         return e.xreplace(terms) if terms else e
 
 
@@ -231,7 +232,7 @@ class Kernel:
                     f"{pad}    {s} = _F(0.0)",
                     f"{pad}    for _c in range(_size):",
                     f"{pad}        if _c != _x:",
-                    f"{pad}            {s} += {self._print(self.row.written_out(definition.values))}",
+                    f"{pad}            {s} += {self._print(self.row.written_out(definition.values, everywhere=True))}",
                 ]
 
     def _statements(self, assignments: dict, pad: str):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from sympy import Rational
 from sympy.printing.precedence import PRECEDENCE, precedence
-from sympy.printing.pycode import PythonCodePrinter
+from sympy.printing.pycode import PythonCodePrinter, _known_functions_math
 
 from ..errors import SymeligError
 from .text import PositiveFirst
@@ -276,11 +276,12 @@ class ScalarPrinter(PositiveFirst, PythonCodePrinter):
         raise not_available(type(expr).__name__)
 
 
-# Functions of special functions (gammaln ...) that stable.py's forms need are printed above; a
-# sympy function not listed there (gamma, erf, besselj...) reaches _print_Function.
-for _name in ("gamma", "erf", "erfc", "besseli", "besselj", "zeta", "atan", "asin", "acos", "tan", "cosh", "sinh",
-              "atanh", "floor", "ceiling", "Heaviside", "DiracDelta", "lowergamma", "uppergamma", "digamma", "trigamma"):
-    setattr(ScalarPrinter, f"_print_{_name}", ScalarPrinter._print_Function)
+# SymPy's Python printer knows more math functions (gamma, erf, atan, floor…) and would print them
+# as math.f calls; none of the derivations needs them, and their float32 behaviour is untested:
+# any the printer above does not handle is a NotAvailable error.
+for _name in _known_functions_math:
+    if f"_print_{_name}" not in ScalarPrinter.__dict__:
+        setattr(ScalarPrinter, f"_print_{_name}", ScalarPrinter._print_Function)
 del _name
 
 
@@ -326,12 +327,12 @@ def _pow2(typingctx, k):
     return k(k), codegen''',
     "_exp": '''def _exp(u):
     """e**u without libm, whose calls keep loops from vectorizing: u = k·ln 2 + r with
-    |r| ≤ ln(2)/2, e^r by a polynomial interpolating it at Chebyshev nodes (degree 11 in float64,
-    6 in float32: within 5e-18 and 3e-9 of it; the result within one ulp of numpy's exp), times 2^k from exponent
-    bits, taken as 2·2^(k−1) so that the largest results still come out finite.  inf above the
-    range, nan for nan, and 0 below e^−708 (e^−86.9 in float32): there numpy's results are at
-    most 3e-308 (2e-38), not worth a second power of two in every call.  (In Python: math.exp;
-    compiled code gets the overload for its floating type.)"""
+    |r| ≤ ln(2)/2, e^r by a polynomial interpolating it at Chebyshev nodes (degree 11 in
+    float64, 6 in float32: within 5e-18 and 3e-9 of it, so the result is within one ulp of
+    numpy's exp), times 2^k from exponent bits, as 2·2^(k−1) so that the largest results still
+    come out finite.  inf above the range, nan for nan, and 0 below e^−708 (e^−86.9 in float32),
+    where numpy's results are at most 3e-308 (2e-38): not worth a second power of two in every
+    call.  (In Python: math.exp; compiled code gets the overload for its floating type.)"""
     return _math.exp(u)
 
 
