@@ -2,10 +2,11 @@
 numpy kernels (1e-12 float64, 1e-5 float32) at random valid inputs, with batch axes, broadcasting
 and a batch of none; logits of ±1e4; dtypes kept; one-line errors for what it cannot do.
 
-numba compiles each kernel for each dtype on first use, about 1–3 s on a 2-core machine:
+numba compiles each kernel for each dtype on first use, 1–5 s on a 2-core machine:
 ``test_kernels_match_numpy`` compiles eight per catalog entry and takes most of this file's time
-(about 8 minutes there, longer while the machine is busy); it is marked ``slow`` (``pytest -m
-"not slow"`` leaves it out; CI runs it).  The checks of the error without numba run without it.
+(the whole file: 9.5 minutes there, measured while other test suites shared the machine; Student's
+t alone 15–21 s per dtype); it is marked ``slow`` (``pytest -m "not slow"`` leaves it out, about 1
+minute; CI runs it).  The checks of the error without numba run without it.
 """
 from __future__ import annotations
 

@@ -204,24 +204,15 @@ def load(source: str, label: str):
     numba's ``cache=True`` needs a real file and keeps the compiled kernels beside it: the source
     is written to ``numba/`` in symelig's cache folder (private, see :mod:`symelig.cache`), named
     by its SHA-256, atomically, and only when no identical file is there (a rewrite would make
-    numba compile again).  What runs is ``source`` itself, not what is read back.  Without a
-    usable cache folder, a private temporary folder serves this process."""
+    numba compile again).  What runs is ``source`` itself, not what is read back.  Where the cache
+    folder cannot be used or written, a private temporary folder serves this process."""
     import types
 
-    label = re.sub(r"[^A-Za-z0-9_]", "_", label)[:80]
-    path = _folder() / f"{label}_{hashlib.sha256(source.encode()).hexdigest()[:24]}.py"
-    name = f"symelig_numba_{path.stem}"
+    stem = f"{re.sub(r'[^A-Za-z0-9_]', '_', label)[:80]}_{hashlib.sha256(source.encode()).hexdigest()[:24]}"
+    name = f"symelig_numba_{stem}"
     if name in sys.modules:
         return sys.modules[name]
-    data = source.encode()
-    try:
-        current = path.read_bytes() if path.is_file() and not path.is_symlink() else None
-    except OSError:
-        current = None
-    if current != data:
-        from ..files import replace
-
-        replace(path, data, keep=False)
+    path = _written(source.encode(), f"{stem}.py")
     module = types.ModuleType(name)
     module.__file__ = str(path)
     exec(compile(source, str(path), "exec"), module.__dict__)
@@ -229,23 +220,46 @@ def load(source: str, label: str):
     return module
 
 
-_temporary = None
+def _written(data: bytes, filename: str):
+    """The path of ``filename`` holding ``data``: in the cache's ``numba/`` folder, else in a
+    temporary one; written atomically unless an identical file is already there."""
+    from ..errors import SymeligError
+    from ..files import replace
+
+    for folder in (_cache_folder(), _temporary_folder()):
+        if folder is None:
+            continue
+        path = folder / filename
+        try:
+            if not (path.is_file() and not path.is_symlink() and path.read_bytes() == data):
+                replace(path, data, keep=False)
+            return path
+        except (OSError, SymeligError):
+            continue
+    raise SymeligError("cannot write the numba kernels' module to the cache folder or to a temporary folder")
 
 
-def _folder():
-    """``numba/`` in the cache folder when that is usable and private, else a temporary folder."""
-    global _temporary
-    from pathlib import Path
-
+def _cache_folder():
+    """``numba/`` in symelig's cache folder when that is usable and private, else None."""
     from .. import cache
 
     base = cache.folder()
     if base is not None and cache.private(base) and cache.private(base / "numba"):
         return base / "numba"
+    return None
+
+
+_temporary = None
+
+
+def _temporary_folder():
+    """A private temporary folder (0700), removed when the process exits."""
+    global _temporary
     if _temporary is None:
         import atexit
         import shutil
         import tempfile
+        from pathlib import Path
 
         _temporary = Path(tempfile.mkdtemp(prefix="symelig-numba-"))
         atexit.register(shutil.rmtree, _temporary, ignore_errors=True)
