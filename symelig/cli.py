@@ -358,6 +358,24 @@ def export(
     _emit(source, output)
 
 
+@app.command("html")
+def html_site(
+    entries: Optional[List[str]] = typer.Argument(None, help="FAMILY or FAMILY:PARAM to include (default: every catalog entry)."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for the site (created if missing; pages symelig wrote there before are replaced)."),
+) -> None:
+    """Write a browsable catalog: an index and one page per entry, formulas in MathML (no network
+    needed to view it)."""
+    from .site import select, write
+
+    chosen = select(entries or ())
+
+    def progress(n, total, entry):
+        typer.echo(f"[{n}/{total}] {entry.family} --param {entry.param}", err=True)
+
+    folder = write(output, chosen, progress)
+    typer.echo(f"wrote {len(chosen) + 1} pages to {folder} (open {folder / 'index.html'})", err=True)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; any user error becomes one line on stderr and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
