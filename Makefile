@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test derivations bench clean
+.PHONY: demo test derivations html bench clean
 
 # The stamp files re-run the install when pyproject.toml changes.
 $(BIN)/python:
@@ -35,6 +35,10 @@ bench: $(VENV)/.installed-test
 
 derivations: $(VENV)/.installed
 	$(BIN)/python -m symelig.pages derivations
+
+# The browsable catalog (static pages, MathML): open site/index.html
+html: $(VENV)/.installed
+	$(BIN)/symelig html -o site/
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
