@@ -153,7 +153,7 @@ def caption_values(c: Curves, d) -> str:
     """``μ = 0, σ = 2`` for the caption."""
     parts = []
     for name, value in c.values.items():
-        shown = ", ".join(f"{v:g}" for v in np.ravel(value))
+        shown = ", ".join(f"{v:.3g}" for v in np.ravel(value))
         parts.append(f"{_letter(d, name)} = {'(' + shown + ')' if np.ndim(value) else shown}")
     return ", ".join(parts)
 

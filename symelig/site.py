@@ -176,7 +176,7 @@ def index_page(entries) -> str:
         )
     body = (
         "<h1>symelig catalog</h1>\n"
-        f"<p>{_prose(CONVENTION)} One row per catalog entry; each page shows the log-likelihood, the "
+        f"<p>{_prose(CONVENTION)} One row per catalog entry written here; each page shows the log-likelihood, the "
         "eligibility, the Hessian and Fisher information, the derivation step by step and a plot.</p>\n"
         "<table class=\"catalog\">\n<tr><th>family</th><th>parametrization</th><th>differentiated</th>"
         "<th>also takes</th><th>support of x</th><th>what it is</th></tr>\n" + "\n".join(rows) + "\n</table>\n"
@@ -247,7 +247,7 @@ def _folder(folder) -> Path:
     """The target folder, checked before any work: a folder or nothing, whose parent can be made."""
     if not str(folder).strip():
         raise SymeligError("-o needs a folder name for the site")
-    target = Path(folder)
+    target = Path(os.path.realpath(folder))  # a link to a folder: stage beside the folder itself
     if target.exists() and not target.is_dir():
         raise SymeligError(f"cannot write the site to {folder}: it exists and is not a folder")
     if target.is_dir() and not os.access(target, os.W_OK | os.X_OK):

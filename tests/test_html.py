@@ -338,3 +338,12 @@ def test_chromium_renders_every_formula(browser, built, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     if os.environ.get("SYMELIG_HTML_SCREENSHOT"):  # a copy for a report
         shutil.copy(shot, os.environ["SYMELIG_HTML_SCREENSHOT"])
+
+
+def test_a_link_to_a_folder_is_written_through(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    site.write(tmp_path / "link", site.select(["bernoulli:logits"]))
+    assert (tmp_path / "link").is_symlink()
+    assert {p.name for p in real.iterdir()} == {"index.html", "bernoulli_logits.html"}
