@@ -32,6 +32,9 @@ math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", math; 
 .formula { overflow-x: auto; overflow-y: hidden; padding: 0.15rem 0; }
 .formula > math { display: inline math; math-style: normal; }  /* left-aligned, display style */
 table { border-collapse: collapse; }
+table.catalog { width: 100%; }
+table.catalog code { overflow-wrap: anywhere; }
+td.support { white-space: nowrap; }
 th, td { text-align: left; padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; vertical-align: top; }
 code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; }
 nav, footer { font-size: 0.9em; color: #555; }
@@ -172,7 +175,7 @@ def index_page(entries) -> str:
         rows.append(
             f"<tr><td>{escape(e.family)}</td><td><a href=\"{page_name(e)}\"><code>{escape(e.param)}</code></a></td>"
             f"<td>{escape(', '.join(e.parameters))}</td><td>{escape(', '.join(e.arguments)) or '–'}</td>"
-            f"<td>{_notation(e.support)}</td><td>{escape(e.summary)}</td></tr>"
+            f"<td class=\"support\">{_notation(e.support)}</td><td>{_prose(e.summary)}</td></tr>"
         )
     body = (
         "<h1>symelig catalog</h1>\n"
