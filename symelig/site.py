@@ -224,30 +224,41 @@ def write(folder, entries, progress=None) -> Path:
     A missing folder is created by renaming the finished temporary one; into an existing folder
     each page is moved (a rename), and pages this module wrote before for entries no longer
     written are removed; other files there are left alone."""
-    target = _folder(folder)
-    staging = Path(_staging(target))
+    target, made = _folder(folder)
+    done = False
     try:
-        for name, text in build(entries, progress).items():
-            (staging / name).write_text(text, encoding="utf-8")
-        if not target.exists():
-            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folder is private; a site is not
-            os.rename(staging, target)
-            return target
-        fresh = {p.name for p in staging.iterdir()}
-        for old in target.glob("*.html"):
-            if old.name not in fresh and _ours(old):
-                old.unlink()
-        for page in staging.iterdir():
-            os.replace(page, target / page.name)
-    except OSError as err:
-        raise SymeligError(f"cannot write {folder}: {err.strerror or err}") from None
+        staging = Path(_staging(target))
+        try:
+            for name, text in build(entries, progress).items():
+                (staging / name).write_text(text, encoding="utf-8")
+            if not target.exists():
+                os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folder is private; a site is not
+                os.rename(staging, target)
+            else:
+                fresh = {p.name for p in staging.iterdir()}
+                for page in staging.iterdir():
+                    os.replace(page, target / page.name)
+                for old in target.glob("*.html"):  # after the moves: a failure never leaves fewer pages
+                    if old.name not in fresh and _ours(old):
+                        old.unlink()
+            done = True
+        except OSError as err:
+            raise SymeligError(f"cannot write {folder}: {err.strerror or err}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not done:  # the folders made for the site go too
+            for parent in made:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
     return target
 
 
-def _folder(folder) -> Path:
-    """The target folder, checked before any work: a folder or nothing, whose parent can be made."""
+def _folder(folder) -> tuple:
+    """The target folder, checked before any work: a folder or nothing, whose parent can be made;
+    and the parent folders made for it, innermost first."""
     if not str(folder).strip():
         raise SymeligError("-o needs a folder name for the site")
     target = Path(os.path.realpath(folder))  # a link to a folder: stage beside the folder itself
@@ -255,16 +266,17 @@ def _folder(folder) -> Path:
         raise SymeligError(f"cannot write the site to {folder}: it exists and is not a folder")
     if target.is_dir() and not os.access(target, os.W_OK | os.X_OK):
         raise SymeligError(f"cannot write the site to {folder}: permission denied")
+    missing = [p for p in target.parents if not p.exists()]
     try:
-        target.absolute().parent.mkdir(parents=True, exist_ok=True)
-    except (OSError, FileExistsError) as err:
-        raise SymeligError(f"cannot create the folder {target.absolute().parent}: {err.strerror or err}") from None
-    return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SymeligError(f"cannot create the folder {target.parent}: {err.strerror or err}") from None
+    return target, missing
 
 
 def _staging(target: Path) -> str:
     try:
-        return tempfile.mkdtemp(dir=target.absolute().parent, prefix=f".{target.name}.")
+        return tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.")
     except OSError as err:
         raise SymeligError(f"cannot write the site to {target}: {err.strerror or err}") from None
 

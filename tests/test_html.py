@@ -222,8 +222,8 @@ def test_an_error_midway_leaves_nothing(monkeypatch, tmp_path):
 
     monkeypatch.setattr(site, "entry_page", failing)
     with pytest.raises(RuntimeError):
-        site.write(tmp_path / "site", site.select(["bernoulli"]))
-    assert list(tmp_path.iterdir()) == []
+        site.write(tmp_path / "new" / "folders" / "site", site.select(["bernoulli"]))
+    assert list(tmp_path.iterdir()) == []  # nor the folders made for it
     existing = tmp_path / "kept"
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
