@@ -152,7 +152,7 @@ def _derived(d, format: Format, standalone: bool, k: Optional[int], order: int =
     if format is Format.text:
         text = d.text(order)
     elif format is Format.latex:
-        text = d.latex(standalone=standalone, order=order)
+        text = d.latex_document(order) if standalone else d.latex_fragment(order)
     elif format is Format.numpy:
         text = d.full_numpy_source if order == 2 else d.numpy_source
     elif format is Format.markdown:
@@ -285,24 +285,20 @@ def explain_steps(
 ) -> None:
     """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
     every step and explain the numbers users confuse."""
-    from .emit import steps
-    from .evaluate import parse_arguments, single_sample
-    from .explain import explain
+    from . import explain
+    from .evaluate import parse_arguments
 
     if standalone and format is not ExplainFormat.latex:
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
     d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
-    values = None
-    if ctx.args:
-        values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}")
-        single_sample(d, values)
-    explanation = explain(d, values)
+    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}") if ctx.args else {}
+    explanation = explain(d, **values)
     if format is ExplainFormat.latex:
-        text = steps.latex_document(explanation) if standalone else steps.latex(explanation)
+        text = explanation.latex_document() if standalone else explanation.latex_fragment()
     elif format is ExplainFormat.markdown:
-        text = steps.markdown(explanation)
+        text = explanation.markdown()
     else:
-        text = steps.text(explanation)
+        text = explanation.text()
     _emit(text, output)
 
 

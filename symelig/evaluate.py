@@ -55,15 +55,6 @@ def parse_arguments(args: list, names: list, entry: str) -> dict:
     return values
 
 
-def single_sample(derivation, values: dict) -> None:
-    """``explain`` evaluates symbolic steps for one sample: no batch axes allowed."""
-    constraint_of = derivation.symbolic.constraints
-    for name, value in values.items():
-        if np.ndim(value) != constraint_of[name].event_dim:
-            shape = "a vector (one value per category)" if constraint_of[name].event_dim else "one number"
-            raise SymeligError(f"--{name.replace('_', '-')}: explain takes one sample, so give {shape}")
-
-
 def evaluate(derivation, values: dict) -> dict:
     x = values.pop("x")
     e = derivation.eligibility(x, **values)
