@@ -109,6 +109,7 @@ def test_prob_gradient_is_what_autograd_gives_for_exp_log_prob():
         (("categorical", "probs"), dict(logits=[0.5, 0.5], x=0), "unknown argument 'logits'"),
         (("categorical", "probs"), dict(probs=[[0.5, 0.5]], x=0), "probs: explain takes one sample"),
         (("categorical", "probs"), dict(probs=[0.5, 0.5], x=3), "category index in {0, …, 1}"),
+        (("categorcal", "probs"), {}, "did you mean 'categorical'"),
         ((3,), {}, "explain takes a family name or a derivation"),
     ],
 )
