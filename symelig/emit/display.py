@@ -35,9 +35,8 @@ def derivation_rows(d, second=None) -> list:
 def _second_order_rows(d, so, like) -> list:
     from ..family import j, l
 
-    def pair(a, b):
-        first, other = tex(d.wrt(a)), tex(d.wrt(b).subs(j, l))
-        return (first, other)
+    def pair(a, b):  # the second component of a vector block is l: H_jl, F_jl
+        return tex(d.wrt(a)), tex(d.wrt(b).subs(j, l))
 
     rows = []
     for (a, b), h in so.hessian.items():
@@ -54,7 +53,7 @@ def derivation_math(d, second=None) -> str:
 
 
 def _title(d) -> str:
-    """"categorical, parametrization probs: relative probabilities …" (the doc's first sentence)."""
+    """The heading: family, parametrization, and the first paragraph of the parametrization's doc."""
     doc = " ".join(d.parametrization.doc.split("\n\n")[0].split())
     return f"{d.family.name}, parametrization {d.param}" + (f": {doc}" if doc else "")
 
