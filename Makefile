@@ -7,14 +7,17 @@ BIN    := $(VENV)/bin
 
 # The stamp files re-run the install when pyproject.toml changes.
 $(BIN)/python:
+	@echo "Creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "Installing symelig and its dependencies (sympy, numpy, scipy, typer, array-api-compat) into $(VENV); this takes a minute or two"
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	@echo "Installing symelig with its test extra (pytest, hypothesis) into $(VENV); this takes a minute or two"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 

@@ -29,7 +29,7 @@ def markdown(d, order: int = 2) -> str:
     """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1)."""
     from .emit import steps
     from .emit.latex import likelihood, tex
-    from .explain import explain
+    from .explanation import explain
 
     s = d.symbolic
     blocks = [f"\\log {likelihood(s)} = {tex(s.log_prob)}"] + [
@@ -113,7 +113,7 @@ def build() -> dict:
     for entry in builtin_entries():
         d = derive(entry.family, entry.param)
         stem = _stem(entry)
-        files[f"{stem}.tex"] = d.latex(order=2)
+        files[f"{stem}.tex"] = d.latex_fragment(order=2)
         files[f"{stem}.md"] = markdown(d)
         files[f"{stem}.py"] = d.full_numpy_source
         index.append(

@@ -1,4 +1,4 @@
-"""An :class:`~symelig.explain.Explanation` as text (terminal), LaTeX (an appendix) or Markdown."""
+"""An :class:`~symelig.explanation.Explanation` as text (terminal), LaTeX (an appendix) or Markdown."""
 from __future__ import annotations
 
 import unicodedata
