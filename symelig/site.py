@@ -74,7 +74,7 @@ def entry_page(d, entry) -> str:
     """The page of one catalog entry."""
     from .emit import mathml as m
     from .emit import steps
-    from .explain import explain
+    from .explanation import explain
 
     s = d.symbolic
     lik = m.likelihood(s)

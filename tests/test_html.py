@@ -23,7 +23,7 @@ from symelig import functions, site
 from symelig.cli import main
 from symelig.emit import steps
 from symelig.emit.mathml import NAMESPACE, block, mathml
-from symelig.explain import explain
+from symelig.explanation import explain
 from symelig.family import K, i, j
 
 import chromium
