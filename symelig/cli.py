@@ -474,6 +474,30 @@ def html_site(
     typer.echo(f"wrote {len(chosen) + 1} pages to {folder} (open {folder / 'index.html'})", err=True)
 
 
+@app.command("paper")
+def paper_table(
+    entries: List[str] = typer.Argument(..., help="FAMILY (its default parametrization) or FAMILY:PARAM, one or more."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this .tex file instead of stdout (- is stdout)."),
+    fisher: bool = typer.Option(False, "--fisher", help="Add the Fisher information of each entry."),
+    standalone: bool = typer.Option(False, "--standalone", help="A whole document pdflatex compiles, not only the table."),
+) -> None:
+    """Write a LaTeX table of the eligibilities of several entries, as a paper's appendix has one
+    (a longtable: it needs \\usepackage{longtable})."""
+    from . import derive as derive_entry
+    from .emit import paper
+
+    chosen = []
+    for name in entries:
+        family, _, param = name.partition(":")
+        if name.count(":") > 1 or (":" in name and not param):
+            raise SymeligError(f"{name!r} is not an entry: give FAMILY or FAMILY:PARAM, e.g. normal:log_scale")
+        chosen.append((family, param or None))
+    with _working(f"deriving {len(chosen)} entries" + (" with their Fisher information" if fisher else "")):
+        derivations = [derive_entry(family, param) for family, param in chosen]
+        text = paper.document(derivations, fisher) if standalone else paper.table(derivations, fisher)
+    _emit(text, output)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; any user error becomes one line on stderr and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -152,3 +152,5 @@ def test_explain_latex_of_every_entry_compiles(tmp_path):
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "all.tex"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:]
+    log = (tmp_path / "all.log").read_text(encoding="utf-8", errors="replace")
+    assert "Overfull \\hbox" not in log, log[log.index("Overfull \\hbox"):][:600]
