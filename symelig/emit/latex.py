@@ -190,30 +190,67 @@ def _text(name: str) -> str:
     return name.replace("_", r"\_")
 
 
-PREAMBLE = "\\documentclass{article}\n\\usepackage{amsmath}\n\\usepackage{amssymb}\n"
+# \allowdisplaybreaks: a long block of equations may continue on the next page instead of
+# leaving the rest of this one empty
+PREAMBLE = "\\documentclass{article}\n\\usepackage{amsmath}\n\\usepackage{amssymb}\n\\allowdisplaybreaks\n"
 
 
 def document(d, second=None) -> str:
     """A standalone document that pdflatex compiles (with the second-order forms when given);
     its title names what it holds."""
+    from .prose import tex_text
+
     held = "log-likelihood, eligibility, Hessian and Fisher information" if second is not None else "log-likelihood and eligibility"
     return (
         PREAMBLE + "\\begin{document}\n"
-        f"\\section*{{\\raggedright {_text(d.family.name)}, \\texttt{{{_text(d.param)}}}: {held}}}\n"
+        f"\\section*{{\\raggedright {tex_text(_family_words(d))}, \\texttt{{{_text(d.param)}}}: {held}}}\n"
         + fragment(d)
         + (second_order_fragment(second) if second is not None else "")
         + "\\end{document}\n"
     )
 
 
+def _summed(expr, size: int):
+    """A sum over all K components, f(p₀) + f(p₁) + … + f(p_{K−1}), written Σ_i f(p_i): a paper
+    writes it so, and it fits a line for any K."""
+    from sympy import Dummy, Indexed, Sum
+
+    i = Dummy("i")
+
+    def general(a):
+        """f(v_i) when ``a`` is f(v₀) + … + f(v_{K−1}), else None."""
+        if size < 3 or len(a.args) != size:
+            return None
+        terms = set()
+        for term in a.args:
+            components = term.atoms(Indexed)
+            if len(components) != 1:
+                return None
+            (v,) = components
+            terms.add((v.indices[0], term.xreplace({v: v.base[i]})))
+        indices = {m for m, _ in terms}
+        bodies = {body for _, body in terms}
+        return bodies.pop() if len(bodies) == 1 and indices == set(range(size)) else None
+
+    return expr.replace(lambda a: a.is_Add and general(a) is not None,
+                        lambda a: Sum(general(a), (i, 0, size - 1)))
+
+
 def render_table(symbolic, table) -> str:
-    """The components of an :class:`symelig.expand.Table` as one align environment."""
+    """The components of an :class:`symelig.expand.Table` as one align environment, a long
+    component (a sum over K terms) continued on aligned lines."""
+    from .breaking import align_row, lines, width
+
+    lhs = [rf"\frac{{\partial \log p}}{{\partial {tex(w)}}}" for wrt in table.columns.values() for w in wrt]
+    budget = TEXT_WIDTH - max(width(t) for t in lhs) - 1.4 - _NUMBER - 1.0
     rows = []
     for row in table.rows:
+        cond = rf"\quad (x = {row})" if row != "x" else ""
         for n, wrt in table.columns.items():
             for w, e in zip(wrt, table.entries[(row, n)]):
-                cond = f"\\quad (x = {row})" if row != "x" else ""
-                rows.append(rf"  \frac{{\partial \log p}}{{\partial {tex(w)}}} &= {tex(e)}{cond}")
+                pieces = lines(_summed(e, table.size), budget - width(cond), tex)
+                pieces[-1] += cond
+                rows.append(align_row(rf"\frac{{\partial \log p}}{{\partial {tex(w)}}}", pieces))
     return (
         f"% {symbolic.family.name}, parametrization {symbolic.param}, K = {table.size}: every component.\n"
         "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}\n"

@@ -238,13 +238,13 @@ def _notes_tex(explanation) -> str:
 
 
 def latex_document(explanation) -> str:
-    from .latex import PREAMBLE, _text
+    from .latex import PREAMBLE, _family_words, _text
 
     s = explanation.derivation
     at = " at the given values" if explanation.values is not None else ""
     return (
         PREAMBLE + "\\begin{document}\n"
-        f"\\section*{{\\raggedright The eligibility of {_tex_text(s.family.name)}, "
+        f"\\section*{{\\raggedright The eligibility of the {_tex_text(_family_words(s))}, "
         f"\\texttt{{{_text(s.param)}}}, step by step{at}}}\n" + latex(explanation) + "\\end{document}\n"
     )
 
