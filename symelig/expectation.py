@@ -52,7 +52,9 @@ def expectation(expr, first, ctx) -> tuple:
     if declared:
         value = _affine(expr, x, declared)
         if value is not None:
-            listed = "; ".join(f"E[{s}] = {v}" for s, v in family.moments(**symbols).items())
+            from .emit.text import readable  # prose: E[(x − μ)²] = σ², not SymPy's (-mu + x)**2
+
+            listed = "; ".join(f"E[{readable(s)}] = {readable(v)}" for s, v in family.moments(**symbols).items())
             return value, f"linearity and the moments {listed}"
     standard = family.standard(**symbols)
     if standard is not None:

@@ -1,7 +1,9 @@
 """Plain-text forms of a derivation: one-line formulas (docstrings, JSON) and 2-D Unicode."""
 from __future__ import annotations
 
-from sympy import Add, Function, Indexed, KroneckerDelta, Mul, Pow, Symbol, factorial, gamma, log, loggamma, polygamma
+from sympy import (
+    Add, Function, Indexed, KroneckerDelta, Mul, Pow, Symbol, factorial, gamma, log, loggamma, polygamma, sympify,
+)
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.pretty_symbology import pretty_symbol
@@ -82,7 +84,7 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
-class _ComponentPrinter(FormulaPrinter):
+class _ReadablePrinter(FormulaPrinter):
     """Concrete components as a reader writes them: p₀, p₀², p₀·p₁ (not Python's p[0]**2*p[1])."""
 
     def _print_Pow(self, expr, rational=False):
@@ -95,14 +97,14 @@ class _ComponentPrinter(FormulaPrinter):
     def doprint(self, expr):
         # p[0] → p₀ as a symbol (Indexed prints itself, past the printer's methods); with powers
         # printed above, a "*" left in the output is a product
-        expr = expr.replace(lambda a: isinstance(a, Indexed) and a.indices[0].is_Integer,
+        expr = sympify(expr).replace(lambda a: isinstance(a, Indexed) and a.indices[0].is_Integer,
                             lambda a: Symbol(f"{a.base}{str(a.indices[0]).translate(_SUBSCRIPT)}"))
         return super().doprint(expr).replace("*", "·")
 
 
-def component(expr) -> str:
-    """One component of a ``--k`` table on one line."""
-    return _ComponentPrinter().doprint(expr)
+def readable(expr) -> str:
+    """A formula on one line as a reader writes it (p₀², p₀·p₁): prose and ``--k`` tables."""
+    return _ReadablePrinter().doprint(expr)
 
 
 def _for_display(expr):
@@ -221,7 +223,7 @@ def render_table(symbolic, table) -> str:
         for n, wrt in table.columns.items():
             lines.append(f"{label}:")
             for w, e in zip(wrt, table.entries[(row, n)]):
-                lines.append(f"  ∂ log p / ∂{component(w)} = {component(e)}")
+                lines.append(f"  ∂ log p / ∂{readable(w)} = {readable(e)}")
         lines.append("")
     return "\n".join(lines)
 
