@@ -127,10 +127,11 @@ def _where(d) -> list:
     return notes
 
 
-def paragraph(text: str) -> str:
+def paragraph(text: str, heading: bool = False) -> str:
     """Prose between formulas, ragged right: an identifier in typewriter type or a formula in it
-    does not break, and justified text would push it into the margin."""
-    return "{\\raggedright " + text.rstrip("\n") + "\\par}\n"
+    does not break, and justified text would push it into the margin.  A ``heading`` (the
+    sentence that opens a block) gets space above it."""
+    return ("\\medskip\n" if heading else "") + "{\\raggedright " + text.rstrip("\n") + "\\par}\n"
 
 
 def fragment(d) -> str:
@@ -167,10 +168,10 @@ def second_order_fragment(so) -> str:
 
     d = so.first
     hessian = rows([(partial(d, a, 2, b), printed(d, h)) for (a, b), h in so.hessian.items()])
-    out = (paragraph("The Hessian of the log-likelihood:") +
+    out = (paragraph("The Hessian of the log-likelihood:", heading=True) +
            "\\begin{align}\n" + hessian + "\n\\end{align}\n")
     if so.fisher is None:
-        return out + paragraph(f"The Fisher information has no closed form: {tex_text(so.no_closed_form)}.")
+        return out + paragraph(f"The Fisher information has no closed form: {tex_text(so.no_closed_form)}.", heading=True)
     from ..family import j, l
 
     fisher = rows([(f"F_{{{tex(d.wrt(a))} {tex(d.wrt(b).subs(j, l))}}}", printed(d, f)) for (a, b), f in so.fisher.items()])
@@ -180,7 +181,7 @@ def second_order_fragment(so) -> str:
     where = paragraph(f"where {'; '.join(notes)}.") if notes else ""
     return (
         out + paragraph(r"The Fisher information $F = \mathrm{E}[e e^\top]$ ("
-                        + tex_text(f"{so.method}; valid when {'; '.join(so.assumptions)}") + "):")
+                        + tex_text(f"{so.method}; valid when {'; '.join(so.assumptions)}") + "):", heading=True)
         + "\\begin{align}\n" + fisher + "\n\\end{align}\n" + where
     )
 

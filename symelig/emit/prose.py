@@ -52,6 +52,8 @@ def _is_math(token: str, following: str) -> bool:
         return following.startswith("=")
     if re.fullmatch(r"[A-Za-z]|[0-9]+[A-Za-z]?", bare):
         return True
+    if core == "-" or re.match(r"[(\[]*[A-Z]\[", core):  # a minus between formulas; E[log x]
+        return True
     head = re.match(r"[(\[]*([A-Za-z]+)\(", core)
     if head and (len(head.group(1)) == 1 or head.group(1) in _FUNCTIONS or head.group(1) in _OPERATORS):
         return True
