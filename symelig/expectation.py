@@ -59,7 +59,9 @@ def expectation(expr, first, ctx) -> tuple:
     standard = family.standard(**symbols)
     if standard is not None:
         return _mellin(expr, x, standard, substitution, symbols), f"x written through t, {standard.law}"
-    raise NoClosedForm(f"{family.name} declares no moments for the statistics of x in {expr}")
+    from .emit.text import readable
+
+    raise NoClosedForm(f"{family.name} declares no moments for the statistics of x in {readable(expr)}")
 
 
 def _category(expr, first, ctx):
