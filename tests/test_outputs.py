@@ -170,7 +170,7 @@ def test_paper_table_fragment_and_bad_entries(tmp_path, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("% A table of eligibilities") and "documentclass" not in out
-    assert r"$\frac{\partial \ell}{\partial \mu}$ & $\displaystyle \frac{x - \mu}{\sigma^{2}}$" in out
+    assert r"$\displaystyle \frac{\partial \ell}{\partial \mu}$ & $\displaystyle \frac{x - \mu}{\sigma^{2}}$" in out
     assert r"\delta_{j x} - \operatorname{softmax}(z)_{j}" in out
     for bad, message in (("normal:", "not an entry"), ("normal:scale:x", "not an entry"), ("nomral", "did you mean")):
         with pytest.raises(SystemExit) as done:
