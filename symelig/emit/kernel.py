@@ -80,6 +80,10 @@ class Kernel:
     def sum_except(self, values, total) -> str:
         raise NotImplementedError
 
+    def local_imports(self) -> list:
+        """Import statements to go first in the function's body, once it is printed (none)."""
+        return []
+
 
 def split_outputs(d) -> tuple:
     """({e_name: the eligibility without its δ_jx term}, {name: its value at j = x}): the dense

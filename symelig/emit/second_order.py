@@ -20,73 +20,6 @@ from ..engine import split_delta
 from .assemble import function_source
 from .text import formula
 
-HELPERS = {
-    "_rank_one_solve": '''def _rank_one_solve(d, c, u, g):
-    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d;
-    a category with d = 0 (and u = 0: a zero row of F) gets 0, as the pseudo-inverse gives."""
-    inverse = _pinv_diagonal(d)
-    w = u * inverse
-    wg = np.sum(w * g, axis=-1, keepdims=True)
-    wu = np.sum(w * u, axis=-1, keepdims=True)
-    return g * inverse - w * (c * wg / (1 + c * wu))''',
-    "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(d, n, g):
-    """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
-    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution).
-    Categories with d = 0 (a softmax that underflowed, a count total of 0) are zero rows of F:
-    they are left out of the range, and get 0."""
-    inverse = _pinv_diagonal(d)
-    support = inverse != 0
-    n = np.where(support, n, 0)
-    nn = np.sum(n * n, axis=-1, keepdims=True)
-    nn = np.where(nn == 0, 1, nn)
-    g = np.where(support, g, 0)
-    g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
-    v = g * inverse
-    return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)''',
-    "_pinv_diagonal": '''def _pinv_diagonal(d):
-    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)''',
-    "dense": '''def dense(block):
-    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
-    d, c, u = block["diagonal"], block["scale"], block["vector"]
-    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
-    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
-    return out''',
-}
-
-
-XP_HELPERS = {
-    "_rank_one_solve": '''def _rank_one_solve(xp, d, c, u, g):
-    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K), without in-place updates."""
-    inverse = _pinv_diagonal(xp, d)
-    w = u * inverse
-    wg = xp.sum(w * g, axis=-1, keepdims=True)
-    wu = xp.sum(w * u, axis=-1, keepdims=True)
-    return g * inverse - w * (c * wg / (1 + c * wu))''',
-    "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(xp, d, n, g):
-    """F⁺g for a singular F = diag(d) + c·u·uᵀ with null vector n (see the numpy kernels)."""
-    inverse = _pinv_diagonal(xp, d)
-    support = inverse != 0
-    n = xp.where(support, n, xp.zeros_like(n))
-    nn = xp.sum(n * n, axis=-1, keepdims=True)
-    nn = xp.where(nn == 0, xp.ones_like(nn), nn)
-    g = xp.where(support, g, xp.zeros_like(g))
-    g = g - n * (xp.sum(n * g, axis=-1, keepdims=True) / nn)
-    v = g * inverse
-    return v - n * (xp.sum(n * v, axis=-1, keepdims=True) / nn)''',
-    "_pinv_diagonal": '''def _pinv_diagonal(xp, d):
-    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    zero = d == 0
-    return xp.where(zero, xp.zeros_like(d), 1 / xp.where(zero, xp.ones_like(d), d))''',
-    "dense": '''def dense(block):
-    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
-    d, c, u = block["diagonal"], block["scale"], block["vector"]
-    xp = _namespace(d)
-    eye = xp.eye(d.shape[-1], dtype=d.dtype, device=device(d))
-    return c[..., None, None] * u[..., :, None] * u[..., None, :] + eye * d[..., None, :]''',
-}
-
 
 def vector_parameter(so) -> str | None:
     vectors = [n for n in so.first.parameters if isinstance(so.first.symbols[n], IndexedBase)]
@@ -110,6 +43,7 @@ def functions(so, backend) -> tuple:
     for kind, with_x in kinds:
         f = backend(so.first, with_x=with_x)
         lines = f.prologue() + _body(so, f, kind)
+        lines = f.local_imports() + lines
         sources[kind] = function_source(kind, f.signature(), doc(so, kind), lines)
         helpers |= f.printer.helpers
         modules |= set(f.printer.module_imports)
@@ -177,7 +111,7 @@ def natural_gradient(so, backend) -> tuple:
             lines += body
             lines.append(f"_null = {f_null.output('_null', 'batch + (size,)', not owned['_null'])}")
             lines.append(f"return {{{vector!r}: _rank_one_pinv_solve({pre}f['diagonal'], _null, {g})}}")
-            helpers = {"_rank_one_pinv_solve", "_pinv_diagonal"} | f_null.printer.helpers
+            helpers = {"_rank_one_pinv_solve"} | f_null.printer.helpers
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
         elif block.scale == 0:
             lines.append(f"return {{{vector!r}: {g} * _pinv_diagonal({pre}f['diagonal'])}}")
@@ -185,7 +119,7 @@ def natural_gradient(so, backend) -> tuple:
             how = "F is diagonal"
         else:
             lines.append(f"return {{{vector!r}: _rank_one_solve({pre}f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
-            helpers = {"_rank_one_solve", "_pinv_diagonal"}
+            helpers = {"_rank_one_solve"}
             how = "F⁻¹ by Sherman–Morrison in O(K)"
     else:
         names = list(first.parameters)
