@@ -192,4 +192,4 @@ def _output(value, shape, dtype, copy):
 
 def _with_ndim(a, ndim):
     """``a`` with leading axes of length 1 added up to ``ndim`` axes (a view)."""
-    return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+    return np.reshape(a, (1,) * (ndim - a.ndim) + tuple(a.shape))
