@@ -84,6 +84,27 @@ class Kernel:
         """Import statements to go first in the function's body, once it is printed (none)."""
         return []
 
+    # -- for natural_gradient, which works on the result of the module's own fisher ---------
+    def namespace_of(self, code: str) -> list:
+        """Statements binding the array library of the array ``code`` (none)."""
+        return []
+
+    def cast_like(self, code: str, like: str) -> str:
+        """``code``, an argument of the caller's, as an array of the dtype (and device) of ``like``."""
+        raise NotImplementedError
+
+    def operand(self, code: str, like: str) -> str:
+        """``code`` as an operand of arithmetic with the array ``like`` (cast to it)."""
+        return self.cast_like(code, like)
+
+    def stacked(self, codes: list, like: str) -> str:
+        """The arrays ``codes`` broadcast and stacked along a new last axis, of ``like``'s dtype."""
+        raise NotImplementedError
+
+    def pinv(self, code: str) -> str:
+        """The Moore–Penrose inverse of the batch of symmetric matrices ``code``."""
+        raise NotImplementedError
+
 
 def split_outputs(d) -> tuple:
     """({e_name: the eligibility without its δ_jx term}, {name: its value at j = x}): the dense

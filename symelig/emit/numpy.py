@@ -327,6 +327,18 @@ class NumpyKernel(Kernel):
     def local_imports(self) -> list:
         return local_imports(self.printer)
 
+    def cast_like(self, code: str, like: str) -> str:
+        return f"np.asarray({code}, {like}.dtype)"
+
+    def operand(self, code: str, like: str) -> str:
+        return code  # numpy promotes: a float64 gradient keeps float64
+
+    def stacked(self, codes: list, like: str) -> str:
+        return f"np.stack(np.broadcast_arrays({', '.join(codes)}), axis=-1).astype({like}.dtype)"
+
+    def pinv(self, code: str) -> str:
+        return f"np.linalg.pinv({code}, hermitian=True)"
+
 
 def local_imports(printer) -> list:
     """``from scipy import special`` for a function whose code calls it, to go first in its body:

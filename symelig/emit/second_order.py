@@ -90,62 +90,47 @@ def natural_gradient(so, backend) -> tuple:
     """(source of ``natural_gradient``, {helpers}) for the Kernel class ``backend``: F⁺·grad on
     the result of the module's own ``fisher``."""
     first = so.first
-    xp = backend.dialect == "xp"
-    ns = "xp" if xp else "np"
-    pre = "xp, " if xp else ""
+    k = backend(first, with_x=False)
     args = [*first.family.arguments, *first.parameters]
-    call = ", ".join(args)
     vector = vector_parameter(so)
-    lines = [f"f = fisher({call})"]
-    if xp:
-        lines.append("xp = _namespace(f['diagonal'] if isinstance(f, dict) else f)")
+    lines = [f"f = fisher({', '.join(args)})"] + k.namespace_of("f['diagonal'] if isinstance(f, dict) else f")
     if vector:
         null = (so.null_space or {}).get((vector, vector))
         block = so.structure[(vector, vector)]["fisher"]
-        g = (f"xp.astype(_asarray(xp, grad[{vector!r}], _device(f['diagonal'])), f['diagonal'].dtype)" if xp
-             else f"np.asarray(grad[{vector!r}], f['diagonal'].dtype)")
+        d = "f['diagonal']"
+        g = k.cast_like(f"grad[{vector!r}]", d)
         if null is not None:
-            f_null = backend(first, with_x=False)
-            lines += f_null.prologue()
-            body, owned = f_null.elementwise({"_null": null})
+            lines += k.prologue()
+            body, owned = k.elementwise({"_null": null})
             lines += body
-            lines.append(f"_null = {f_null.output('_null', 'batch + (size,)', not owned['_null'])}")
-            lines.append(f"return {{{vector!r}: _rank_one_pinv_solve({pre}f['diagonal'], _null, {g})}}")
-            helpers = {"_rank_one_pinv_solve"} | f_null.printer.helpers
+            lines.append(f"_null = {k.output('_null', 'batch + (size,)', not owned['_null'])}")
+            lines.append(f"return {{{vector!r}: {k.helper('_rank_one_pinv_solve', d, '_null', g)}}}")
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
         elif block.scale == 0:
-            lines.append(f"return {{{vector!r}: {g} * _pinv_diagonal({pre}f['diagonal'])}}")
-            helpers = {"_pinv_diagonal"}
+            lines.append(f"return {{{vector!r}: {g} * {k.helper('_pinv_diagonal', d)}}}")
             how = "F is diagonal"
         else:
-            lines.append(f"return {{{vector!r}: _rank_one_solve({pre}f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
-            helpers = {"_rank_one_solve"}
+            solve = k.helper("_rank_one_solve", d, "f['scale'][..., None]", "f['vector']", g)
+            lines.append(f"return {{{vector!r}: {solve}}}")
             how = "F⁻¹ by Sherman–Morrison in O(K)"
     else:
         names = list(first.parameters)
-        grads = {n: (f"xp.astype(_asarray(xp, grad[{n!r}], _device(f)), f.dtype)" if xp else f"grad[{n!r}]") for n in names}
-        diagonal = all(e == 0 for (a, b), e in so.fisher.items() if a != b)
-        if diagonal:
-            helpers = {"_pinv_diagonal"}
-            parts = ", ".join(f"{n!r}: {grads[n]} * _pinv_diagonal({pre}f[..., {k}, {k}])" for k, n in enumerate(names))
+        grads = [k.operand(f"grad[{n!r}]", "f") for n in names]
+        if all(e == 0 for (a, b), e in so.fisher.items() if a != b):
+            parts = ", ".join(f"{n!r}: {g} * {k.helper('_pinv_diagonal', f'f[..., {i}, {i}]')}" for i, (n, g) in enumerate(zip(names, grads)))
             lines.append(f"return {{{parts}}}")
             how = "F is diagonal"
         else:
-            stacked = ", ".join(grads[n] for n in names)
-            lines.append(f"g = {ns}.stack({ns}.broadcast_arrays({stacked}), axis=-1)" + ("" if xp else ".astype(f.dtype)"))
+            lines.append(f"g = {k.stacked(grads, 'f')}")
             # Moore–Penrose: F may be singular for a user's reparametrization (loc = a·b)
-            pinv = "xp.linalg.pinv(f)" if xp else "np.linalg.pinv(f, hermitian=True)"
-            lines.append(f"v = ({pinv} @ g[..., None])[..., 0]  # batch axes broadcast")
-            lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
+            lines.append(f"v = ({k.pinv('f')} @ g[..., None])[..., 0]  # batch axes broadcast")
+            lines.append("return {" + ", ".join(f"{n!r}: v[..., {i}]" for i, n in enumerate(names)) + "}")
             how = "a batched P×P pseudo-inverse"
-            helpers = set()
-    if xp:
-        helpers |= {"_namespace", "_asarray", "_device"}
     doc = (
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
         f"    (e.g. the mean eligibility of a batch).  {how}.\n    "
     )
-    return function_source("natural_gradient", ["grad", *args], doc, lines), helpers
+    return function_source("natural_gradient", ["grad", *args], doc, lines), k.printer.helpers
 
 
 def doc(so, kind: str) -> str:

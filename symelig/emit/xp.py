@@ -104,6 +104,20 @@ class ArrayApiKernel(Kernel):
     def sum_except(self, values, total) -> str:
         return self.helper("_sum_except", str(values), str(total), "_x")
 
+    def namespace_of(self, code: str) -> list:
+        self.printer.helpers.add("_namespace")
+        return [f"xp = _namespace({code})"]
+
+    def cast_like(self, code: str, like: str) -> str:
+        self.printer.helpers.add("_device")
+        return f"xp.astype({self.helper('_asarray', code, f'_device({like})')}, {like}.dtype)"
+
+    def stacked(self, codes: list, like: str) -> str:
+        return f"xp.stack(xp.broadcast_arrays({', '.join(codes)}), axis=-1)"
+
+    def pinv(self, code: str) -> str:
+        return f"xp.linalg.pinv({code})"
+
 
 def _imports(backend: str) -> list:
     if backend == "torch":
