@@ -39,7 +39,7 @@ def _stirlerr(z):
 
 
 def _bd0(a, m, d):
-    return a * mp.log(a / m) + m - a if a > 0 else m
+    return m if a == 0 else mp.inf if m == 0 else a * mp.log(a / m) + m - a
 
 
 def _fms(a, b, c):
@@ -59,7 +59,8 @@ CASES = [
     ("_stirlerr", _stirlerr, [(0.5,), (1.0,), (14.9,), (15.1,), (100.0,), (1e10,)]),
     ("_factorial_remainder", lambda a: mp.loggamma(a + 1) - (a * mp.log(a) - a) if a > 0 else mp.mpf(0),
      [(0.0,), (1.0,), (15.0,), (16.0,), (1000.0,), (1e12,)]),
-    ("_bd0", _bd0, [(10.0, 9.5, 0.5), (1e10, 1e10 + 1024, -1024.0), (3.0, 30.0, -27.0), (1e300, 1e-300, 1e300), (0.0, 3.0, -3.0)]),
+    ("_bd0", _bd0, [(10.0, 9.5, 0.5), (1e10, 1e10 + 1024, -1024.0), (3.0, 30.0, -27.0), (1e300, 1e-300, 1e300), (0.0, 3.0, -3.0),
+              (3.0, 0.0, 3.0)]),
     ("_fms", _fms, [(1.0, 1 / 3, 3.0), (0.1 * 0.7, 0.1, 0.7), (2.0**900 * 3, 2.0**900, 3.0 + 2.0**-50), (5.0, 1e-300, 1e-10)]),
     ("_xlogy", lambda a, b: a * mp.log(b) if a else mp.mpf(0), [(0.0, 0.0), (2.0, 1e-300), (3.0, 0.5)]),
     ("_xdivy", lambda a, b: a / b if a else mp.mpf(0), [(0.0, 0.0), (2.0, 1e-300), (3.0, 0.5)]),
@@ -228,3 +229,17 @@ def test_exported_numpy_modules_import_and_run_without_scipy():
                 np.testing.assert_allclose(got[name], value, rtol=1e-12, err_msg=f"{path} {name}")
         else:
             assert isinstance(got, str) and "scipy" in got, (path, got)
+
+
+@pytest.mark.parametrize(("name", "reference", "points"), CASES, ids=IDS)
+def test_numba_scalar_helpers_match_mpmath(name, reference, points):
+    """The numba kernels' scalar helpers (compiled here for float64) at the same points."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from symelig.emit.runtime import numba_kernels
+
+    helper = getattr(numba_kernels, name)
+    for p in points:
+        want = _reference(reference, p)
+        got = helper(*p)
+        assert _close(got, want, RTOL.get(name, 1e-13)), (name, p, float(got), want)

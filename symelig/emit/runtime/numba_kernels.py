@@ -211,8 +211,12 @@ def _log1mexp(u):
 def _bd0(a, m, d):
     """Loader's deviance a·log(a/m) + m − a ≥ 0, d = a − m given without cancellation: the series
     in v = d/(a + m) where |d| < 0.1(a + m), a·log(a/m) − d elsewhere (log a − log m where a/m
-    would leave the floats)."""
+    would leave the floats); m at a = 0 (0·log 0 = 0), +inf at m = 0 < a, as the array forms."""
     F = type(a)
+    if a == 0:
+        return F(m)
+    if m == 0:
+        return F(_math.inf)
     if abs(d) < F(0.1) * (a + m):
         v = d / (F(2.0) * a - d)
         w = v * v
