@@ -218,8 +218,10 @@ def _gamma_difference(n, b, d, a, shift):
     def f(order, u):
         return sp.gammaln(u) if order == -1 else sp.digamma(u) if order == 0 else sp.polygamma(order, u)
 
-    like = next(v for v in (b, d, a) if hasattr(v, "dtype"))
-    b, d, a = (v if hasattr(v, "dtype") else np.full_like(like, v) for v in (b, d, a))
+    like = b if hasattr(b, "dtype") else d if hasattr(d, "dtype") else a  # a number (d = 1/2) as an array
+    b = b if hasattr(b, "dtype") else np.full_like(like, b)
+    d = d if hasattr(d, "dtype") else np.full_like(like, d)
+    a = a if hasattr(a, "dtype") else np.full_like(like, a)
     small = np.abs(d) <= 1e-3 * np.abs(b)
     bs = np.where(small, b, 1.0)
     ds = np.where(small, d, 0.0)
@@ -231,9 +233,7 @@ def _gamma_difference(n, b, d, a, shift):
     t6 = t5 * ds / 6
     series = t6 * f(n + 6, bs) + t5 * f(n + 5, bs) + t4 * f(n + 4, bs) + t3 * f(n + 3, bs) + t2 * f(n + 2, bs) + t1 * f(n + 1, bs)
     if shift:
-        factorial = 1.0
-        for k in range(2, n + 1):
-            factorial *= k
+        factorial = (1.0, 1.0, 1.0, 2.0, 6.0, 24.0, 120.0, 720.0)[n + 1]  # n! (1 at n = −1)
         series = series + (-1.0) ** (n + 1) * factorial / bs ** (n + 1)
     return np.where(small, series, f(n, a) - f(n, b + shift))
 
