@@ -113,11 +113,10 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
         return self._helper("_fms", expr.args)
 
     def _print_select(self, expr):
-        """numpy: _select(condition, lambda names: then, (names,), lambda …: otherwise, (…,)),
-        each piece computed only at the elements that take it; the array API: a where()."""
+        """_select(condition, lambda names: then, (names,), lambda …: otherwise, (…,)), each piece
+        computed only at the elements that take it (the array API's _select: where the library
+        allows it, see runtime/array_api.py)."""
         condition, then, otherwise = expr.args
-        if self.dialect != "numpy":
-            return f"{self.ns}.where({self._print(condition)}, {self._print(then)}, {self._print(otherwise)})"
         self.helpers.add("_select")
         pieces = []
         for piece in (then, otherwise):
@@ -130,7 +129,7 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
             for name, value in reversed(common):
                 code = f"(lambda {name}: {code})({self._print(value)})"
             pieces.append(f"lambda {', '.join(names)}: {code}, ({''.join(n + ', ' for n in names)})")
-        return f"_select({self._print(condition)}, {', '.join(pieces)})"
+        return self.call("_select", [self._print(condition), *pieces])
 
     def _print_Piecewise(self, expr):
         """Nested where(cond, a, b): both sides are computed (vectorized), the condition picks."""

@@ -155,6 +155,40 @@ def _sum_except(xp, values, total, index):
     return xp.where(others < 1e-3 * total, exact, others)
 
 
+def _select(xp, need, then, then_args, otherwise, otherwise_args):
+    """then(*then_args) where ``need`` holds and otherwise(*otherwise_args) elsewhere (both are
+    elementwise in their arguments), as a new array of the arguments' floating dtype.  numpy,
+    torch and CuPy compute each piece only at the elements that take it (a saddle-point form
+    costs several times the form as derived), or one piece alone where every element takes it;
+    JAX, whose shapes may not depend on values under jit, and other libraries compute both
+    everywhere and pick."""
+    name = xp.__name__
+    if "jax" in name or not ("numpy" in name or "torch" in name or "cupy" in name):  # (jax.numpy)
+        return xp.where(need, then(*then_args), otherwise(*otherwise_args))
+    arrays = [a for a in (need, *then_args, *otherwise_args) if hasattr(a, "shape")]
+    shape = _broadcast_shapes(*(tuple(a.shape) for a in arrays))
+    floats = [a.dtype for a in arrays if xp.isdtype(a.dtype, "real floating")]
+    dtype = xp.result_type(*floats) if floats else xp.float64
+    where = device(need)
+
+    def full(a):
+        return xp.broadcast_to(xp.astype(xp.asarray(a, device=where), dtype, copy=False), shape)
+
+    some = bool(xp.any(need))
+    if not some or bool(xp.all(need)):
+        args = then_args if some else otherwise_args
+        out = (then if some else otherwise)(*args)
+        if hasattr(out, "shape") and tuple(out.shape) == shape and out.dtype == dtype and not any(a is out for a in args):
+            return out
+        return xp.asarray(full(out), copy=True)
+    need = xp.broadcast_to(need, shape)
+    out = xp.empty(shape, dtype=dtype, device=where)
+    out[need] = then(*(full(a)[need] for a in then_args))
+    need = ~need
+    out[need] = otherwise(*(full(a)[need] for a in otherwise_args))
+    return out
+
+
 def dense(block):
     """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
     d, c, u = block["diagonal"], block["scale"], block["vector"]
