@@ -14,7 +14,7 @@ from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from . import assemble, second_order
-from .buffers import Buffers
+from .buffers import Buffers, render
 from .kernel import Kernel, eligibility_body, log_prob_body
 from .lowering import reuse_squares
 from ..functions import select
@@ -532,7 +532,7 @@ class NumpyKernel(Kernel):
             owned[target] = buffers.assign(target, e, consumable=e.free_symbols - later - aliased)
             if isinstance(e, Symbol):
                 aliased.add(e)
-        lines = [f"{n} = {c}" if n else c for n, c in low.statements] + buffers.lines
+        lines = [f"{n} = {c}" if n else c for n, c in low.statements] + render(buffers.statements, self.printer)
         return lines, owned
 
     def _pieces_apart(self, e):
