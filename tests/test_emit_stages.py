@@ -236,3 +236,50 @@ def test_a_module_lists_its_functions_and_exported_helpers():
     namespace: dict = {}
     exec(compile(source, "<assembled>", "exec"), namespace)
     assert namespace["__all__"] == ["log_prob", "eligibility", "dense"] and namespace["FAMILY"] == "categorical"
+
+
+# -- the lowering's statement records ----------------------------------------------------------
+
+def _statements(family, param, backend):
+    d = symelig.derive(family, param).symbolic
+    kernel = backend(d)
+    kernel.elementwise({"_log_prob": d.log_prob})
+    return kernel, kernel.lowering.statements
+
+
+def test_reductions_are_records_that_each_backend_writes_in_its_library():
+    """The lowering says what is computed (a row max, exp(f − max), a row sum, the other
+    categories' share, the sample's entry); numpy and the array API write the same records."""
+    from symelig.emit.lowering import Reduction
+    from symelig.emit.numpy import NumpyKernel
+    from symelig.emit.xp import ArrayApiKernel
+
+    kernel, statements = _statements("categorical", "logits", NumpyKernel)
+    assert [(str(s.name), s.value.kind if isinstance(s.value, Reduction) else None, s.vector) for s in statements] == [
+        ("_max0", "max", False), ("_exp0", "exp_shifted", True), ("_sumexp0", "sum", False),
+        ("_others0", "sum_except", False), ("_logsumexp0", None, False), ("_logits_at_x0", "at_x", False)]
+    assert statements[1].value == Reduction("exp_shifted", (Symbol("logits"), Symbol("_max0")))
+    assert [line for s in statements for line in kernel.statement(s)] == [
+        "_max0 = _row_max(logits)", "_exp0 = np.subtract(logits, _max0)", "np.exp(_exp0, out=_exp0)",
+        "_sumexp0 = _row_sum(_exp0)", "_others0 = _sum_except(_exp0, _sumexp0, _x)",
+        "_logsumexp0 = _max0 + np.log(_sumexp0)", "_logits_at_x0 = np.take_along_axis(logits, _x, axis=-1)"]
+    xp = ArrayApiKernel(symelig.derive("categorical", "logits").symbolic)
+    assert [line for s in statements for line in xp.statement(s)] == [
+        "_max0 = xp.max(logits, axis=-1, keepdims=True)", "_exp0 = xp.exp(logits - _max0)",
+        "_sumexp0 = xp.sum(_exp0, axis=-1, keepdims=True)", "_others0 = _sum_except(xp, _exp0, _sumexp0, _x)",
+        "_logsumexp0 = _max0 + xp.log(_sumexp0)", "_logits_at_x0 = xp.take_along_axis(logits, _x, axis=-1)"]
+
+
+def test_a_row_sum_only_a_select_piece_needs_carries_its_gate():
+    """The saddle-point form's sums (Dirichlet above a total of 100) are computed only if some
+    row takes that piece: numpy asks np.any first, the array API computes them for all rows."""
+    from symelig.emit.lowering import Reduction
+    from symelig.emit.numpy import NumpyKernel
+    from symelig.emit.xp import ArrayApiKernel
+
+    for backend, line in ((NumpyKernel, "_sum4 = (_row_sum(x) if np.any(np.greater(_sum0, 100)) else 0)"),
+                          (ArrayApiKernel, "_sum4 = xp.sum(x, axis=-1, keepdims=True)")):
+        kernel, statements = _statements("dirichlet", "concentration", backend)
+        gated = [s for s in statements if isinstance(s.value, Reduction) and s.value.gate is not None]
+        assert gated and all(s.value.kind == "sum" and s.value.gate == (Symbol("_sum0") > 100) for s in gated)
+        assert kernel.statement(gated[0]) == [line]
