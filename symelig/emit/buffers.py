@@ -114,9 +114,7 @@ class Buffers:
     # -- planning -------------------------------------------------------------------------------
 
     def _name(self, name: str) -> Name:
-        if name not in self.names:
-            self.names[name] = Name(name)
-        return self.names[name]
+        return self.names.setdefault(name, Name(name))
 
     def _fresh(self, value, deps) -> tuple:
         """A new buffer holding ``value`` (a call, or an expression that returns a new array)."""
@@ -142,22 +140,20 @@ class Buffers:
         if type(e) in _UNARY:
             return self._unary(_UNARY[type(e)], e.args[0], e)
         if isinstance(e, softplus):  # log(1 + e^z) = logaddexp(0, z)
-            value, owned = self._emit(e.args[0])
-            if owned:
-                self.statements.append(Call("numpy.logaddexp", (S.Zero, value), out=value))
-                return value, True
-            return self._fresh(Call("numpy.logaddexp", (S.Zero, value)), self.deps(e))
+            return self._unary("numpy.logaddexp", e.args[0], e, first=S.Zero)
         if isinstance(e, polygamma) and e.args[0] == 0:
             return self._unary("scipy.special.digamma", e.args[1], e)
         # anything else (helpers, np.where forms) returns a new array
         return self._fresh(e, self.deps(e))
 
-    def _unary(self, ufunc: str, arg, e) -> tuple:
+    def _unary(self, ufunc: str, arg, e, first=None) -> tuple:
+        """ufunc(arg), or ufunc(first, arg): in arg's buffer where the kernel owns it."""
         value, owned = self._emit(arg)
+        args = (value,) if first is None else (first, value)
         if owned:
-            self.statements.append(Call(ufunc, (value,), out=value))
+            self.statements.append(Call(ufunc, args, out=value))
             return value, True
-        return self._fresh(Call(ufunc, (value,)), self.deps(e))
+        return self._fresh(Call(ufunc, args), self.deps(e))
 
     def _into(self, acc: Name, other_expr, other):
         """The out= argument for writing ``acc op other`` into ``acc``."""
