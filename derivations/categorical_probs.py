@@ -159,8 +159,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _put_at(out, index, value):
@@ -175,10 +175,10 @@ def _rank_one_pinv_solve(d, n, g):
     they are left out of the range, and get 0."""
     inverse = _pinv_diagonal(d)
     support = inverse != 0
-    n = np.where(support, n, 0)
+    n = np.where(support, n, 0.0)
     nn = np.sum(n * n, axis=-1, keepdims=True)
-    nn = np.where(nn == 0, 1, nn)
-    g = np.where(support, g, 0)
+    nn = np.where(nn == 0, 1.0, nn)
+    g = np.where(support, g, 0.0)
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
     v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)

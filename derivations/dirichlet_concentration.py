@@ -12,7 +12,6 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
-from scipy import special
 
 __all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
@@ -25,6 +24,7 @@ def log_prob(x, concentration):
     x: (..., K), a probability vector with entries > 0 summing to 1
     concentration: (..., K), a vector of finite numbers > 0
     """
+    from scipy import special
     concentration = np.asarray(concentration)
     dtype = _float_dtype(concentration)
     concentration = concentration.astype(dtype, copy=False)
@@ -52,6 +52,7 @@ def eligibility(x, concentration):
     x: (..., K), a probability vector with entries > 0 summing to 1
     concentration: (..., K), a vector of finite numbers > 0
     """
+    from scipy import special
     concentration = np.asarray(concentration)
     dtype = _float_dtype(concentration)
     concentration = concentration.astype(dtype, copy=False)
@@ -75,6 +76,7 @@ def hessian(x, concentration):
     d_j = -ψ′(α[j]), c = ψ′(Σ_i α[i]), u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     concentration = np.asarray(concentration)
     dtype = _float_dtype(concentration)
     concentration = concentration.astype(dtype, copy=False)
@@ -99,6 +101,7 @@ def fisher(concentration):
     d_j = ψ′(α[j]), c = -ψ′(Σ_i α[i]), u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     concentration = np.asarray(concentration)
     dtype = _float_dtype(concentration)
     concentration = concentration.astype(dtype, copy=False)
@@ -182,8 +185,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _rank_one_solve(d, c, u, g):
@@ -229,6 +232,13 @@ def _select(need, then, then_args, otherwise, otherwise_args):
     return out
 
 
+def _special():
+    """scipy.special, imported when first needed: a module whose kernels use none imports
+    without scipy."""
+    from scipy import special
+    return special
+
+
 def _stirlerr(z):
     """Stirling's remainder log Γ(z) − [(z − ½) log z − z + ½ log 2π]: above z = 15 its series
     1/(12z) − 1/(360z³) + … (six terms, exact to 4e-18 there; the difference would cancel from
@@ -237,7 +247,7 @@ def _stirlerr(z):
     out = None
     if not np.all(far):
         zn = np.where(far, 1.0, z)
-        out = special.gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
+        out = _special().gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
     if np.any(far):
         r = np.where(far, z, 15.0)
         np.reciprocal(r, out=r)

@@ -13,7 +13,6 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
-from scipy import special
 
 __all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
@@ -26,6 +25,7 @@ def log_prob(x, log_concentration):
     x: (..., K), a probability vector with entries > 0 summing to 1
     log_concentration: (..., K), a vector of finite real numbers
     """
+    from scipy import special
     log_concentration = np.asarray(log_concentration)
     dtype = _float_dtype(log_concentration)
     log_concentration = log_concentration.astype(dtype, copy=False)
@@ -54,6 +54,7 @@ def eligibility(x, log_concentration):
     x: (..., K), a probability vector with entries > 0 summing to 1
     log_concentration: (..., K), a vector of finite real numbers
     """
+    from scipy import special
     log_concentration = np.asarray(log_concentration)
     dtype = _float_dtype(log_concentration)
     log_concentration = log_concentration.astype(dtype, copy=False)
@@ -81,6 +82,7 @@ def hessian(x, log_concentration):
     d_j = exp(a[j])*log(x[j]) + exp(a[j])*ψ(Σ_i (exp(a[i]))) - exp(2*a[j])*ψ′(exp(a[j])) - exp(a[j])*ψ(exp(a[j])), c = ψ′(Σ_i (exp(a[i]))), u_j = exp(a[j])
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     log_concentration = np.asarray(log_concentration)
     dtype = _float_dtype(log_concentration)
     log_concentration = log_concentration.astype(dtype, copy=False)
@@ -118,6 +120,7 @@ def fisher(log_concentration):
     d_j = exp(2*a[j])*ψ′(exp(a[j])), c = -ψ′(Σ_i (exp(a[i]))), u_j = exp(a[j])
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     log_concentration = np.asarray(log_concentration)
     dtype = _float_dtype(log_concentration)
     log_concentration = log_concentration.astype(dtype, copy=False)
@@ -206,8 +209,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _rank_one_solve(d, c, u, g):
@@ -253,6 +256,13 @@ def _select(need, then, then_args, otherwise, otherwise_args):
     return out
 
 
+def _special():
+    """scipy.special, imported when first needed: a module whose kernels use none imports
+    without scipy."""
+    from scipy import special
+    return special
+
+
 def _stirlerr(z):
     """Stirling's remainder log Γ(z) − [(z − ½) log z − z + ½ log 2π]: above z = 15 its series
     1/(12z) − 1/(360z³) + … (six terms, exact to 4e-18 there; the difference would cancel from
@@ -261,7 +271,7 @@ def _stirlerr(z):
     out = None
     if not np.all(far):
         zn = np.where(far, 1.0, z)
-        out = special.gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
+        out = _special().gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
     if np.any(far):
         r = np.where(far, z, 15.0)
         np.reciprocal(r, out=r)

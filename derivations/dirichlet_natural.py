@@ -13,7 +13,6 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
-from scipy import special
 
 __all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
@@ -26,6 +25,7 @@ def log_prob(x, eta):
     x: (..., K), a probability vector with entries > 0 summing to 1
     eta: (..., K), a vector of finite numbers > -1
     """
+    from scipy import special
     eta = np.asarray(eta)
     dtype = _float_dtype(eta)
     eta = eta.astype(dtype, copy=False)
@@ -53,6 +53,7 @@ def eligibility(x, eta):
     x: (..., K), a probability vector with entries > 0 summing to 1
     eta: (..., K), a vector of finite numbers > -1
     """
+    from scipy import special
     eta = np.asarray(eta)
     dtype = _float_dtype(eta)
     eta = eta.astype(dtype, copy=False)
@@ -77,6 +78,7 @@ def hessian(x, eta):
     d_j = -ψ′(η[j] + 1), c = ψ′(K + Σ_i η[i]), u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     eta = np.asarray(eta)
     dtype = _float_dtype(eta)
     eta = eta.astype(dtype, copy=False)
@@ -101,6 +103,7 @@ def fisher(eta):
     d_j = ψ′(η[j] + 1), c = -ψ′(K + Σ_i η[i]), u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     eta = np.asarray(eta)
     dtype = _float_dtype(eta)
     eta = eta.astype(dtype, copy=False)
@@ -184,8 +187,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _rank_one_solve(d, c, u, g):
@@ -231,6 +234,13 @@ def _select(need, then, then_args, otherwise, otherwise_args):
     return out
 
 
+def _special():
+    """scipy.special, imported when first needed: a module whose kernels use none imports
+    without scipy."""
+    from scipy import special
+    return special
+
+
 def _stirlerr(z):
     """Stirling's remainder log Γ(z) − [(z − ½) log z − z + ½ log 2π]: above z = 15 its series
     1/(12z) − 1/(360z³) + … (six terms, exact to 4e-18 there; the difference would cancel from
@@ -239,7 +249,7 @@ def _stirlerr(z):
     out = None
     if not np.all(far):
         zn = np.where(far, 1.0, z)
-        out = special.gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
+        out = _special().gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
     if np.any(far):
         r = np.where(far, z, 15.0)
         np.reciprocal(r, out=r)

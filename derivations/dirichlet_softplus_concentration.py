@@ -13,7 +13,6 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
-from scipy import special
 
 __all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'dirichlet'
@@ -26,6 +25,7 @@ def log_prob(x, raw_concentration):
     x: (..., K), a probability vector with entries > 0 summing to 1
     raw_concentration: (..., K), a vector of finite real numbers
     """
+    from scipy import special
     raw_concentration = np.asarray(raw_concentration)
     dtype = _float_dtype(raw_concentration)
     raw_concentration = raw_concentration.astype(dtype, copy=False)
@@ -54,6 +54,7 @@ def eligibility(x, raw_concentration):
     x: (..., K), a probability vector with entries > 0 summing to 1
     raw_concentration: (..., K), a vector of finite real numbers
     """
+    from scipy import special
     raw_concentration = np.asarray(raw_concentration)
     dtype = _float_dtype(raw_concentration)
     raw_concentration = raw_concentration.astype(dtype, copy=False)
@@ -86,6 +87,7 @@ def hessian(x, raw_concentration):
     d_j = sigmoid(r[j])**2*ψ(softplus(r[j])) + sigmoid(r[j])*log(x[j]) + sigmoid(r[j])*ψ(Σ_i (softplus(r[i]))) - sigmoid(r[j])**2*log(x[j]) - sigmoid(r[j])**2*ψ(Σ_i (softplus(r[i]))) - sigmoid(r[j])**2*ψ′(softplus(r[j])) - sigmoid(r[j])*ψ(softplus(r[j])), c = ψ′(Σ_i (softplus(r[i]))), u_j = sigmoid(r[j])
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     raw_concentration = np.asarray(raw_concentration)
     dtype = _float_dtype(raw_concentration)
     raw_concentration = raw_concentration.astype(dtype, copy=False)
@@ -126,6 +128,7 @@ def fisher(raw_concentration):
     d_j = sigmoid(r[j])**2*ψ′(softplus(r[j])), c = -ψ′(Σ_i (softplus(r[i]))), u_j = sigmoid(r[j])
     (``dense(block)`` gives the (..., K, K) matrix).
     """
+    from scipy import special
     raw_concentration = np.asarray(raw_concentration)
     dtype = _float_dtype(raw_concentration)
     raw_concentration = raw_concentration.astype(dtype, copy=False)
@@ -213,28 +216,28 @@ def _into(buffer, other):
 
 
 def _log_softplus(z):
-    """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so log softplus(z) = z
-    (softplus itself would underflow to 0 there)."""
-    return np.where(z < -37, z, np.log(np.logaddexp(0, np.maximum(z, -37))))
+    """log softplus(z); below z = −37, softplus(z) = exp(z) to machine precision, so
+    log softplus(z) = z (softplus itself would underflow to 0 there)."""
+    return np.where(z < -37, z, np.log(_softplus(np.maximum(z, -37.0))))
 
 
 def _log_softplus_curvature(z):
-    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while its
-    two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
+    """(sigmoid(−z)·softplus(z) − sigmoid(z))/softplus(z)², which tends to −1/2 as z → −∞ while
+    its two terms grow as e^(−z) and cancel.  Where z ≤ 0, with t = e^z: q(t)·(t/log1p(t))²/(1 + t),
     q(t) = (log1p(t) − t)/t² = Σ_k (−1)^(k+1) t^k/(k + 2), summed (14 terms, exact to 1e-17) where
     t < 1/16 and taken directly above (log1p(t) − t then loses at most 32 ulp); t stops at e^−80,
     below which the value is −1/2 in float32 and float64.  Where z > 0 nothing cancels
     (sigmoid(−z)·softplus(z) < 0.7·sigmoid(z)): (sigmoid(−z) − sigmoid(z)/softplus(z))/softplus(z)."""
-    t = np.exp(np.clip(z, -80, 0))
+    t = np.exp(np.clip(z, -80.0, 0.0))
     small = t < 0.0625
-    ts = np.where(small, t, 0)
+    ts = np.where(small, t, 0.0)
     q = (((((((((((((1 / 15) * ts - 1 / 14) * ts + 1 / 13) * ts - 1 / 12) * ts + 1 / 11) * ts - 1 / 10) * ts + 1 / 9) * ts - 1 / 8) * ts + 1 / 7) * ts - 1 / 6) * ts + 1 / 5) * ts - 1 / 4) * ts + 1 / 3) * ts - 1 / 2  # Horner's rule
-    tl = np.where(small, 1, t)
-    q = np.where(small, q, (np.log1p(tl) - tl) / tl**2)
+    tl = np.where(small, 1.0, t)
+    q = np.where(small, q, (np.log1p(tl) - tl) / (tl * tl))
     ratio = t / np.log1p(t)
     below = q * ratio * ratio / (1 + t)
-    zp = np.maximum(z, 0)
-    s = np.logaddexp(0, zp)
+    zp = np.maximum(z, 0.0)
+    s = _softplus(zp)
     above = (_sigmoid(-zp) - _sigmoid(zp) / s) / s
     return np.where(z > 0, above, below)
 
@@ -251,8 +254,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _rank_one_solve(d, c, u, g):
@@ -309,10 +312,22 @@ def _sigmoid(z):
 
 
 def _sigmoid_over_softplus(z):
-    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below z = −37,
-    where both would underflow."""
-    clipped = np.maximum(z, -37)
-    return np.where(z < -37, 1, _sigmoid(clipped) / np.logaddexp(0, clipped))
+    """sigmoid(z)/softplus(z) = d log softplus(z)/dz; it is 1 to machine precision below
+    z = −37, where both would underflow."""
+    clipped = np.maximum(z, -37.0)
+    return np.where(z < -37, 1.0, _sigmoid(clipped) / _softplus(clipped))
+
+
+def _softplus(z):
+    """log(1 + exp(z)), stable for any z: numpy's logaddexp(0, z), one pass."""
+    return np.logaddexp(0, z)
+
+
+def _special():
+    """scipy.special, imported when first needed: a module whose kernels use none imports
+    without scipy."""
+    from scipy import special
+    return special
 
 
 def _stirlerr(z):
@@ -323,7 +338,7 @@ def _stirlerr(z):
     out = None
     if not np.all(far):
         zn = np.where(far, 1.0, z)
-        out = special.gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
+        out = _special().gammaln(zn) - (zn - 0.5) * np.log(zn) + zn - 0.9189385332046728
     if np.any(far):
         r = np.where(far, z, 15.0)
         np.reciprocal(r, out=r)

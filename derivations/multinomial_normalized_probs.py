@@ -12,7 +12,6 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
-from scipy import special
 
 __all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'multinomial'
@@ -26,6 +25,7 @@ def log_prob(x, total_count, normalized_probs):
     total_count: (...), an integer ≥ 0
     normalized_probs: (..., K), a probability vector (entries ≥ 0 summing to 1)
     """
+    from scipy import special
     normalized_probs = np.asarray(normalized_probs)
     dtype = _float_dtype(normalized_probs)
     normalized_probs = normalized_probs.astype(dtype, copy=False)
@@ -167,7 +167,7 @@ def _factorial_remainder(a):
     out = None
     if not np.all(far):
         an = np.where(far, 1.0, a)
-        out = special.gammaln(an + 1) + an
+        out = _special().gammaln(an + 1) + an
         out -= an * np.log(np.where(an > 0, an, 1.0))
     if np.any(far):
         r = np.where(far, a, 15.0)
@@ -223,8 +223,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _rank_one_solve(d, c, u, g):
@@ -270,14 +270,23 @@ def _select(need, then, then_args, otherwise, otherwise_args):
     return out
 
 
+def _special():
+    """scipy.special, imported when first needed: a module whose kernels use none imports
+    without scipy."""
+    from scipy import special
+    return special
+
+
 def _xdivy(a, b):
     """a / b, 0 where a == 0."""
-    return np.where(a == 0, 0, a / np.where(a == 0, 1, b))
+    zero = a == 0
+    return np.where(zero, 0.0, a / np.where(zero, 1.0, b))
 
 
 def _xlogy(a, b):
     """a·log(b), 0 where a == 0 (an empty category of probability 0 contributes nothing)."""
-    return np.where(a == 0, 0, a * np.log(np.where(a == 0, 1, b)))
+    zero = a == 0
+    return np.where(zero, 0.0, a * np.log(np.where(zero, 1.0, b)))
 
 
 def dense(block):

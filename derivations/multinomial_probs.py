@@ -13,7 +13,6 @@ Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the grad
 The category axis is the last one; all other axes broadcast as batch axes.
 """
 import numpy as np
-from scipy import special
 
 __all__ = ["log_prob", "eligibility", "hessian", "fisher", "natural_gradient", "dense"]
 FAMILY = 'multinomial'
@@ -27,6 +26,7 @@ def log_prob(x, total_count, probs):
     total_count: (...), an integer ≥ 0
     probs: (..., K), a vector of finite numbers ≥ 0
     """
+    from scipy import special
     probs = np.asarray(probs)
     dtype = _float_dtype(probs)
     probs = probs.astype(dtype, copy=False)
@@ -184,7 +184,7 @@ def _factorial_remainder(a):
     out = None
     if not np.all(far):
         an = np.where(far, 1.0, a)
-        out = special.gammaln(an + 1) + an
+        out = _special().gammaln(an + 1) + an
         out -= an * np.log(np.where(an > 0, an, 1.0))
     if np.any(far):
         r = np.where(far, a, 15.0)
@@ -246,8 +246,8 @@ def _output(value, shape, dtype, copy):
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)
+    zero = d == 0
+    return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
 def _rank_one_pinv_solve(d, n, g):
@@ -257,10 +257,10 @@ def _rank_one_pinv_solve(d, n, g):
     they are left out of the range, and get 0."""
     inverse = _pinv_diagonal(d)
     support = inverse != 0
-    n = np.where(support, n, 0)
+    n = np.where(support, n, 0.0)
     nn = np.sum(n * n, axis=-1, keepdims=True)
-    nn = np.where(nn == 0, 1, nn)
-    g = np.where(support, g, 0)
+    nn = np.where(nn == 0, 1.0, nn)
+    g = np.where(support, g, 0.0)
     g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
     v = g * inverse
     return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)
@@ -299,14 +299,23 @@ def _select(need, then, then_args, otherwise, otherwise_args):
     return out
 
 
+def _special():
+    """scipy.special, imported when first needed: a module whose kernels use none imports
+    without scipy."""
+    from scipy import special
+    return special
+
+
 def _xdivy(a, b):
     """a / b, 0 where a == 0."""
-    return np.where(a == 0, 0, a / np.where(a == 0, 1, b))
+    zero = a == 0
+    return np.where(zero, 0.0, a / np.where(zero, 1.0, b))
 
 
 def _xlogy(a, b):
     """a·log(b), 0 where a == 0 (an empty category of probability 0 contributes nothing)."""
-    return np.where(a == 0, 0, a * np.log(np.where(a == 0, 1, b)))
+    zero = a == 0
+    return np.where(zero, 0.0, a * np.log(np.where(zero, 1.0, b)))
 
 
 def dense(block):

@@ -368,7 +368,8 @@ def _via_check(lhs: str, constraint, expression, text: str, probe: dict, paramet
     """A :class:`ViaCheck` of the parsed right side ``expression`` over ``probe``'s symbols."""
     from sympy import Float, Sum
 
-    from .emit.numpy import ArrayPrinter, helper_source
+    from .emit import runtime
+    from .emit.numpy import ArrayPrinter
     from .emit.stable import stable
 
     used = [n for n in parameters if expression.has(probe[n])]
@@ -415,7 +416,7 @@ def _via_check(lhs: str, constraint, expression, text: str, probe: dict, paramet
     source = "\n\n".join([
         "import numpy as np" + ("\nfrom scipy import special" if "scipy.special" in printer.module_imports else ""),
         f"def rhs({', '.join(used)}):\n" + "\n".join("    " + line for line in lines) + "\n",
-        *(helper_source(h) + "\n" for h in helpers),
+        *(helper + "\n" for helper in runtime.sources("numpy", helpers)),
     ])
     return ViaCheck(lhs, text, constraint, source, tuple(used), vectors, elementwise, vectors + ("x",) * sample_vector)
 

@@ -23,10 +23,11 @@ import sys
 from sympy import DiracDelta, IndexedBase, S
 
 from ..engine import split_delta
+from . import runtime
 from .assemble import header_and_docs
 from .kernel import split_outputs
 from .rows import Kernel, Output, Row
-from .scalar import NotAvailable, helper_sources
+from .scalar import NotAvailable
 
 
 # What each function returns: (output array, its axes after the batch, key in the returned dict).
@@ -75,36 +76,6 @@ def _second_order(so, kind: str) -> tuple:
         places = (f", {ia}, {ib}",) + ((f", {ib}, {ia}",) if ia != ib else ())
         outputs.append(Output("_matrix", row.lower(entries[key]), False, places=places))
     return row, outputs, [("_matrix", f"{len(names)}, {len(names)}", None)]
-
-
-_NJIT = '''def _njit(*function, **options):
-    """numba.njit with numpy's floating-point semantics: x/0 is ±inf or nan, not an exception (which
-    would also keep the loops that divide from vectorizing)."""
-    return _numba.njit(*function, error_model="numpy", **options)'''
-
-_PYTHON_HELPERS = {
-    "_float_dtype": '''def _float_dtype(*arrays):
-    """The floating dtype of the parameters: float32 stays float32, integers become float64."""
-    dtype = np.result_type(*arrays)
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)''',
-    "_rows": '''def _rows(a, batch, event=()):
-    """``a`` as read-only C-contiguous rows (rows, *event) for a kernel: one row when it is the
-    same for the whole batch (a shared parameter: the kernels read row 0 for every row), else one
-    per batch element: a view where ``a`` has the batch shape, a copy where it broadcasts along
-    some axes.  (Always read-only, so that each kernel is compiled once per dtype.)"""
-    own = a.shape[:a.ndim - len(event)]
-    shape = ((1,) if math.prod(own) == 1 else (-1,)) + event
-    rows = np.ascontiguousarray(np.broadcast_to(a, (own if math.prod(own) == 1 else batch) + event).reshape(shape)).view()
-    rows.flags.writeable = False
-    return rows''',
-    "_categories": '''def _categories(x, size):
-    """Category indices as intp; one out of range is an IndexError (negative ones count from the
-    end, as in numpy's take_along_axis)."""
-    x = x.astype(np.intp)
-    if x.size and (x.min() < -size or x.max() >= size):
-        raise IndexError(f"a category index in x is out of bounds for {size} categories")
-    return x''',
-}
 
 
 def _wrapper(d, name: str, kernel: str, returns: list, doc: str, with_x: bool = True) -> str:
@@ -178,23 +149,20 @@ def _module_source(d, second) -> str:
         arguments = ["x"] * with_x + [*d.family.arguments, *d.parameters]
         blocks += [_wrapper(d, name, kernel.name, returns, doc, with_x), kernel.source(arguments)]
         helpers |= kernel.printer.helpers
-    imports, helper_blocks = helper_sources(helpers)
+    helpers |= {"_rows", "_categories"}  # the wrappers' (and ``_njit``, which the kernels use)
+    # (the kernels' code uses _math and _np)
     lines = ["import math", "import math as _math", "", "import numba as _numba", "import numpy as np", "import numpy as _np",
-             "from numba import prange as _prange", *imports]
-    python_helpers = dict(_PYTHON_HELPERS)
-    if numpy_helpers:
-        from .numpy import helper_source
-        from .second_order import HELPERS
-
-        python_helpers.update({h: HELPERS[h] if h in HELPERS else helper_source(h) for h in numpy_helpers if h not in python_helpers})
+             "from numba import prange as _prange"]
+    lines += [line for line in runtime.imports("numba", helpers | {"_njit"}) if line not in lines]
+    python_helpers = runtime.sources("numpy", numpy_helpers | {"_float_dtype"})
     return "\n\n".join([
         header + "\n".join(lines),
-        _NJIT,
+        runtime.source("numba", "_njit"),  # before the kernels, which it decorates
         f"__all__ = [{', '.join(repr(n) for n in names)}]\nFAMILY = {d.family.name!r}\nPARAM = {d.param!r}\n"
         f"PARAMETERS = {tuple(d.parameters)!r}\nBACKEND = 'numba'",
         *blocks, *extra,
-        *(python_helpers[h] + "\n" for h in sorted(python_helpers)),
-        *(b + "\n" for b in helper_blocks),
+        *(h + "\n" for h in python_helpers),
+        *(h + "\n" for h in runtime.sources("numba", helpers) if h != runtime.source("numba", "_njit")),
     ]).rstrip() + "\n"
 
 

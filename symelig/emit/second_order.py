@@ -20,73 +20,6 @@ from ..engine import split_delta
 from .assemble import function_source
 from .text import formula
 
-HELPERS = {
-    "_rank_one_solve": '''def _rank_one_solve(d, c, u, g):
-    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K): g/d − w·c(w·g)/(1 + c(w·u)), w = u/d;
-    a category with d = 0 (and u = 0: a zero row of F) gets 0, as the pseudo-inverse gives."""
-    inverse = _pinv_diagonal(d)
-    w = u * inverse
-    wg = np.sum(w * g, axis=-1, keepdims=True)
-    wu = np.sum(w * u, axis=-1, keepdims=True)
-    return g * inverse - w * (c * wg / (1 + c * wu))''',
-    "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(d, n, g):
-    """F⁺g for F = diag(d) + c·u·uᵀ singular with null vector n = u/d: g is projected onto the
-    range of F (n⊥), divided by d, and the result projected off n (the minimum-norm solution).
-    Categories with d = 0 (a softmax that underflowed, a count total of 0) are zero rows of F:
-    they are left out of the range, and get 0."""
-    inverse = _pinv_diagonal(d)
-    support = inverse != 0
-    n = np.where(support, n, 0)
-    nn = np.sum(n * n, axis=-1, keepdims=True)
-    nn = np.where(nn == 0, 1, nn)
-    g = np.where(support, g, 0)
-    g = g - n * (np.sum(n * g, axis=-1, keepdims=True) / nn)
-    v = g * inverse
-    return v - n * (np.sum(n * v, axis=-1, keepdims=True) / nn)''',
-    "_pinv_diagonal": '''def _pinv_diagonal(d):
-    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    safe = np.where(d == 0, 1, d)
-    return np.where(d == 0, 0, 1 / safe)''',
-    "dense": '''def dense(block):
-    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
-    d, c, u = block["diagonal"], block["scale"], block["vector"]
-    out = c[..., None, None] * u[..., :, None] * u[..., None, :]
-    out[..., range(d.shape[-1]), range(d.shape[-1])] += d
-    return out''',
-}
-
-
-XP_HELPERS = {
-    "_rank_one_solve": '''def _rank_one_solve(xp, d, c, u, g):
-    """(diag(d) + c·u·uᵀ)⁻¹ g by Sherman–Morrison, O(K), without in-place updates."""
-    inverse = _pinv_diagonal(xp, d)
-    w = u * inverse
-    wg = xp.sum(w * g, axis=-1, keepdims=True)
-    wu = xp.sum(w * u, axis=-1, keepdims=True)
-    return g * inverse - w * (c * wg / (1 + c * wu))''',
-    "_rank_one_pinv_solve": '''def _rank_one_pinv_solve(xp, d, n, g):
-    """F⁺g for a singular F = diag(d) + c·u·uᵀ with null vector n (see the numpy kernels)."""
-    inverse = _pinv_diagonal(xp, d)
-    support = inverse != 0
-    n = xp.where(support, n, xp.zeros_like(n))
-    nn = xp.sum(n * n, axis=-1, keepdims=True)
-    nn = xp.where(nn == 0, xp.ones_like(nn), nn)
-    g = xp.where(support, g, xp.zeros_like(g))
-    g = g - n * (xp.sum(n * g, axis=-1, keepdims=True) / nn)
-    v = g * inverse
-    return v - n * (xp.sum(n * v, axis=-1, keepdims=True) / nn)''',
-    "_pinv_diagonal": '''def _pinv_diagonal(xp, d):
-    """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
-    zero = d == 0
-    return xp.where(zero, xp.zeros_like(d), 1 / xp.where(zero, xp.ones_like(d), d))''',
-    "dense": '''def dense(block):
-    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
-    d, c, u = block["diagonal"], block["scale"], block["vector"]
-    xp = _namespace(d)
-    eye = xp.eye(d.shape[-1], dtype=d.dtype, device=device(d))
-    return c[..., None, None] * u[..., :, None] * u[..., None, :] + eye * d[..., None, :]''',
-}
-
 
 def vector_parameter(so) -> str | None:
     vectors = [n for n in so.first.parameters if isinstance(so.first.symbols[n], IndexedBase)]
@@ -110,6 +43,7 @@ def functions(so, backend) -> tuple:
     for kind, with_x in kinds:
         f = backend(so.first, with_x=with_x)
         lines = f.prologue() + _body(so, f, kind)
+        lines = f.local_imports() + lines
         sources[kind] = function_source(kind, f.signature(), doc(so, kind), lines)
         helpers |= f.printer.helpers
         modules |= set(f.printer.module_imports)
@@ -156,62 +90,47 @@ def natural_gradient(so, backend) -> tuple:
     """(source of ``natural_gradient``, {helpers}) for the Kernel class ``backend``: F⁺·grad on
     the result of the module's own ``fisher``."""
     first = so.first
-    xp = backend.dialect == "xp"
-    ns = "xp" if xp else "np"
-    pre = "xp, " if xp else ""
+    k = backend(first, with_x=False)
     args = [*first.family.arguments, *first.parameters]
-    call = ", ".join(args)
     vector = vector_parameter(so)
-    lines = [f"f = fisher({call})"]
-    if xp:
-        lines.append("xp = _namespace(f['diagonal'] if isinstance(f, dict) else f)")
+    lines = [f"f = fisher({', '.join(args)})"] + k.namespace_of("f['diagonal'] if isinstance(f, dict) else f")
     if vector:
         null = (so.null_space or {}).get((vector, vector))
         block = so.structure[(vector, vector)]["fisher"]
-        g = (f"xp.astype(_asarray(xp, grad[{vector!r}], _device(f['diagonal'])), f['diagonal'].dtype)" if xp
-             else f"np.asarray(grad[{vector!r}], f['diagonal'].dtype)")
+        d = "f['diagonal']"
+        g = k.cast_like(f"grad[{vector!r}]", d)
         if null is not None:
-            f_null = backend(first, with_x=False)
-            lines += f_null.prologue()
-            body, owned = f_null.elementwise({"_null": null})
+            lines += k.prologue()
+            body, owned = k.elementwise({"_null": null})
             lines += body
-            lines.append(f"_null = {f_null.output('_null', 'batch + (size,)', not owned['_null'])}")
-            lines.append(f"return {{{vector!r}: _rank_one_pinv_solve({pre}f['diagonal'], _null, {g})}}")
-            helpers = {"_rank_one_pinv_solve", "_pinv_diagonal"} | f_null.printer.helpers
+            lines.append(f"_null = {k.output('_null', 'batch + (size,)', not owned['_null'])}")
+            lines.append(f"return {{{vector!r}: {k.helper('_rank_one_pinv_solve', d, '_null', g)}}}")
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
         elif block.scale == 0:
-            lines.append(f"return {{{vector!r}: {g} * _pinv_diagonal({pre}f['diagonal'])}}")
-            helpers = {"_pinv_diagonal"}
+            lines.append(f"return {{{vector!r}: {g} * {k.helper('_pinv_diagonal', d)}}}")
             how = "F is diagonal"
         else:
-            lines.append(f"return {{{vector!r}: _rank_one_solve({pre}f['diagonal'], f['scale'][..., None], f['vector'], {g})}}")
-            helpers = {"_rank_one_solve", "_pinv_diagonal"}
+            solve = k.helper("_rank_one_solve", d, "f['scale'][..., None]", "f['vector']", g)
+            lines.append(f"return {{{vector!r}: {solve}}}")
             how = "F⁻¹ by Sherman–Morrison in O(K)"
     else:
         names = list(first.parameters)
-        grads = {n: (f"xp.astype(_asarray(xp, grad[{n!r}], _device(f)), f.dtype)" if xp else f"grad[{n!r}]") for n in names}
-        diagonal = all(e == 0 for (a, b), e in so.fisher.items() if a != b)
-        if diagonal:
-            helpers = {"_pinv_diagonal"}
-            parts = ", ".join(f"{n!r}: {grads[n]} * _pinv_diagonal({pre}f[..., {k}, {k}])" for k, n in enumerate(names))
+        grads = [k.operand(f"grad[{n!r}]", "f") for n in names]
+        if all(e == 0 for (a, b), e in so.fisher.items() if a != b):
+            parts = ", ".join(f"{n!r}: {g} * {k.helper('_pinv_diagonal', f'f[..., {i}, {i}]')}" for i, (n, g) in enumerate(zip(names, grads)))
             lines.append(f"return {{{parts}}}")
             how = "F is diagonal"
         else:
-            stacked = ", ".join(grads[n] for n in names)
-            lines.append(f"g = {ns}.stack({ns}.broadcast_arrays({stacked}), axis=-1)" + ("" if xp else ".astype(f.dtype)"))
+            lines.append(f"g = {k.stacked(grads, 'f')}")
             # Moore–Penrose: F may be singular for a user's reparametrization (loc = a·b)
-            pinv = "xp.linalg.pinv(f)" if xp else "np.linalg.pinv(f, hermitian=True)"
-            lines.append(f"v = ({pinv} @ g[..., None])[..., 0]  # batch axes broadcast")
-            lines.append("return {" + ", ".join(f"{n!r}: v[..., {k}]" for k, n in enumerate(names)) + "}")
+            lines.append(f"v = ({k.pinv('f')} @ g[..., None])[..., 0]  # batch axes broadcast")
+            lines.append("return {" + ", ".join(f"{n!r}: v[..., {i}]" for i, n in enumerate(names)) + "}")
             how = "a batched P×P pseudo-inverse"
-            helpers = set()
-    if xp:
-        helpers |= {"_namespace", "_asarray", "_device"}
     doc = (
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"
         f"    (e.g. the mean eligibility of a batch).  {how}.\n    "
     )
-    return function_source("natural_gradient", ["grad", *args], doc, lines), helpers
+    return function_source("natural_gradient", ["grad", *args], doc, lines), k.printer.helpers
 
 
 def doc(so, kind: str) -> str:

@@ -1,0 +1,197 @@
+"""The plumbing of the array-API kernels: the namespace, device and dtype of the inputs, outputs
+the caller owns, the library's fused softmax and log-sum-exp, and the δ_jx scatter at the
+sample.  The generated modules bind ``array_namespace`` and ``device`` themselves (from
+array-api-compat, or pinned to one library); so does this module, for its tests."""
+from __future__ import annotations
+
+from array_api_compat import array_namespace, device
+
+
+def _namespace(*arrays):
+    """The array API namespace of the array arguments (numpy for plain numbers and lists); where
+    numpy arrays are mixed with one other library's, that library's (the numpy ones move to it)."""
+    arrays = [a for a in arrays if hasattr(a, "shape") and hasattr(a, "dtype")]
+    if not arrays:
+        import numpy
+        return array_namespace(numpy.asarray(0.0))
+    foreign = [a for a in arrays if type(a).__module__.split(".")[0] != "numpy"]
+    return array_namespace(*(foreign or arrays))
+
+
+def _asarray(xp, a, device):
+    """``a`` itself when it is already an array of ``xp`` (no copy, autograd intact), else
+    converted onto ``device``."""
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        try:
+            if array_namespace(a) is xp:
+                return a
+        except TypeError:
+            pass
+    return xp.asarray(a, device=device)
+
+
+def _device(*arrays):
+    """The device of the first array argument (None: the library's default)."""
+    for a in arrays:
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            return device(a)
+    return None
+
+
+def _float_dtype(xp, *arrays):
+    """The floating dtype of the parameters: float32 stays float32, anything else float64."""
+    dtypes = [a.dtype for a in arrays]
+    if dtypes and all(xp.isdtype(t, "real floating") for t in dtypes):
+        return xp.result_type(*dtypes)
+    return xp.float64
+
+
+def _broadcast_shapes(*shapes):
+    """numpy.broadcast_shapes on plain tuples (the array API has none); static under jax.jit."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(ndim):
+        sizes = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _full(xp, value, shape, dtype, device, copy=False):
+    """``value`` broadcast to ``shape`` as an array the caller owns (``value`` itself when it is
+    a fresh result of that shape and ``copy`` is false)."""
+    # (a Python number has no dtype; numpy would even call dtype("float64") == None true)
+    if not copy and hasattr(value, "dtype") and tuple(value.shape) == tuple(shape) and value.dtype == dtype:
+        return value
+    value = xp.astype(xp.asarray(value, device=device), dtype, copy=False)
+    return xp.asarray(xp.broadcast_to(value, tuple(shape)), copy=True)  # one pass: a view, then a copy
+
+
+def _negated(xp, a):
+    """−a; in place for torch, where ``a`` is the kernel's own array at its last use (unless
+    autograd records it: an in-place op would break the backward pass)."""
+    if "torch" in xp.__name__ and not a.requires_grad:
+        return a.neg_()
+    return -a
+
+
+def _softmax(xp, z):
+    """softmax over the last axis: the library's fused kernel where it has one."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.softmax(z, -1)
+    if "jax" in name:
+        import jax
+        return jax.nn.softmax(z, axis=-1)
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def _logsumexp(xp, z):
+    """log Σ exp over the last axis (kept), max-shifted; the library's own where it has one."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.logsumexp(z, -1, keepdim=True)
+    if "jax" in name:
+        import jax
+        return jax.nn.logsumexp(z, axis=-1, keepdims=True)
+    top = xp.max(z, axis=-1, keepdims=True)
+    return top + xp.log(xp.sum(xp.exp(z - top), axis=-1, keepdims=True))
+
+
+def _add_at(xp, e, index, value):
+    """e with ``value`` added at ``index`` along the last axis (index and value are (..., 1)).
+    ``e`` is the kernel's own fresh array: torch adds in place (a scatter, O(batch)), JAX and
+    numpy-likes put along the axis, anything else uses where() over the whole array."""
+    name = xp.__name__
+    index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))  # a sample shared by a batch
+    if "jax" in name:
+        import jax.numpy as jnp
+        value = jnp.broadcast_to(jnp.asarray(value, dtype=e.dtype), index.shape)
+        return jnp.put_along_axis(e, index, jnp.take_along_axis(e, index, axis=-1) + value, axis=-1, inplace=False)
+    value = xp.broadcast_to(xp.asarray(value, dtype=e.dtype, device=device(e)), tuple(index.shape))
+    if "torch" in name:  # out of place where autograd records e
+        return e.scatter_add(-1, index, value) if e.requires_grad else e.scatter_add_(-1, index, value)
+    if hasattr(xp, "put_along_axis") or "numpy" in name or "cupy" in name:
+        import importlib
+        library = importlib.import_module("cupy" if "cupy" in name else "numpy")
+        library.put_along_axis(e, index, library.take_along_axis(e, index, axis=-1) + value, axis=-1)
+        return e
+    hit = xp.arange(e.shape[-1], device=device(e)) == index
+    return xp.where(hit, e + value, e)
+
+
+def _put_at(xp, e, index, value):
+    """e with ``value`` at ``index`` along the last axis (index and value are (..., 1)); ``e`` is the
+    kernel's own fresh array: torch writes in place (unless autograd records e), JAX and
+    numpy-likes put along the axis, anything else uses where() over the whole array."""
+    name = xp.__name__
+    index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))
+    if "jax" in name:
+        import jax.numpy as jnp
+        value = jnp.broadcast_to(jnp.asarray(value, dtype=e.dtype), index.shape)
+        return jnp.put_along_axis(e, index, value, axis=-1, inplace=False)
+    value = xp.broadcast_to(xp.asarray(value, dtype=e.dtype, device=device(e)), tuple(index.shape))
+    if "torch" in name:
+        return e.scatter(-1, index, value) if e.requires_grad else e.scatter_(-1, index, value)
+    if hasattr(xp, "put_along_axis") or "numpy" in name or "cupy" in name:
+        import importlib
+        library = importlib.import_module("cupy" if "cupy" in name else "numpy")
+        library.put_along_axis(e, index, value, axis=-1)
+        return e
+    hit = xp.arange(e.shape[-1], device=device(e)) == index
+    return xp.where(hit, value, e)
+
+
+def _sum_except(xp, values, total, index):
+    """Σ over the last axis without the entry at ``index``, (..., 1): total − values[index], and
+    where that entry holds more than 1 − 1e-3 of the total the other entries added up themselves."""
+    others = total - xp.take_along_axis(values, index, axis=-1)
+    hit = xp.arange(values.shape[-1], device=device(values)) == index
+    exact = xp.sum(xp.where(hit, xp.zeros_like(values), values), axis=-1, keepdims=True)
+    return xp.where(others < 1e-3 * total, exact, others)
+
+
+def _select(xp, need, then, then_args, otherwise, otherwise_args):
+    """then(*then_args) where ``need`` holds and otherwise(*otherwise_args) elsewhere (both are
+    elementwise in their arguments), as a new array of the arguments' floating dtype.  numpy,
+    torch and CuPy compute each piece only at the elements that take it (a saddle-point form
+    costs several times the form as derived), or one piece alone where every element takes it;
+    JAX, whose shapes may not depend on values under jit, and other libraries compute both
+    everywhere and pick."""
+    name = xp.__name__
+    if "jax" in name or not ("numpy" in name or "torch" in name or "cupy" in name):  # (jax.numpy)
+        return xp.where(need, then(*then_args), otherwise(*otherwise_args))
+    arrays = [a for a in (need, *then_args, *otherwise_args) if hasattr(a, "shape")]
+    shape = _broadcast_shapes(*(tuple(a.shape) for a in arrays))
+    floats = [a.dtype for a in arrays if xp.isdtype(a.dtype, "real floating")]
+    dtype = xp.result_type(*floats) if floats else xp.float64
+    where = device(need)
+
+    def full(a):
+        return xp.broadcast_to(xp.astype(xp.asarray(a, device=where), dtype, copy=False), shape)
+
+    some = bool(xp.any(need))
+    if not some or bool(xp.all(need)):
+        args = then_args if some else otherwise_args
+        out = (then if some else otherwise)(*args)
+        if hasattr(out, "shape") and tuple(out.shape) == shape and out.dtype == dtype and not any(a is out for a in args):
+            return out
+        return xp.asarray(full(out), copy=True)
+    need = xp.broadcast_to(need, shape)
+    out = xp.empty(shape, dtype=dtype, device=where)
+    out[need] = then(*(full(a)[need] for a in then_args))
+    need = ~need
+    out[need] = otherwise(*(full(a)[need] for a in otherwise_args))
+    return out
+
+
+def dense(block):
+    """The (..., K, K) matrix diag(d) + c·u·uᵀ of a structured block (K² memory: for small K)."""
+    d, c, u = block["diagonal"], block["scale"], block["vector"]
+    xp = _namespace(d)
+    eye = xp.eye(d.shape[-1], dtype=d.dtype, device=device(d))
+    return c[..., None, None] * u[..., :, None] * u[..., None, :] + eye * d[..., None, :]
