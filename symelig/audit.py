@@ -1,0 +1,119 @@
+"""What a sampled KL estimator's gradient estimates, derived by the engine.
+
+RLHF code penalises KL(π_θ ‖ π_ref) with a per-sample estimator (Schulman's k1, k2, k3), with
+log-ratio L(x) = log π_θ(x) − log π_ref(x) and r(x) = π_ref(x)/π_θ(x) = e^{−L}:
+
+    k1 = L,     k2 = ½ L²,     k3 = r − 1 − log r,     k3·ρ with ρ = π_θ(x)/π_old(x), x ∼ π_old,
+
+and places it either *in the loss* (autograd differentiates the estimator at the sample:
+g = ∇θ k(x; θ)) or *in the reward* (a REINFORCE term, the gradient flowing only through
+log π_θ: g = k(x; θ)·∇θ log π_θ(x), with ρ a constant weight).  Autograd sees one sample; the
+question is what E[g] is.  For every estimator and placement the audit derives E[g] symbolically
+(:class:`~symelig.divergence.Setting`: the expectation routes of the Fisher information, the
+likelihood ratios averaged by change of measure), derives ∇θ KL(π_θ ‖ π_ref) and
+∇θ KL(π_ref ‖ π_θ) by differentiating the closed-form divergences, and compares.
+
+Sign convention: every gradient is the gradient of the penalty (the quantity minimised), so an
+unbiased estimator has E[g] = ∇θ KL.  The bias is always reported against the reverse KL, the
+penalty these estimators are used for: bias = E[g] − ∇θ KL(π_θ ‖ π_ref).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import S
+
+from .divergence import RATIO, WEIGHT, Setting, setting
+from .errors import SymeligError
+from .expectation import NoClosedForm
+
+REVERSE, FORWARD = "reverse_kl", "forward_kl"
+PLACEMENTS = ("loss", "reward")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    name: str
+    formula: str        # in words, for the table
+    latex: str
+    sampling: str       # "policy" (x ∼ π_θ) or "behaviour" (x ∼ π_old)
+
+    def value(self, s: Setting):
+        L = s.log_prob - s.log_prob_ref
+        k3 = RATIO - 1 + L  # log r = −L
+        return {"k1": L, "k2": L**2 / 2, "k3": k3, "k3_is": WEIGHT * k3}[self.name]
+
+
+ESTIMATORS = (
+    Estimator("k1", "log(π/π_ref)", r"\log\frac{\pi_\theta}{\pi_{\mathrm{ref}}}", "policy"),
+    Estimator("k2", "½ log²(π/π_ref)", r"\tfrac12\log^2\frac{\pi_\theta}{\pi_{\mathrm{ref}}}", "policy"),
+    Estimator("k3", "r − 1 − log r, r = π_ref/π", r"r - 1 - \log r,\ r = \frac{\pi_{\mathrm{ref}}}{\pi_\theta}", "policy"),
+    Estimator("k3_is", "ρ (r − 1 − log r), ρ = π/π_old, x ∼ π_old",
+              r"\rho\,(r - 1 - \log r),\ \rho = \frac{\pi_\theta}{\pi_{\mathrm{old}}},\ x\sim\pi_{\mathrm{old}}", "behaviour"),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One estimator in one placement: E[g] per parameter, which KL's gradient it is, the bias."""
+
+    estimator: Estimator
+    placement: str
+    expected_gradient: dict   # parameter -> E[g] (component j of a vector)
+    gradient_of: str | None   # REVERSE, FORWARD or None
+    bias: dict                # parameter -> E[g] − ∇θ KL(π_θ ‖ π_ref)
+    value_of: str | None      # REVERSE when E[k] = KL(π_θ ‖ π_ref) (the estimator's own target)
+
+
+@dataclass(frozen=True)
+class Audit:
+    family: str
+    param: str
+    setting: Setting
+    reverse_kl: object        # KL(π_θ ‖ π_ref), closed form
+    forward_kl: object        # KL(π_ref ‖ π_θ)
+    reverse_gradient: dict    # parameter -> ∇θ KL(π_θ ‖ π_ref)
+    forward_gradient: dict
+    verdicts: tuple
+
+
+def audit_kl(family: str, param: str | None = None) -> Audit:
+    """The KL-estimator audit of one catalog entry (see the module docstring); SymeligError
+    where the divergences or an estimator's expectation have no closed form."""
+    s = setting(family, param)
+    try:
+        reverse = s.expect(s.log_prob - s.log_prob_ref, "policy")
+        forward = s.expect(s.log_prob_ref - s.log_prob, "reference")
+    except NoClosedForm as reason:
+        raise SymeligError(f"{family} --param {s.first.param} has no closed-form KL divergence ({reason}); the audit needs one") from None
+    grad_reverse = {n: s.total_derivative(reverse, n) for n in s.parameters}
+    grad_forward = {n: s.total_derivative(forward, n) for n in s.parameters}
+    verdicts = []
+    for estimator in ESTIMATORS:
+        k = estimator.value(s)
+        try:
+            mean = s.expect(k, estimator.sampling)
+        except NoClosedForm as reason:
+            raise SymeligError(f"E[{estimator.name}] has no closed form for {family} --param {s.first.param} ({reason})") from None
+        value_of = REVERSE if s.is_zero(mean - reverse) else None
+        for placement in PLACEMENTS:
+            expected = {}
+            for n in s.parameters:
+                g = s.total_derivative(k, n) if placement == "loss" else k * s.score[n]
+                try:
+                    expected[n] = s.expect(g, estimator.sampling)
+                except NoClosedForm as reason:
+                    raise SymeligError(f"E[∇ {estimator.name}] in the {placement} has no closed form for "
+                                       f"{family} --param {s.first.param} ({reason})") from None
+            bias = {n: expected[n] - grad_reverse[n] for n in s.parameters}
+            if all(s.is_zero(b) for b in bias.values()):
+                gradient_of, bias = REVERSE, {n: S.Zero for n in s.parameters}
+            elif all(s.is_zero(expected[n] - grad_forward[n]) for n in s.parameters):
+                gradient_of = FORWARD
+            else:
+                gradient_of = None
+            verdicts.append(Verdict(estimator, placement, {n: s.tidy(v) for n, v in expected.items()}, gradient_of,
+                                    {n: s.tidy(b) for n, b in bias.items()}, value_of))
+    return Audit(s.first.family.name, s.first.param, s, s.tidy(reverse), s.tidy(forward),
+                 {n: s.tidy(g) for n, g in grad_reverse.items()}, {n: s.tidy(g) for n, g in grad_forward.items()},
+                 tuple(verdicts))

@@ -1,0 +1,163 @@
+"""Entropy and KL divergence of catalog entries, derived by the engine's expectation routes.
+
+    H(π_θ)            = E_{x∼π_θ}[−log π_θ(x)]
+    KL(π_θ ‖ π_ref)   = E_{x∼π_θ}[log π_θ(x) − log π_ref(x)]      (reverse: the RLHF penalty)
+    KL(π_ref ‖ π_θ)   = E_{x∼π_ref}[log π_ref(x) − log π_θ(x)]    (forward: TRPO's constraint)
+
+π_ref is a second member of the same family written in the family's canonical parameters
+(π_ref, μ_ref, σ_ref…), a constant for every gradient.  The expectations are the symbolic ones
+of :mod:`symelig.expectation` (exact sums over categories, declared moments, Mellin transforms),
+the same routes as the Fisher information; an expectation under π_ref is taken by the same code
+with the reference's parameters in the place of θ.  Where no route applies,
+:class:`~symelig.expectation.NoClosedForm` names the part that could not be averaged.
+
+Change of measure.  The estimators that use a likelihood ratio r(x) = π_ref(x)/π_θ(x) are
+averaged without integrating r itself: E_{π_θ}[r f] = E_{π_ref}[f] (π_ref ≪ π_θ).  The ratio
+is therefore kept as the abstract symbol :data:`RATIO` while differentiating and averaging,
+with ∂r/∂θ = −r ∂log π_θ/∂θ; likewise ρ(x) = π_θ(x)/π_old(x) (:data:`WEIGHT`) for off-policy
+samples x ∼ π_old, with E_{π_old}[ρ f] = E_{π_θ}[f] and ∂ρ/∂θ = ρ ∂log π_θ/∂θ.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from sympy import Add, IndexedBase, Mul, S, Sum, Symbol, diff, expand_mul
+
+from . import constraints, rules
+from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
+from .errors import SymeligError
+from .expectation import NoClosedForm, expectation
+from .family import Internal, K, i, lookup
+
+RATIO = Internal("r", positive=True)       # π_ref(x)/π_θ(x), kept abstract
+WEIGHT = Internal("rho", positive=True)    # π_θ(x)/π_old(x), kept abstract
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """Everything the divergences of one entry are built from.
+
+    ``first`` is the entry's derivation (θ); ``reference`` and ``behaviour`` are pseudo-derivations
+    of the same family in its canonical parametrization with renamed parameters (π_ref and
+    π_old), usable wherever :func:`~symelig.expectation.expectation` takes a derivation."""
+
+    first: SymbolicDerivation
+    reference: SymbolicDerivation
+    behaviour: SymbolicDerivation
+    ctx: rules.Context
+    log_prob: object        # log π_θ(x), θ the parametrization's parameters
+    log_prob_ref: object    # log π_ref(x)
+    score: dict             # parameter -> ∂ log π_θ(x)/∂θ (component j of a vector)
+
+    @property
+    def parameters(self) -> tuple:
+        return self.first.parameters
+
+    def wrt(self, name):
+        return self.first.wrt(name)
+
+    def tidy(self, expr):
+        """The bounded rewrites of the engine (collapse, together, cancel), then the stable names."""
+        # multiplied out first: ∂/∂z_j of Σ_i e^{z_i} z_i / Σ_i e^{z_i} collapses to
+        # (e^{z_j} z_j + e^{z_j})/Σ, which only term by term is named softmax_j (z_j + 1)
+        expr = rewrite(expand_mul(rewrite(expr, rules.ALGEBRA, self.ctx)), rules.ALGEBRA + rules.TIDY, self.ctx)
+        return rewrite(expr, rules.NAMING, self.ctx)
+
+    def is_zero(self, expr) -> bool:
+        """Whether ``expr`` is 0 by the engine's rules; False means "not shown to be 0"."""
+        expr = rewrite(expr, rules.ALGEBRA, self.ctx)
+        if expr == 0:
+            return True
+        expanded = rewrite(expand_mul(expr), rules.ALGEBRA + rules.TIDY, self.ctx)
+        return expanded == 0 or expand_mul(expanded) == 0
+
+    def expect(self, expr, under: str = "policy"):
+        """E[expr] over x ∼ π_θ ("policy"), π_ref ("reference") or π_old ("behaviour"), with the
+        abstract ratios averaged by change of measure; raises NoClosedForm."""
+        total = S.Zero
+        for (ratio, weight), part in _by_ratio(expand_mul(expr)).items():
+            measure = under
+            if weight:
+                if measure != "behaviour":
+                    raise NoClosedForm("the importance weight π_θ/π_old averages only under π_old")
+                measure = "policy"  # E_old[ρ f] = E_θ[f]
+            elif measure == "behaviour":
+                raise NoClosedForm("a term without the importance weight under π_old")
+            if ratio:
+                if measure != "policy":
+                    raise NoClosedForm("the ratio π_ref/π_θ averages only under π_θ")
+                measure = "reference"  # E_θ[r f] = E_ref[f]
+            first = {"policy": self.first, "reference": self.reference, "behaviour": self.behaviour}[measure]
+            value, _ = expectation(part, first, self.ctx)
+            total += value
+        return rewrite(total, rules.ALGEBRA, self.ctx)
+
+    def total_derivative(self, expr, name):
+        """d expr/dθ with the abstract ratios differentiated through the chain rule:
+        ∂r/∂θ = −r e_θ, ∂ρ/∂θ = ρ e_θ (e_θ the eligibility at x)."""
+        score = self.score[name]
+        wrt = self.wrt(name)
+        out = diff(expr, wrt) - diff(expr, RATIO) * RATIO * score + diff(expr, WEIGHT) * WEIGHT * score
+        return rewrite(out, rules.ALGEBRA, self.ctx)
+
+
+def _by_ratio(expr) -> dict:
+    """{(power of r, power of ρ): coefficient}, each power 0 or 1 (the estimators are affine in
+    the ratios, and E[r² f] is not a change of measure)."""
+    parts: dict = {}
+    for term in Add.make_args(expr):
+        powers = term.as_powers_dict()
+        a, b = powers.get(RATIO, 0), powers.get(WEIGHT, 0)
+        if a not in (0, 1) or b not in (0, 1):
+            raise NoClosedForm(f"the term {term} is not linear in the likelihood ratios")
+        rest = term / (RATIO**a * WEIGHT**b)
+        parts[(int(a), int(b))] = parts.get((int(a), int(b)), S.Zero) + rest
+    return parts
+
+
+def canonical_parametrization(cls):
+    """The parametrization that is the family's canonical parameters themselves."""
+    for p in cls.parametrizations().values():
+        if set(p.parameters) == set(cls.parameters):
+            symbols = cls.make_symbols(p)
+            if not p.substitution(symbols):
+                return p
+    raise SymeligError(f"{cls.name} has no parametrization in its own parameters")
+
+
+def _measure(first: SymbolicDerivation, suffix: str) -> SymbolicDerivation:
+    """The same family in its canonical parameters, each renamed with ``suffix`` (σ → σ_ref)."""
+    cls = first.family
+    canonical = canonical_parametrization(cls)
+    own = cls.make_symbols(canonical)
+    symbols = {"x": first.symbols["x"], **{a: first.symbols[a] for a in cls.arguments}}
+    for name in cls.parameters:
+        made = own[name]
+        letter = str(made.label if isinstance(made, IndexedBase) else made)
+        kind = IndexedBase if isinstance(made, IndexedBase) else Symbol
+        symbols[name] = kind(f"{letter}_{suffix}", **cls.parameters[name].assumptions)
+    log_prob = rewrite(cls.log_prob(**{n: symbols[n] for n in ("x", *cls.arguments, *cls.parameters)}), rules.ALGEBRA, context(cls, symbols))
+    return dataclasses.replace(first, parametrization=canonical, symbols=symbols, log_prob=log_prob, eligibility={}, steps=())
+
+
+def _simplex_identities(measure: SymbolicDerivation) -> dict:
+    """Σ_i π_i = 1 for a canonical parameter on the simplex (the reference is a distribution)."""
+    out = {}
+    for name, constraint in measure.family.parameters.items():
+        if constraint is constraints.simplex:
+            out[Sum(measure.symbols[name][i], (i, 0, K - 1))] = S.One
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def setting(family: str, param: str | None) -> Setting:
+    cls, parametrization = lookup(family, param)
+    first = derive_symbolic(cls, parametrization)
+    reference, behaviour = _measure(first, "ref"), _measure(first, "old")
+    base = context(cls, first.symbols)
+    identities = {**base.identities, **_simplex_identities(reference), **_simplex_identities(behaviour)}
+    ctx = rules.Context(base.category_indices, base.free_index, identities)
+    log_prob = rewrite(first.parametrized_log_prob, rules.ALGEBRA, ctx)
+    score = {n: rewrite(diff(log_prob, first.wrt(n)), rules.ALGEBRA, ctx) for n in first.parameters}
+    return Setting(first, reference, behaviour, ctx, log_prob, reference.log_prob, score)
