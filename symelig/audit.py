@@ -117,3 +117,129 @@ def audit_kl(family: str, param: str | None = None) -> Audit:
     return Audit(s.first.family.name, s.first.param, s, s.tidy(reverse), s.tidy(forward),
                  {n: s.tidy(g) for n, g in grad_reverse.items()}, {n: s.tidy(g) for n, g in grad_forward.items()},
                  tuple(verdicts))
+
+
+# ---- the verdict table, in the formats the CLI prints -------------------------------------
+
+_SAMPLING = {"policy": "x ∼ π_θ", "behaviour": "x ∼ π_old"}
+_NAMES = {REVERSE: "∇ KL(π_θ‖π_ref)", FORWARD: "∇ KL(π_ref‖π_θ)", None: "neither (biased)"}
+
+
+def _component(audit: Audit, name: str) -> str:
+    """How a parameter's gradient component is written: ∂/∂z_j for a vector, ∂/∂σ for a scalar."""
+    from .emit.text import formula
+
+    return f"∂/∂{formula(audit.setting.wrt(name))}"
+
+
+def _joined(audit: Audit, values: dict, printer) -> str:
+    if len(values) == 1:
+        return printer(next(iter(values.values())))
+    return "; ".join(f"{_component(audit, n)}: {printer(v)}" for n, v in values.items())
+
+
+def records(audit: Audit) -> list:
+    """One dict per estimator and placement: estimator, placement, gradient_of (reverse_kl,
+    forward_kl or None), bias_latex / bias_text (E[g] − ∇θ KL(π_θ‖π_ref); per parameter, joined
+    with "; ", for several), and what else the table shows."""
+    from .emit.latex import tex
+    from .emit.text import formula
+
+    out = []
+    for v in audit.verdicts:
+        out.append({
+            "estimator": v.estimator.name,
+            "placement": v.placement,
+            "gradient_of": v.gradient_of,
+            "bias_latex": _joined(audit, v.bias, tex),
+            "bias_text": _joined(audit, v.bias, formula),
+            "formula": v.estimator.formula,
+            "sampling": _SAMPLING[v.estimator.sampling],
+            "estimates": v.value_of,
+            "expected_gradient_text": _joined(audit, v.expected_gradient, formula),
+            "bias_by_parameter": {n: {"latex": tex(b), "text": formula(b)} for n, b in v.bias.items()},
+        })
+    return out
+
+
+def to_dict(audit: Audit) -> dict:
+    from .emit.latex import tex
+    from .emit.text import formula
+
+    return {
+        "family": audit.family,
+        "param": audit.param,
+        "bias_is": "E[gradient] - grad KL(pi_theta || pi_ref)",
+        "reverse_kl": {"text": formula(audit.reverse_kl), "latex": tex(audit.reverse_kl)},
+        "forward_kl": {"text": formula(audit.forward_kl), "latex": tex(audit.forward_kl)},
+        "reverse_kl_gradient": {n: formula(g) for n, g in audit.reverse_gradient.items()},
+        "forward_kl_gradient": {n: formula(g) for n, g in audit.forward_gradient.items()},
+        "verdicts": records(audit),
+    }
+
+
+def text(audit: Audit) -> str:
+    """The verdict table for a terminal, then the divergences and the biases in full."""
+    from .emit.text import formula
+
+    rows = [("estimator", "placement", "samples", "E[k] = KL(π_θ‖π_ref)", "E[gradient] is")]
+    for v in audit.verdicts:
+        rows.append((f"{v.estimator.name} = {v.estimator.formula.split(', x')[0]}", f"in the {v.placement}",
+                     _SAMPLING[v.estimator.sampling], "yes" if v.value_of == REVERSE else "no", _NAMES[v.gradient_of]))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = [f"KL-estimator audit: {audit.family} --param {audit.param}",
+             "in the loss: g = ∇θ k(x; θ) at the sample;  in the reward: g = k(x)·∇θ log π_θ(x)", ""]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["", f"KL(π_θ‖π_ref) = {formula(audit.reverse_kl)}", f"KL(π_ref‖π_θ) = {formula(audit.forward_kl)}"]
+    for n in audit.reverse_gradient:
+        lines.append(f"{_component(audit, n)} KL(π_θ‖π_ref) = {formula(audit.reverse_gradient[n])}")
+        lines.append(f"{_component(audit, n)} KL(π_ref‖π_θ) = {formula(audit.forward_gradient[n])}")
+    lines += ["", "bias = E[g] − ∇θ KL(π_θ‖π_ref), where not 0:"]
+    for v in audit.verdicts:
+        if v.gradient_of != REVERSE:
+            lines.append(f"  {v.estimator.name} in the {v.placement}: {_joined(audit, v.bias, formula)}")
+    return "\n".join(lines) + "\n"
+
+
+def _latex_name(estimator: Estimator) -> str:
+    """k_1, k_2, k_3, k_3^{IS}."""
+    return f"k_{estimator.name[1]}" + (r"^{\mathrm{IS}}" if estimator.name.endswith("_is") else "")
+
+
+_GRADIENT_OF_LATEX = {REVERSE: r"$\nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\mathrm{ref}})$",
+                      FORWARD: r"$\nabla_\theta \mathrm{KL}(\pi_{\mathrm{ref}}\,\|\,\pi_\theta)$",
+                      None: "neither (biased)"}
+
+
+def latex(audit: Audit) -> str:
+    """A table and the bias formulas, for a paper's appendix (needs amsmath and booktabs)."""
+    from .emit.latex import broken, tex
+
+    family = audit.family.replace("_", r"\_")
+    lines = [
+        r"\begin{table}[ht]", r"\centering",
+        rf"\caption{{What $\mathbb{{E}}[g]$ is for each KL estimator: {family}, \texttt{{{audit.param.replace('_', chr(92) + '_')}}}. "
+        r"In the loss $g = \nabla_\theta k(x;\theta)$; in the reward $g = k(x)\,\nabla_\theta \log \pi_\theta(x)$. "
+        r"Derived symbolically by symelig.}",
+        r"\begin{tabular}{lllc}", r"\toprule",
+        r"estimator & placement & $\mathbb{E}[g]$ equals & $\mathbb{E}[k] = \mathrm{KL}(\pi_\theta\|\pi_{\mathrm{ref}})$ \\",
+        r"\midrule",
+    ]
+    for v in audit.verdicts:
+        name = _latex_name(v.estimator)
+        lines.append(rf"${name} = {v.estimator.latex}$ & {v.placement} & {_GRADIENT_OF_LATEX[v.gradient_of]} & "
+                     rf"{'yes' if v.value_of == REVERSE else 'no'} \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+              r"% bias b = E[g] - \nabla_\theta KL(\pi_\theta \| \pi_{ref}), where not zero", r"\begin{align}"]
+    rows = [rf"\mathrm{{KL}}(\pi_\theta\,\|\,\pi_{{\mathrm{{ref}}}}) &= {broken(audit.reverse_kl)}",
+            rf"\mathrm{{KL}}(\pi_{{\mathrm{{ref}}}}\,\|\,\pi_\theta) &= {broken(audit.forward_kl)}"]
+    for v in audit.verdicts:
+        if v.gradient_of == REVERSE:
+            continue
+        name = _latex_name(v.estimator)
+        for n, b in v.bias.items():
+            wrt = tex(audit.setting.wrt(n))
+            rows.append(rf"b_{{{wrt}}}\left[{name},\ \text{{{v.placement}}}\right] &= {broken(b)}")
+    lines.append(" \\\\\n".join(rows))
+    lines += [r"\end{align}", ""]
+    return "\n".join(lines)

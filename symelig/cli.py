@@ -358,6 +358,37 @@ def export(
     _emit(source, output)
 
 
+
+audit_app = typer.Typer(no_args_is_help=True, help="Audit estimators: what their expected gradient really is.")
+app.add_typer(audit_app, name="audit")
+
+
+class AuditFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    latex = "latex"
+
+
+@audit_app.command("kl")
+def audit_kl(
+    family: str = typer.Argument(..., help="Family name, e.g. categorical (see `symelig list`)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization, e.g. logits."),
+    format: AuditFormat = typer.Option(AuditFormat.text, "--format", "-f", help="Output format."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout (- is stdout)."),
+) -> None:
+    """Which KL each estimator's gradient estimates (k1, k2, k3, k3 with an importance ratio;
+    in the loss and in the reward), with the bias as a formula, derived symbolically."""
+    from . import audit
+
+    result = audit.audit_kl(family, param)
+    if format is AuditFormat.json:
+        import json
+
+        text = json.dumps(audit.to_dict(result), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = audit.latex(result) if format is AuditFormat.latex else audit.text(result)
+    _emit(text, output)
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; any user error becomes one line on stderr and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from sympy import Add, IndexedBase, Mul, S, Sum, Symbol, diff, expand_mul
+from sympy import Add, IndexedBase, S, Sum, Symbol, count_ops, diff, expand_mul, factor_terms
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
@@ -62,7 +62,9 @@ class Setting:
         # multiplied out first: ∂/∂z_j of Σ_i e^{z_i} z_i / Σ_i e^{z_i} collapses to
         # (e^{z_j} z_j + e^{z_j})/Σ, which only term by term is named softmax_j (z_j + 1)
         expr = rewrite(expand_mul(rewrite(expr, rules.ALGEBRA, self.ctx)), rules.ALGEBRA + rules.TIDY, self.ctx)
-        return rewrite(expr, rules.NAMING, self.ctx)
+        expr = rewrite(expr, rules.NAMING, self.ctx)
+        # a common factor (softmax_j) taken out of sums, which TIDY leaves alone
+        return min((expr, factor_terms(expr)), key=count_ops)
 
     def is_zero(self, expr) -> bool:
         """Whether ``expr`` is 0 by the engine's rules; False means "not shown to be 0"."""
