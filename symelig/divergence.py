@@ -22,13 +22,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from sympy import Add, IndexedBase, S, Sum, Symbol, count_ops, diff, expand_mul, factor_terms
+from sympy import Add, IndexedBase, S, Sum, Symbol, count_ops, diff, expand_mul, factor_terms, log
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
 from .errors import SymeligError
 from .expectation import NoClosedForm, expectation
 from .family import Internal, K, i, lookup
+from .second_order import _as_sigmoid_over_softplus, _over_softplus
+from .functions import log_softplus, sigmoid, sigmoid_over_softplus, softplus
 
 RATIO = Internal("r", positive=True)       # π_ref(x)/π_θ(x), kept abstract
 WEIGHT = Internal("rho", positive=True)    # π_θ(x)/π_old(x), kept abstract
@@ -61,8 +63,9 @@ class Setting:
         """The bounded rewrites of the engine (collapse, together, cancel), then the stable names."""
         # multiplied out first: ∂/∂z_j of Σ_i e^{z_i} z_i / Σ_i e^{z_i} collapses to
         # (e^{z_j} z_j + e^{z_j})/Σ, which only term by term is named softmax_j (z_j + 1)
-        expr = rewrite(expand_mul(rewrite(expr, rules.ALGEBRA, self.ctx)), rules.ALGEBRA + rules.TIDY, self.ctx)
-        expr = rewrite(expr, rules.NAMING, self.ctx)
+        expr = rewrite(expand_mul(_opened(rewrite(expr, rules.ALGEBRA, self.ctx))), rules.ALGEBRA + rules.TIDY, self.ctx)
+        # σ(u)/softplus(u) closed again into the one function that does not underflow
+        expr = rewrite(expr, rules.NAMING, self.ctx).replace(_over_softplus, _as_sigmoid_over_softplus)
         # a common factor (softmax_j) taken out of sums, which TIDY leaves alone
         return min((expr, factor_terms(expr)), key=count_ops)
 
@@ -71,7 +74,7 @@ class Setting:
         expr = rewrite(expr, rules.ALGEBRA, self.ctx)
         if expr == 0:
             return True
-        expanded = rewrite(expand_mul(expr), rules.ALGEBRA + rules.TIDY, self.ctx)
+        expanded = rewrite(expand_mul(_opened(expr)), rules.ALGEBRA + rules.TIDY, self.ctx)
         return expanded == 0 or expand_mul(expanded) == 0
 
     def expect(self, expr, under: str = "policy"):
@@ -102,6 +105,13 @@ class Setting:
         wrt = self.wrt(name)
         out = diff(expr, wrt) - diff(expr, RATIO) * RATIO * score + diff(expr, WEIGHT) * WEIGHT * score
         return rewrite(out, rules.ALGEBRA, self.ctx)
+
+
+def _opened(expr):
+    """The stable one-function forms written as the plain quotients and logs they stand for
+    (σ(u)/softplus(u), log softplus(u)), so that terms written either way cancel."""
+    expr = expr.replace(lambda e: isinstance(e, sigmoid_over_softplus), lambda e: sigmoid(e.args[0]) / softplus(e.args[0]))
+    return expr.replace(lambda e: isinstance(e, log_softplus), lambda e: log(softplus(e.args[0])))
 
 
 def _by_ratio(expr) -> dict:
