@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from sympy import Add, Dummy, IndexedBase, S, Sum, Symbol, count_ops, diff, expand_mul, factor_terms, log
+from sympy import Add, Dummy, IndexedBase, S, Sum, Symbol, Wild, count_ops, diff, exp, expand_mul, factor_terms, log
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
@@ -30,7 +30,7 @@ from .errors import SymeligError
 from .expectation import NoClosedForm, expectation
 from .family import Internal, K, i, lookup
 from .second_order import _as_sigmoid_over_softplus, _over_softplus
-from .functions import log_softplus, sigmoid, sigmoid_over_softplus, softplus
+from .functions import bessel_i1_i0, log_bessel_i0, log_softplus, sigmoid, sigmoid_over_softplus, softplus
 
 RATIO = Internal("r", positive=True)       # π_ref(x)/π_θ(x), kept abstract
 WEIGHT = Internal("rho", positive=True)    # π_θ(x)/π_old(x), kept abstract
@@ -66,6 +66,9 @@ class Setting:
         expr = rewrite(expand_mul(_opened(rewrite(expr, rules.ALGEBRA, self.ctx))), rules.ALGEBRA + rules.TIDY, self.ctx)
         # σ(u)/softplus(u) closed again into the one function that does not underflow
         expr = rewrite(expr, rules.NAMING, self.ctx).replace(_over_softplus, _as_sigmoid_over_softplus)
+        # SymPy's expand opens softplus inside some functions' arguments: closed again
+        u = Wild("u")
+        expr = expr.replace(log(exp(u) + 1), softplus(u))
         # a common factor (softmax_j) taken out of sums, which TIDY leaves alone
         return min((expr, factor_terms(expr)), key=count_ops)
 
@@ -114,7 +117,9 @@ def _opened(expr):
     """The stable one-function forms written as the plain quotients and logs they stand for
     (σ(u)/softplus(u), log softplus(u)), so that terms written either way cancel."""
     expr = expr.replace(lambda e: isinstance(e, sigmoid_over_softplus), lambda e: sigmoid(e.args[0]) / softplus(e.args[0]))
-    return expr.replace(lambda e: isinstance(e, log_softplus), lambda e: log(softplus(e.args[0])))
+    expr = expr.replace(lambda e: isinstance(e, log_softplus), lambda e: log(softplus(e.args[0])))
+    # I₁/I₀ and log I₀ have no derivative of their own: differentiated as the Bessel functions
+    return expr.replace(lambda e: isinstance(e, (bessel_i1_i0, log_bessel_i0)), lambda e: e.doit())
 
 
 def _by_ratio(expr) -> dict:
@@ -216,6 +221,7 @@ def _component(symbol):
 
 
 def _gradients(s: Setting, value, wrt: dict) -> dict:
+    value = _opened(value)
     return {name: s.tidy(rewrite(diff(value, _component(symbol)), rules.ALGEBRA, s.ctx)) for name, symbol in wrt.items()}
 
 
@@ -265,3 +271,90 @@ def _routes(s: Setting, integrand, first) -> str:
         return expectation(integrand, first, s.ctx)[1]
     except NoClosedForm:
         return ""
+
+
+# ---- numbers: the closed forms evaluated on batches ----------------------------------------
+
+def _batched(d, arrays: dict, vectors: set):
+    """(batch shape, category count or None, float dtype) of checked argument arrays."""
+    import numpy as np
+
+    shapes = [a.shape[:-1] if n in vectors else a.shape for n, a in arrays.items()]
+    size = next((a.shape[-1] for n, a in arrays.items() if n in vectors), None)
+    floats = [a.dtype for a in arrays.values() if a.dtype.kind == "f"]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    return np.broadcast_shapes(*shapes), size, dtype
+
+
+def _shaped(value, batch, size, vector: bool, dtype):
+    import numpy as np
+
+    value = np.asarray(value)
+    if vector:
+        return np.broadcast_to(value, batch + (size,)).astype(dtype)
+    if size is not None and value.ndim and value.shape[-1:] == (1,):
+        value = value[..., 0]  # a sum over the category axis, kept for broadcasting
+    return np.broadcast_to(value, batch).astype(dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _functions(quantity: str, family: str, param: str, arguments: tuple):
+    from .emit.closed_form import function
+
+    form = {"entropy": entropy_form, "kl": kl_form}[quantity](family, param)
+    made = {"value": function(form.value, list(arguments))}
+    for side, grads in form.gradients.items():
+        for name, g in grads.items():
+            made[(side, name)] = function(g, list(arguments))
+    return made
+
+
+def evaluate(d, form: ClosedForm, sides: dict, gradient: bool, validate: bool):
+    """The value of ``form`` (or {"p": {name: ∂}, "q": …} with ``gradient``) at the parameter
+    dicts ``sides`` ({"p": {...}} or {"p": {...}, "q": {...}}) of derivation ``d``."""
+    import numpy as np
+
+    from .derivation import as_array
+
+    first = setting(form.family, form.param).first
+    arguments = tuple(first.family.arguments)
+    checked = {}
+    for side, params in sides.items():
+        if not isinstance(params, dict):
+            raise SymeligError(f"{side} must be a dict of {', '.join([*arguments, *d.parameters])}; got {type(params).__name__}")
+        checked[side] = d._checked(None, params) if validate else {n: as_array(n, v) for n, v in params.items()}
+    for a in arguments:  # KL between members with the same total_count only
+        if "q" in checked and not np.array_equal(checked["p"][a], checked["q"][a]):
+            raise SymeligError(f"p and q must have the same {a}: the KL is between members with one {a}")
+    symbols, arrays = [], []
+    for a in arguments:
+        symbols.append(first.symbols[a])
+        arrays.append(checked["p"][a])
+    for side in sides:
+        for n in d.parameters:
+            symbols.append(form.symbols[side][n])
+            arrays.append(checked[side][n])
+    vectors = {n for n, c in first.parametrization.parameters.items() if c.event_dim}
+    everything = {f"{side}.{n}": a for side in checked for n, a in checked[side].items()}
+    batch, size, dtype = _batched(d, everything, {f"{side}.{n}" for side in checked for n in vectors})
+    if size is not None and len({a.shape[-1] for k, a in everything.items() if k.split(".")[1] in vectors}) > 1:
+        raise SymeligError("p and q must have the same number of categories (last axis)")
+    functions = _functions(form.quantity, form.family, form.param, tuple(symbols))
+    computed = [a if at < len(arguments) else a.astype(dtype, copy=False) for at, a in enumerate(arrays)]
+    with np.errstate(all="ignore"):
+        if not gradient:
+            return _shaped(functions["value"](*computed), batch, size, False, dtype)
+        return {side: {n: _shaped(functions[(side, n)](*computed), batch, size, n in vectors, dtype) for n in d.parameters}
+                for side in form.gradients}
+
+
+def closed_form(quantity: str, family: str, param: str | None) -> ClosedForm:
+    """entropy_form or kl_form, with a one-line SymeligError where no closed form is derived."""
+    derive = {"entropy": entropy_form, "kl": kl_form}[quantity]
+    try:
+        return derive(family, param)
+    except NoClosedForm as reason:
+        name = "entropy" if quantity == "entropy" else "KL divergence"
+        _, parametrization = lookup(family, param)
+        raise SymeligError(f"{family} --param {parametrization.name} has no closed-form {name} from the "
+                           f"engine's expectation routes ({str(reason)[:160]})") from None
