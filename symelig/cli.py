@@ -120,11 +120,16 @@ def derive(
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
     k: Optional[int] = typer.Option(None, "--k", help="Also expand for a concrete number of categories (1–64)."),
     order: int = typer.Option(1, "--order", help="1: the eligibility; 2: also the Hessian and the Fisher information."),
+    quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: the closed form and its gradients instead."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
 ) -> None:
     """Print the log-likelihood and the eligibility of a family in a parametrization."""
     from . import cache
+
+    if quantity is not None:
+        _emit(_quantity(family, param, quantity, format, standalone, k, order, (via, wrt, positive, vector, log_prob, x)), output)
+        return
 
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
@@ -388,6 +393,25 @@ def audit_kl(
     else:
         text = audit.latex(result) if format is AuditFormat.latex else audit.text(result)
     _emit(text, output)
+
+
+def _quantity(family, param, quantity, format, standalone, k, order, user) -> str:
+    """derive --quantity entropy|kl: the closed form derived by the engine, with gradients."""
+    from .divergence import closed_form
+    from .emit import quantities
+
+    if quantity not in ("entropy", "kl"):
+        raise SymeligError(f"--quantity is entropy or kl, not {quantity!r}")
+    if _is_user(family, *user) or standalone or k is not None or order != 1:
+        raise SymeligError("--quantity works with a catalog entry and --format text, latex or json (no --via, --k, --order or --standalone)")
+    if format not in (Format.text, Format.latex, Format.json):
+        raise SymeligError(f"--quantity prints --format text, latex or json, not {format.value}")
+    form = closed_form(quantity, family, param)
+    if format is Format.json:
+        import json
+
+        return json.dumps(quantities.to_dict(form), indent=2, ensure_ascii=False) + "\n"
+    return quantities.latex(form) if format is Format.latex else quantities.text(form)
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; any user error becomes one line on stderr and exit code 2."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from sympy import Add, Dummy, IndexedBase, S, Sum, Symbol, Wild, count_ops, diff, exp, expand_mul, factor_terms, log
+from sympy import Add, Dummy, IndexedBase, Mul, S, Sum, Symbol, Wild, count_ops, diff, exp, expand_mul, factor_terms, log, powsimp
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
@@ -70,7 +70,8 @@ class Setting:
         u = Wild("u")
         expr = expr.replace(log(exp(u) + 1), softplus(u))
         # a common factor (softmax_j) taken out of sums, which TIDY leaves alone
-        return min((expr, factor_terms(expr)), key=count_ops)
+        # and e^a e^b as one e^(a+b): e^{−μ/β} e^{μ_q/β} overflows where e^{(μ_q−μ)/β} does not
+        return min((expr, factor_terms(expr), powsimp(expr, combine="exp")), key=count_ops)
 
     def is_zero(self, expr) -> bool:
         """Whether ``expr`` is 0 by the engine's rules; False means "not shown to be 0"."""
@@ -99,9 +100,7 @@ class Setting:
             first = {"policy": self.first, "reference": self.reference, "behaviour": self.behaviour}[measure]
             # logs free of x are constants of the average; hidden, the Mellin route's forced
             # expansion cannot split log(−1/η₂) into log(−1) − log η₂ = iπ − log η₂
-            hidden = {f: Dummy() for f in part.atoms(log) if not f.has(first.symbols["x"])}
-            value, _ = expectation(part.xreplace(hidden), first, self.ctx)
-            total += value.xreplace({d: f for f, d in hidden.items()})
+            total += _average(part, first, self.ctx)
         return rewrite(total, rules.ALGEBRA, self.ctx)
 
     def total_derivative(self, expr, name):
@@ -111,6 +110,40 @@ class Setting:
         wrt = self.wrt(name)
         out = diff(expr, wrt) - diff(expr, RATIO) * RATIO * score + diff(expr, WEIGHT) * WEIGHT * score
         return rewrite(out, rules.ALGEBRA, self.ctx)
+
+
+def _average(expr, first, ctx):
+    """E[expr] over x ∼ ``first``, term by term; a sum over the categories of statistics of a
+    vector sample (Σ_i α_i log x_i) is averaged inside the sum (linearity)."""
+    x = first.symbols["x"]
+    total = S.Zero
+    inside = S.Zero
+    for term in Add.make_args(expr):
+        coefficient, sums = S.One, []
+        for factor in Mul.make_args(term):
+            if isinstance(factor, Sum) and factor.has(x) and not sums:
+                sums.append(factor)
+            else:
+                coefficient *= factor
+        if sums and isinstance(x, IndexedBase) and not coefficient.has(x):
+            (inner,) = sums
+            body, limits = inner.function, inner.limits
+            total += coefficient * Sum(_average(body, first, ctx), *limits)
+        else:
+            inside += term
+    if inside != 0:
+        # logs free of x are constants of the average; hidden, the Mellin route's forced
+        # expansion cannot split log(−1/η₂) into log(−1) − log η₂ = iπ − log η₂
+        hidden = {f: Dummy() for f in inside.atoms(log) if not f.has(x)}
+        try:
+            value, _ = expectation(inside.xreplace(hidden), first, ctx)
+        except NoClosedForm as reason:
+            message = str(reason)
+            for f, d in hidden.items():
+                message = message.replace(str(d), str(f))
+            raise NoClosedForm(message) from None
+        total += value.xreplace({d: f for f, d in hidden.items()})
+    return total
 
 
 def _opened(expr):
