@@ -116,48 +116,63 @@ def test_the_known_verdicts(logits_audit):
     assert k3_reward.value_of == audit.REVERSE
 
 
-# ---- Monte Carlo for the normal ------------------------------------------------------------
+# ---- Monte Carlo for continuous families ---------------------------------------------------
 
-THETA = {"mu": 0.3, "sigma": 1.2}
-REF = {"mu_ref": -0.2, "sigma_ref": 0.9}
-OLD = {"mu_old": 0.1, "sigma_old": 1.5}
 N = 10**6
 
 
-def _log_normal_pdf(x, mu, sigma):
+def _normal_log_pdf(x, mu, sigma):
     return -np.log(sigma) - 0.5 * np.log(2 * np.pi) - (x - mu) ** 2 / (2 * sigma**2)
 
 
-def _normal_oracle():
-    """∇ of the closed-form KLs (textbook formulas) w.r.t. (μ, σ)."""
-    mu, sigma, mr, sr = THETA["mu"], THETA["sigma"], REF["mu_ref"], REF["sigma_ref"]
-    reverse = np.array([(mu - mr) / sr**2, -1 / sigma + sigma / sr**2])
-    forward = np.array([(mu - mr) / sigma**2, 1 / sigma - (sr**2 + (mu - mr) ** 2) / sigma**3])
-    return reverse, forward
+def _normal_case(param):
+    """Values, samplers, log-densities, per-sample score and the textbook KL gradients
+    (∂/∂μ, ∂/∂σ, times ∂σ/∂s = σ for log_scale)."""
+    mu, sigma, mr, sr, mo, so = 0.3, 1.2, -0.2, 0.9, 0.1, 1.5
+    chain = np.array([1.0, sigma if param == "log_scale" else 1.0])
+    reverse = np.array([(mu - mr) / sr**2, -1 / sigma + sigma / sr**2]) * chain
+    forward = np.array([(mu - mr) / sigma**2, 1 / sigma - (sr**2 + (mu - mr) ** 2) / sigma**3]) * chain
+    return dict(
+        values={"mu": mu, "sigma": sigma, "s": np.log(sigma), "mu_ref": mr, "sigma_ref": sr, "mu_old": mo, "sigma_old": so},
+        sample={"policy": lambda rng: rng.normal(mu, sigma, N), "behaviour": lambda rng: rng.normal(mo, so, N)},
+        log_pdf={"theta": lambda x: _normal_log_pdf(x, mu, sigma), "ref": lambda x: _normal_log_pdf(x, mr, sr),
+                 "old": lambda x: _normal_log_pdf(x, mo, so)},
+        score=lambda x: np.stack([(x - mu) / sigma**2, ((x - mu) ** 2 - sigma**2) / sigma**3], axis=1) * chain,
+        reverse=reverse, forward=forward)
 
 
-@pytest.mark.parametrize("param", ["scale", "log_scale"])
-def test_normal_verdicts_by_monte_carlo(param):
-    result = audit.audit_kl("normal", param)
+def _exponential_case(param):
+    lam, lr, lo = 1.5, 1.0, 1.2
+    return dict(
+        values={"lambda": lam, "lambda_ref": lr, "lambda_old": lo},
+        sample={"policy": lambda rng: rng.exponential(1 / lam, N), "behaviour": lambda rng: rng.exponential(1 / lo, N)},
+        log_pdf={"theta": lambda x: np.log(lam) - lam * x, "ref": lambda x: np.log(lr) - lr * x,
+                 "old": lambda x: np.log(lo) - lo * x},
+        score=lambda x: (1 / lam - x)[:, None],
+        reverse=np.array([1 / lam - lr / lam**2]), forward=np.array([1 / lr - 1 / lam]))
+
+
+CASES = {("normal", "scale"): _normal_case, ("normal", "log_scale"): _normal_case, ("exponential", "rate"): _exponential_case}
+
+
+@pytest.mark.parametrize("family,param", list(CASES), ids=lambda v: str(v))
+def test_continuous_verdicts_by_monte_carlo(family, param):
+    result = audit.audit_kl(family, param)
     names = result.setting.parameters
-    mu, sigma = THETA["mu"], THETA["sigma"]
-    values = {**THETA, **REF, **OLD, "s": np.log(sigma)}
+    case = CASES[(family, param)](param)
+    values, reverse, forward = case["values"], case["reverse"], case["forward"]
 
-    def at(expr):  # a symbolic result at the test point (σ = exp(s) for log_scale)
+    def at(expr):  # a symbolic result at the test point
         return float(expr.subs({sym: values[str(sym)] for sym in expr.free_symbols}).evalf(30))
 
-    chain = np.array([1.0, sigma if param == "log_scale" else 1.0])   # ∂σ/∂s = σ
-    reverse, forward = _normal_oracle()
-    reverse, forward = reverse * chain, forward * chain
     rng = np.random.default_rng(7)
-    draws = {"policy": rng.normal(mu, sigma, N), "behaviour": rng.normal(OLD["mu_old"], OLD["sigma_old"], N)}
+    draws = {k: f(rng) for k, f in case["sample"].items()}
     for v in result.verdicts:
         x = draws[v.estimator.sampling]
-        lp = _log_normal_pdf(x, mu, sigma)
-        L = lp - _log_normal_pdf(x, REF["mu_ref"], REF["sigma_ref"])
-        r, rho = np.exp(-L), np.exp(lp - _log_normal_pdf(x, OLD["mu_old"], OLD["sigma_old"]))
-        score = np.stack([(x - mu) / sigma**2, ((x - mu) ** 2 - sigma**2) / sigma**3], axis=1) * chain
-        g = _per_sample(v.estimator.name, v.placement, L, r, rho, score)
+        lp = case["log_pdf"]["theta"](x)
+        L = lp - case["log_pdf"]["ref"](x)
+        r, rho = np.exp(-L), np.exp(lp - case["log_pdf"]["old"](x))
+        g = _per_sample(v.estimator.name, v.placement, L, r, rho, case["score"](x))
         mean, se = g.mean(0), g.std(0) / np.sqrt(N)
         symbolic = np.array([at(v.expected_gradient[n]) for n in names])
         assert np.all(np.abs(mean - symbolic) < 5 * se + 1e-12), (v.estimator.name, v.placement, mean, symbolic, se)
