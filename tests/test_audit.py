@@ -200,6 +200,9 @@ def test_audit_formats(logits_audit):
         assert (r["bias_text"] == "0") == (r["gradient_of"] == audit.REVERSE)
     json.dumps(records)
     assert main is not None
+    import symelig
+
+    assert [v.gradient_of for v in symelig.audit_kl("categorical", "logits").verdicts] == [v.gradient_of for v in logits_audit.verdicts]
 
 
 def test_cli_audit(capsys):
