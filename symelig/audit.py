@@ -13,6 +13,10 @@ question is what E[g] is.  For every estimator and placement the audit derives E
 likelihood ratios averaged by change of measure), derives ∇θ KL(π_θ ‖ π_ref) and
 ∇θ KL(π_ref ‖ π_θ) by differentiating the closed-form divergences, and compares.
 
+In free coordinates of the simplex (``normalized_probs``) gradients are compared on directions
+within the simplex: an estimator whose E[g] differs from ∇KL by a multiple of the all-ones
+vector gets that KL's verdict (and bias 0 for the reverse KL).
+
 Sign convention: every gradient is the gradient of the penalty (the quantity minimised), so an
 unbiased estimator has E[g] = ∇θ KL.  The bias is always reported against the reverse KL, the
 penalty these estimators are used for: bias = E[g] − ∇θ KL(π_θ ‖ π_ref).
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import S
+from sympy import S, expand_mul
 
+from . import constraints
 from .divergence import RATIO, WEIGHT, Setting, setting
+from .family import j, l
 from .errors import SymeligError
 from .expectation import NoClosedForm
 
@@ -106,9 +112,9 @@ def audit_kl(family: str, param: str | None = None) -> Audit:
                     raise SymeligError(f"E[∇ {estimator.name}] in the {placement} has no closed form for "
                                        f"{family} --param {s.first.param} ({reason})") from None
             bias = {n: expected[n] - grad_reverse[n] for n in s.parameters}
-            if all(s.is_zero(b) for b in bias.values()):
+            if all(_equal(s, n, b) for n, b in bias.items()):
                 gradient_of, bias = REVERSE, {n: S.Zero for n in s.parameters}
-            elif all(s.is_zero(expected[n] - grad_forward[n]) for n in s.parameters):
+            elif all(_equal(s, n, expected[n] - grad_forward[n]) for n in s.parameters):
                 gradient_of = FORWARD
             else:
                 gradient_of = None
@@ -117,6 +123,17 @@ def audit_kl(family: str, param: str | None = None) -> Audit:
     return Audit(s.first.family.name, s.first.param, s, s.tidy(reverse), s.tidy(forward),
                  {n: s.tidy(g) for n, g in grad_reverse.items()}, {n: s.tidy(g) for n, g in grad_forward.items()},
                  tuple(verdicts))
+
+
+def _equal(s: Setting, name: str, difference) -> bool:
+    """Whether two gradients agree: the difference is 0, or, in free coordinates of the simplex
+    (normalized_probs), the same in every component, i.e. a multiple of the all-ones vector,
+    which no direction within the simplex sees (the distribution is defined only there)."""
+    if s.is_zero(difference):
+        return True
+    if s.first.parametrization.parameters[name] is not constraints.simplex:
+        return False
+    return s.is_zero(difference - difference.subs(j, l))
 
 
 # ---- the verdict table, in the formats the CLI prints -------------------------------------
@@ -212,24 +229,24 @@ _GRADIENT_OF_LATEX = {REVERSE: r"$\nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_
 
 
 def latex(audit: Audit) -> str:
-    """A table and the bias formulas, for a paper's appendix (needs amsmath and booktabs)."""
+    """A table and the bias formulas, for a paper's appendix (needs amsmath)."""
     from .emit.latex import broken, tex
 
     family = audit.family.replace("_", r"\_")
     lines = [
         r"\begin{table}[ht]", r"\centering",
-        rf"\caption{{What $\mathbb{{E}}[g]$ is for each KL estimator: {family}, \texttt{{{audit.param.replace('_', chr(92) + '_')}}}. "
+        rf"\caption{{What $\mathrm{{E}}[g]$ is for each KL estimator: {family}, \texttt{{{audit.param.replace('_', chr(92) + '_')}}}. "
         r"In the loss $g = \nabla_\theta k(x;\theta)$; in the reward $g = k(x)\,\nabla_\theta \log \pi_\theta(x)$. "
         r"Derived symbolically by symelig.}",
-        r"\begin{tabular}{lllc}", r"\toprule",
-        r"estimator & placement & $\mathbb{E}[g]$ equals & $\mathbb{E}[k] = \mathrm{KL}(\pi_\theta\|\pi_{\mathrm{ref}})$ \\",
-        r"\midrule",
+        r"\begin{tabular}{lllc}", r"\hline",
+        r"estimator & placement & $\mathrm{E}[g]$ equals & $\mathrm{E}[k] = \mathrm{KL}(\pi_\theta\|\pi_{\mathrm{ref}})$ \\",
+        r"\hline",
     ]
     for v in audit.verdicts:
         name = _latex_name(v.estimator)
         lines.append(rf"${name} = {v.estimator.latex}$ & {v.placement} & {_GRADIENT_OF_LATEX[v.gradient_of]} & "
                      rf"{'yes' if v.value_of == REVERSE else 'no'} \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+    lines += [r"\hline", r"\end{tabular}", r"\end{table}", "",
               r"% bias b = E[g] - \nabla_\theta KL(\pi_\theta \| \pi_{ref}), where not zero", r"\begin{align}"]
     rows = [rf"\mathrm{{KL}}(\pi_\theta\,\|\,\pi_{{\mathrm{{ref}}}}) &= {broken(audit.reverse_kl)}",
             rf"\mathrm{{KL}}(\pi_{{\mathrm{{ref}}}}\,\|\,\pi_\theta) &= {broken(audit.forward_kl)}"]
@@ -239,6 +256,8 @@ def latex(audit: Audit) -> str:
         name = _latex_name(v.estimator)
         for n, b in v.bias.items():
             wrt = tex(audit.setting.wrt(n))
+            # a long factored bias is printed multiplied out, so that it breaks over lines
+            b = b if len(tex(b)) <= 90 else expand_mul(b)
             rows.append(rf"b_{{{wrt}}}\left[{name},\ \text{{{v.placement}}}\right] &= {broken(b)}")
     lines.append(" \\\\\n".join(rows))
     lines += [r"\end{align}", ""]

@@ -6,9 +6,9 @@ from .text import formula
 
 _TITLE = {"entropy": ("H(p)", r"\mathrm{H}(p)"), "kl": ("KL(p ‖ q)", r"\mathrm{KL}(p \,\|\, q)")}
 _DEFINITION = {
-    "entropy": ("E_{x∼p}[−log p(x | θ)]", r"\mathbb{E}_{x\sim p}\left[-\log p(x \mid \theta)\right]"),
+    "entropy": ("E_{x∼p}[−log p(x | θ)]", r"\mathrm{E}_{x\sim p}\left[-\log p(x \mid \theta)\right]"),
     "kl": ("E_{x∼p}[log p(x | θ_p) − log p(x | θ_q)]",
-           r"\mathbb{E}_{x\sim p}\left[\log p(x \mid \theta_p) - \log p(x \mid \theta_q)\right]"),
+           r"\mathrm{E}_{x\sim p}\left[\log p(x \mid \theta_p) - \log p(x \mid \theta_q)\right]"),
 }
 
 
