@@ -219,3 +219,14 @@ def test_cli_audit(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("symelig: error: cauchy --param scale has no closed-form KL") and err.count("\n") == 1
+
+
+def test_an_undecided_comparison_is_an_error_not_a_verdict(monkeypatch):
+    """Where the rules miss a cancellation the audit refuses instead of calling the estimator
+    biased: simulated by a zero test that never succeeds."""
+    from symelig.divergence import Setting
+    from symelig.errors import SymeligError
+
+    monkeypatch.setattr(Setting, "is_zero", lambda self, expr: False)
+    with pytest.raises(SymeligError, match="could not decide symbolically"):
+        audit.audit_kl("exponential", "rate")
