@@ -116,6 +116,14 @@ def test_the_known_verdicts(logits_audit):
     assert k3_reward.value_of == audit.REVERSE
 
 
+@pytest.mark.parametrize("family,param", [("categorical", "normalized_probs"), ("normal", "softplus_scale"), ("gamma", "natural")])
+def test_the_same_verdicts_in_other_parametrizations(family, param, logits_audit):
+    """Regressions: softplus_scale once lost every verdict (σ/softplus written two ways) and
+    gamma natural called unbiased estimators biased (log(−η₂) split into iπ − log η₂)."""
+    expected = [v.gradient_of for v in logits_audit.verdicts]
+    assert [v.gradient_of for v in audit.audit_kl(family, param).verdicts] == expected
+
+
 # ---- Monte Carlo for continuous families ---------------------------------------------------
 
 N = 10**6
