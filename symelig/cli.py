@@ -397,7 +397,7 @@ def audit_kl(
 
 def _quantity(family, param, quantity, format, standalone, k, order, user) -> str:
     """derive --quantity entropy|kl: the closed form derived by the engine, with gradients."""
-    from .divergence import closed_form
+    from .entropy_kl import closed_form
     from .emit import quantities
 
     if quantity not in ("entropy", "kl"):
