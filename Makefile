@@ -3,18 +3,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test derivations bench clean
+.PHONY: demo test derivations html bench clean
 
 # The stamp files re-run the install when pyproject.toml changes.
 $(BIN)/python:
+	@echo "Creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "Installing symelig and its dependencies (sympy, numpy, scipy, typer, array-api-compat) into $(VENV); this takes a minute or two"
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	@echo "Installing symelig with its test extra (pytest, hypothesis) into $(VENV); this takes a minute or two"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
@@ -35,6 +38,10 @@ bench: $(VENV)/.installed-test
 
 derivations: $(VENV)/.installed
 	$(BIN)/python -m symelig.pages derivations
+
+# The browsable catalog (static pages, MathML): open site/index.html
+html: $(VENV)/.installed
+	$(BIN)/symelig html -o site/
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

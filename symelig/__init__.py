@@ -28,6 +28,17 @@ def derive(family: str, param: str | None = None, backend: str = "numpy"):
     return _derive(family, param, backend)
 
 
+def explain(family, param: str | None = None, **values):
+    """The derivation step by step, each step one rule the engine applied; ``family`` is a family
+    name or a derivation (``derive``, ``reparametrize``, ``custom``).  With values for one sample,
+    e.g. ``explain("categorical", "probs", probs=[0.69, 0.1, 0.2, 0.01], x=0)``, every step is
+    evaluated and ``.numbers`` holds log p, p, e and p·e.  Renderings: ``.text()``,
+    ``.markdown()``, ``.latex()`` (math only), ``.latex_fragment()``; notebooks display it."""
+    from .explanation import explain_subject
+
+    return explain_subject(family, param, values)
+
+
 def reparametrize(family: str, via: str, wrt, positive=(), vector=None):
     """A catalog family with one parameter replaced by an expression, e.g.
     ``reparametrize("categorical", "logits = z / tau", wrt=["z", "tau"], positive=["tau"])``;
@@ -62,4 +73,4 @@ def register(cls):
     return _register(cls)
 
 
-__all__ = ["catalog", "derive", "audit_kl", "reparametrize", "custom", "register", "SymeligError", "__version__"]
+__all__ = ["catalog", "derive", "explain", "audit_kl", "reparametrize", "custom", "register", "SymeligError", "__version__"]

@@ -86,7 +86,60 @@ _WRT = typer.Option(None, "--wrt", help="With --via or custom: the parameters to
 _POSITIVE = typer.Option(None, "--positive", help="With --via or custom: names declared > 0, comma-separated.")
 _VECTOR = typer.Option(None, "--vector", help="With --via on a vector parameter: the new names that are vectors.")
 _LOG_PROB = typer.Option(None, "--log-prob", help='With family custom: the log-density, e.g. "-(x-m)**2/(2*s**2) - log(s)".')
-_X = typer.Option("x", "--x", help="With family custom: the name of the sample.")
+_SAMPLE_NAME = typer.Option("x", "--sample-name", help="With family custom: the name of the sample in --log-prob.")
+# --x is the sample's value (eval, explain); here it is kept only to point there, and, given a
+# name, as the old spelling of --sample-name
+_OLD_X = typer.Option(None, "--x", hidden=True)
+_TAKES_VALUES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _formulas_only(ctx: typer.Context, family, param, via, wrt, sample_name: str, x: Optional[str]) -> str:
+    """derive and export print formulas: values (--probs 0.5,0.5 --x 0) get a pointer to eval
+    and explain, other unknown options a "did you mean"; returns the sample's name."""
+    from .errors import did_you_mean
+
+    extra = list(ctx.args)
+    if x is not None and x.isidentifier() and not extra:
+        if sample_name != "x":
+            raise SymeligError("give the sample's name once, with --sample-name")
+        typer.echo("symelig: warning: --x NAME for the sample's name is deprecated; use --sample-name NAME "
+                   "(--x is the sample's value, in eval and explain)", err=True)
+        return x
+    if x is not None:  # click took it out of the unknown options; users write the sample last
+        extra = [*extra, "--x", x]
+    if not extra:
+        return sample_name
+    flag = next((a for a in extra if a.startswith("-")), None)
+    if flag is None:
+        raise SymeligError(f"unexpected argument {extra[0]!r}: {ctx.command.name} takes one family name")
+    if flag.split("=")[0][2:].replace("-", "_") in _value_names(family, wrt):
+        given = " ".join(extra)
+        what = "derive prints formulas" if ctx.command.name == "derive" else f"{ctx.command.name} writes code"
+        if family == "custom" or via is not None:  # eval takes catalog entries; explain takes these too
+            raise SymeligError(f"{what} and takes no values: for numbers at {given} run `symelig explain` with the same options and {given}")
+        entry = f"{family}" + (f" --param {param}" if param else "")
+        raise SymeligError(f"{what} and takes no values: for numbers at {given} run "
+                           f"`symelig eval {entry} {given}`, or `symelig explain {entry} {given}` for every step")
+    hint = did_you_mean(flag.split("=")[0], _own_options(ctx))
+    raise SymeligError(f"No such option: {flag.split('=')[0]}" + (f";{hint}" if hint else ""))
+
+
+def _own_options(ctx: typer.Context) -> list:
+    """The command's own --options, for "did you mean"."""
+    return [o for p in ctx.command.params for o in p.opts if o.startswith("--") and not getattr(p, "hidden", False)]
+
+
+def _value_names(family, wrt) -> set:
+    """What eval and explain take as --NAME for ``family``: x, its arguments and the parameters of
+    every parametrization (or, for --via and custom, the --wrt names)."""
+    from .family import families
+
+    cls = families().get(family)
+    names = {"x", *_names(wrt)}
+    if cls is not None:
+        names |= {*cls.arguments, *cls.parameters}
+        names |= {n for p in cls.parametrizations().values() for n in p.parameters}
+    return names
 
 
 def _is_user(family, via, wrt, positive, vector, log_prob, x) -> bool:
@@ -107,12 +160,13 @@ def _resolve(family, param, via, wrt, positive, vector, log_prob, x):
             raise SymeligError("--via replaces --param (and --log-prob is for family custom)")
         return reparametrize(family, via, _names(wrt), _names(positive), _names(vector) if vector else None)
     if any(v is not None for v in (wrt, positive, vector, log_prob)) or x != "x":
-        raise SymeligError("--wrt, --positive, --vector, --log-prob and --x go with --via or family custom")
+        raise SymeligError("--wrt, --positive, --vector, --log-prob and --sample-name go with --via or family custom")
     return derive_entry(family, param)
 
 
-@app.command()
+@app.command(context_settings=_TAKES_VALUES)
 def derive(
+    ctx: typer.Context,
     family: str = typer.Argument(..., help="Family name, e.g. categorical (see `symelig list`), or custom."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization, e.g. probs, logits."),
     format: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
@@ -122,31 +176,37 @@ def derive(
     order: int = typer.Option(1, "--order", help="1: the eligibility; 2: also the Hessian and the Fisher information."),
     quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: the closed form and its gradients instead."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
-    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
+    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, sample_name: str = _SAMPLE_NAME,
+    x: Optional[str] = _OLD_X,
 ) -> None:
     """Print the log-likelihood and the eligibility of a family in a parametrization."""
     from . import cache
 
+    sample_name = _formulas_only(ctx, family, param, via, wrt, sample_name, x)
     if quantity is not None:
-        _emit(_quantity(family, param, quantity, format, standalone, k, order, (via, wrt, positive, vector, log_prob, x)), output)
+        user = (via, wrt, positive, vector, log_prob, sample_name)
+        _emit(_quantity(family, param, quantity, format, standalone, k, order, user), output)
         return
-
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
     if order not in (1, 2):
         raise SymeligError(f"--order is 1 (eligibility) or 2 (also Hessian and Fisher information), not {order}")
     if order == 2 and k is not None:
         raise SymeligError("--k expands the eligibility only; use it without --order 2")
-    user = (via, wrt, positive, vector, log_prob, x)
+    user = (via, wrt, positive, vector, log_prob, sample_name)
     if _is_user(family, *user):
-        _emit(_derived(_resolve(family, param, *user), format, standalone, k, order), output)
+        with _working(f"deriving {family}"):
+            text = _derived(_resolve(family, param, *user), format, standalone, k, order)
+        _emit(text, output)
         return
     request = ("derive", family, param, format.value, standalone, k) + ((order,) if order == 2 else ())
     text = cache.get(request)
     if text is None:
         from . import derive as derive_entry
 
-        text = _derived(derive_entry(family, param), format, standalone, k, order)
+        with _working(f"deriving {family}" + (f" --param {param}" if param else "")
+                      + (" with its Hessian and Fisher information" if order == 2 else "")):
+            text = _derived(derive_entry(family, param), format, standalone, k, order)
         cache.put(request, text)
     _emit(text, output)
 
@@ -157,7 +217,7 @@ def _derived(d, format: Format, standalone: bool, k: Optional[int], order: int =
     if format is Format.text:
         text = d.text(order)
     elif format is Format.latex:
-        text = d.latex(standalone=standalone, order=order)
+        text = d.latex_document(order) if standalone else d.latex_fragment(order)
     elif format is Format.numpy:
         text = d.full_numpy_source if order == 2 else d.numpy_source
     elif format is Format.markdown:
@@ -208,7 +268,7 @@ def evaluate(
     from .evaluate import evaluate as run, parse_arguments, render
 
     d = derive_entry(family, param)
-    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}")
+    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx))
     result = run(d, values)
     if format is EvalFormat.json:
         import json
@@ -290,56 +350,46 @@ def explain_steps(
 ) -> None:
     """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
     every step and explain the numbers users confuse."""
-    from .emit import steps
-    from .evaluate import parse_arguments, single_sample
-    from .explain import explain
+    from . import explain
+    from .evaluate import parse_arguments
 
     if standalone and format is not ExplainFormat.latex:
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
-    d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
-    values = None
-    if ctx.args:
-        values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}")
-        single_sample(d, values)
-    explanation = explain(d, values)
+    with _working(f"explaining {family}" + (f" --param {param}" if param else "")):
+        d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
+        entry = f"{d.family} --param {d.param}"
+        values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], entry, _own_options(ctx)) if ctx.args else {}
+        explanation = explain(d, **values)
     if format is ExplainFormat.latex:
-        text = steps.latex_document(explanation) if standalone else steps.latex(explanation)
+        text = explanation.latex_document() if standalone else explanation.latex_fragment()
     elif format is ExplainFormat.markdown:
-        text = steps.markdown(explanation)
+        text = explanation.markdown()
     else:
-        text = steps.text(explanation)
+        text = explanation.text()
     _emit(text, output)
 
 
-@app.command()
+@app.command(context_settings=_TAKES_VALUES)
 def export(
+    ctx: typer.Context,
     family: Optional[str] = typer.Argument(None, help="Family name (omit with --all), or custom."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="FILE.py (- for stdout), or a folder with --all."),
     all_entries: bool = typer.Option(False, "--all", help="Export every catalog entry into the folder -o."),
     backend: Backend = typer.Option(Backend.numpy, "--backend", "-b", help="Array library the module is written for."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
-    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, x: str = _X,
+    vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, sample_name: str = _SAMPLE_NAME,
+    x: Optional[str] = _OLD_X,
 ) -> None:
     """Write a standalone module (log_prob, eligibility; with numpy also hessian, fisher,
     natural_gradient) that other code imports."""
     from pathlib import Path
 
-    from . import catalog, derive as derive_entry
-    from .files import target, write_atomic
-
+    sample_name = _formulas_only(ctx, family, param, via, wrt, sample_name, x)
     if all_entries:
         if family or param:
             raise SymeligError("--all exports the whole catalog; give no family or --param with it")
-        folder = Path(output or ".")
-        if not folder.is_dir():
-            raise SymeligError(f"--all needs an existing folder for -o; {folder} is not one")
-        sources = {folder / f"{e.family}_{e.param}.py": _source(derive_entry(e.family, e.param), backend) for e in catalog()}
-        for path in sources:  # every file is checked before the first is written
-            target(path)
-        for path, source in sources.items():
-            write_atomic(path, source)
-        typer.echo(f"wrote {len(sources)} modules to {folder}", err=True)
+        _export_all(Path(output or "."), backend)
         return
     if family is None:
         raise SymeligError("name a family to export (see `symelig list`), or use --all")
@@ -349,18 +399,84 @@ def export(
 
     if output != "-" and (not Path(output).stem.isidentifier() or keyword.iskeyword(Path(output).stem)):
         raise SymeligError(f"{Path(output).name} is not an importable module name (letters, digits, _; not starting with a digit; not a Python keyword)")
-    from . import cache
+    user = (via, wrt, positive, vector, log_prob, sample_name)
+    with _working(f"deriving {family}" + (f" --param {param}" if param else "") + " and writing its kernels"):
+        if _is_user(family, *user):
+            source = _source(_resolve(family, param, *user), backend)
+        else:
+            source = _module(family, param, backend)
+    _emit(source, output)
 
-    user = (via, wrt, positive, vector, log_prob, x)
-    if _is_user(family, *user) or backend is not Backend.numpy:
-        _emit(_source(_resolve(family, param, *user), backend), output)
-        return
+
+def _module(family: str, param: Optional[str], backend: "Backend") -> str:
+    """The exported module of a catalog entry; numpy's comes from the derivation cache."""
+    from . import cache, derive as derive_entry
+
+    if backend is not Backend.numpy:
+        return _source(derive_entry(family, param), backend)
     request = ("derive", family, param, Format.numpy.value, False, None, 2)  # the text of derive -f numpy --order 2
     source = cache.get(request)
     if source is None:
         source = derive_entry(family, param).full_numpy_source
         cache.put(request, source)
-    _emit(source, output)
+    return source
+
+
+def _export_all(folder, backend: "Backend") -> None:
+    """Every catalog entry into ``folder`` (created, with its parents, if missing), a status line
+    counting the entries meanwhile; every file is checked before the first is written, and a
+    folder this made is removed again when a check fails."""
+    from . import catalog
+    from .files import target, write_atomic
+
+    if folder.exists() and not folder.is_dir():
+        raise SymeligError(f"--all writes into a folder; {folder} exists and is not one")
+    entries = catalog()
+    sources = {}
+    with _working("exporting") as status:
+        for number, e in enumerate(entries, 1):
+            status.update(f"exporting {number}/{len(entries)}: {e.family} --param {e.param}")
+            sources[folder / f"{e.family}_{e.param}.py"] = _module(e.family, e.param, backend)
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SymeligError(f"cannot create folder {folder}: {err.strerror}") from None
+    try:
+        for path in sources:
+            target(path)
+    except SymeligError:
+        for p in made:  # innermost first; they are empty
+            p.rmdir()
+        raise
+    for path, source in sources.items():
+        write_atomic(path, source)
+    typer.echo(f"wrote {len(sources)} modules to {folder}", err=True)
+
+
+def _working(message: str):
+    """A status line on stderr while work that may take seconds runs (see symelig.progress)."""
+    from .progress import Status
+
+    return Status(message)
+
+
+@app.command("html")
+def html_site(
+    entries: Optional[List[str]] = typer.Argument(None, help="FAMILY or FAMILY:PARAM to include (default: every catalog entry)."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for the site (created if missing; pages symelig wrote there before are replaced)."),
+) -> None:
+    """Write a browsable catalog: an index and one page per entry, formulas in MathML (no network
+    needed to view it)."""
+    from .site import select, write
+
+    chosen = select(entries or ())
+
+    def progress(n, total, entry):
+        typer.echo(f"[{n}/{total}] {entry.family} --param {entry.param}", err=True)
+
+    folder = write(output, chosen, progress)
+    typer.echo(f"wrote {len(chosen) + 1} pages to {folder} (open {folder / 'index.html'})", err=True)
 
 
 
@@ -429,7 +545,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         # Exit with exit_code, Abort on Ctrl-C; anything else is a bug and keeps its traceback,
         # except in a derivation of user text, where it is one line (symelig.user names the stage)
         if hasattr(err, "format_message"):
-            _fail(" ".join(err.format_message().split()))
+            _fail(_usage_message(err))
         if type(err).__name__ == "Exit":
             sys.exit(getattr(err, "exit_code", 0))
         if type(err).__name__ == "Abort":
@@ -441,6 +557,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(err) -> str:
+    """Click's usage error in one line; an unknown option gets "did you mean" like a family."""
+    from .errors import did_you_mean
+
+    if getattr(err, "option_name", None) and hasattr(err, "possibilities"):  # click's NoSuchOption
+        hint = did_you_mean(err.option_name, err.possibilities or [])
+        return f"No such option: {err.option_name}" + (f";{hint}" if hint else "")
+    return " ".join(err.format_message().split())
 
 
 def _fail(message: str) -> None:

@@ -41,12 +41,45 @@ class Derivation:
 
     # printed forms -----------------------------------------------------------------------
     def latex(self, standalone: bool = False, order: int = 1) -> str:
+        """Math only: log p, each ∂ log p/∂θ and the reparametrization's definitions (with
+        ``order=2`` the Hessian and the Fisher information) as one ``aligned`` block, which
+        ``IPython.display.Math`` and MathJax take.  ``standalone=True`` is ``latex_document``."""
+        return self._latex("document" if standalone else "math", order)
+
+    def latex_fragment(self, order: int = 1) -> str:
+        """The paper fragment ``derive --format latex`` prints: ``align`` environments with
+        ``%`` comments naming the entry and a "where …" sentence for the symbols."""
+        return self._latex("fragment", order)
+
+    def latex_document(self, order: int = 1) -> str:
+        """A whole document that pdflatex compiles (``derive --format latex --standalone``)."""
+        return self._latex("document", order)
+
+    def _latex(self, form: str, order: int) -> str:
         from .emit import latex
 
         second = self.second_order if order == 2 else None
-        if standalone:
+        if form == "document":
             return latex.document(self.symbolic, second)
-        return latex.fragment(self.symbolic) + (latex.second_order_fragment(second) if second else "")
+        if form == "fragment":
+            return latex.fragment(self.symbolic) + (latex.second_order_fragment(second) if second else "")
+        from .emit.display import derivation_math
+
+        return derivation_math(self.symbolic, second)
+
+    # what a notebook (IPython, Jupyter) displays instead of the repr
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def _repr_markdown_(self) -> str:
+        from .emit.display import derivation_markdown
+
+        return derivation_markdown(self.symbolic)
+
+    def _repr_html_(self) -> str:
+        from .emit.display import derivation_html
+
+        return derivation_html(self.symbolic)
 
     def text(self, order: int = 1) -> str:
         from .emit import text
@@ -320,6 +353,22 @@ class Derivation:
             hint = "" if result.dtype == np.float64 else "; float64 has more range"
             raise SymeligError(f"log p(x | θ){at} is not finite in {result.dtype} ({value}): x and the parameters are too extreme for this precision{hint}")
         return result
+
+    def prob_gradient(self, x, *, validate: bool = True, **params) -> dict:
+        """{parameter: ∂p(x | θ)/∂parameter = p(x | θ)·e}: the gradient of the probability (or
+        density) itself, which autograd returns for ``exp(log_prob).backward()``, where the
+        eligibility e is the gradient of ``log_prob``.  Shaped like the eligibility."""
+        e = self.eligibility(x, validate=validate, **params)
+        log_p = self.log_prob(x, validate=validate, **params)
+        if _foreign(x, params):
+            from array_api_compat import array_namespace
+
+            xp = array_namespace(log_p)
+            prob = xp.exp(log_p)
+            return {n: xp.reshape(prob, (*prob.shape, *(1,) * (v.ndim - prob.ndim))) * v for n, v in e.items()}
+        with np.errstate(under="ignore"):
+            prob = np.exp(log_p)
+        return {n: prob.reshape(prob.shape + (1,) * (v.ndim - prob.ndim)) * v for n, v in e.items()}
 
     def eligibility(self, x, *, validate: bool = True, **params) -> dict:
         """{parameter: ∂ log p(x | θ)/∂parameter}; with ``validate`` the arguments are checked and a

@@ -22,3 +22,19 @@ def first_failing(check, start: int, stop: int) -> int:
         except SymeligError:
             stop = middle
     return start
+
+
+def did_you_mean(word: str, choices) -> str:
+    """" did you mean 'categorical'?" for a near miss (a typo, another letter case), else "":
+    the hint that goes into an error listing ``choices``.  Options are compared without their
+    leading dashes, which every option shares."""
+    import difflib
+
+    def key(name: str) -> str:
+        return name.lower().lstrip("-")
+
+    folded = {key(c): c for c in choices}
+    close = [folded[key(word)]] if key(word) in folded else [
+        folded[c] for c in difflib.get_close_matches(key(word), folded, n=1, cutoff=0.7)
+    ]
+    return f" did you mean {close[0]!r}?" if close else ""

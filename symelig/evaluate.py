@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from .errors import SymeligError
+from .errors import SymeligError, did_you_mean
 
 # Plain ASCII decimal numbers only: Python's int()/float() would also take '1_000', 'nan',
 # 'infinity' and non-ASCII digits, none of which a user means as a parameter value.
@@ -28,15 +28,18 @@ def _number(token: str, option: str):
     )
 
 
-def parse_arguments(args: list, names: list, entry: str) -> dict:
-    """``['--probs', '0.1,0.9', '--x', '1']`` → {"probs": array, "x": array}, names checked."""
+def parse_arguments(args: list, names: list, entry: str, options=()) -> dict:
+    """``['--probs', '0.1,0.9', '--x', '1']`` → {"probs": array, "x": array}, names checked;
+    a near miss of a name or of the command's own ``options`` gets a "did you mean"."""
     allowed = ", ".join(f"--{n.replace('_', '-')}" for n in names)
     values, pending = {}, list(args)
     while pending:
         flag = pending.pop(0)
         name, equals, inline = flag.partition("=")
         if not name.startswith("--") or name[2:].replace("-", "_") not in names:
-            raise SymeligError(f"unexpected {flag!r} for {entry}; it takes {allowed}")
+            known = [f"--{n.replace('_', '-')}" for n in names] + list(options)
+            hint = did_you_mean(name, known) if name.startswith("--") else ""
+            raise SymeligError(f"unexpected {flag!r} for {entry};{hint} it takes {allowed}")
         name = name[2:].replace("-", "_")
         if equals and not inline:
             raise SymeligError(f"--{name.replace('_', '-')} needs a value after '='")
@@ -53,15 +56,6 @@ def parse_arguments(args: list, names: list, entry: str) -> dict:
     if missing:
         raise SymeligError(f"missing --{missing[0].replace('_', '-')} for {entry}; it takes {allowed}")
     return values
-
-
-def single_sample(derivation, values: dict) -> None:
-    """``explain`` evaluates symbolic steps for one sample: no batch axes allowed."""
-    constraint_of = derivation.symbolic.constraints
-    for name, value in values.items():
-        if np.ndim(value) != constraint_of[name].event_dim:
-            shape = "a vector (one value per category)" if constraint_of[name].event_dim else "one number"
-            raise SymeligError(f"--{name.replace('_', '-')}: explain takes one sample, so give {shape}")
 
 
 def evaluate(derivation, values: dict) -> dict:
@@ -94,14 +88,13 @@ def _fmt(value) -> str:
 
 
 def render(derivation, result: dict) -> str:
-    lines = [
-        f"{result['family']} --param {result['param']}, x = {_fmt(result['x']) if isinstance(result['x'], list) else result['x']}",
-        f"log p(x | θ)           = {_fmt(result['log_prob'])}",
-        f"p(x | θ)               = {_fmt(result['prob'])}",
-    ]
-    for n, v in result["eligibility"].items():
-        lines.append(f"eligibility ∂log p/∂{n} = {_fmt(v)}")
-    for n, v in result["prob_gradient"].items():
-        lines.append(f"gradient    ∂p/∂{n} = p·e = {_fmt(v)}")
+    """The numbers as a table whose "=" signs line up, however long the parameter names."""
+    x = _fmt(result["x"]) if isinstance(result["x"], list) else result["x"]
+    rows = [("log p(x | θ)", result["log_prob"]), ("p(x | θ)", result["prob"])]
+    rows += [(f"eligibility ∂log p/∂{n}", v) for n, v in result["eligibility"].items()]
+    rows += [(f"gradient ∂p/∂{n} (p·e)", v) for n, v in result["prob_gradient"].items()]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{result['family']} --param {result['param']}, x = {x}"]
+    lines += [f"{label.ljust(width)} = {_fmt(value)}" for label, value in rows]
     lines.append("(e is the gradient of log_prob; p·e is what autograd gives for exp(log_prob).backward())")
     return "\n".join(lines) + "\n"

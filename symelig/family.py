@@ -34,7 +34,7 @@ from typing import Callable
 from sympy import IndexedBase, Symbol
 
 from .constraints import Constraint
-from .errors import SymeligError
+from .errors import SymeligError, did_you_mean
 
 class Internal(Symbol):
     """A symbol the engine makes for its own use (an index, K, a variable of integration).
@@ -296,11 +296,13 @@ def lookup(family: str, param: str | None):
     """The family class and parametrization, or a SymeligError listing what exists."""
     known = families()
     if family not in known:
-        raise SymeligError(f"unknown family {family!r}; choose one of: {', '.join(known)}")
+        hint = did_you_mean(str(family), known)
+        raise SymeligError(f"unknown family {family!r};{hint} choose one of: {', '.join(known)}")
     cls = known[family]
     params = cls.parametrizations()
     if param is None:
         param = next(iter(params))
     if param not in params:
-        raise SymeligError(f"unknown parametrization {param!r} of {family}; choose one of: {', '.join(params)}")
+        hint = did_you_mean(str(param), params)
+        raise SymeligError(f"unknown parametrization {param!r} of {family};{hint} choose one of: {', '.join(params)}")
     return cls, params[param]

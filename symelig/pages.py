@@ -13,11 +13,23 @@ def _stem(entry) -> str:
     return f"{entry.family}_{entry.param}"
 
 
+CONVENTION = ("Eligibility e = ∂ log p(x | θ)/∂θ (Williams 1992): the gradient of the log-likelihood, "
+              "not of a loss.")
+
+
+def explain_command(d) -> str:
+    """The command that prints the steps of ``d`` (a --via or custom derivation has its own)."""
+    command = d.symbolic.parametrization.command
+    if command:
+        return command.replace("symelig export", "symelig explain").replace(" -o FILE.py", "")
+    return f"symelig explain {d.family} --param {d.param}"
+
+
 def markdown(d, order: int = 2) -> str:
     """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1)."""
     from .emit import steps
     from .emit.latex import likelihood, tex
-    from .explain import explain
+    from .explanation import explain
 
     s = d.symbolic
     blocks = [f"\\log {likelihood(s)} = {tex(s.log_prob)}"] + [
@@ -27,10 +39,8 @@ def markdown(d, order: int = 2) -> str:
     math = "\n\n".join(f"```math\n{b}\n```" for b in blocks)
     command = s.parametrization.command
     if command:  # a --via or custom derivation: its own commands, no derivations/ files
-        explain_command = command.replace("symelig export", "symelig explain").replace(" -o FILE.py", "")
         footer = f"Kernels: `{command}`.\n"
     else:
-        explain_command = f"symelig explain {d.family} --param {d.param}"
         footer = (
             f"Files: [`{_stem(d)}.tex`]({_stem(d)}.tex) (LaTeX fragment), "
             f"[`{_stem(d)}.py`]({_stem(d)}.py) (numpy kernels: `log_prob`, `eligibility`, `hessian`, `fisher`, "
@@ -40,37 +50,55 @@ def markdown(d, order: int = 2) -> str:
     return (
         f"# {d.family}, parametrization `{d.param}`\n\n"
         f"{s.parametrization.doc}\n\n"
-        "Eligibility e = ∂ log p(x | θ)/∂θ (Williams 1992): the gradient of the log-likelihood, "
-        "not of a loss.\n\n"
+        f"{CONVENTION}\n\n"
         f"{math}\n\n"
         f"{_second_order(d) if order == 2 else ''}"
-        f"## Step by step\n\nEach step is one rule the engine applied (`{explain_command}`).\n\n"
+        f"## Step by step\n\nEach step is one rule the engine applied (`{explain_command(d)}`).\n\n"
         f"{steps.markdown(explain(d))}\n"
         f"{footer}"
     )
 
 
+def second_order_rows(d, matrix: dict) -> list:
+    """[(θ_a, θ_b, entry)] of a Hessian or Fisher matrix; θ_b of a vector parameter is its
+    component l, so that the pair reads H_jl."""
+    from .family import j, l
+
+    s = d.symbolic
+    return [(s.wrt(a), s.wrt(b).subs(j, l), entry) for (a, b), entry in matrix.items()]
+
+
+def fisher_sentence(so) -> str:
+    """How the Fisher information was obtained, or why it has no closed form."""
+    if so.fisher is None:
+        return f"Fisher information: no closed form ({so.no_closed_form})."
+    return f"Fisher information F(θ) = E[e eᵀ] ({so.method}; valid when {'; '.join(so.assumptions)}):"
+
+
+SINGULAR = "F is singular: F n = 0 for n_j = {}; `natural_gradient` applies the pseudo-inverse F⁺."
+
+
 def _second_order(d) -> str:
     """The Hessian and Fisher information section (`symelig derive … --order 2`)."""
     from .emit.latex import likelihood, tex
-    from .family import j, l
 
     so, s = d.second_order, d.symbolic
-
-    def pair(a, b):
-        return f"{tex(s.wrt(a))}\\,{tex(s.wrt(b).subs(j, l))}"
-
-    hessian = [f"\\frac{{\\partial^2 \\log {likelihood(s)}}}{{\\partial {tex(s.wrt(a))}\\,\\partial {tex(s.wrt(b).subs(j, l))}}} = {tex(h)}"
-               for (a, b), h in so.hessian.items()]
+    hessian = [f"\\frac{{\\partial^2 \\log {likelihood(s)}}}{{\\partial {tex(a)}\\,\\partial {tex(b)}}} = {tex(h)}"
+               for a, b, h in second_order_rows(d, so.hessian)]
     out = "## Second order\n\nHessian of the log-likelihood:\n\n" + "\n\n".join(f"```math\n{b}\n```" for b in hessian) + "\n\n"
     if so.fisher is None:
-        return out + f"Fisher information: no closed form ({so.no_closed_form}).\n\n"
-    fisher = [f"F_{{{pair(a, b)}}} = {tex(f)}" for (a, b), f in so.fisher.items()]
-    out += f"Fisher information F(θ) = E[e eᵀ] ({so.method}; valid when {'; '.join(so.assumptions)}):\n\n"
+        return out + fisher_sentence(so) + "\n\n"
+    fisher = [f"F_{{{tex(a)}\\,{tex(b)}}} = {tex(f)}" for a, b, f in second_order_rows(d, so.fisher)]
+    out += fisher_sentence(so) + "\n\n"
     out += "\n\n".join(f"```math\n{b}\n```" for b in fisher) + "\n\n"
     for n in (so.null_space or {}).values():
-        out += f"F is singular: F n = 0 for n_j = ${tex(n)}$; `natural_gradient` applies the pseudo-inverse F⁺.\n\n"
+        out += SINGULAR.format(f"${tex(n)}$") + "\n\n"
     return out
+
+
+def builtin_entries() -> list:
+    """The catalog entries shipped with symelig (a lab's own families are not written here)."""
+    return [e for e in catalog() if e.builtin]
 
 
 def build() -> dict:
@@ -82,10 +110,10 @@ def build() -> dict:
         "| family | param | differentiated | page | LaTeX | numpy |",
         "|---|---|---|---|---|---|",
     ]
-    for entry in (e for e in catalog() if e.builtin):
+    for entry in builtin_entries():
         d = derive(entry.family, entry.param)
         stem = _stem(entry)
-        files[f"{stem}.tex"] = d.latex(order=2)
+        files[f"{stem}.tex"] = d.latex_fragment(order=2)
         files[f"{stem}.md"] = markdown(d)
         files[f"{stem}.py"] = d.full_numpy_source
         index.append(

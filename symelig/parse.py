@@ -212,6 +212,10 @@ def _small_rational(expr, digits: int = 30) -> bool:
     return expr.is_Rational and abs(expr.p) < 10**digits and expr.q < 10**digits
 
 
+_OPERATORS = {ast.BitXor: "^", ast.BitAnd: "&", ast.BitOr: "|", ast.FloorDiv: "//", ast.Mod: "%",
+              ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>"}
+
+
 class _Builder:
     def __init__(self, names: dict, where: str, source: str):
         self.names = names
@@ -327,7 +331,9 @@ class _Builder:
                ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a**b}
         op = type(node.op)
         if op not in ops:
-            return self.fail(node, f"the operator {op.__name__}")
+            symbol = _OPERATORS.get(op, op.__name__)
+            hint = " (use ** for powers)" if op is ast.BitXor else ""  # ^ is a power in TeX and in most math tools
+            return self.fail(node, f"the operator {symbol}{hint}")
         a, b = self.build(node.left), self.build(node.right)
         operation = ops[op]
         if not a.free_symbols and not b.free_symbols:

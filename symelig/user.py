@@ -574,9 +574,9 @@ class UserDerivation(Derivation):
         with _stage("printing the text form"):
             return super().text(order)
 
-    def latex(self, standalone: bool = False, order: int = 1) -> str:
+    def _latex(self, form: str, order: int) -> str:
         with _stage("printing the LaTeX form"):
-            return super().latex(standalone, order)
+            return super()._latex(form, order)
 
     def to_dict(self, order: int = 1) -> dict:
         with _stage("printing the JSON form"):

@@ -12,7 +12,7 @@ from sympy import Indexed
 
 import symelig
 from symelig.emit import steps
-from symelig.explain import _with_canonical, explain, numeric
+from symelig.explanation import _with_canonical, explain, numeric
 
 from conftest import moderate_arguments
 

@@ -194,7 +194,7 @@ def test_names_that_collide_with_generated_code_or_the_api_are_refused(capsys, n
 
 
 def test_x_is_never_a_parameter_name_even_with_another_sample_name(capsys):
-    code, _, err = run(capsys, "derive", "custom", "--log-prob", "-(y-x)**2", "--wrt", "x", "--x", "y")
+    code, _, err = run(capsys, "derive", "custom", "--log-prob", "-(y-x)**2", "--wrt", "x", "--sample-name", "y")
     assert code == 2 and "'x'" in err and err.count("\n") == 1
 
 

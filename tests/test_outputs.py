@@ -70,25 +70,25 @@ def test_exported_module_states_convention_and_imports_at_top(entry):
 
 
 def test_latex_fragment_reads_like_a_paper():
-    tex = symelig.derive("categorical", "probs").latex()
+    tex = symelig.derive("categorical", "probs").latex_fragment()
     assert r"\frac{\delta_{j x}}{{p}_{x}} - \frac{1}{\sum_{i=0}^{K - 1} {p}_{i}}" in tex
-    tex = symelig.derive("categorical", "logits").latex()
+    tex = symelig.derive("categorical", "logits").latex_fragment()
     assert r"\delta_{j x} - \operatorname{softmax}(z)_{j}" in tex and "softmax}(z)_j = e^{z_j}" in tex
-    tex = symelig.derive("multinomial", "probs").latex()
+    tex = symelig.derive("multinomial", "probs").latex_fragment()
     assert r"\log n!" in tex and r"{x}_{i} \log {p}_{i}" in tex
 
 
 def test_latex_writes_special_functions_as_papers_do():
-    tex = symelig.derive("gamma", "concentration_rate").latex()
+    tex = symelig.derive("gamma", "concentration_rate").latex_fragment()
     assert r"\log\Gamma\left(\alpha\right)" in tex and r"\psi\left(\alpha\right)" in tex
     assert "operatorname{loggamma}" not in tex and "polygamma" not in tex
 
 
 def test_latex_names_the_distribution_apart_from_its_parameters():
     """probs is written p, so a probability mass is written Pr; the reparametrization is stated."""
-    tex = symelig.derive("categorical", "probs").latex()
+    tex = symelig.derive("categorical", "probs").latex_fragment()
     assert r"\log \Pr(x \mid p)" in tex and r"{\pi}_{i} = \frac{{p}_{i}}{\sum_{k=0}^{K - 1} {p}_{k}}" in tex
-    tex = symelig.derive("normal", "log_scale").latex()
+    tex = symelig.derive("normal", "log_scale").latex_fragment()
     assert r"\log p(x \mid \mu, s)" in tex and r"$\sigma = e^{s}$" in tex
 
 

@@ -16,79 +16,120 @@ compiler turns any elementwise SymPy expression into such code, for every catalo
 * an in-place write needs the other operand to broadcast into the buffer: where the argument
   dependencies prove it the code says ``out=t``; otherwise ``out=_into(t, other)``, which falls
   back to a new array when shapes are not known to fit (a parameter shared across the batch).
+
+The plan is data: each statement is a record (:class:`Assign`, or a :class:`Call` writing in
+place) whose operands are :class:`Name` records, nested calls or SymPy expressions of small
+values.  Calling a fresh buffer by its statement's name is setting one field; :func:`render`
+writes the text once, at the end.
 """
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 
-from sympy import Add, Mul, Rational, Symbol, exp, log
+from sympy import Add, Mul, Rational, S, Symbol, exp, log
 from sympy import Abs, cos, loggamma, polygamma, sin, tanh
 
 from ..functions import softplus
 from sympy.codegen.cfunctions import expm1, log1p
 
-# SymPy function -> (ufunc call prefix, extra leading arguments); all accept out=.
+# SymPy function -> the ufunc computing it; all accept out=.
 _UNARY = {
-    exp: "np.exp", log: "np.log", cos: "np.cos", sin: "np.sin", tanh: "np.tanh", Abs: "np.abs",
-    loggamma: "special.gammaln", expm1: "np.expm1", log1p: "np.log1p",
+    exp: "numpy.exp", log: "numpy.log", cos: "numpy.cos", sin: "numpy.sin", tanh: "numpy.tanh", Abs: "numpy.abs",
+    loggamma: "scipy.special.gammaln", expm1: "numpy.expm1", log1p: "numpy.log1p",
 }
 
 
+@dataclass(eq=False)
+class Name:
+    """An array called by name: an input, a temporary, or a buffer the planner made.  Every
+    statement refers to the record, so renaming a buffer is setting ``name``."""
+    name: str
+
+
+@dataclass(eq=False)
+class Call:
+    """``function(*args, out=out)``: ``function`` a qualified name (``numpy.exp``) or a helper's;
+    operands are :class:`Name`, :class:`Call` or SymPy expressions of small values."""
+    function: str
+    args: tuple
+    out: object = None
+
+
+@dataclass(eq=False)
+class Assign:
+    """``target = value``."""
+    target: Name
+    value: object
+
+
+def render(statements, printer) -> list:
+    """The planned statements as lines of numpy code, names as they stand at the end."""
+    def code(operand) -> str:
+        if isinstance(operand, Name):
+            return operand.name
+        if isinstance(operand, Call):
+            out = [] if operand.out is None else [f"out={code(operand.out)}"]
+            return f"{printer._module_format(operand.function)}({', '.join([*map(code, operand.args), *out])})"
+        return printer.doprint(operand)
+
+    return [f"{s.target.name} = {code(s.value)}" if isinstance(s, Assign) else code(s) for s in statements]
+
+
 class Buffers:
-    """Compile big elementwise expressions into statements; ``lines`` collects them."""
+    """Plan big elementwise expressions as statements; ``statements`` collects the records."""
 
     def __init__(self, printer, is_big, deps):
         self.printer = printer
         self.is_big = is_big           # expr -> bool: has the output's size
         self.deps = deps               # expr -> frozenset of argument names it depends on
-        self.lines: list = []
+        self.statements: list = []
         self.count = 0
-        self.owned_deps: dict = {}     # owned buffer name -> its argument dependencies
+        self.names: dict = {}          # name -> its Name record, one per name
+        self.owned_deps: dict = {}     # owned Name record -> its argument dependencies
         self.consumable: set = set()   # names whose buffers the current statement may recycle
-        self._last_fresh = None
+        self._last_fresh = None        # the buffer the current statement made last
 
     # -- public -------------------------------------------------------------------------------
 
     def assign(self, target: str, expr, consumable: set) -> bool:
-        """Emit code that leaves ``expr`` in ``target``; True when ``target`` is a buffer the
+        """Plan statements that leave ``expr`` in ``target``; True when ``target`` is a buffer the
         kernel owns (fresh, writable), False when it may alias an input."""
         self.consumable = {s for s in consumable if expr.count(s) == 1}
-        start, first_fresh = len(self.lines), self.count
-        code, owned = self._emit(expr)
-        if owned and code.startswith("_b") and int(code[2:]) >= first_fresh and code == self._last_fresh:
-            # the buffer was made by this statement: call it by the statement's name
-            pattern = re.compile(rf"\b{code}\b")
-            self.lines[start:] = [pattern.sub(target, line) for line in self.lines[start:]]
-            self.owned_deps[target] = self.owned_deps.pop(code)
-            code = target
-        if code != target:
-            self.lines.append(f"{target} = {code}")
+        self._last_fresh = None
+        value, owned = self._emit(expr)
+        if owned and value is self._last_fresh:  # made by this statement: call it by the statement's name
+            value.name = target
+            self.names[target] = value
+            return True
+        record = self.names[target] = Name(target)
+        self.statements.append(Assign(record, value))
         if owned:
-            self.owned_deps[target] = self.owned_deps.get(code, self.deps(expr))
+            self.owned_deps[record] = self.owned_deps.get(value, self.deps(expr))
         return owned
 
     def owned(self, name: str, expr) -> None:
         """Declare ``name`` (computed elsewhere, e.g. exp(z − max)) a buffer the kernel owns."""
-        self.owned_deps[name] = self.deps(expr)
+        self.owned_deps[self._name(name)] = self.deps(expr)
 
-    # -- compilation ----------------------------------------------------------------------------
+    # -- planning -------------------------------------------------------------------------------
 
-    def _plain(self, e) -> str:
-        return self.printer.doprint(e)
+    def _name(self, name: str) -> Name:
+        return self.names.setdefault(name, Name(name))
 
-    def _fresh(self, code: str, deps) -> tuple:
-        name = self._last_fresh = f"_b{self.count}"
+    def _fresh(self, value, deps) -> tuple:
+        """A new buffer holding ``value`` (a call, or an expression that returns a new array)."""
+        name = self._last_fresh = Name(f"_b{self.count}")
         self.count += 1
-        self.lines.append(f"{name} = {code}")
+        self.statements.append(Assign(name, value))
         self.owned_deps[name] = deps
         return name, True
 
     def _emit(self, e) -> tuple:
-        """(code, owned): a name or expression holding e's value."""
+        """(operand, owned): a Name holding e's value, or e itself where it is small."""
         if not self.is_big(e):
-            return self._plain(e), False
+            return e, False
         if isinstance(e, Symbol):
-            name = str(e)
+            name = self._name(str(e))
             return name, (e in self.consumable and name in self.owned_deps)
         if e.is_Add:
             return self._add(e)
@@ -98,58 +139,46 @@ class Buffers:
             return self._pow(e)
         if type(e) in _UNARY:
             return self._unary(_UNARY[type(e)], e.args[0], e)
-        if isinstance(e, softplus):
-            return self._binary("np.logaddexp", "0", e.args[0], e, operand_first=False)
+        if isinstance(e, softplus):  # log(1 + e^z) = logaddexp(0, z)
+            return self._unary("numpy.logaddexp", e.args[0], e, first=S.Zero)
         if isinstance(e, polygamma) and e.args[0] == 0:
-            return self._unary(self.printer._module_format("scipy.special.digamma"), e.args[1], e)
+            return self._unary("scipy.special.digamma", e.args[1], e)
         # anything else (helpers, np.where forms) returns a new array
-        return self._fresh(self._plain(e), self.deps(e))
+        return self._fresh(e, self.deps(e))
 
-    def _unary(self, ufunc, arg, e) -> tuple:
-        if ufunc.startswith("special."):
-            ufunc = self.printer._module_format(f"scipy.special.{ufunc.split('.', 1)[1]}")
-        code, owned = self._emit(arg)
+    def _unary(self, ufunc: str, arg, e, first=None) -> tuple:
+        """ufunc(arg), or ufunc(first, arg): in arg's buffer where the kernel owns it."""
+        value, owned = self._emit(arg)
+        args = (value,) if first is None else (first, value)
         if owned:
-            self.lines.append(f"{ufunc}({code}, out={code})")
-            return code, True
-        return self._fresh(f"{ufunc}({code})", self.deps(e))
+            self.statements.append(Call(ufunc, args, out=value))
+            return value, True
+        return self._fresh(Call(ufunc, args), self.deps(e))
 
-    def _binary(self, ufunc, left: str, arg, e, operand_first=True) -> tuple:
-        code, owned = self._emit(arg)
-        args = f"{code}, {left}" if operand_first else f"{left}, {code}"
-        if owned:
-            self.lines.append(f"{ufunc}({args}, out={code})")
-            return code, True
-        return self._fresh(f"{ufunc}({args})", self.deps(e))
-
-    def _into(self, acc: str, other_expr, other_code: str) -> str:
+    def _into(self, acc: Name, other_expr, other):
         """The out= argument for writing ``acc op other`` into ``acc``."""
         if self.deps(other_expr) <= self.owned_deps[acc]:
             return acc
         self.printer.helpers.add("_into")
-        return f"_into({acc}, {other_code})"
+        return Call("_into", (acc, other))
 
-    def _accumulate(self, acc: str, ufunc: str, other_expr, other_code: str, reverse=False) -> str:
+    def _accumulate(self, acc: Name, ufunc: str, other_expr, other, reverse=False) -> Name:
         """acc op other (other op acc with ``reverse``), written into acc where it fits."""
-        if not other_expr.is_number and not other_code.isidentifier():  # an expression, not a name
-            other_code = self._name_small(other_code)
-        out = self._into(acc, other_expr, other_code)
-        args = f"{other_code}, {acc}" if reverse else f"{acc}, {other_code}"
-        if out == acc:
-            self.lines.append(f"{ufunc}({args}, out={acc})")
+        if not (isinstance(other, Name) or other_expr.is_number or other_expr.is_Symbol):
+            other = self._name_small(other)  # read twice: in the ufunc and in _into
+        out = self._into(acc, other_expr, other)
+        args = (other, acc) if reverse else (acc, other)
+        if out is acc:
+            self.statements.append(Call(ufunc, args, out=acc))
             return acc
-        # the result may be a new, larger array: rebind a fresh name to it
-        name = self._last_fresh = f"_b{self.count}"
-        self.count += 1
-        self.lines.append(f"{name} = {ufunc}({args}, out={out})")
-        self.owned_deps[name] = self.owned_deps[acc] | self.deps(other_expr)
-        return name
+        # the result may be a new, larger array: a fresh name for it
+        return self._fresh(Call(ufunc, args, out=out), self.owned_deps[acc] | self.deps(other_expr))[0]
 
-    def _name_small(self, code: str) -> str:
+    def _name_small(self, value) -> Name:
         """A per-sample operand used twice (in the ufunc and in _into) is computed once."""
-        name = f"_c{self.count}"
+        name = Name(f"_c{self.count}")
         self.count += 1
-        self.lines.append(f"{name} = {code}")
+        self.statements.append(Assign(name, value))
         return name
 
     def _add(self, e) -> tuple:
@@ -163,13 +192,13 @@ class Buffers:
             first = next((c for c in compiled if c[0]), compiled[0])
             rest = [c for c in compiled if c is not first]
             if not first[0]:
-                name, _ = self._fresh(f"np.negative({first[2]})", self.deps(first[1]))
+                name, _ = self._fresh(Call("numpy.negative", (first[2],)), self.deps(first[1]))
             elif rest:
                 second = rest.pop(0)
-                op = "np.add" if second[0] else "np.subtract"
-                name, _ = self._fresh(f"{op}({first[2]}, {second[2]})", self.deps(first[1]) | self.deps(second[1]))
+                op = "numpy.add" if second[0] else "numpy.subtract"
+                name, _ = self._fresh(Call(op, (first[2], second[2])), self.deps(first[1]) | self.deps(second[1]))
             else:
-                name, _ = self._fresh(f"np.add({first[2]}, {self._plain(small)})", self.deps(e))
+                name, _ = self._fresh(Call("numpy.add", (first[2], small)), self.deps(e))
                 small = 0
         else:
             name = acc[2]
@@ -178,15 +207,15 @@ class Buffers:
                 positive = next((c for c in rest if c[0]), None)
                 if positive is not None:
                     rest.remove(positive)
-                    name = self._accumulate(name, "np.subtract", positive[1], positive[2], reverse=True)
+                    name = self._accumulate(name, "numpy.subtract", positive[1], positive[2], reverse=True)
                 else:
-                    self.lines.append(f"np.negative({name}, out={name})")
-        for positive, t, code, _ in rest:
-            name = self._accumulate(name, "np.add" if positive else "np.subtract", t, code)
+                    self.statements.append(Call("numpy.negative", (name,), out=name))
+        for positive, t, value, _ in rest:
+            name = self._accumulate(name, "numpy.add" if positive else "numpy.subtract", t, value)
         if small != 0:
             positive = not small.could_extract_minus_sign()
             magnitude = small if positive else -small
-            name = self._accumulate(name, "np.add" if positive else "np.subtract", magnitude, self._plain(magnitude))
+            name = self._accumulate(name, "numpy.add" if positive else "numpy.subtract", magnitude, magnitude)
         return name, True
 
     def _subtracted(self, term) -> bool:
@@ -195,6 +224,7 @@ class Buffers:
         if not term.could_extract_minus_sign():
             return False
         return not (term.is_Mul and any(not self.is_big(f) and f != -1 for f in Mul.make_args(term)))
+
 
     def _mul(self, e) -> tuple:
         factors = Mul.make_args(e)
@@ -210,45 +240,45 @@ class Buffers:
         elif owned_denominator is not None and numerators:  # a / b written into b
             first = compiled[0]
             rest = [c for c in compiled if c is not first and c is not owned_denominator]
-            name = self._accumulate(owned_denominator[2], "np.divide", first[1], first[2], reverse=True)
+            name = self._accumulate(owned_denominator[2], "numpy.divide", first[1], first[2], reverse=True)
         elif numerators:
             first, rest = compiled[0], compiled[1:]
             if rest:
                 second = rest.pop(0)
-                op = "np.multiply" if second[0] else "np.divide"
-                name, _ = self._fresh(f"{op}({first[2]}, {second[2]})", self.deps(first[1]) | self.deps(second[1]))
+                op = "numpy.multiply" if second[0] else "numpy.divide"
+                name, _ = self._fresh(Call(op, (first[2], second[2])), self.deps(first[1]) | self.deps(second[1]))
             else:  # one big factor times small ones
-                return self._fresh(f"np.multiply({first[2]}, {self._plain(small)})", self.deps(e))
+                return self._fresh(Call("numpy.multiply", (first[2], small)), self.deps(e))
         else:  # only denominators: small / big
             first, rest = compiled[0], compiled[1:]
-            name, _ = self._fresh(f"np.divide({self._plain(small)}, {first[2]})", self.deps(first[1]))
+            name, _ = self._fresh(Call("numpy.divide", (small, first[2])), self.deps(first[1]))
             small = Rational(1)
-        for numerator, f, code, _ in rest:
-            name = self._accumulate(name, "np.multiply" if numerator else "np.divide", f, code)
+        for numerator, f, value, _ in rest:
+            name = self._accumulate(name, "numpy.multiply" if numerator else "numpy.divide", f, value)
         if small == -1:
-            self.lines.append(f"np.negative({name}, out={name})")
+            self.statements.append(Call("numpy.negative", (name,), out=name))
         elif small != 1:
-            name = self._accumulate(name, "np.multiply", small, self._plain(small))
+            name = self._accumulate(name, "numpy.multiply", small, small)
         return name, True
 
     def _pow(self, e) -> tuple:
         base, exponent = e.args
         if exponent == 2:
-            return self._unary("np.square", base, e)
+            return self._unary("numpy.square", base, e)
         if exponent == 4:
-            name, _ = self._unary("np.square", base, base**2)
-            self.lines.append(f"np.square({name}, out={name})")
+            name, _ = self._unary("numpy.square", base, base**2)
+            self.statements.append(Call("numpy.square", (name,), out=name))
             return name, True
         if exponent == 3:  # b² in a new buffer, then · b (b itself is read twice: never overwritten)
-            code, _ = self._emit(base)
-            name, _ = self._fresh(f"np.square({code})", self.deps(base))
-            self.lines.append(f"np.multiply({name}, {code}, out={name})")
+            value, _ = self._emit(base)
+            name, _ = self._fresh(Call("numpy.square", (value,)), self.deps(base))
+            self.statements.append(Call("numpy.multiply", (name, value), out=name))
             return name, True
         if exponent == Rational(1, 2):
-            return self._unary("np.sqrt", base, e)
+            return self._unary("numpy.sqrt", base, e)
         if exponent.is_number and exponent < 0:
             return self._mul(Mul(1, e, evaluate=False))
-        code, owned = self._emit(base)
+        value, owned = self._emit(base)
         if owned:  # the exponent may be an array of a larger shape: write in place only where it fits
-            return self._accumulate(code, "np.power", exponent, self._plain(exponent)), True
-        return self._fresh(f"np.power({code}, {self._plain(exponent)})", self.deps(e))
+            return self._accumulate(value, "numpy.power", exponent, exponent), True
+        return self._fresh(Call("numpy.power", (value, exponent)), self.deps(e))

@@ -5,8 +5,10 @@ printer writes elementwise expressions in its array library, and its methods wri
 elementwise: the prologue (inputs to arrays, batch shape, axes), the statements of the outputs,
 the reductions along the category axis (row max, row sum, exp(f − max), the other categories'
 share), an output of the batch shape, the scatter of a value at the sampled category, and a
-stacked P×P matrix.  The bodies of ``log_prob`` and ``eligibility`` below, and the second-order
-functions (:mod:`symelig.emit.second_order`), are written against these methods only.
+stacked P×P matrix.  The lowering's statements are records (:mod:`symelig.emit.lowering`),
+written through those methods by :meth:`Kernel.statement`.  The bodies of ``log_prob`` and
+``eligibility`` below, and the second-order functions (:mod:`symelig.emit.second_order`), are
+written against these methods only.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from sympy import Function, IndexedBase, Sum, together
 
 from ..family import j
 from .assemble import identifier
-from .lowering import Lowering, one_denominator
+from .lowering import Lowering, Reduction, one_denominator
 
 
 class Kernel:
@@ -73,12 +75,31 @@ class Kernel:
         """``code`` (a row sum) where only rows with ``need`` use it: as it is (computed for all)."""
         return code
 
-    def exp_shifted(self, lowering, body, top) -> None:
-        """Statements for exp(body − top), memoized in ``lowering`` under ("exp", body)."""
+    def exp_shifted(self, name: str, body: str, top: str) -> list:
+        """Statements leaving exp(body − top) in ``name``."""
         raise NotImplementedError
 
-    def sum_except(self, values, total) -> str:
+    def sum_except(self, values: str, total: str) -> str:
         raise NotImplementedError
+
+    # -- written once for every backend -------------------------------------------------------
+    def at_x(self, array: str) -> str:
+        """The sample's entry of ``array``, shape (..., 1)."""
+        return f"{self.printer.ns}.take_along_axis({array}, _x, axis=-1)"
+
+    def statement(self, s) -> list:
+        """The lines computing the lowering's :class:`~symelig.emit.lowering.Statement` ``s``."""
+        value, print_ = s.value, self.printer.doprint
+        if not isinstance(value, Reduction):
+            return [f"{s.name} = {print_(value)}"]
+        operands = [print_(o) for o in value.operands]
+        if value.kind == "exp_shifted":
+            return self.exp_shifted(str(s.name), *operands)
+        if value.kind in ("logsumexp", "softmax"):  # the library's own, through a helper
+            code = self.helper(f"_{value.kind}", *operands)
+        else:
+            code = {"max": self.row_max, "sum": self.row_sum, "sum_except": self.sum_except, "at_x": self.at_x}[value.kind](*operands)
+        return [f"{s.name} = {code if value.gate is None else self.gated(code, print_(value.gate))}"]
 
 
 def split_outputs(d) -> tuple:

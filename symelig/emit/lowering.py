@@ -15,6 +15,10 @@ This emitter lowers the indexed expression instead:
   c is added in place at x;
 * what remains is elementwise; ``sympy.cse`` names its common subexpressions.
 
+The statements are records (:class:`Statement`: a name, an elementwise expression or a
+:class:`Reduction`, and whether it has the category axis); each backend writes them in its
+array library (:meth:`symelig.emit.kernel.Kernel.statement`).
+
 Per-sample quantities keep a trailing axis of size 1 so they broadcast against the category
 axis; ``log_prob`` drops it at the end.  The dtype is that of the floating-point parameters
 (float32 stays float32).  Reductions live in statements, so the elementwise printer never sees
@@ -23,8 +27,9 @@ a Sum: an array library is one choice here, never part of the derivation.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
-from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Pow, Sum, Symbol, count_ops, together
+from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Pow, Sum, Symbol, count_ops, exp, log, together
 
 from .. import constraints
 from ..family import K
@@ -34,15 +39,34 @@ from .stable import stable
 from .standardize import standardized
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """A value along the category axis, written by the backend: ``kind`` is "max" or "sum" (of
+    the row), "sum_except" (Σ_{i≠x}: values, total), "at_x" (the sample's entry of an array),
+    "exp_shifted" (exp(f − max): f, max), or the fused library calls "logsumexp" and "softmax";
+    ``operands`` are expressions over array names.  A row sum only a select's piece needs is
+    computed only where its ``gate`` holds somewhere."""
+    kind: str
+    operands: tuple
+    gate: object = None
+
+
+@dataclass(frozen=True)
+class Statement:
+    """``name = value``, where value is an elementwise expression or a :class:`Reduction`;
+    ``vector``: the value has the category axis (..., K), else it is per sample (..., 1)."""
+    name: Symbol
+    value: object
+    vector: bool
+
+
 class Lowering:
-    """Rewrites indexed math into expressions over array names, emitting reduction statements
-    through ``kernel`` (the backend: how a row max, a row sum, exp(f − max) and the other
-    categories' share are written in its array library)."""
+    """Rewrites indexed math into expressions over array names and :class:`Statement` records
+    (reductions, materialized temporaries) that ``kernel``, the backend, writes."""
 
     def __init__(self, derivation, kernel):
         self.kernel = kernel
-        self.printer = kernel.printer
-        self.statements: list = []
+        self.statements: list = []  # Statement records, in order
         self.memo: dict = {}
         self.counts: Counter = Counter()
         self.derivation = derivation
@@ -60,13 +84,13 @@ class Lowering:
         self.symbol_deps[Symbol("_x")] = frozenset({"x"})
         self.owned: set = set()  # temporaries that are fresh output-sized buffers
         self.gate = None         # the condition of the select piece being lowered (its sums' gate)
-        self.ns = self.printer.ns
 
-    def _temp(self, prefix, code, key, vector, depends_on=None):
+    def _temp(self, prefix, value, key, vector, depends_on=None):
+        """The name of a statement computing ``value`` (an expression or a Reduction), once per ``key``."""
         if key not in self.memo:
             name = Symbol(f"_{prefix}{self.counts[prefix]}")
             self.counts[prefix] += 1
-            self.statements.append((str(name), code))
+            self.statements.append(Statement(name, value, vector))
             self.memo[key] = name
             if vector:
                 self.vectors.add(name)
@@ -82,45 +106,34 @@ class Lowering:
     def is_vector(self, expr) -> bool:
         return bool(expr.free_symbols & self.vectors)
 
-    def _print(self, expr) -> str:
-        return self.printer.doprint(expr)
-
     def _materialize(self, expr, prefix):
         if isinstance(expr, Symbol):
             return expr
-        return self._temp(prefix, self._print(expr), ("materialize", expr), self.is_vector(expr))
+        return self._temp(prefix, expr, ("materialize", expr), self.is_vector(expr))
 
     def _shifted_exp(self, reduction):
         """max_i f, exp(f − max) and Σ_i exp(f − max), computed once per f: the stable pieces of
         both log-sum-exp (max + log Σ) and softmax (exp(f − max) / Σ), which is exact at ±1e4."""
         body = self._materialize(self._lower(reduction.body), "shifted")
-        top = self._temp("max", self.kernel.row_max(str(body)), ("max", body), vector=False)
-        if ("exp", body) not in self.memo:
-            self.kernel.exp_shifted(self, body, top)
-        shifted = self.memo[("exp", body)]
-        total = self._temp("sumexp", self.kernel.row_sum(str(shifted)), ("sumexp", body), vector=False)
+        top = self._temp("max", Reduction("max", (body,)), ("max", body), vector=False)
+        shifted = self._temp("exp", Reduction("exp_shifted", (body, top)), ("exp", body), vector=True)
+        total = self._temp("sumexp", Reduction("sum", (shifted,)), ("sumexp", body), vector=False)
         return top, shifted, total
 
     def _except(self, values, total, e):
         """Σ_{i≠x} of ``values`` (the other categories' share), per sample."""
-        return self._temp("others", self.kernel.sum_except(values, total), ("except", e), vector=False,
+        return self._temp("others", Reduction("sum_except", (values, total)), ("except", e), vector=False,
                           depends_on=values + total + Symbol("_x"))
-
-    def temp(self, prefix, code, key, vector, depends_on=None):
-        """A named statement ``code`` (once per ``key``): for the backend's reductions."""
-        return self._temp(prefix, code, key, vector, depends_on)
 
     def _fused(self, e):
         """A backend that fuses them: the library's own softmax / logsumexp over the whole axis
         (one kernel in torch and JAX instead of max, subtract, exp, sum, divide)."""
         body = self._materialize(self._lower(e.body), "shifted")
         if isinstance(e, LogSumExp):
-            self.printer.helpers.add("_logsumexp")
-            return self._temp("logsumexp", f"_logsumexp(xp, {body})", e, vector=False, depends_on=body)
+            return self._temp("logsumexp", Reduction("logsumexp", (body,)), e, vector=False, depends_on=body)
         if self._lower(e.body.subs(e.index, e.at)) != body:
             return None  # softmax at one index: the shifted pieces below
-        self.printer.helpers.add("_softmax")
-        name = self._temp("softmax", f"_softmax(xp, {body})", ("softmax", body), vector=True, depends_on=body)
+        name = self._temp("softmax", Reduction("softmax", (body,)), ("softmax", body), vector=True, depends_on=body)
         self.owned.add(name)  # a fresh array: the xp emitter may negate it in place
         return name
 
@@ -161,8 +174,8 @@ class Lowering:
         if isinstance(e, Indexed):
             name = self.names[e.base]
             if e.indices[0] == self.sample_index:
-                code = f"{self.ns}.take_along_axis({name}, _x, axis=-1)"
-                return self._temp(f"{name}_at_x", code, e, vector=False, depends_on=Symbol(name) + Symbol("_x"))
+                value = Reduction("at_x", (Symbol(name),))
+                return self._temp(f"{name}_at_x", value, e, vector=False, depends_on=Symbol(name) + Symbol("_x"))
             return Symbol(name)  # j, or the bound index of an enclosing sum: the whole axis
         if e == K:
             return Symbol("size")
@@ -173,25 +186,22 @@ class Lowering:
             if index not in e.function.free_symbols:
                 return Symbol("size") * self._lower(e.function)
             body = self._lower(e.function)
-            code = self.kernel.row_sum(self._print(body))
             if self.gate is not None and e not in self.memo:  # a sum only a select's piece needs: only if some row takes it
-                code = self.kernel.gated(code, self._print(self.gate))
-                return self._temp("sum", code, (e, self.gate), vector=False, depends_on=body)
-            return self._temp("sum", code, e, vector=False, depends_on=body)
+                return self._temp("sum", Reduction("sum", (body,), self.gate), (e, self.gate), vector=False, depends_on=body)
+            return self._temp("sum", Reduction("sum", (body,)), e, vector=False, depends_on=body)
         if isinstance(e, (LogSumExp, Softmax)) and self.kernel.fuses_softmax:
             fused = self._fused(e)
             if fused is not None:
                 return fused
         if isinstance(e, LogSumExp):
             top, _, total = self._shifted_exp(e)
-            return self._temp("logsumexp", f"{top} + {self.ns}.log({total})", e, vector=False, depends_on=top + total)
+            return self._temp("logsumexp", top + log(total), e, vector=False, depends_on=top + total)
         if isinstance(e, Softmax):
             top, shifted, total = self._shifted_exp(e)
             at = self._lower(e.body.subs(e.index, e.at))
             if at == self._lower(e.body):  # softmax of the whole axis: reuse exp(f - max)
                 return shifted / total
-            code = f"{self.ns}.exp({self._print(at - top)})/{total}"
-            return self._temp("softmax", code, e, vector=self.is_vector(at), depends_on=at + total)
+            return self._temp("softmax", exp(at - top) / total, e, vector=self.is_vector(at), depends_on=at + total)
         if isinstance(e, SumExcept) and e.at == self.sample_index:
             values = self._materialize(self._lower(e.body), "summed")
             total = self._lower(Sum(e.body, (e.index, 0, e.size - 1)))

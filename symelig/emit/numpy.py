@@ -14,9 +14,9 @@ from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from . import assemble, second_order
-from .buffers import Buffers
+from .buffers import Buffers, render
 from .kernel import Kernel, eligibility_body, log_prob_body
-from .lowering import reuse_squares
+from .lowering import Reduction, reuse_squares
 from ..functions import select
 from .text import PositiveFirst
 
@@ -521,7 +521,9 @@ class NumpyKernel(Kernel):
                 low.vectors.add(s)
             low.symbol_deps[s] = low.deps(e)
         buffers = Buffers(self.printer, self.is_big, low.deps)
-        for name in low.owned:
+        # exp(f − max) is a new array of the kernel's own (see exp_shifted): its buffer is recycled
+        shifted = {s.name for s in low.statements if isinstance(s.value, Reduction) and s.value.kind == "exp_shifted"}
+        for name in low.owned | shifted:
             buffers.owned(str(name), name)
         jobs = [(str(s), e) for s, e in common] + list(zip(lowered, reduced))
         owned, aliased = {}, set()
@@ -532,7 +534,7 @@ class NumpyKernel(Kernel):
             owned[target] = buffers.assign(target, e, consumable=e.free_symbols - later - aliased)
             if isinstance(e, Symbol):
                 aliased.add(e)
-        lines = [f"{n} = {c}" if n else c for n, c in low.statements] + buffers.lines
+        lines = [line for s in low.statements for line in self.statement(s)] + render(buffers.statements, self.printer)
         return lines, owned
 
     def _pieces_apart(self, e):
@@ -579,14 +581,12 @@ class NumpyKernel(Kernel):
         """Only if some row needs it (a saddle-point form's sums at ordinary parameters: none)."""
         return f"({code} if np.any({need}) else 0)"
 
-    def exp_shifted(self, lowering, body, top) -> None:
+    def exp_shifted(self, name: str, body: str, top: str) -> list:
         # z − max in a new buffer, exp in place: one allocation
-        shifted = lowering.temp("exp", f"np.subtract({body}, {top})", ("exp", body), vector=True)
-        lowering.statements.append((None, f"np.exp({shifted}, out={shifted})"))
-        lowering.owned.add(shifted)
+        return [f"{name} = np.subtract({body}, {top})", f"np.exp({name}, out={name})"]
 
-    def sum_except(self, values, total) -> str:
-        return self.helper("_sum_except", str(values), str(total), "_x")
+    def sum_except(self, values: str, total: str) -> str:
+        return self.helper("_sum_except", values, total, "_x")
 
 
 def module_source(d, second=None) -> str:

@@ -1,4 +1,4 @@
-"""An :class:`~symelig.explain.Explanation` as text (terminal), LaTeX (an appendix) or Markdown."""
+"""An :class:`~symelig.explanation.Explanation` as text (terminal), LaTeX (an appendix) or Markdown."""
 from __future__ import annotations
 
 import unicodedata
@@ -38,6 +38,12 @@ def _lhs_text(item, s) -> str:
 
 def _signed(parts: dict, show, onehot: str, ones: str, elementwise) -> str:
     """c·onehot + f(θ) + a·𝟙 with the signs written once: "onehot(x)/p_x − 𝟙/Σp"."""
+    text = " ".join(f"{sign} {body}" for sign, body in signed_pieces(parts, show, onehot, ones, elementwise))
+    return text[2:] if text.startswith("+ ") else "−" + text[2:]
+
+
+def signed_pieces(parts: dict, show, onehot, ones, elementwise) -> list:
+    """[(sign, body)] of :func:`_signed`, for printers that place the signs themselves (MathML)."""
     pieces = []
     for key, unit in (("onehot", onehot), ("elementwise", None), ("ones", ones)):
         if key not in parts:
@@ -52,8 +58,7 @@ def _signed(parts: dict, show, onehot: str, ones: str, elementwise) -> str:
         else:
             body = f"{show(magnitude, True)}{unit}"
         pieces.append(("−" if negative else "+", body))
-    text = " ".join(f"{sign} {body}" for sign, body in pieces)
-    return text[2:] if text.startswith("+ ") else "−" + text[2:]
+    return pieces
 
 
 def _vector_text(parts: dict, s, name) -> str:
@@ -188,3 +193,64 @@ def markdown(explanation) -> str:
         for sentence, numbers in explanation.notes:
             lines.append(f"* {sentence}: " + "; ".join(f"{label} = `{_number(v)}`" for label, v in numbers.items()))
     return "\n".join(lines) + "\n"
+
+
+# -- HTML (MathML, for symelig html) ---------------------------------------------------------------
+
+def _lhs_mathml(item, s) -> str:
+    from . import mathml as m
+
+    if item.rule == "model":
+        return m.log(m.likelihood(s, s.family.parameters))
+    if item.lhs == "log p":
+        return m.log(m.likelihood(s))
+    wrt = m.mathml(item.wrt if item.wrt is not None else s.wrt(item.target))
+    if item.lhs == "term":
+        return m.partial("", wrt) + f"<mrow><mo>[</mo>{m.mathml(item.before)}<mo>]</mo></mrow>"
+    return m.partial(m.log(m.likelihood(s)), wrt)
+
+
+def _vector_mathml(parts: dict) -> str:
+    from sympy import Indexed
+
+    from ..family import j
+    from . import mathml as m
+
+    def elementwise(e):  # θ_j as the vector θ
+        return m.mathml(e.replace(lambda a: isinstance(a, Indexed) and a.indices == (j,), lambda a: a.base.label))
+
+    pieces = signed_pieces(
+        parts, lambda c, _: f"<mrow><mo>(</mo>{m.mathml(c)}<mo>)</mo></mrow>",
+        '<msub><mi mathvariant="bold">e</mi><mi>x</mi></msub>', '<mn mathvariant="bold">1</mn>', elementwise,
+    )
+    return "".join((m.mo(sign) if n or sign == "−" else "") + body for n, (sign, body) in enumerate(pieces))
+
+
+def html(explanation) -> str:
+    """An ordered list, one item per step, each with its sentence and its equation in MathML."""
+    from html import escape
+
+    from . import mathml as m
+
+    s = explanation.derivation
+    items = []
+    for item in explanation.items:
+        if item.lhs == "vector":
+            equation = m.display('<mi mathvariant="bold">e</mi>', m.mo("="), _vector_mathml(item.expression))
+        else:
+            equation = m.display(_lhs_mathml(item, s), m.mo("="), m.mathml(item.expression))
+        if item.rule == "parametrize":
+            equation += "".join(m.display(m.mathml(t), m.mo("="), m.mathml(v)) for t, v in s.definitions())
+        value = f"<p>At the given values: <code>{_number(item.value)}</code></p>" if item.value is not None else ""
+        items.append(f"<li><p><strong>{escape(item.title)}</strong>: {escape(item.sentence.rstrip('.'))}.</p>\n"
+                     f"{equation}{value}</li>")
+    out = '<ol class="steps">\n' + "\n".join(items) + "\n</ol>\n"
+    if any(item.lhs == "vector" for item in explanation.items):
+        out += ("<p>where " + m.block('<msub><mi mathvariant="bold">e</mi><mi>x</mi></msub>', display=False)
+                + " is the one-hot vector of the sample and " + m.block('<mn mathvariant="bold">1</mn>', display=False)
+                + " the all-ones vector.</p>\n")
+    if explanation.notes:
+        out += "<p><strong>What the numbers mean</strong></p>\n<ul>\n" + "".join(
+            f"<li>{escape(sentence)}: " + "; ".join(f"{escape(label)} = <code>{_number(v)}</code>" for label, v in numbers.items())
+            + "</li>\n" for sentence, numbers in explanation.notes) + "</ul>\n"
+    return out

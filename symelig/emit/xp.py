@@ -359,7 +359,7 @@ class ArrayApiKernel(Kernel):
         outputs = low.standardize(outputs) if self.with_x else outputs
         lowered = {n: low.lower(e) for n, e in outputs.items()}
         common, reduced = cse(list(lowered.values()), symbols=numbered_symbols("_t"))
-        lines = [f"{n} = {c}" for n, c in low.statements if n]
+        lines = [line for s in low.statements for line in self.statement(s)]
         jobs = [(str(s), e) for s, e in common] + list(zip(lowered, reduced))
         fresh = set(low.owned) | {s for s, _ in common}
         for position, (target, e) in enumerate(jobs):
@@ -391,11 +391,11 @@ class ArrayApiKernel(Kernel):
     def row_sum(self, code: str) -> str:
         return f"xp.sum({code}, axis=-1, keepdims=True)"
 
-    def exp_shifted(self, lowering, body, top) -> None:
-        lowering.temp("exp", f"xp.exp({body} - {top})", ("exp", body), vector=True)
+    def exp_shifted(self, name: str, body: str, top: str) -> list:
+        return [f"{name} = xp.exp({body} - {top})"]
 
-    def sum_except(self, values, total) -> str:
-        return self.helper("_sum_except", str(values), str(total), "_x")
+    def sum_except(self, values: str, total: str) -> str:
+        return self.helper("_sum_except", values, total, "_x")
 
 
 def _imports(backend: str) -> list:

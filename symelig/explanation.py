@@ -70,10 +70,74 @@ class Item:
 
 @dataclass
 class Explanation:
+    """The numbered steps of a derivation (``steps``) and their renderings: ``text()`` for a
+    terminal, ``markdown()`` for a README, ``latex()`` (math only, for ``IPython.display.Math``),
+    ``latex_fragment()`` and ``latex_document()`` for a paper; a notebook displays it itself.
+
+    With values, ``numbers`` holds log p(x | θ), p(x | θ), the eligibility e and ∂p/∂θ = p·e
+    (what autograd of ``exp(log_prob)`` returns), and ``notes`` what they mean."""
+
     derivation: object     # the SymbolicDerivation
     items: list
     values: dict | None = None
     notes: list = field(default_factory=list)   # [(sentence, {label: number or vector})]
+    numbers: dict | None = None                 # {"log_prob", "prob", "eligibility", "prob_gradient"}
+
+    @property
+    def steps(self) -> list:
+        return self.items
+
+    @property
+    def prob_gradient(self) -> dict | None:
+        """{parameter: ∂p(x | θ)/∂θ = p·e} at the given values (None without values)."""
+        return self.numbers["prob_gradient"] if self.numbers else None
+
+    def text(self) -> str:
+        from .emit import steps
+
+        return steps.text(self)
+
+    def markdown(self) -> str:
+        """The list ``explain --format markdown`` prints (```math blocks, as GitHub renders)."""
+        from .emit import steps
+
+        return steps.markdown(self)
+
+    def latex(self) -> str:
+        """Math only: an ``aligned`` block (step titles in ``\\text``) that ``IPython.display.Math``
+        and MathJax take; the appendix with its sentences is ``latex_fragment()``."""
+        from .emit.display import explanation_math
+
+        return explanation_math(self)
+
+    def latex_fragment(self) -> str:
+        """The ``align*`` with one sentence per step that ``explain --format latex`` prints."""
+        from .emit import steps
+
+        return steps.latex(self)
+
+    def latex_document(self) -> str:
+        from .emit import steps
+
+        return steps.latex_document(self)
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def _repr_markdown_(self) -> str:
+        from .emit.display import explanation_markdown
+
+        return explanation_markdown(self)
+
+    def _repr_html_(self) -> str:
+        from .emit.display import explanation_html
+
+        return explanation_html(self)
+
+    def __repr__(self) -> str:
+        s = self.derivation
+        values = " with values" if self.values is not None else ""
+        return f"<Explanation {s.family.name} param={s.param!r}: {len(self.items)} steps{values}>"
 
 
 def explain(derivation, values: dict | None = None) -> Explanation:
@@ -99,12 +163,47 @@ def explain(derivation, values: dict | None = None) -> Explanation:
     explanation = Explanation(s, items, values)
     if values is not None:
         size = _size(s, values)
-        explanation.notes = _notes(derivation, values)
+        explanation.numbers = _numbers(derivation, values)
+        explanation.notes = _notes(derivation, values, explanation.numbers)
         values = _with_canonical(s, values, size)
         for item in items:
             if item.lhs != "vector":
                 item.value = numeric(item.expression, s, values, size, vector=_has_j(s, item))
     return explanation
+
+
+def explain_subject(subject, param: str | None = None, values: dict | None = None) -> Explanation:
+    """``symelig.explain``: ``subject`` is a family name (with ``param``) or a derivation from
+    ``derive``, ``reparametrize`` or ``custom``; ``values`` ({} for none) gives x and every
+    argument and parameter for one sample, which evaluates each step and adds p(x | θ), p·e and
+    what they mean."""
+    from .derivation import Derivation, as_array, derive
+    from .errors import SymeligError
+
+    if isinstance(subject, Derivation):
+        if param is not None:
+            raise SymeligError("give param with a family name, not with a derivation (it has its parametrization)")
+        derivation = subject
+    elif isinstance(subject, str):
+        derivation = derive(subject, param)
+    else:
+        raise SymeligError(f"explain takes a family name or a derivation (symelig.derive), not {type(subject).__name__}")
+    if not values:
+        return explain(derivation)
+    names = ["x", *derivation.arguments, *derivation.parameters]
+    entry = f"{derivation.family} param={derivation.param}"
+    unknown = [n for n in values if n not in names]
+    missing = [n for n in names if n not in values]
+    if unknown or missing:
+        what = f"unknown argument {unknown[0]!r}" if unknown else f"missing argument {missing[0]!r}"
+        raise SymeligError(f"{what} for {entry}; explain takes all of {', '.join(names)}, for one sample")
+    arrays = {n: as_array(n, values[n]) for n in names}
+    constraint_of = derivation.symbolic.constraints
+    for name, value in arrays.items():
+        if value.ndim != constraint_of[name].event_dim:
+            shape = "a vector (one value per category)" if constraint_of[name].event_dim else "one number"
+            raise SymeligError(f"{name}: explain takes one sample, so give {shape}; got shape {value.shape}")
+    return explain(derivation, arrays)
 
 
 def _has_j(s, item) -> bool:
@@ -173,19 +272,28 @@ def _name_of(s, base) -> str:
     return next(n for n, symbol in s.symbols.items() if symbol == base)
 
 
-def _notes(derivation, values) -> list:
-    """Checked facts for the quantities users confuse, computed with the derivation's kernels."""
-    args = {n: np.asarray(v, dtype=float) if n != "x" else np.asarray(v) for n, v in values.items()}
+def _arrays(values: dict) -> dict:
+    return {n: np.asarray(v, dtype=float) if n != "x" else np.asarray(v) for n, v in values.items()}
+
+
+def _numbers(derivation, values) -> dict:
+    """log p, p, e and p·e at one sample, computed with the derivation's (checked) kernels."""
+    args = _arrays(values)
     e = derivation.eligibility(**args)
     log_p = float(derivation.log_prob(**args))
     p = float(np.exp(log_p))
+    return {"log_prob": log_p, "prob": p, "eligibility": e, "prob_gradient": {n: p * v for n, v in e.items()}}
+
+
+def _notes(derivation, values, numbers: dict) -> list:
+    """Checked facts for the quantities users confuse."""
     notes = [(
         "log_prob versus prob: autograd of exp(log_prob) gives ∂p/∂θ = p(x | θ)·e, not e",
-        {"p(x | θ)": p, **{f"∂p/∂{n} = p·e": p * v for n, v in e.items()}},
+        {"p(x | θ)": numbers["prob"], **{f"∂p/∂{n} = p·e": v for n, v in numbers["prob_gradient"].items()}},
     )]
     s = derivation.symbolic
     if derivation.param == "probs" and "normalized_probs" in s.family.parametrizations():
-        notes += _relative_probs_notes(derivation, args, e["probs"])
+        notes += _relative_probs_notes(derivation, _arrays(values), numbers["eligibility"]["probs"])
     return notes
 
 
