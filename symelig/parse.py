@@ -435,7 +435,8 @@ def check_cost(expression, where: str = "expression") -> None:
     """Refuse an expression whose derivation would not finish in bounded time: powers of
     expressions in the parameters above MAX_POWER (also as SymPy combines them: ((x-m)**64)**64),
     numeric factors above MAX_POWER in exponents (exp(1000*m) + exp(m) is a polynomial of degree
-    1000 in exp(m) to SymPy's factor), and more than MAX_TERMS terms in a full expansion."""
+    1000 in exp(m) to SymPy's factor), constants above MAX_POWER added in the exponent of a
+    number ((1000/pi)**(s + 123456789): expand evaluates (1000/pi)**123456789), and more than MAX_TERMS terms in a full expansion."""
     for node in preorder_traversal(expression):
         if node.is_Pow and node.base.free_symbols and not node.exp.free_symbols:
             power = _number_value(node.exp)
@@ -458,6 +459,14 @@ def check_cost(expression, where: str = "expression") -> None:
         else:
             continue
         for term in Add.make_args(expand_mul(exponent)):
+            if not term.free_symbols and node.is_Pow and not node.base.is_Float and abs(_number_value(term)) > MAX_POWER:
+                # b**(s + n) is split by expand into b**s·b**n, and b**n evaluated exactly: a number
+                # of n·log10(b) digits (C code, which no time limit interrupts)
+                raise SymeligError(
+                    f"{where}: {_short(node)} has the constant {_short(term)} in its exponent; at most "
+                    f"{MAX_POWER} in magnitude (SymPy would evaluate {_short(node.base)} to that power exactly); "
+                    "fold the constant into the base or rescale"
+                )
             factors = Mul.make_args(term)
             numeric = [f for f in factors if not f.free_symbols]
             if len(numeric) < len(factors) and numeric and abs(_number_value(Mul(*numeric))) > MAX_POWER:

@@ -131,10 +131,20 @@ def test_cli_underflow_is_named_not_reported_as_an_unused_parameter(capsys):
     "((x-m)**8)**9", "(x-m)**64*(x-m)**2", "exp(1000*m)+exp(m)", "exp(m*(1e10+x))", "2**(100*m)*x",
     "exp(m)**64*exp(m)", "exp(-500*(x-m)**2)+exp(-(x-m)**2)", "((x-m)**2+1)**64", "(x+m)**40*(x-m)**40",
     "(x+m+tau+1)**30", "log((x+m)**2+1)*((x-m)**3+tau)**30",
+    # a large constant added in the exponent of a number: expand splits b**(s + n) into b**s·b**n
+    # and evaluates b**n exactly (minutes of C code; found by test_properties' random densities)
+    "-digamma(2)*log(m)*x + (1000/pi)**(-m - 123456789)", "2**(m + 10**6)*x", "(3/7)**(123456789/2 + m) + x",
+    "x*7**(100 - (m - 65))", "exp(x)**(m - 100000)*x + 5**(x*m - 100000)",
 ])
 def test_powers_that_would_not_expand_in_bounded_time_are_refused(worker, text):
     message = refused(worker, text)
     assert "at most 64" in message or "more than 1000 terms" in message
+
+
+@pytest.mark.parametrize("text", ["2**(m + 64)*x", "(1000/pi)**(-m - 3) + x", "x*2**(-m - 64)"])
+def test_small_constants_in_exponents_still_derive(worker, text):
+    kind, detail = worker.ask(("custom", text, "m"), 30)
+    assert kind == "ok", (text, kind, detail)
 
 
 @pytest.mark.parametrize("argv", [
