@@ -142,7 +142,7 @@ def test_score_identity(entry):
 
 
 def test_score_identity_monte_carlo():
-    """Counts and Dirichlet draws: the sample mean of e is within 5 standard errors of 0."""
+    """Counts, Dirichlet and diagonal normal draws: the sample mean of e is within 5 standard errors of 0."""
     rng = np.random.default_rng(3)
     for param in ("probs", "logits", "normalized_probs"):
         d = symelig.derive("multinomial", param)
@@ -163,6 +163,15 @@ def test_score_identity_monte_carlo():
         e = d.eligibility(x, **{n: np.broadcast_to(v, (len(x),) + v.shape) for n, v in theta.items()})[d.parameters[0]]
         mean, se = e.mean(0), e.std(0) / np.sqrt(len(e))
         assert np.all(np.abs(mean) < 5 * se + 1e-12), (entry.param, mean, se)
+    for entry in [e for e in symelig.catalog() if e.family == "diag_normal"]:
+        d = symelig.derive(entry.family, entry.param)
+        args = moderate_arguments(d, rng)
+        scale = {"scale": lambda v: v, "log_scale": np.exp, "softplus_scale": lambda v: np.logaddexp(0, v)}[entry.param](args[d.parameters[1]])
+        x = rng.normal(args["loc"], scale, size=(20000,) + scale.shape)
+        e = d.eligibility(x, **{n: np.broadcast_to(args[n], x.shape) for n in d.parameters})
+        for name, value in e.items():
+            mean, se = value.mean(0), value.std(0) / np.sqrt(len(value))
+            assert np.all(np.abs(mean) < 5 * se + 1e-12), (entry.param, name, mean, se)
 
 
 def _dirichlet_concentration(param, theta):
