@@ -57,6 +57,15 @@ def custom(log_prob: str, wrt, x: str = "x", positive=()):
     return _custom(log_prob, wrt, x, positive)
 
 
+def audit_kl(family: str, param: str | None = None):
+    """What E[∇] of each KL estimator (k1, k2, k3, importance-weighted k3; in the loss and in
+    the reward) is: an :class:`~symelig.audit.Audit` whose ``verdicts`` say which KL it is the
+    gradient of, or the bias as a formula; ``symelig.audit.records(result)`` gives dicts."""
+    from .audit import audit_kl as _audit_kl
+
+    return _audit_kl(family, param)
+
+
 def register(cls):
     """Class decorator for a lab's own :class:`symelig.family.Family`: it joins ``catalog()``."""
     from .family import register as _register
@@ -64,4 +73,4 @@ def register(cls):
     return _register(cls)
 
 
-__all__ = ["catalog", "derive", "explain", "reparametrize", "custom", "register", "SymeligError", "__version__"]
+__all__ = ["catalog", "derive", "explain", "audit_kl", "reparametrize", "custom", "register", "SymeligError", "__version__"]
