@@ -174,7 +174,7 @@ class _Negative(Constraint):
 
 
 real = _Real("real", "a finite real number", {"real": True}, notation="ℝ")
-real_vector = _Real("real_vector", "a vector of finite real numbers", {"real": True}, event_dim=1)
+real_vector = _Real("real_vector", "a vector of finite real numbers", {"real": True}, event_dim=1, notation="ℝ^K")
 positive = _Positive("positive", "a finite number > 0", {"positive": True}, lower=0.0, notation="(0, ∞)")
 # Relative weights as PyTorch's Categorical(probs=...) accepts them: zeros allowed (a category
 # that can never be drawn); the derivation assumes p > 0, where its formula lives.

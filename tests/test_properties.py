@@ -41,6 +41,7 @@ _ELEMENTS = {
 # the sample, by value constraint, for scalar-valued families
 _VALUES = {
     "real": (_floats(-1e3, 1e3), _floats(-3, 3)),
+    "real_vector": (_floats(-1e3, 1e3), _floats(-3, 3)),
     "positive": (_floats(1e-6, 1e3), _floats(0.1, 10)),
     "unit_interval": (_floats(1e-9, 1 - 1e-9), _floats(0.01, 0.99)),
     "angle": (_floats(-np.pi, np.pi), _floats(-np.pi, np.pi)),
@@ -77,7 +78,7 @@ def arguments(draw, d, representable):
         weights = rows(_floats(1e-3, 1.0), True)
         args["x"] = weights / weights.sum(-1, keepdims=True)
     else:
-        args["x"] = rows(_VALUES[value.name][which], False)
+        args["x"] = rows(_VALUES[value.name][which], bool(value.event_dim))
     for name, c in d.symbolic.parametrization.parameters.items():
         elements = _ELEMENTS["logits" if name == "logits" else c.name][which]
         theta = rows(elements, c.event_dim).astype(float)

@@ -101,7 +101,7 @@ def _call_args(family: str, lhs: str, values: list):
     for n, constraint in s.parametrization.parameters.items():
         if n in ("qa", "qb", "qw"):
             continue
-        args[n] = np.full(rows, _valid(constraint))  # the kept parameters: valid
+        args[n] = np.full((rows, K) if constraint.event_dim else rows, _valid(constraint))  # the kept parameters: valid
     args.update({n: constraint.sample(rng, ()) + 1 for n, constraint in cls.arguments.items()})
     if c.event_dim:
         args["qw"] = lhs_values

@@ -36,7 +36,7 @@ from ..family import K
 from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, added_first, select
 from .asymptotic import asymptotic
 from .stable import stable
-from .standardize import standardized
+from .standardize import standardized, standardized_vector
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,11 @@ class Lowering:
     def standardize(self, outputs: dict) -> dict:
         """``outputs`` through w = (u − μ)/σ where the family is location–scale; w is computed
         once, before everything else."""
+        if self.derivation.is_vector:
+            computed, outputs = standardized_vector(self.derivation, outputs)
+            for symbol, expression in computed or ():  # w_j and w_i: the same array, made once
+                self.aliases[symbol] = self._materialize(self.lower(expression), "w")
+            return outputs
         computed, outputs = standardized(self.derivation, outputs)
         for symbol, expression in (computed or ())[:1]:  # w = βx: the saddle-point form's m
             self.identities = {**self.identities, symbol: expression}

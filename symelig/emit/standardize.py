@@ -10,11 +10,14 @@ parametrization's expressions for the canonical scale and location (e^s, softplu
 √(−1/(2η)), …), and simplified: x disappears, σ is left only as a power or a chain-rule factor
 (σ⁻², sigmoid(r)/softplus(r)), and the kernel computes w once.  A rewrite that does not
 eliminate x is not used.
+
+A vector of independent coordinates (diag_normal: x, μ, σ each (…, K)) is standardized per
+coordinate, w_i = (x_i − μ_i)/σ_i, one array over the category axis (:func:`standardized_vector`).
 """
 from __future__ import annotations
 
 from sympy import (
-    Abs, Add, And, Dummy, Function, Mul, Not, Piecewise, Poly, PolynomialError, Symbol, cancel, count_ops, exp, expand_log, expand_mul, factor, log,
+    Abs, Add, And, Dummy, Function, Indexed, IndexedBase, Lambda, Mul, Not, Piecewise, Poly, PolynomialError, Symbol, cancel, count_ops, exp, expand_log, expand_mul, factor, log,
     sign, together,
 )
 
@@ -26,6 +29,7 @@ from .stable import log1p_pairs
 
 W = Symbol("_w", real=True)
 W_POSITIVE = Symbol("_w", positive=True)
+W_VECTOR = IndexedBase("_w", real=True)  # w_i = (x_i − μ_i)/σ_i of a vector family
 W_FAR = Symbol("_w_far", real=True)     # w where |w| > 1, else 2
 W_NEAR = Symbol("_w_near", real=True)   # w where |w| ≤ 1, else 0
 
@@ -114,6 +118,36 @@ def standardized(d, outputs: dict) -> tuple:
     computed = [(w, definition)]
     if any(e.has(W_FAR, W_NEAR) for e in rewritten.values()):
         computed += [(W_FAR, Piecewise((w, Abs(w) > 1), (2, True))), (W_NEAR, Piecewise((w, Abs(w) <= 1), (0, True)))]
+    return computed, rewritten
+
+
+def standardized_vector(d, outputs: dict) -> tuple:
+    """([(w_i at each index used, its definition)], outputs in w) for a real vector sample with a
+    canonical vector ``scale`` (and ``loc``): x_i = μ_i + w_i·σ_i at every index (the component j
+    and a sum's bound i), so (x_j − μ_j)²/σ_j³ becomes w_j²/σ_j, which neither over- nor
+    underflows where σ_j³ would; else (None, outputs)."""
+    from .. import constraints
+
+    family = d.family
+    if family.value is not constraints.real_vector or "scale" not in family.parameters:
+        return None, outputs
+    x = d.symbols["x"]
+
+    def at(name, index):
+        if name not in family.parameters:
+            return 0
+        value = d.substitution.get(name, d.symbols[name])
+        return value(index) if isinstance(value, Lambda) else value[index]
+
+    def standard(e):
+        return e.replace(lambda a: isinstance(a, Indexed) and a.base == x,
+                         lambda a: at("loc", a.indices[0]) + W_VECTOR[a.indices[0]] * at("scale", a.indices[0]))
+
+    rewritten = {name: _simplest(_split_logs(standard(e))) if e.has(x) else e for name, e in outputs.items()}
+    if any(e.has(x) for e in rewritten.values()):
+        return None, outputs
+    used = {a for e in rewritten.values() for a in e.atoms(Indexed) if a.base == W_VECTOR}
+    computed = [(w, (x[w.indices[0]] - at("loc", w.indices[0])) / at("scale", w.indices[0])) for w in sorted(used, key=str)]
     return computed, rewritten
 
 
