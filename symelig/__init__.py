@@ -57,6 +57,15 @@ def custom(log_prob: str, wrt, x: str = "x", positive=()):
     return _custom(log_prob, wrt, x, positive)
 
 
+def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, **options):
+    """Σ_t A_t log π(x_t | h_t) for logits W h_t/τ, its gradients w.r.t. hidden, weight and τ,
+    and the per-token entropy, in chunks of tokens (no tokens × vocabulary array); numpy or
+    torch (array API) inputs.  See :mod:`symelig.token_policy`."""
+    from .token_policy import token_policy_gradient as _token_policy_gradient
+
+    return _token_policy_gradient(hidden, weight, tokens, advantages, temperature, **options)
+
+
 def register(cls):
     """Class decorator for a lab's own :class:`symelig.family.Family`: it joins ``catalog()``."""
     from .family import register as _register
@@ -64,4 +73,4 @@ def register(cls):
     return _register(cls)
 
 
-__all__ = ["catalog", "derive", "explain", "reparametrize", "custom", "register", "SymeligError", "__version__"]
+__all__ = ["catalog", "derive", "explain", "reparametrize", "custom", "token_policy_gradient", "register", "SymeligError", "__version__"]
