@@ -15,10 +15,12 @@ formula of its own): ∂/∂h = Wᵀ ∂/∂u = (W_x − Wᵀ softmax(u/τ))/τ 
 derived quantities: H = −Σ_k π_k log π_k = log Σ_i e^{u_i/τ} − Σ_i π_i u_i/τ
 = −(log π(x) + τ·∂ log π(x)/∂τ) for any x.
 
-The tokens are taken in chunks of ``rows`` tokens: only a rows × V block of logits and
-eligibilities exists at a time, so the memory beyond the inputs and the gradients (T·d + V·d)
-is bounded by a few such blocks (about 4·rows·V numbers: the logits, the eligibility, and the
-kernel's temporaries), never T × V.
+The tokens are taken in chunks of ``rows`` tokens, rows·V·itemsize ≤ ``chunk_bytes``: only a
+rows × V block of logits and eligibilities exists at a time, and ∂/∂W is accumulated by blocks
+of the vocabulary of at most ``chunk_bytes``.  Peak memory beyond the inputs and the outputs
+(T·d + V·d + 3T numbers) is about 5·chunk_bytes (the logits block, the eligibility block, the
+kernel's temporaries, one ∂/∂W block), whatever T; never T × V.  Each chunk reads W twice and
+∂/∂W once, so chunks of more tokens spend less time streaming W.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def derivation():
     return reparametrize("categorical", VIA, wrt=["u", "tau"], positive=["tau"])
 
 
-def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *, chunk_bytes: int = 32 * 2**20) -> dict:
+def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *, chunk_bytes: int = 64 * 2**20) -> dict:
     """The policy-gradient objective J = Σ_t A_t log π(x_t | h_t) of tokens drawn with logits
     W h_t/τ, and its gradients, in chunks of tokens (no T × V array).
 
@@ -68,6 +70,7 @@ def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *
     advantages = xp.astype(xp.asarray(advantages, device=device) if device is not None else xp.asarray(advantages), dtype)
     tau = xp.asarray(float(temperature), dtype=dtype, device=device) if device is not None else xp.asarray(float(temperature), dtype=dtype)
     rows = max(1, int(chunk_bytes) // (V * _itemsize(dtype)))
+    vocabulary_rows = max(1, int(chunk_bytes) // (weight.shape[1] * _itemsize(dtype)))
     grad_hidden = xp.zeros(hidden.shape, dtype=dtype, device=device) if device is not None else xp.zeros(hidden.shape, dtype=dtype)
     grad_weight = xp.zeros(weight.shape, dtype=dtype, device=device) if device is not None else xp.zeros(weight.shape, dtype=dtype)
     log_probs, entropies, grad_taus = [], [], []
@@ -83,7 +86,9 @@ def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *
         g = e_u * a[:, None]  # A_t ∂ log π/∂u
         del e, e_u
         grad_hidden[start:stop, ...] = xp.matmul(g, weight)
-        grad_weight += xp.matmul(xp.matrix_transpose(g), h)
+        for first in range(0, V, vocabulary_rows):  # gᵀh by blocks: no V × d temporary
+            last = min(first + vocabulary_rows, V)
+            grad_weight[first:last, ...] += xp.matmul(xp.matrix_transpose(g[:, first:last]), h)
         del g
         log_probs.append(log_p)
         grad_taus.append(e_tau)
