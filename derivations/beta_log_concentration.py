@@ -119,7 +119,7 @@ def hessian(x, log_concentration1, log_concentration0):
 
 
 def fisher(log_concentration1, log_concentration0):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = polygamma(0, a) - polygamma(0, a + b); E[log(1 - x)] = polygamma(0, b) - polygamma(0, a + b)): an array (..., P, P) over (u, v), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = ψ(a) - ψ(a + b); E[log(1 - x)] = ψ(b) - ψ(a + b)): an array (..., P, P) over (u, v), symmetric:
     [u, u] = -(ψ′(exp(u) + exp(v)) - ψ′(exp(u)))*exp(2*u)
     [u, v] = -exp(u)*exp(v)*ψ′(exp(u) + exp(v))
     [v, v] = -(ψ′(exp(u) + exp(v)) - ψ′(exp(v)))*exp(2*v).

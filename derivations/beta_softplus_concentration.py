@@ -127,7 +127,7 @@ def hessian(x, raw_concentration1, raw_concentration0):
 
 
 def fisher(raw_concentration1, raw_concentration0):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = polygamma(0, a) - polygamma(0, a + b); E[log(1 - x)] = polygamma(0, b) - polygamma(0, a + b)): an array (..., P, P) over (r, s), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = ψ(a) - ψ(a + b); E[log(1 - x)] = ψ(b) - ψ(a + b)): an array (..., P, P) over (r, s), symmetric:
     [r, r] = -(ψ′(softplus(r) + softplus(s)) - ψ′(softplus(r)))*sigmoid(r)**2
     [r, s] = -sigmoid(r)*sigmoid(s)*ψ′(softplus(r) + softplus(s))
     [s, s] = -(ψ′(softplus(r) + softplus(s)) - ψ′(softplus(s)))*sigmoid(s)**2.

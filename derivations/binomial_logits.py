@@ -94,7 +94,7 @@ def hessian(x, total_count, logits):
 
 
 def fisher(total_count, logits):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = n*p): an array (..., P, P) over (z), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = n·p): an array (..., P, P) over (z), symmetric:
     [z, z] = n*(1 - sigmoid(z))*sigmoid(z).
     """
     logits = np.asarray(logits)

@@ -100,7 +100,7 @@ def hessian(x, total_count, probs):
 
 
 def fisher(total_count, probs):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = n*p): an array (..., P, P) over (p), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = n·p): an array (..., P, P) over (p), symmetric:
     [p, p] = -n/(p**2 - p).
     """
     probs = np.asarray(probs)

@@ -124,7 +124,7 @@ def hessian(x, raw_concentration):
 
 
 def fisher(raw_concentration):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x[i])] = polygamma(0, alpha[i]) - polygamma(0, Sum(alpha[k], (k, 0, K - 1)))): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x[i])] = ψ(α[i]) - ψ(Σ_k α[k])): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
     d_j = sigmoid(r[j])**2*ψ′(softplus(r[j])), c = -ψ′(Σ_i (softplus(r[i]))), u_j = sigmoid(r[j])
     (``dense(block)`` gives the (..., K, K) matrix).
     """

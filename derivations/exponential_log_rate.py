@@ -80,7 +80,7 @@ def hessian(x, log_rate):
 
 
 def fisher(log_rate):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = 1/lambda): an array (..., P, P) over (ell), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = 1/λ): an array (..., P, P) over (ell), symmetric:
     [ell, ell] = 1.
     """
     log_rate = np.asarray(log_rate)

@@ -117,7 +117,7 @@ def hessian(x, log_concentration, log_rate):
 
 
 def fisher(log_concentration, log_rate):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = alpha/beta; E[log(x)] = -log(beta) + polygamma(0, alpha)): an array (..., P, P) over (a, b), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = α/β; E[log(x)] = ψ(α) - log(β)): an array (..., P, P) over (a, b), symmetric:
     [a, a] = exp(2*a)*ψ′(exp(a))
     [a, b] = -exp(a)
     [b, b] = exp(a).

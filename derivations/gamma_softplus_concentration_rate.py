@@ -144,7 +144,7 @@ def hessian(x, raw_concentration, raw_rate):
 
 
 def fisher(raw_concentration, raw_rate):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = alpha/beta; E[log(x)] = -log(beta) + polygamma(0, alpha)): an array (..., P, P) over (u, v), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = α/β; E[log(x)] = ψ(α) - log(β)): an array (..., P, P) over (u, v), symmetric:
     [u, u] = sigmoid(u)**2*ψ′(softplus(u))
     [u, v] = -sigmoid(u)*sigmoid(v)/softplus(v)
     [v, v] = sigmoid(v)/softplus(v)**2*softplus(u).

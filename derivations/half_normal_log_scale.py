@@ -84,7 +84,7 @@ def hessian(x, log_scale):
 
 
 def fisher(log_scale):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x**2] = sigma**2): an array (..., P, P) over (s), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x²] = σ²): an array (..., P, P) over (s), symmetric:
     [s, s] = 2.
     """
     log_scale = np.asarray(log_scale)

@@ -88,7 +88,7 @@ def hessian(x, scale):
 
 
 def fisher(scale):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x**2] = sigma**2): an array (..., P, P) over (σ), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x²] = σ²): an array (..., P, P) over (σ), symmetric:
     [σ, σ] = 2/σ**2.
     """
     scale = np.asarray(scale)

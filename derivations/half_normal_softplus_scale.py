@@ -98,7 +98,7 @@ def hessian(x, raw_scale):
 
 
 def fisher(raw_scale):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x**2] = sigma**2): an array (..., P, P) over (r), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x²] = σ²): an array (..., P, P) over (r), symmetric:
     [r, r] = 2*sigmoid(r)/softplus(r)**2.
     """
     raw_scale = np.asarray(raw_scale)

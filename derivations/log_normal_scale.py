@@ -115,7 +115,7 @@ def hessian(x, loc, scale):
 
 
 def fisher(loc, scale):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = mu; E[(-mu + log(x))**2] = sigma**2): an array (..., P, P) over (μ, σ), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[log(x)] = μ; E[(log(x) - μ)²] = σ²): an array (..., P, P) over (μ, σ), symmetric:
     [μ, μ] = σ**(-2)
     [μ, σ] = 0
     [σ, σ] = 2/σ**2.

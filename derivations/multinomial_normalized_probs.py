@@ -95,7 +95,7 @@ def hessian(x, total_count, normalized_probs):
 
 
 def fisher(total_count, normalized_probs):
-    """the Fisher information F(θ) (F = E[e eᵀ] (the score has mean E[e_normalized_probs] = n ≠ 0 in these free coordinates, so −E[H] is a different matrix), the expectation by linearity and the moments E[x[i]] = n*pi[i]; E[x[i]*x[k]] = n*(n - 1)*pi[i]*pi[k] + n*KroneckerDelta(i, k)*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    """the Fisher information F(θ) (F = E[e eᵀ] (the score has mean E[e_normalized_probs] = n ≠ 0 in these free coordinates, so −E[H] is a different matrix), the expectation by linearity and the moments E[x[i]] = n·π[i]; E[x[i]·x[k]] = n·(n - 1)·π[i]·π[k] + n·δ(i,k)·π[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
     d_j = n/π[j], c = n*(n - 1), u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """

@@ -101,7 +101,7 @@ def hessian(x, total_count, probs):
 
 
 def fisher(total_count, probs):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n*pi[i]; E[x[i]*x[k]] = n*(n - 1)*pi[i]*pi[k] + n*KroneckerDelta(i, k)*pi[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x[i]] = n·π[i]; E[x[i]·x[k]] = n·(n - 1)·π[i]·π[k] + n·δ(i,k)·π[i]): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
     d_j = n/(p[j]*Σ_i p[i]), c = -n/Σ_i p[i]**2, u_j = 1
     (``dense(block)`` gives the (..., K, K) matrix).
     """

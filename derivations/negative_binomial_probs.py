@@ -94,7 +94,7 @@ def hessian(x, total_count, probs):
 
 
 def fisher(total_count, probs):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = p*r/(1 - p)): an array (..., P, P) over (p), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = p·r/(1 - p)): an array (..., P, P) over (p), symmetric:
     [p, p] = r/(p*(p - 1)**2).
     """
     probs = np.asarray(probs)

@@ -112,7 +112,7 @@ def hessian(x, loc, log_scale):
 
 
 def fisher(loc, log_scale):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = mu; E[(-mu + x)**2] = sigma**2): an array (..., P, P) over (μ, s), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = μ; E[(x - μ)²] = σ²): an array (..., P, P) over (μ, s), symmetric:
     [μ, μ] = exp(-2*s)
     [μ, s] = 0
     [s, s] = 2.

@@ -122,7 +122,7 @@ def hessian(x, loc, raw_scale):
 
 
 def fisher(loc, raw_scale):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = mu; E[(-mu + x)**2] = sigma**2): an array (..., P, P) over (μ, r), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = μ; E[(x - μ)²] = σ²): an array (..., P, P) over (μ, r), symmetric:
     [μ, μ] = softplus(r)**(-2)
     [μ, r] = 0
     [r, r] = 2*sigmoid(r)/softplus(r)**2.

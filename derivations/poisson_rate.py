@@ -78,7 +78,7 @@ def hessian(x, rate):
 
 
 def fisher(rate):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = lambda): an array (..., P, P) over (λ), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = λ): an array (..., P, P) over (λ), symmetric:
     [λ, λ] = 1/λ.
     """
     rate = np.asarray(rate)

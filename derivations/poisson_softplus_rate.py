@@ -95,7 +95,7 @@ def hessian(x, raw_rate):
 
 
 def fisher(raw_rate):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = lambda): an array (..., P, P) over (r), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[x] = λ): an array (..., P, P) over (r), symmetric:
     [r, r] = sigmoid(r)*sigmoid(r)/softplus(r).
     """
     raw_rate = np.asarray(raw_rate)

@@ -115,7 +115,7 @@ def hessian(x, loc, concentration):
 
 
 def fisher(loc, concentration):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(mu - x)] = bessel_i1_i0(kappa); E[sin(mu - x)] = 0): an array (..., P, P) over (μ, κ), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(μ - x)] = bessel_i1_i0(κ); E[sin(μ - x)] = 0): an array (..., P, P) over (μ, κ), symmetric:
     [μ, μ] = κ*bessel_i1_i0(κ)
     [μ, κ] = 0
     [κ, κ] = 1 - bessel_i1_i0(κ)**2 - bessel_i1_i0(κ)/κ.

@@ -120,7 +120,7 @@ def hessian(x, loc, log_concentration):
 
 
 def fisher(loc, log_concentration):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(mu - x)] = bessel_i1_i0(kappa); E[sin(mu - x)] = 0): an array (..., P, P) over (μ, k), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(μ - x)] = bessel_i1_i0(κ); E[sin(μ - x)] = 0): an array (..., P, P) over (μ, k), symmetric:
     [μ, μ] = bessel_i1_i0(exp(k))*exp(k)
     [μ, k] = 0
     [k, k] = (exp(k) - bessel_i1_i0(exp(k))**2*exp(k) - bessel_i1_i0(exp(k)))*exp(k).

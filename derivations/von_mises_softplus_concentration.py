@@ -127,7 +127,7 @@ def hessian(x, loc, raw_concentration):
 
 
 def fisher(loc, raw_concentration):
-    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(mu - x)] = bessel_i1_i0(kappa); E[sin(mu - x)] = 0): an array (..., P, P) over (μ, r), symmetric:
+    """the Fisher information F(θ) (F = −E[H], the expectation by linearity and the moments E[cos(μ - x)] = bessel_i1_i0(κ); E[sin(μ - x)] = 0): an array (..., P, P) over (μ, r), symmetric:
     [μ, μ] = bessel_i1_i0(softplus(r))*softplus(r)
     [μ, r] = 0
     [r, r] = (sigmoid(r) - bessel_i1_i0(softplus(r))**2*sigmoid(r) - bessel_i1_i0(softplus(r))*sigmoid(r)/softplus(r))*sigmoid(r).

@@ -57,6 +57,15 @@ def custom(log_prob: str, wrt, x: str = "x", positive=()):
     return _custom(log_prob, wrt, x, positive)
 
 
+def audit_kl(family: str, param: str | None = None):
+    """What E[∇] of each KL estimator (k1, k2, k3, importance-weighted k3; in the loss and in
+    the reward) is: an :class:`~symelig.audit.Audit` whose ``verdicts`` say which KL it is the
+    gradient of, or the bias as a formula; ``symelig.audit.records(result)`` gives dicts."""
+    from .audit import audit_kl as _audit_kl
+
+    return _audit_kl(family, param)
+
+
 def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, **options):
     """Σ_t A_t log π(x_t | h_t) for logits W h_t/τ, its gradients w.r.t. hidden, weight and τ,
     and the per-token entropy, in chunks of tokens (no tokens × vocabulary array); numpy or
@@ -73,4 +82,4 @@ def register(cls):
     return _register(cls)
 
 
-__all__ = ["catalog", "derive", "explain", "reparametrize", "custom", "token_policy_gradient", "register", "SymeligError", "__version__"]
+__all__ = ["catalog", "derive", "explain", "audit_kl", "reparametrize", "custom", "token_policy_gradient", "register", "SymeligError", "__version__"]

@@ -174,6 +174,7 @@ def derive(
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
     k: Optional[int] = typer.Option(None, "--k", help="Also expand for a concrete number of categories (1–64)."),
     order: int = typer.Option(1, "--order", help="1: the eligibility; 2: also the Hessian and the Fisher information."),
+    quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: the closed form and its gradients instead."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB, sample_name: str = _SAMPLE_NAME,
     x: Optional[str] = _OLD_X,
@@ -182,6 +183,10 @@ def derive(
     from . import cache
 
     sample_name = _formulas_only(ctx, family, param, via, wrt, sample_name, x)
+    if quantity is not None:
+        user = (via, wrt, positive, vector, log_prob, sample_name)
+        _emit(_quantity(family, param, quantity, format, standalone, k, order, user), output)
+        return
     if standalone and (format is not Format.latex or k is not None):
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex and without --k")
     if order not in (1, 2):
@@ -472,6 +477,82 @@ def html_site(
 
     folder = write(output, chosen, progress)
     typer.echo(f"wrote {len(chosen) + 1} pages to {folder} (open {folder / 'index.html'})", err=True)
+
+
+@app.command("paper")
+def paper_table(
+    entries: List[str] = typer.Argument(..., help="FAMILY (its default parametrization) or FAMILY:PARAM, one or more."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this .tex file instead of stdout (- is stdout)."),
+    fisher: bool = typer.Option(False, "--fisher", help="Add the Fisher information of each entry."),
+    standalone: bool = typer.Option(False, "--standalone", help="A whole document pdflatex compiles, not only the table."),
+) -> None:
+    """Write a LaTeX table of the eligibilities of several entries, as a paper's appendix has one
+    (a longtable: it needs \\usepackage{longtable})."""
+    from . import derive as derive_entry
+    from .emit import paper
+
+    chosen = []
+    for name in entries:
+        family, _, param = name.partition(":")
+        if name.count(":") > 1 or (":" in name and not param):
+            raise SymeligError(f"{name!r} is not an entry: give FAMILY or FAMILY:PARAM, e.g. normal:log_scale")
+        chosen.append((family, param or None))
+    with _working(f"deriving {len(chosen)} entries" + (" with their Fisher information" if fisher else "")):
+        derivations = [derive_entry(family, param) for family, param in chosen]
+        text = paper.document(derivations, fisher) if standalone else paper.table(derivations, fisher)
+    _emit(text, output)
+
+
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Audit estimators: what their expected gradient really is.")
+app.add_typer(audit_app, name="audit")
+
+
+class AuditFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    latex = "latex"
+
+
+@audit_app.command("kl")
+def audit_kl(
+    family: str = typer.Argument(..., help="Family name, e.g. categorical (see `symelig list`)."),
+    param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization, e.g. logits."),
+    format: AuditFormat = typer.Option(AuditFormat.text, "--format", "-f", help="Output format."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout (- is stdout)."),
+) -> None:
+    """Which KL each estimator's gradient estimates (k1, k2, k3, k3 with an importance ratio;
+    in the loss and in the reward), with the bias as a formula, derived symbolically."""
+    from . import audit
+
+    result = audit.audit_kl(family, param)
+    if format is AuditFormat.json:
+        import json
+
+        text = json.dumps(audit.to_dict(result), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = audit.latex(result) if format is AuditFormat.latex else audit.text(result)
+    _emit(text, output)
+
+
+def _quantity(family, param, quantity, format, standalone, k, order, user) -> str:
+    """derive --quantity entropy|kl: the closed form derived by the engine, with gradients."""
+    from .entropy_kl import closed_form
+    from .emit import quantities
+
+    if quantity not in ("entropy", "kl"):
+        raise SymeligError(f"--quantity is entropy or kl, not {quantity!r}")
+    if _is_user(family, *user) or standalone or k is not None or order != 1:
+        raise SymeligError("--quantity works with a catalog entry and --format text, latex or json (no --via, --k, --order or --standalone)")
+    if format not in (Format.text, Format.latex, Format.json):
+        raise SymeligError(f"--quantity prints --format text, latex or json, not {format.value}")
+    form = closed_form(quantity, family, param)
+    if format is Format.json:
+        import json
+
+        return json.dumps(quantities.to_dict(form), indent=2, ensure_ascii=False) + "\n"
+    return quantities.latex(form) if format is Format.latex else quantities.text(form)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -225,6 +225,33 @@ class Derivation:
         self._require_fisher()
         return self._second_order_call("fisher", None, params, validate)
 
+    # entropy and KL divergence (symelig.divergence) ---------------------------------------
+    def entropy(self, *, validate: bool = True, **params):
+        """H = E_{x∼p}[−log p(x | θ)] in closed form, shaped like the batch; a one-line
+        SymeligError where the engine derives no closed form."""
+        from .entropy_kl import closed_form, evaluate
+
+        return evaluate(self, closed_form("entropy", self.family, self.param), {"p": params}, False, validate)
+
+    def entropy_gradient(self, *, validate: bool = True, **params) -> dict:
+        """{parameter: ∂H/∂parameter}, shaped like the parameters."""
+        from .entropy_kl import closed_form, evaluate
+
+        return evaluate(self, closed_form("entropy", self.family, self.param), {"p": params}, True, validate)["p"]
+
+    def kl(self, p: dict, q: dict, *, validate: bool = True):
+        """KL(p ‖ q) = E_{x∼p}[log p(x) − log q(x)] for two members given as dicts of this
+        parametrization's arguments, shaped like the broadcast batch."""
+        from .entropy_kl import closed_form, evaluate
+
+        return evaluate(self, closed_form("kl", self.family, self.param), {"p": p, "q": q}, False, validate)
+
+    def kl_gradient(self, p: dict, q: dict, *, validate: bool = True) -> dict:
+        """{"p": {parameter: ∂KL/∂θ_p}, "q": {parameter: ∂KL/∂θ_q}}."""
+        from .entropy_kl import closed_form, evaluate
+
+        return evaluate(self, closed_form("kl", self.family, self.param), {"p": p, "q": q}, True, validate)
+
     def _second_order_call(self, function: str, x, params: dict, validate: bool = True):
         """Checked numpy arguments to the numpy kernels, tensors to the array API ones."""
         if _foreign(x, params):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import IndexedBase, Pow, collect, diff, expand_mul, factor_terms
+from sympy import Add, Dummy, Indexed, IndexedBase, Pow, collect, diff, expand_mul, factor_terms
 
 from .errors import SymeligError
 from .family import K
@@ -45,12 +45,23 @@ def expand(symbolic, size: int) -> Table:
     for row in rows:
         log_probs[row] = log_p.xreplace({s["x"]: row}) if by_index else log_p
         for n in columns:
-            entries[(row, n)] = tuple(_tidy(e.xreplace({s["x"]: row}) if by_index else e) for e in derivatives[n])
+            entries[(row, n)] = tuple(_tidy(e.xreplace({s["x"]: row}) if by_index else e, size) for e in derivatives[n])
     return Table(size, rows, columns, entries, log_probs)
 
 
-def _tidy(expr):
-    """Group the terms over each shared denominator, as one writes the components by hand."""
-    expr = expand_mul(expr)
-    denominators = sorted({a for a in expr.atoms(Pow) if a.exp == -1 and a.base.is_Add}, key=str)
-    return collect(expr, denominators, func=factor_terms) if denominators else expr
+def _tidy(expr, size: int):
+    """Group the terms over each shared denominator, as one writes the components by hand.  A sum
+    of all K components (p₀ + … + p_{K−1}) is held as one symbol meanwhile, so that it is never
+    multiplied out: 1/p₀ − 1/Σp stays so, not (p₁ + p₂ + p₃)/(p₀² + p₀p₁ + …)."""
+    held = {a: Dummy("total") for a in expr.atoms(Add) if _all_components(a, size)}
+    expr = expand_mul(expr.xreplace(held))
+    denominators = sorted({a for a in expr.atoms(Pow) if a.exp == -1 and (a.base.is_Add or a.base in held.values())}, key=str)
+    expr = collect(expr, denominators, func=factor_terms) if denominators else expr
+    return expr.xreplace({v: k for k, v in held.items()})
+
+
+def _all_components(expr, size: int) -> bool:
+    """Whether ``expr`` is v₀ + v₁ + … + v_{K−1} for one vector v."""
+    bases = {t.base for t in expr.args if isinstance(t, Indexed)}
+    return (size > 1 and len(bases) == 1 and len(expr.args) == size
+            and set(expr.args) == {next(iter(bases))[m] for m in range(size)})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from itertools import product
 
-from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, expand, expand_func, expand_mul, log, numbered_symbols, sympify
+from sympy import Add, Indexed, IndexedBase, Lambda, Mul, Sum, diff, exp, expand, expand_func, expand_mul, log, numbered_symbols, sympify
 
 from . import rules
 from .engine import substitute, rewrite
@@ -52,12 +52,16 @@ def expectation(expr, first, ctx) -> tuple:
     if declared:
         value = _affine(expr, x, declared)
         if value is not None:
-            listed = "; ".join(f"E[{s}] = {v}" for s, v in family.moments(**symbols).items())
+            from .emit.text import readable  # prose: E[(x − μ)²] = σ², not SymPy's (-mu + x)**2
+
+            listed = "; ".join(f"E[{readable(s)}] = {readable(v)}" for s, v in family.moments(**symbols).items())
             return value, f"linearity and the moments {listed}"
     standard = family.standard(**symbols)
     if standard is not None:
         return _mellin(expr, x, standard, substitution, symbols), f"x written through t, {standard.law}"
-    raise NoClosedForm(f"{family.name} declares no moments for the statistics of x in {expr}")
+    from .emit.text import readable
+
+    raise NoClosedForm(f"{family.name} declares no moments for the statistics of x in {readable(expr)}")
 
 
 def _category(expr, first, ctx):
@@ -127,6 +131,8 @@ def _mellin(expr, x, standard, substitution, symbols):
     signs = (1, -1) if standard.symmetric else (1,)
     # with a fair sign, the odd powers of ε cancel in the average before anything is expanded
     averaged = Add(*[expr.subs(x, representation.subs(EPSILON, sign)) for sign in signs]) / len(signs)
+    # exp(c log t + d) = t^c e^d (a Gumbel density evaluated at another Gumbel's sample)
+    averaged = averaged.replace(lambda e: isinstance(e, exp) and e.has(t), _exp_of_log)
     total = 0
     for term in Add.make_args(expand(averaged, force=True)):
         coefficient, power, logs = 1, 0, 0
@@ -142,3 +148,17 @@ def _mellin(expr, x, standard, substitution, symbols):
                 raise NoClosedForm(f"after x = {representation}, the factor {factor} is not a power of t or log t")
         total += coefficient * diff(mellin, s, logs).subs(s, power)
     return expand_func(total)  # Γ(a + n)/Γ(a) as a polynomial in a: rational results
+
+
+def _exp_of_log(e):
+    """exp(Σ c_k log t + rest) as t^(Σ c_k)·exp(rest) where the c_k are free of t; else e."""
+    power, rest = 0, []
+    for term in Add.make_args(expand(e.args[0])):
+        c = term / log(t)
+        if term.has(log(t)) and not c.has(t):
+            power += c
+        else:
+            rest.append(term)
+    if power == 0 or any(r.has(t) for r in rest):
+        return e
+    return t**power * exp(Add(*rest))

@@ -87,11 +87,10 @@ class _Reduction(Function):
         return Sum(exp(self.body), (self.index, 0, self.size - 1))
 
     def _vector_latex(self, printer):
-        """``z`` when the body is ``z[i]``, else the body with ``i`` written as ``\\cdot``."""
-        body = self.body
-        if isinstance(body, Indexed) and body.indices == (self.index,):
-            return printer._print(body.base)
-        return printer._print(body)
+        """The body as a vector: ``z`` for ``z[i]``, ``z/τ`` for ``z[i]/τ`` (every component indexed
+        by the reduction's ``i`` written as its vector)."""
+        vector = self.body.replace(lambda a: isinstance(a, Indexed) and a.indices == (self.index,), lambda a: a.base.label)
+        return printer._print(vector)
 
 
 class LogSumExp(_Reduction):

@@ -28,12 +28,12 @@ def explain_command(d) -> str:
 def markdown(d, order: int = 2) -> str:
     """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1)."""
     from .emit import steps
-    from .emit.latex import likelihood, tex
+    from .emit.latex import likelihood, printed, tex
     from .explanation import explain
 
     s = d.symbolic
-    blocks = [f"\\log {likelihood(s)} = {tex(s.log_prob)}"] + [
-        f"\\frac{{\\partial \\log {likelihood(s)}}}{{\\partial {tex(s.wrt(n))}}} = {tex(e)}"
+    blocks = [f"\\log {likelihood(s)} = {tex(printed(s, s.log_prob))}"] + [
+        f"\\frac{{\\partial \\log {likelihood(s)}}}{{\\partial {tex(s.wrt(n))}}} = {tex(printed(s, e))}"
         for n, e in s.eligibility.items()
     ] + [f"{tex(target)} = {tex(value)}" for target, value in s.definitions()]
     math = "\n\n".join(f"```math\n{b}\n```" for b in blocks)
@@ -80,15 +80,15 @@ SINGULAR = "F is singular: F n = 0 for n_j = {}; `natural_gradient` applies the 
 
 def _second_order(d) -> str:
     """The Hessian and Fisher information section (`symelig derive … --order 2`)."""
-    from .emit.latex import likelihood, tex
+    from .emit.latex import likelihood, printed, tex
 
     so, s = d.second_order, d.symbolic
-    hessian = [f"\\frac{{\\partial^2 \\log {likelihood(s)}}}{{\\partial {tex(a)}\\,\\partial {tex(b)}}} = {tex(h)}"
+    hessian = [f"\\frac{{\\partial^2 \\log {likelihood(s)}}}{{\\partial {tex(a)}\\,\\partial {tex(b)}}} = {tex(printed(s, h))}"
                for a, b, h in second_order_rows(d, so.hessian)]
     out = "## Second order\n\nHessian of the log-likelihood:\n\n" + "\n\n".join(f"```math\n{b}\n```" for b in hessian) + "\n\n"
     if so.fisher is None:
         return out + fisher_sentence(so) + "\n\n"
-    fisher = [f"F_{{{tex(a)}\\,{tex(b)}}} = {tex(f)}" for a, b, f in second_order_rows(d, so.fisher)]
+    fisher = [f"F_{{{tex(a)}\\,{tex(b)}}} = {tex(printed(s, f))}" for a, b, f in second_order_rows(d, so.fisher)]
     out += fisher_sentence(so) + "\n\n"
     out += "\n\n".join(f"```math\n{b}\n```" for b in fisher) + "\n\n"
     for n in (so.null_space or {}).values():

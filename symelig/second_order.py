@@ -74,7 +74,9 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
         # Free coordinates of a constrained parameter (π on the simplex, treated as free): log p
         # is not a log-density off the constraint set, E[e] ≠ 0, and −E[H] ≠ E[e eᵀ] (for the
         # multinomial they differ by n(n−1)·𝟙𝟙ᵀ).  F keeps its definition, E[e eᵀ].
-        shown = ", ".join(f"E[e_{n}] = {_name(v, ctx)}" for n, v in mean.items())
+        from .emit.text import readable  # prose: ψ(a), not SymPy's polygamma(0, a)
+
+        shown = ", ".join(f"E[e_{n}] = {readable(_name(v, ctx))}" for n, v in mean.items())
         method = f"F = E[e eᵀ] (the score has mean {shown} ≠ 0 in these free coordinates, so −E[H] is a different matrix)"
         assumptions = ("the eligibility is square-integrable",
                        "F is E[e eᵀ], not the covariance of e: they differ by E[e]E[e]ᵀ here")

@@ -45,7 +45,10 @@ def test_derive_to_file(capsys, tmp_path):
 def test_derive_k_table(capsys):
     code, out, _ = run(capsys, "derive", "categorical", "--param", "probs", "--k", "8")
     assert code == 0
-    assert out.count("∂ log p / ∂p[") == 64
+    assert out.count("∂ log p / ∂p") == 64
+    # components as one writes them: 1/p₀ − 1/Σp, subscripts, no Python syntax
+    assert "∂ log p / ∂p₀ = 1/p₀ - 1/(p₀ + p₁ + p₂ + p₃ + p₄ + p₅ + p₆ + p₇)" in out
+    assert "**" not in out and "[" not in out and "*" not in out
     code, out, _ = run(capsys, "derive", "multinomial", "--param", "logits", "--k", "4", "-f", "json")
     assert len(json.loads(out)["components"]) == 4
 
@@ -72,7 +75,7 @@ def test_explain_answers_the_seed(capsys):
     assert "[1.44928, 0, 0, 0]" in out  # normalized probs: zero for the unsampled categories
 
 
-@pytest.mark.parametrize("fmt,needle", [("latex", "\\intertext{Step 1"), ("markdown", "```math"), ("text", " 1. Model")])
+@pytest.mark.parametrize("fmt,needle", [("latex", "\\intertext{\\raggedright Step 1"), ("markdown", "```math"), ("text", " 1. Model")])
 def test_explain_formats(capsys, tmp_path, fmt, needle):
     target = tmp_path / "steps.out"
     code, _, _ = run(capsys, "explain", "gamma", "--param", "log_concentration_rate", "-f", fmt, "-o", str(target))

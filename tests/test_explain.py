@@ -152,3 +152,28 @@ def test_explain_latex_of_every_entry_compiles(tmp_path):
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "all.tex"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:]
+    log = (tmp_path / "all.log").read_text(encoding="utf-8", errors="replace")
+    assert "Overfull \\hbox" not in log, log[log.index("Overfull \\hbox"):][:600]
+
+
+def test_prose_writes_its_formulas_as_math():
+    """The sentences' symbols are math ($\\pi_{0}$), never escaped text (π\\_0, u\\^{}n)."""
+    from symelig.emit.prose import tex_text
+
+    assert tex_text("one draw x ∈ {0, …, K−1} with probabilities π_0, …, π_{K−1}.") == (
+        r"one draw $x \in \{0, \dots , K-1\}$ with probabilities $\pi _{0}, \dots , \pi _{K-1}$.")
+    assert tex_text("power rule with the chain rule: ∂ u^n = n u^(n−1) ∂u") == (
+        r"power rule with the chain rule: $\partial u^{n} = n u^{n-1} \partial u$")
+    assert tex_text("a sum against a Kronecker delta picks out one term: Σ_i f(i) δ_ij = f(j)").endswith(
+        r"$\sum_{i} f(i) \delta _{ij} = f(j)$")
+    assert tex_text("x successes in n = total_count trials") == r"$x$ successes in $n =$ \texttt{total\_count} trials"
+    assert tex_text("as ``Weibull(scale, concentration)``.") == r"as \texttt{Weibull(scale, concentration)}."
+
+
+def test_explanation_latex_escapes_nothing_that_is_math():
+    import re
+
+    for e in symelig.catalog():
+        text = steps.latex(explain(symelig.derive(e.family, e.param)))
+        prose = re.sub(r"\\(?:texttt|mathtt)\{[^}]*\}", "", text)
+        assert "\\_" not in prose and "\\^{}" not in prose and "$\\pi$" not in prose, (e, prose)

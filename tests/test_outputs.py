@@ -98,17 +98,126 @@ def test_latex_names_the_distribution_apart_from_its_parameters():
     assert r"\log p(x \mid \mu, s)" in tex and r"$\sigma = e^{s}$" in tex
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (CI installs texlive-latex-base)")
-def test_standalone_latex_compiles(entry, tmp_path):
-    """The eligibility, Hessian and Fisher information of every entry compile."""
-    source = tmp_path / "doc.tex"
-    source.write_text(symelig.derive(entry.family, entry.param).latex(standalone=True, order=2))
+_PDFLATEX = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (CI installs texlive-latex-base)")
+
+
+def compiles_without_overfull(folder: Path, text: str, name: str = "doc") -> None:
+    """pdflatex compiles ``text`` and its log reports no line wider than the page."""
+    (folder / f"{name}.tex").write_text(text, encoding="utf-8")
     run = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", source.name],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+        cwd=folder, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stdout[-2000:]
-    assert (tmp_path / "doc.pdf").stat().st_size > 0
+    assert (folder / f"{name}.pdf").stat().st_size > 0
+    log = (folder / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+    overfull = [line for line in log.splitlines() if line.startswith("Overfull \\hbox")]
+    assert not overfull, f"{len(overfull)} overfull boxes, e.g. {overfull[0]}:\n" + log[log.index(overfull[0]):][:600]
+
+
+@_PDFLATEX
+def test_standalone_latex_compiles(entry, tmp_path):
+    """The eligibility, Hessian and Fisher information of every entry, and its explanation,
+    compile, and no line runs into the margin."""
+    d = symelig.derive(entry.family, entry.param)
+    compiles_without_overfull(tmp_path, d.latex(standalone=True, order=2), "derive")
+    compiles_without_overfull(tmp_path, d.latex_document(order=1), "first")
+    compiles_without_overfull(tmp_path, symelig.explain(d).latex_document(), "explain")
+
+
+@_PDFLATEX
+@pytest.mark.parametrize("family, param, values", [
+    ("categorical", "probs", {"probs": [0.69, 0.1, 0.2, 0.01], "x": 0}),
+    ("student_t", "scale", {"df": 3.0, "loc": 0.5, "scale": 2.0, "x": -1.25}),
+    ("dirichlet", "softplus_concentration", {"raw_concentration": [0.3, -1.0, 2.0], "x": [0.2, 0.3, 0.5]}),
+])
+def test_explanation_with_values_compiles_with_its_numbers(family, param, values, tmp_path):
+    explanation = symelig.explain(family, param, **values)
+    text = explanation.latex_document()
+    assert "What the numbers mean" in text
+    from symelig.emit.steps import _number_tex
+
+    result = next(item for item in explanation.items if item.rule == "result")
+    assert f"= {_number_tex(result.value)}" in text  # every step's value is printed, as in Markdown
+    compiles_without_overfull(tmp_path, text)
+
+
+@_PDFLATEX
+def test_via_latex_compiles_and_reads_as_a_mean(tmp_path, capsys):
+    target = tmp_path / "via.tex"
+    with pytest.raises(SystemExit) as done:
+        main(["derive", "categorical", "--via", "logits = z / tau", "--wrt", "z,tau", "-f", "latex", "--standalone",
+              "--order", "2", "-o", str(target)])
+    assert done.value.code == 0
+    text = target.read_text()
+    # ∂ℓ/∂τ = (Σ_i softmax(z/τ)_i z_i − z_x)/τ², one fraction, softmax of the vector z/τ
+    assert r"\frac{\sum_{i=0}^{K - 1} \operatorname{softmax}(\frac{z}{\tau})_{i} {z}_{i} - {z}_{x}}{\tau^{2}}" in text
+    assert r"\mathrm{E}_\pi[f]" in text
+    compiles_without_overfull(tmp_path, text, "via")
+
+
+@_PDFLATEX
+def test_paper_table_of_the_whole_catalog_compiles(tmp_path, capsys):
+    """One appendix table with every built-in entry and its Fisher information."""
+    names = [f"{e.family}:{e.param}" for e in symelig.catalog() if e.builtin]
+    target = tmp_path / "table.tex"
+    with pytest.raises(SystemExit) as done:
+        main(["paper", *names, "--fisher", "--standalone", "-o", str(target)])
+    assert done.value.code == 0
+    text = target.read_text()
+    assert text.count(r"\multicolumn{2}{@{}l}{\textbf") == len(names)
+    assert r"F_{\mu \sigma}" in text and "longtable" in text
+    compiles_without_overfull(tmp_path, text, "table")
+
+
+def test_paper_table_fragment_and_bad_entries(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["paper", "normal", "categorical:logits"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("% A table of eligibilities") and "documentclass" not in out
+    assert r"$\displaystyle \frac{\partial \ell}{\partial \mu}$ & $\displaystyle \frac{x - \mu}{\sigma^{2}}$" in out
+    assert r"\delta_{j x} - \operatorname{softmax}(z)_{j}" in out
+    for bad, message in (("normal:", "not an entry"), ("normal:scale:x", "not an entry"), ("nomral", "did you mean")):
+        with pytest.raises(SystemExit) as done:
+            main(["paper", bad, "-o", str(tmp_path / "t.tex")])
+        assert done.value.code == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "t.tex").exists()
+
+
+def test_second_order_latex_reads_as_a_paper_writes_it():
+    """One sign convention (x − μ), factored denominators, labelled blocks, a title naming them."""
+    d = symelig.derive("student_t", "scale")
+    text = d.latex_document(order=2)
+    assert r"\mu - x" not in text and r"2 \mu x" not in text and r"\mu^{2}" not in text
+    assert r"\frac{\partial \ell}{\partial \mu} &= \frac{\left(x - \mu\right) \left(\nu + 1\right)}{\nu \sigma^{2} + \left(x - \mu\right)^{2}}" in text
+    assert r"\left(\left(x - \mu\right)^{2} - \nu \sigma^{2}\right)" in text  # like terms combined
+    prose = [line for line in text.splitlines() if not line.startswith("%")]
+    assert any("The Hessian of the log-likelihood" in line for line in prose)
+    assert any("The Fisher information" in line for line in prose)
+    assert "log-likelihood, eligibility, Hessian and Fisher information" in text and "Eligibility:" not in text
+
+
+def test_printed_formulas_equal_the_engines(entry):
+    """What the LaTeX shows (x − μ turned round, sums in x − μ, β for softplus(r)) equals the
+    engine's expression, at random values."""
+    from sympy import Float
+
+    from symelig.emit.latex import printed
+
+    d = symelig.derive(entry.family, entry.param)
+    s = d.symbolic
+    if s.is_vector:
+        pytest.skip("vector entries are printed from the engine's expression as they are")
+    rng = np.random.default_rng(3)
+    back = {t: v for t, v in s.definitions()}
+    exprs = [s.log_prob, *s.eligibility.values(), *d.second_order.hessian.values()]
+    for e in exprs:
+        shown = printed(s, e).xreplace(back)
+        point = {sym: Float(rng.uniform(0.6, 1.9)) for sym in (e.free_symbols | shown.free_symbols)}
+        a, b = (complex(f.xreplace(point).doit().evalf()) for f in (e, shown))
+        assert abs(a - b) <= 1e-9 * max(1.0, abs(a)), (e, shown)
 
 
 def test_derivations_folder_is_up_to_date():

@@ -11,7 +11,7 @@ import html
 
 import numpy as np
 
-from .latex import broken, likelihood, tex
+from .latex import broken, likelihood, printed, tex
 
 
 def aligned(rows: list) -> str:
@@ -24,8 +24,8 @@ def derivation_rows(d, second=None) -> list:
     """log p, each eligibility, the reparametrization's definitions, and with ``second`` (a
     :class:`symelig.second_order.SecondOrder`) the Hessian and the Fisher information."""
     like = likelihood(d)
-    rows = [rf"\log {like} &= {broken(d.log_prob)}"]
-    rows += [rf"\frac{{\partial \log {like}}}{{\partial {tex(d.wrt(n))}}} &= {broken(e)}" for n, e in d.eligibility.items()]
+    rows = [rf"\log {like} &= {broken(printed(d, d.log_prob))}"]
+    rows += [rf"\frac{{\partial \log {like}}}{{\partial {tex(d.wrt(n))}}} &= {broken(printed(d, e))}" for n, e in d.eligibility.items()]
     rows += [rf"{tex(target)} &= {tex(value)}" for target, value in d.definitions()]
     if second is not None:
         rows += _second_order_rows(d, second, like)
@@ -42,9 +42,9 @@ def _second_order_rows(d, so, like) -> list:
     for (a, b), h in so.hessian.items():
         first, other = pair(a, b)
         below = rf"\partial {first}^2" if first == other else rf"\partial {first}\,\partial {other}"
-        rows.append(rf"\frac{{\partial^2 \log {like}}}{{{below}}} &= {broken(h)}")
+        rows.append(rf"\frac{{\partial^2 \log {like}}}{{{below}}} &= {broken(printed(d, h))}")
     for (a, b), f in (so.fisher or {}).items():
-        rows.append(rf"F_{{{' '.join(pair(a, b))}}} &= {broken(f)}")
+        rows.append(rf"F_{{{' '.join(pair(a, b))}}} &= {broken(printed(d, f))}")
     return rows
 
 

@@ -1,7 +1,7 @@
 """An :class:`~symelig.explanation.Explanation` as text (terminal), LaTeX (an appendix) or Markdown."""
 from __future__ import annotations
 
-import unicodedata
+import re
 
 import numpy as np
 
@@ -97,31 +97,10 @@ def _notes_text(explanation) -> list:
 
 # -- LaTeX ---------------------------------------------------------------------------------------
 
-_TEX_TEXT = {
-    "∂": r"$\partial$", "Σ": r"$\Sigma$", "δ": r"$\delta$", "θ": r"$\theta$", "π": r"$\pi$", "−": "-",
-    "·": r"$\cdot$", "≥": r"$\geq$", "𝟙": r"$\mathbf{1}$", "ψ": r"$\psi$", "Γ": r"$\Gamma$", "α": r"$\alpha$",
-    "β": r"$\beta$", "σ": r"$\sigma$", "μ": r"$\mu$", "κ": r"$\kappa$", "λ": r"$\lambda$", "η": r"$\eta$",
-    "ν": r"$\nu$", "₀": r"$_0$", "₁": r"$_1$", "₂": r"$_2$", "^": r"\^{}", "_": r"\_", "&": r"\&", "%": r"\%",
-    "#": r"\#", "{": r"\{", "}": r"\}", "~": r"\~{}", "\\": r"$\backslash$", "…": r"\dots{}",
-    "²": r"$^2$", "½": r"$\tfrac12$", "∈": r"$\in$", "≤": r"$\leq$", "×": r"$\times$", "′": "'",
-    "∞": r"$\infty$", "Δ": r"$\Delta$", "√": r"$\surd$", "ξ": r"$\xi$", "φ": r"$\phi$", "ρ": r"$\rho$",
-    "τ": r"$\tau$", "ζ": r"$\zeta$", "ω": r"$\omega$", "≈": r"$\approx$", "→": r"$\to$", "ᵢ": r"$_i$",
-    "ⱼ": r"$_j$", "ₖ": r"$_k$", "ₓ": r"$_x$", "ℝ": r"$\mathbb{R}$", "“": "``", "”": "''", "’": "'", "–": "--",
-    "—": "---", "|": r"$|$", "<": r"$<$", ">": r"$>$", "≠": r"$\neq$", "⁻": r"$^-$", "¹": r"$^1$",
-}
-
-
 def _tex_text(sentence: str) -> str:
-    """A sentence in running TeX text: specials escaped, Greek and operators as math."""
-    return "".join(_TEX_TEXT.get(ch) or _greek(ch) or (ch if ord(ch) < 128 else "?") for ch in sentence)
+    from .prose import tex_text
 
-
-def _greek(ch: str) -> str | None:
-    name = unicodedata.name(ch, "")
-    for prefix, case in (("GREEK SMALL LETTER ", str.lower), ("GREEK CAPITAL LETTER ", str.capitalize)):
-        if name.startswith(prefix) and " " not in name[len(prefix):]:
-            return rf"$\{case(name[len(prefix):])}$"
-    return None
+    return tex_text(sentence)
 
 
 def _lhs_tex(item, s) -> str:
@@ -144,33 +123,129 @@ def _vector_tex(parts: dict) -> str:
     ).replace("−", "-")
 
 
+def _vector_terms(parts: dict) -> list:
+    """The signed terms of the vector form, its elementwise sum taken apart: ["+ a", "- b"]."""
+    from sympy import Add
+
+    out = []
+    for key in ("onehot", "elementwise", "ones"):
+        if key not in parts:
+            continue
+        if key == "elementwise":
+            for t in Add.make_args(parts[key]):
+                negative = t.could_extract_minus_sign()
+                out.append(f"{'-' if negative else '+'} {tex(-t if negative else t).replace('_{j}', '')}")
+        else:
+            ((sign, body),) = signed_pieces({key: parts[key]}, lambda c, _: rf"\left({tex(c)}\right) ",
+                                            r"\mathbf{e}_x", r"\mathbf{1}", None)
+            out.append(f"{'-' if sign == '−' else '+'} {body}")
+    return out
+
+
+def _filled(terms: list, budget: float) -> list:
+    """Signed terms greedily filled into lines of ``budget`` ems; the first loses its "+"."""
+    from .breaking import width
+
+    out, current = [], ""
+    for term in terms:
+        if current and width(current + term) > budget:
+            out.append(current)
+            current = term
+        else:
+            current = f"{current} {term}" if current else term
+    out.append(current)
+    out[0] = out[0][2:] if out[0].startswith("+ ") else out[0]
+    return out
+
+
+def _number_tex(v) -> str:
+    """A number or vector as math: (0.449, -1, -1, -1)."""
+    text = _number(v).replace("e+", r"\times 10^{").replace("e-", r"\times 10^{-")
+    text = re.sub(r"(\\times 10\^\{-?)0*(\d+)", r"\1\2}", text)
+    return text.replace("[", r"\left(").replace("]", r"\right)")
+
+
+def _step_rows(item, s, budget: float) -> list:
+    """The lines of one step (all in the right column of an ``align*``): ``lhs = rhs``, broken
+    after the left side and at the right side's + and − where the whole is too wide."""
+    from .breaking import lines, width
+    from .tidy import tidy
+
+    if item.lhs == "vector":
+        lhs = r"\mathbf{e}"
+        pieces = _filled(_vector_terms(item.expression), budget - width(lhs) - 1.4)
+        if len(pieces) > 1:
+            pieces = _filled(_vector_terms(item.expression), budget - 2.4)
+            out = [f"&{lhs}", *(f"&\\quad {'= ' if n == 0 else ''}{p}" for n, p in enumerate(pieces))]
+            return _with_value(out, item, budget)
+    else:
+        lhs = _lhs_tex(item, s)
+        expr = tidy(item.expression, s.symbols.get("x"))
+        pieces = lines(expr, budget - width(lhs) - 1.4, tex)
+        if len(pieces) > 1 or width(lhs) + 1.4 + width(pieces[0]) > budget:
+            pieces = lines(expr, budget - 2.4, tex)
+            out = [f"&{lhs}", *(f"&\\quad {'= ' if n == 0 else ''}{p}" for n, p in enumerate(pieces))]
+            return _with_value(out, item, budget)
+    out = [f"&{lhs} = {pieces[0]}"]
+    return _with_value(out, item, budget)
+
+
+def _with_value(out: list, item, budget: float) -> list:
+    from .breaking import width
+
+    if item.value is None:
+        return out
+    value = _number_tex(item.value)
+    if width(out[-1]) + 1.4 + width(value) <= budget:
+        out[-1] += f" = {value}"
+    else:
+        out.append(f"&\\quad = {value}")
+    return out
+
+
 def latex(explanation) -> str:
-    """An ``align*`` with one sentence (\\intertext) per step, for a paper's appendix."""
+    """An ``align*`` with one sentence (\\intertext) per step, for a paper's appendix; with values,
+    each step's value and a list saying what the numbers mean."""
+    from .latex import TEXT_WIDTH, paragraph
+
     s = explanation.derivation
     rows = []
     for number, item in enumerate(explanation.items, 1):
-        rows.append(rf"\intertext{{Step {number} ({_tex_text(item.title)}): {_tex_text(item.sentence.rstrip('.'))}.}}")
-        if item.lhs == "vector":
-            rows.append(rf"\mathbf{{e}} &= {_vector_tex(item.expression)} \\")
-        else:
-            rows.append(rf"{_lhs_tex(item, s)} &= {tex(item.expression)} \\")
+        rows.append(rf"\intertext{{\raggedright Step {number} ({_tex_text(item.title)}): {_tex_text(item.sentence.rstrip('.'))}.}}")
+        rows += [line + r" \\" for line in _step_rows(item, s, TEXT_WIDTH - 1.0)]
         if item.rule == "parametrize":
-            rows += [rf"{tex(t)} &= {tex(v)} \\" for t, v in s.definitions()]
+            rows += [rf"&{tex(t)} = {tex(v)} \\" for t, v in s.definitions()]
     notes = ""
     if any(item.lhs == "vector" for item in explanation.items):
-        notes = "where $\\mathbf{e}_x$ is the one-hot vector of the sample and $\\mathbf{1}$ the all-ones vector.\n"
+        notes = paragraph("where $\\mathbf{e}_x$ is the one-hot vector of the sample and $\\mathbf{1}$ the all-ones vector.")
     return (
         f"% {s.family.name}, parametrization {s.param}: the derivation step by step (symelig).\n"
-        "\\begin{align*}\n" + "\n".join(rows) + "\n\\end{align*}\n" + notes
+        "\\begin{align*}\n" + "\n".join(rows) + "\n\\end{align*}\n" + notes + _notes_tex(explanation)
     )
 
 
+def _notes_tex(explanation) -> str:
+    """The checked facts about the numbers (with values), as a list."""
+    if not explanation.notes:
+        return ""
+    items = []
+    for sentence, numbers in explanation.notes:
+        values = "; ".join(f"{_tex_text(label)}: ${_number_tex(v)}$" for label, v in numbers.items())
+        items.append(f"\\item {_tex_text(sentence)}. {values}.")
+    # ragged right: long names (normalized_probs) and vectors do not hyphenate
+    return ("\\paragraph{What the numbers mean.}\n{\\raggedright\n\\begin{itemize}\n" + "\n".join(items)
+            + "\n\\end{itemize}\n\\par}\n")
+
+
 def latex_document(explanation) -> str:
+    from .latex import PREAMBLE, _family_words, _text
+
     s = explanation.derivation
+    at = " at the given values" if explanation.values is not None else ""
     return (
-        "\\documentclass{article}\n\\usepackage{amsmath}\n\\usepackage{amssymb}\n\\begin{document}\n"
-        f"\\section*{{Eligibility of the {_tex_text(s.family.name)} distribution, "
-        f"parametrization \\texttt{{{_tex_text(s.param)}}}}}\n" + latex(explanation) + "\\end{document}\n"
+        PREAMBLE + "\\begin{document}\n"
+        f"\\section*{{\\raggedright The eligibility of the {_tex_text(_family_words(s))}, "
+        f"\\texttt{{{_text(s.param)}}}, step by step{at}}}\n" + latex(explanation) + "\\end{document}\n"
     )
 
 

@@ -1,7 +1,9 @@
 """Plain-text forms of a derivation: one-line formulas (docstrings, JSON) and 2-D Unicode."""
 from __future__ import annotations
 
-from sympy import Add, Function, Indexed, KroneckerDelta, Mul, Pow, Symbol, factorial, gamma, log, loggamma, polygamma
+from sympy import (
+    Add, Function, Indexed, KroneckerDelta, Mul, Pow, Symbol, factorial, gamma, log, loggamma, polygamma, sympify,
+)
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.pretty_symbology import pretty_symbol
@@ -82,6 +84,33 @@ def formula(expr) -> str:
     return FormulaPrinter().doprint(expr)
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+class _ReadablePrinter(FormulaPrinter):
+    """Concrete components as a reader writes them: p₀, p₀², p₀·p₁ (not Python's p[0]**2*p[1])."""
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp.is_Integer and expr.exp > 1:
+            return self.parenthesize(expr.base, PRECEDENCE["Pow"]) + str(expr.exp).translate(_SUPERSCRIPT)
+        if expr.exp.is_Rational and expr.exp < 0:
+            return super()._print_Pow(expr, rational)
+        return self.parenthesize(expr.base, PRECEDENCE["Pow"]) + "^" + self.parenthesize(expr.exp, PRECEDENCE["Pow"])
+
+    def doprint(self, expr):
+        # p[0] → p₀ as a symbol (Indexed prints itself, past the printer's methods); with powers
+        # printed above, a "*" left in the output is a product
+        expr = sympify(expr).replace(lambda a: isinstance(a, Indexed) and a.indices[0].is_Integer,
+                            lambda a: Symbol(f"{a.base}{str(a.indices[0]).translate(_SUBSCRIPT)}"))
+        return super().doprint(expr).replace("*", "·")
+
+
+def readable(expr) -> str:
+    """A formula on one line as a reader writes it (p₀², p₀·p₁): prose and ``--k`` tables."""
+    return _ReadablePrinter().doprint(expr)
+
+
 def _for_display(expr):
     """Rewrite into plain SymPy that the 2-D printer typesets well (p[j] → p_j, etc.)."""
     expr = expr.replace(lambda e: isinstance(e, Softmax), lambda e: Symbol(f"softmax({_vector_name(e)})_{e.at}"))
@@ -95,7 +124,8 @@ def _for_display(expr):
     )
     expr = expr.replace(lambda e: isinstance(e, loggamma), lambda e: log(gamma(e.args[0]), evaluate=False))
     expr = expr.replace(
-        lambda e: isinstance(e, polygamma) and e.args[0] == 0, lambda e: Function("ψ")(e.args[1])
+        lambda e: isinstance(e, polygamma) and e.args[0].is_Integer and 0 <= e.args[0] <= 3,
+        lambda e: Function("ψ" + "′" * int(e.args[0]))(e.args[1]),
     )
     return expr.replace(lambda e: isinstance(e, Indexed), lambda e: Symbol(f"{e.base}_{e.indices[0]}"))
 
@@ -126,13 +156,21 @@ def where(d) -> str:
     return ", ".join(f"{formula(t)} = {formula(v)}" for t, v in d.definitions())
 
 
+def title(d) -> str:
+    """"normal — parametrization scale"; a --via or custom derivation is named by what it is,
+    not by the placeholder name of its parametrization ('via', 'custom')."""
+    if d.parametrization.command:
+        return f"{d.family.name} — {d.parametrization.doc.splitlines()[0].rstrip('.')}"
+    return f"{d.family.name} — parametrization {d.param}"
+
+
 def render(derivation) -> str:
     """The ``--format text`` page: what is derived, log p, and each eligibility."""
     d = derivation
     theta = ", ".join(formula(d.symbols[n]) for n in d.parameters)
     P = letter(d)
     lines = [
-        f"{d.family.name} — parametrization {d.param!r}",
+        title(d),
         d.parametrization.doc.split("\n\n")[0],
         "",
         f"log-likelihood  log {P}(x | {theta}) =",
@@ -142,8 +180,8 @@ def render(derivation) -> str:
     ]
     for name, e in d.eligibility.items():
         lines += ["", f"∂ log {P} / ∂{formula(d.wrt(name))}  ({name}) =", _indent(display(e))]
-    if d.definitions():
-        lines += ["", f"where {where(d)}"]
+    if d.definitions():  # the formulas are in θ; this says how θ gives the family's own parameters
+        lines += ["", f"reparametrization: {where(d)}"]
     if any(expr.has(KroneckerDelta) for expr in d.eligibility.values()):
         lines += ["", "δ is the Kronecker delta; j ∈ {0, …, K−1} is the component, x the sample."]
     return "\n".join(lines) + "\n"
@@ -183,13 +221,13 @@ def _second(d, name):
 
 def render_table(symbolic, table) -> str:
     """The components of an :class:`symelig.expand.Table`, one line each."""
-    lines = [f"{symbolic.family.name} — parametrization {symbolic.param!r}, K = {table.size}", ""]
+    lines = [f"{title(symbolic)}, K = {table.size}", ""]
     for row in table.rows:
-        label = f"x = {row}" if row != "x" else "x = (x_0, …)"
+        label = f"x = {row}" if row != "x" else "x = (x₀, …)"
         for n, wrt in table.columns.items():
             lines.append(f"{label}:")
             for w, e in zip(wrt, table.entries[(row, n)]):
-                lines.append(f"  ∂ log p / ∂{formula(w)} = {formula(e)}")
+                lines.append(f"  ∂ log p / ∂{readable(w)} = {readable(e)}")
         lines.append("")
     return "\n".join(lines)
 

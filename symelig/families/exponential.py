@@ -1,7 +1,7 @@
-from sympy import log
+from sympy import Lambda, gamma, log
 
 from .. import constraints
-from ..family import Family, parametrization, positive_parametrizations, register
+from ..family import Family, Standard, parametrization, positive_parametrizations, register, s, t
 
 
 @register
@@ -25,6 +25,12 @@ class Exponential(Family):
     def moments(cls, x, rate, **symbols):
         """E[x] = 1/λ."""
         return {x: 1 / rate}
+
+    @classmethod
+    def standard(cls, rate, **symbols):
+        """x = t/λ with t ~ Exponential(1): E[t^s] = Γ(1 + s).  Only used where the moments do
+        not suffice (powers of x above 1 in a KL-estimator average)."""
+        return Standard(t / rate, Lambda(s, gamma(1 + s)), "t = λx ~ Exponential(1), E[t^s] = Γ(1 + s)")
 
     rate, log_rate, softplus_rate = positive_parametrizations("rate", {"rate": constraints.positive})
 

@@ -1,7 +1,7 @@
-from sympy import digamma, log, loggamma
+from sympy import Lambda, digamma, gamma, log, loggamma
 
 from .. import constraints
-from ..family import Family, parametrization, positive_parametrizations, register
+from ..family import Family, Standard, parametrization, positive_parametrizations, register, s, t
 
 
 @register
@@ -28,6 +28,13 @@ class Gamma(Family):
     def moments(cls, x, concentration, rate, **symbols):
         """E[x] = α/β, E[log x] = ψ(α) − log β."""
         return {x: concentration / rate, log(x): digamma(concentration) - log(rate)}
+
+    @classmethod
+    def standard(cls, concentration, rate, **symbols):
+        """x = t/β with t ~ Gamma(α, 1): E[t^s] = Γ(α + s)/Γ(α).  Only used where the moments do
+        not suffice (products of x and log x in a KL-estimator average)."""
+        law = "t = βx ~ Gamma(α, 1), E[t^s] = Γ(α + s)/Γ(α)"
+        return Standard(t / rate, Lambda(s, gamma(concentration + s) / gamma(concentration)), law)
 
     concentration_rate, log_concentration_rate, softplus_concentration_rate = positive_parametrizations(
         "concentration_rate", {"concentration": constraints.positive, "rate": constraints.positive}

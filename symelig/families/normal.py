@@ -1,7 +1,7 @@
-from sympy import log, pi, sqrt
+from sympy import Lambda, S, gamma, log, pi, sqrt
 
 from .. import constraints
-from ..family import Family, parametrization, positive_parametrizations, register
+from ..family import EPSILON, Family, Standard, parametrization, positive_parametrizations, register, s, t
 
 
 @register
@@ -25,6 +25,14 @@ class Normal(Family):
     def moments(cls, x, loc, scale, **symbols):
         """E[x] = μ, E[(x − μ)²] = σ²."""
         return {x: loc, (x - loc) ** 2: scale**2}
+
+    @classmethod
+    def standard(cls, loc, scale, **symbols):
+        """x = μ + ε σ √(2t) with t = (x − μ)²/(2σ²) ~ Gamma(½, 1) and a fair sign ε:
+        E[t^s] = Γ(½ + s)/Γ(½).  Only used where the moments do not suffice (the polynomials
+        of degree above 2 in an entropy, KL or KL-estimator average)."""
+        law = "t = (x − μ)²/(2σ²) ~ Gamma(1/2, 1), E[t^s] = Γ(1/2 + s)/Γ(1/2)"
+        return Standard(loc + EPSILON * scale * sqrt(2 * t), Lambda(s, gamma(S.Half + s) / gamma(S.Half)), law, symmetric=True)
 
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})
 
