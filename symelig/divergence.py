@@ -231,7 +231,9 @@ def canonical_parametrization(cls):
             symbols = cls.make_symbols(p)
             if not p.substitution(symbols):
                 return p
-    raise SymeligError(f"{cls.name} has no parametrization in its own parameters")
+    # the reference π_ref is written in the canonical parameters: without them (a masked
+    # categorical's π depends on its mask), no closed form is derived
+    raise NoClosedForm(f"{cls.name} has no parametrization in its own parameters for the reference")
 
 
 def _measure(first: SymbolicDerivation, suffix: str) -> SymbolicDerivation:
