@@ -29,7 +29,6 @@ from sympy import (Add, Dummy, I, IndexedBase, Mul, S, Sum, Symbol, Wild, count_
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
-from .errors import SymeligError
 from .expectation import NoClosedForm, expectation
 from .family import Internal, K, i, lookup
 from .second_order import _as_sigmoid_over_softplus, _over_softplus
