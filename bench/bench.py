@@ -383,6 +383,12 @@ def markdown(result) -> str:
                   "| entry | dtype | cold compile s | from disk cache s | source s |", "|---|---|---|---|---|",
                   *(f"| {c['entry']} | {c['dtype']} | {c['compile_s']} | {c['cached_s']} | {c['source_s']} |" for c in result["numba_compile"]),
                   ""]
+    if result.get("token_policy"):
+        lines += ["Token policy through the output layer (float32, T, V, d as shown): Σ A log π and its gradients "
+                  "w.r.t. hidden and weight; peak resident memory beyond the inputs, each candidate in a fresh process:", "",
+                  "| shape | candidate | median s (× autograd) | peak extra MB (× autograd) |", "|---|---|---|---|",
+                  *(f"| {tuple(r['shape'])} | {r['candidate']} | {r['median_s']} ({r['time_ratio_to_autograd']}×) "
+                    f"| {r['peak_extra_mb']} ({r['memory_ratio_to_autograd']}×) |" for r in result["token_policy"]), ""]
     c = result["cli"]
     lines.append(
         f"CLI cold start (fresh process): `symelig derive categorical --param probs` {c['derive_cached_median_s']} s median "
@@ -391,12 +397,82 @@ def markdown(result) -> str:
     return "\n".join(lines) + "\n"
 
 
+TOKEN_POLICY_SHAPE = (4096, 151936, 1024)  # tokens T, vocabulary V, hidden d: the issue's target
+TOKEN_POLICY_CANDIDATES = ("torch autograd", "symelig on numpy", "symelig on torch")
+
+
+def token_policy_candidate(name: str, shape, reps: int) -> dict:
+    """One candidate in this (fresh) process: float32 inputs, then one call whose growth of the
+    peak resident memory is reported, then ``reps`` timed calls."""
+    import resource
+
+    import torch
+
+    T, V, d = shape
+    rng = np.random.default_rng(0)
+    # float32 from the start: a float64 draw would raise the peak-memory mark above the calls'
+    hidden = rng.standard_normal((T, d), dtype=np.float32)
+    weight = rng.standard_normal((V, d), dtype=np.float32)
+    weight *= np.float32(1 / np.sqrt(d))
+    tokens, advantages = rng.integers(0, V, T), rng.normal(size=T).astype(np.float32)
+    if name == "torch autograd":
+        h, w, x, a = (torch.from_numpy(v) for v in (hidden, weight, tokens, advantages))
+
+        def call():
+            hg, wg = h.detach().requires_grad_(), w.detach().requires_grad_()
+            objective = (a * torch.log_softmax(hg @ wg.T, -1).gather(1, x[:, None])[:, 0]).sum()
+            objective.backward()
+            return objective, hg.grad, wg.grad
+    else:
+        args = (hidden, weight, tokens, advantages)
+        if name == "symelig on torch":
+            args = tuple(torch.from_numpy(v) for v in args)
+        from symelig import token_policy
+
+        token_policy.derivation()  # derived (or loaded from the cache) before the memory mark
+
+        def call():
+            return symelig.token_policy_gradient(*args)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    call()
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    seconds = [_seconds(call) for _ in range(reps)]
+    return {"candidate": name, "median_s": round(statistics.median(seconds), 3), "peak_extra_mb": round(peak_mb, 1)}
+
+
+def token_policy_rows(shape, reps: int) -> list:
+    """Each candidate in its own process (peak memory is per process), ratios to autograd."""
+    rows = []
+    for name in TOKEN_POLICY_CANDIDATES:
+        spec = json.dumps([name, list(shape), reps])
+        run = subprocess.run([sys.executable, __file__, "--token-policy-candidate", spec], check=True, stdout=subprocess.PIPE, text=True)
+        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    base = rows[0]
+    for r in rows:
+        r["shape"] = list(shape)
+        r["time_ratio_to_autograd"] = round(r["median_s"] / base["median_s"], 3)
+        r["memory_ratio_to_autograd"] = round(r["peak_extra_mb"] / base["peak_extra_mb"], 4) if base["peak_extra_mb"] else None
+        print(f"| token policy {tuple(shape)} float32 | {r['candidate']} | {r['median_s']} s ({r['time_ratio_to_autograd']}×) "
+              f"| {r['peak_extra_mb']} MB ({r['memory_ratio_to_autograd']}×) |", flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one shape per entry, shorter timing")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one row in this process: JSON [entry, shape, dtype, quick]
+    parser.add_argument("--token-policy", metavar="T,V,d", help="only the token-policy row, at this size (default: the issue's 4096,151936,1024)",
+                        nargs="?", const=",".join(map(str, TOKEN_POLICY_SHAPE)))
+    parser.add_argument("--token-policy-candidate", help=argparse.SUPPRESS)  # JSON [candidate, shape, reps]
     args = parser.parse_args()
+    if args.token_policy_candidate:
+        name, shape, reps = json.loads(args.token_policy_candidate)
+        print(json.dumps(token_policy_candidate(name, tuple(shape), reps)))
+        return
+    if args.token_policy:
+        token_policy_rows(tuple(int(v) for v in args.token_policy.split(",")), reps=3)
+        return
     torch = _torch()
     if args.row:
         entry, shape, dtype, quick = json.loads(args.row)
@@ -423,6 +499,7 @@ def main():
         "numba_compile": compile_rows(args.quick) if numba else [],
         "derivation": derivation_rows(args.quick),
         "cli": cli_rows(3 if args.quick else 7),
+        "token_policy": token_policy_rows((512, 8192, 256) if args.quick else TOKEN_POLICY_SHAPE, reps=3) if torch else [],
     }
     result["jax"] = jax_rows(result["kernels"], args.quick)  # last: see jax_rows
     text = markdown(result)

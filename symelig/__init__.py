@@ -66,6 +66,15 @@ def audit_kl(family: str, param: str | None = None):
     return _audit_kl(family, param)
 
 
+def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, **options):
+    """Σ_t A_t log π(x_t | h_t) for logits W h_t/τ, its gradients w.r.t. hidden, weight and τ,
+    and the per-token entropy, in chunks of tokens (no tokens × vocabulary array); numpy or
+    torch (array API) inputs.  See :mod:`symelig.token_policy`."""
+    from .token_policy import token_policy_gradient as _token_policy_gradient
+
+    return _token_policy_gradient(hidden, weight, tokens, advantages, temperature, **options)
+
+
 def register(cls):
     """Class decorator for a lab's own :class:`symelig.family.Family`: it joins ``catalog()``."""
     from .family import register as _register
@@ -73,4 +82,4 @@ def register(cls):
     return _register(cls)
 
 
-__all__ = ["catalog", "derive", "explain", "audit_kl", "reparametrize", "custom", "register", "SymeligError", "__version__"]
+__all__ = ["catalog", "derive", "explain", "audit_kl", "reparametrize", "custom", "token_policy_gradient", "register", "SymeligError", "__version__"]

@@ -101,7 +101,10 @@ class Simplex(Constraint):
 
 
 class _Category(Constraint):
-    def check(self, label, values, *, size, **context):
+    """A category index in {0, …, size − 1}; where a ``mask`` is given (masked_categorical),
+    also one that the mask allows."""
+
+    def check(self, label, values, *, size, mask=None, **context):
         bad = (values < 0) | (values >= size)
         if values.dtype.kind == "f":
             bad |= ~np.isfinite(values) | (values != np.round(values))
@@ -112,9 +115,27 @@ class _Category(Constraint):
                 f"{first_bad(label, values, bad)} is not allowed: {label} must be a category "
                 f"index in {{0, …, {size - 1}}}"
             )
+        if mask is not None:
+            _check_allowed(label, values, mask)
 
-    def sample(self, rng, shape, *, size, **context):
+    def sample(self, rng, shape, *, size, mask=None, **context):
+        if mask is not None:  # a uniformly random allowed category
+            weights = rng.random(shape + (size,)) * np.broadcast_to(mask, shape + (size,))
+            return weights.argmax(-1)
         return rng.integers(0, size, size=shape)
+
+
+def _check_allowed(label, values, mask):
+    index = values.astype(np.intp)
+    shape = np.broadcast_shapes(index.shape, mask.shape[:-1])
+    index = np.broadcast_to(index, shape)[..., None]
+    allowed = np.take_along_axis(np.broadcast_to(mask, shape + mask.shape[-1:]), index, -1)[..., 0]
+    if not allowed.all():
+        where = tuple(int(w) for w in np.argwhere(~allowed)[0])
+        raise SymeligError(
+            f"{label}{list(where) if where else ''} = {index[where].item()} is a masked category: "
+            f"{label} must be a category index the mask allows (mask True there)"
+        )
 
 
 class _Counts(Constraint):
@@ -217,3 +238,27 @@ counts = _Counts(
     "counts", "a vector of integer counts ≥ 0", {"integer": True, "nonnegative": True},
     event_dim=1, integer=True, lower=0.0, lower_open=False, notation="ℕ^K, Σx = n",
 )
+
+
+class _Mask(Constraint):
+    """Booleans over the categories, True where a category is allowed; at least one per row."""
+
+    def check(self, label, values, **context):
+        if values.ndim < 1:
+            raise SymeligError(f"{label} must have a category axis (last axis); got a scalar")
+        if values.dtype.kind != "b":
+            raise SymeligError(f"{label} must be booleans (True = allowed), got dtype {values.dtype}")
+        empty = ~values.any(-1)
+        if empty.any():
+            where = [int(w) for w in np.argwhere(empty)[0]]
+            at = f" at batch index {where}" if where else ""
+            raise SymeligError(f"{label}{at} allows no category: each row of {label} must have at least one True")
+
+    def sample(self, rng, shape, **context):
+        allowed = rng.random(shape) < 0.6
+        allowed[..., 0] |= ~allowed.any(-1)  # at least one allowed category per row
+        return allowed
+
+
+# positive: the formulas hold where m = 1 (an allowed category), as the probs formulas hold where p > 0
+mask = _Mask("mask", "booleans, True where a category is allowed", {"positive": True}, event_dim=1, notation="{0, 1}^K")

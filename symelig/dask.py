@@ -156,7 +156,7 @@ def _check_block(arrays: dict, checks: tuple, positions, batch_ndim: int) -> Non
     """The declared constraint of every argument, on this block; a failure names the first bad
     element by its index in the whole array."""
     size = next((np.shape(arrays[n])[-1] for n, c, _ in checks if c.event_dim), None)
-    context = {"size": size, "total_count": arrays.get("total_count")}
+    context = {"size": size, "total_count": arrays.get("total_count"), "mask": arrays.get("mask")}
     for name, constraint, spans in checks:
         values = np.asarray(arrays[name])
         try:
@@ -175,15 +175,18 @@ def _located(name, constraint, values, context, err, positions, batch_ndim, span
     if not shape:  # no batch axes: shared by every row, the message already names its elements
         return err
     flat = values.reshape((-1,) + values.shape[values.ndim - event:])
-    total = context.get("total_count")
-    total_flat = None
-    if total is not None and np.broadcast_shapes(np.shape(total), shape) == shape:
-        total_flat = np.broadcast_to(total, shape).reshape(-1)
+    # the arguments a check reads alongside (total_count, mask), cut to the same rows
+    rows = {}
+    for key, event_ in (("total_count", 0), ("mask", 1)):
+        other = context.get(key)
+        if other is not None and np.broadcast_shapes(np.shape(other)[: np.ndim(other) - event_], shape) == shape:
+            tail = np.shape(other)[np.ndim(other) - event_:]
+            rows[key] = np.broadcast_to(other, shape + tail).reshape((-1,) + tail)
 
     def check(start, stop, one=False):
         part = flat[start] if one else flat[start:stop]
-        total_count = total if total_flat is None else total_flat[start] if one else total_flat[start:stop]
-        constraint.check(name, part, **{**context, "total_count": total_count})
+        cut = {key: v[start] if one else v[start:stop] for key, v in rows.items()}
+        constraint.check(name, part, **{**context, **cut})
 
     start = first_failing(check, 0, flat.shape[0])
     try:

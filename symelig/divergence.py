@@ -29,7 +29,6 @@ from sympy import (Add, Dummy, I, IndexedBase, Mul, S, Sum, Symbol, Wild, count_
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, derive_symbolic, rewrite
-from .errors import SymeligError
 from .expectation import NoClosedForm, expectation
 from .family import Internal, K, i, lookup
 from .second_order import _as_sigmoid_over_softplus, _over_softplus
@@ -231,7 +230,9 @@ def canonical_parametrization(cls):
             symbols = cls.make_symbols(p)
             if not p.substitution(symbols):
                 return p
-    raise SymeligError(f"{cls.name} has no parametrization in its own parameters")
+    # the reference π_ref is written in the canonical parameters: without them (a masked
+    # categorical's π depends on its mask), no closed form is derived
+    raise NoClosedForm(f"{cls.name} has no parametrization in its own parameters for the reference")
 
 
 def _measure(first: SymbolicDerivation, suffix: str) -> SymbolicDerivation:

@@ -500,3 +500,45 @@ class log_abs(Function):
         from sympy import Abs
 
         return log(Abs(self.args[0].doit(**hints)))
+
+
+class masked(Function):
+    """The masked logit z + log m: z where the mask m is 1 (allowed), −∞ where it is 0, so that
+    exp(masked(z, m)) = m·e^z.  Kept whole (SymPy folds exp(z + log m) into m·e^z, which the
+    softmax and log-sum-exp rules would not recognise); args (z, m).  The mask is not
+    differentiated: ∂ masked(z, m)/∂z = 1."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, z, m):
+        if m == 1:  # an allowed category (the sample's, on the support)
+            return z
+        return None
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_is_real(self):
+        # real as a formal symbol, so that log e^(z + log m) = z + log m; the −∞ of a masked
+        # category only ever enters as e^(−∞) = 0 in a sum or softmax
+        return self.args[0].is_real
+
+    def fdiff(self, argindex=1):
+        return S.One if argindex == 1 else S.Zero
+
+    def doit(self, **hints):
+        z, m = (a.doit(**hints) for a in self.args)
+        return z + log(m)
+
+    def _latex(self, printer, exp=None):
+        z, m = self.args
+        return _power(rf"\left({printer._print(z)} + \log {printer._print(m)}\right)", exp)
+
+    def _pretty(self, printer):
+        z, m = self.args
+        return printer._print(z + log(m)).parens()
+
+    def _sympystr(self, printer):
+        z, m = self.args
+        return f"({printer._print(z)} + log({printer._print(m)}))"

@@ -172,7 +172,8 @@ def _reparametrized(cls, family, base, lhs, rhs, wrt, kept, positive, vectors) -
             out[canonical] = value
         return out
 
-    _signature(substitution, list(parameters))
+    # the family's arguments too: the base map may read them (a mask enters π)
+    _signature(substitution, list(dict.fromkeys([*parameters, *cls.arguments])))
     from .emit.text import formula
 
     shown_rhs = _as_text(expression, rhs, {n: probe[n] for n in parameters})
@@ -673,9 +674,9 @@ def verify(derivation, points: int = 3, size: int = 3) -> None:
     checked = 0
     for _ in range(20 * points):
         args = {n: _mild(c, rng, size) for n, c in s.parametrization.parameters.items()}
-        args.update({n: c.sample(rng, ()) + 1 for n, c in s.family.arguments.items()})
+        args.update({n: c.sample(rng, (size,)) if c.event_dim else c.sample(rng, ()) + 1 for n, c in s.family.arguments.items()})
         value = s.family.value
-        context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count")}
+        context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count"), "mask": args.get("mask")}
         args["x"] = value.sample(rng, (size,) if value.event_dim else (), **context)
         try:
             with np.errstate(all="ignore"):

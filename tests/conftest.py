@@ -47,10 +47,11 @@ def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
         shape = batch + (size,) if c.event_dim else batch
         args[name] = c.sample(rng, shape).astype(dtype)
     for name, c in family.arguments.items():
-        args[name] = c.sample(rng, batch) + 1
+        # a count argument (total_count) from 1; a mask carries the category axis
+        args[name] = c.sample(rng, batch + (size,)) if c.event_dim else c.sample(rng, batch) + 1
     value = family.value
     shape = batch + (size,) if value.event_dim else batch
-    context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count")}
+    context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count"), "mask": args.get("mask")}
     return {"x": value.sample(rng, shape, **context), **args}
 
 

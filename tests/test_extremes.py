@@ -69,6 +69,7 @@ def _mp_functions() -> dict:
         "log_bessel_i0": lambda k: mp.log(mp.besseli(0, k)),
         "bessel_i1_i0": lambda k: mp.besseli(1, k) / mp.besseli(0, k),
         "DiracDelta": lambda a: mp.mpf(0),  # the points never sit on x = μ
+        "masked": lambda z, m: z if m else -mp.inf,  # z + log m for a mask m of 0 or 1
     }
 
 
@@ -305,9 +306,10 @@ def _canonical(d, params: dict) -> dict:
         value = substitution[name]
         vector = isinstance(value, sympy.Lambda)
         exprs = [_expand(value(k)) for k in range(SIZE)] if vector else [_expand(value)]
-        symbols = [v for n in s.parameters for v in (
+        names = [*s.family.arguments, *s.parameters]  # the arguments too: a mask enters π
+        symbols = [v for n in names for v in (
             [Symbol(f"{s.symbols[n]}_{k}") for k in range(SIZE)] if isinstance(s.symbols[n], IndexedBase) else [s.symbols[n]])]
-        flat = [v for n in s.parameters for v in np.ravel(params[n]).tolist()]
+        flat = [float(v) for n in names for v in np.ravel(params[n]).tolist()]
         values = [float(_at(_lambdified(symbols, e), flat, 60) or 0) for e in exprs]
         out[name] = values if vector else values[0]
     return out
@@ -405,8 +407,8 @@ def points(d) -> list:
                 params[n] = [1e4, -1e4, 0.0] if c.event_dim else 1e4
             elif m is not None:
                 params[n] = _magnitude(c, n, m)
-        for n, c in s.family.arguments.items():
-            params[n] = 5 if c.integer else 2.5
+        for n, c in s.family.arguments.items():  # a mask allows all categories but the middle one
+            params[n] = [k != SIZE // 2 for k in range(SIZE)] if c is constraints.mask else 5 if c.integer else 2.5
         canonical = _canonical(d, {**params, **{n: [0.0] * SIZE if c.event_dim else 0.0 for n, c in constraints_of.items() if n not in params}})
         for n, c in constraints_of.items():  # locations sit at a fraction of the scale
             if n not in params:
@@ -418,7 +420,7 @@ def points(d) -> list:
         canonical = _canonical(d, params)
         if s.family.value is constraints.counts:
             params["total_count"] = 3
-        for x in _samples(d, {**canonical, **{n: float(params[n]) for n in s.family.arguments}}):
+        for x in _samples(d, {**canonical, **{n: float(params[n]) for n in s.family.arguments if not s.family.arguments[n].event_dim}}):
             key = repr((x, sorted(params.items())))
             if key not in seen and np.all(np.isfinite(np.asarray(x, float))):
                 seen.add(key)

@@ -64,11 +64,16 @@ def arguments(draw, d, representable):
 
     args = {}
     for name, c in family.arguments.items():
+        if c is constraints.mask:
+            args[name] = rows(st.booleans(), True).astype(bool).reshape(batch, size)
+            continue
         counts = rows(st.integers(1, 30), False)
         args[name] = counts if c.integer else counts.astype(float) + 0.5
     value = family.value
     if value is constraints.category:
         args["x"] = rows(st.integers(0, size - 1), False)
+        if "mask" in args:  # the sample's category is allowed
+            args["mask"][np.arange(batch), args["x"]] = True
     elif value is constraints.counts:
         args["x"] = rows(st.integers(0, 30), True)
         args["total_count"] = args["x"].sum(-1)

@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 
 import symelig
+from symelig import constraints
 from symelig.errors import SymeligError
 from symelig.family import families
 
 K = 3
 # constrained parameters whose generic --via the kernel generator cannot vectorize (derivation
 # refused in one line, so there is nothing to call)
-UNDERIVABLE = {("categorical", "probs")}
+UNDERIVABLE = {("categorical", "probs"), ("masked_categorical", "probs")}
 
 
 def _constrained():
@@ -102,12 +103,13 @@ def _call_args(family: str, lhs: str, values: list):
         if n in ("qa", "qb", "qw"):
             continue
         args[n] = np.full((rows, K) if constraint.event_dim else rows, _valid(constraint))  # the kept parameters: valid
-    args.update({n: constraint.sample(rng, ()) + 1 for n, constraint in cls.arguments.items()})
+    args.update({n: np.ones((rows, K), bool) if constraint is constraints.mask else constraint.sample(rng, ()) + 1
+                 for n, constraint in cls.arguments.items()})
     if c.event_dim:
         args["qw"] = lhs_values
     else:
         args["qa"], args["qb"] = lhs_values + 0.75, np.full(rows, 0.75)
-    context = {"size": K, "probs": np.full(K, 1.0 / K), "total_count": args.get("total_count")}
+    context = {"size": K, "probs": np.full(K, 1.0 / K), "total_count": args.get("total_count"), "mask": args.get("mask")}
     x = cls.value.sample(rng, (rows, K) if cls.value.event_dim else (rows,), **context)
     catalog = {n: v for n, v in args.items() if n not in ("qa", "qb", "qw")}
     catalog[lhs] = lhs_values

@@ -13,6 +13,7 @@ import html.entities
 import re
 
 from sympy import Indexed, Mul, S
+from sympy import log as sympy_log
 from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.precedence import PRECEDENCE
 
@@ -233,6 +234,10 @@ class _MathML(PositiveFirst, MathMLPresentationPrinter):
 
         condition, then, otherwise = expr.args
         return self._powered(self._print_Piecewise(Piecewise((then, condition), (otherwise, True))), exp)
+
+    def _print_masked(self, expr, exp=None):
+        z, m = expr.args
+        return self._powered(self._parens(self._print(z + sympy_log(m))), exp)
 
     def _print_log_abs(self, expr, exp=None):
         return self._powered(self._log_of(self._row(self._mo("|"), self._print(expr.args[0]), self._mo("|"))), exp)

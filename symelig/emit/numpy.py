@@ -100,6 +100,10 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
     def _print_log_abs(self, expr):
         return f"{self.ns}.log({self.ns}.abs({self._print(expr.args[0])}))"
 
+    def _print_masked(self, expr):
+        z, m = (self._print(a) for a in expr.args)
+        return f"{self.ns}.where({m} != 0, {z}, -{self.ns}.inf)"
+
     def _print_log1pmx(self, expr):
         return self._helper("_log1pmx", expr.args)
 

@@ -162,6 +162,10 @@ class ScalarPrinter(PositiveFirst, PythonCodePrinter):
     def _print_sign(self, expr):
         return self._call("_sign", expr.args[0])
 
+    def _print_masked(self, expr):
+        z, m = (self._print(a) for a in expr.args)
+        return f"({z} if {m} != 0 else -_math.inf)"
+
     def _print_log_abs(self, expr):
         return f"_math.log(abs({self._print(expr.args[0])}))"
 

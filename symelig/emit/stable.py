@@ -36,7 +36,7 @@ from __future__ import annotations
 from itertools import combinations
 
 from sympy import (
-    Abs, Add, And, Dummy, Piecewise, Integer, Max, Mul, Poly, PolynomialError, Rational, S, Sum, binomial, cancel, count_ops, exp, expand_mul, factor,
+    Abs, Add, And, Dummy, Piecewise, Integer, Max, Mul, Poly, PolynomialError, Rational, S, Sum, binomial, cancel, count_ops, exp, expand_log, expand_mul, factor,
     factorial, gcd, log, loggamma, pi, polygamma,
 )
 from sympy.codegen.cfunctions import expm1, log1p
@@ -567,9 +567,10 @@ def _others_at(expr, x):
                 if f is None:
                     continue
                 c = -term / factor_
-                at_x = c * log(f.subs(i, x))
-                if at_x in terms:
-                    rest = [t for t in terms if t is not term and t != at_x]
+                # log f(x) as the terms show it: log(m_x·p_x) is log m_x + log p_x (a mask m > 0)
+                at_x = Add.make_args(expand_mul(c * expand_log(log(f.subs(i, x)))))
+                if all(t in terms for t in at_x):
+                    rest = [t for t in terms if t is not term and t not in at_x]
                     return Add(*rest, c * _log_share(f, i, K_of(factor_.args[0]), x))
     return expr
 

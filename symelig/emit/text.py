@@ -66,6 +66,10 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
     def _print_LogSumExp(self, expr):
         return f"logsumexp_{self._print(expr.index)}({self._print(expr.body)})"
 
+    def _print_masked(self, expr):
+        z, m = (self._print(a) for a in expr.args)
+        return f"({z} + log({m}))"
+
     def _print_xlogy(self, expr):
         return self._print(Mul(expr.args[0], log(expr.args[1]), evaluate=False))
 
