@@ -67,7 +67,7 @@ SAMPLES = {  # one instance of every function symelig.functions defines
     "factorial_remainder": functions.factorial_remainder(a), "added_first": functions.added_first(a + b),
     "fms": functions.fms(a, b, c), "select": functions.select(x > 1, a, b),
     "SumExcept": functions.SumExcept(z[i], i, K, j), "SoftmaxExcept": functions.SoftmaxExcept(z[i], i, K, j),
-    "log_abs": functions.log_abs(a - b),
+    "log_abs": functions.log_abs(a - b), "masked": functions.masked(z[j], b),
 }
 
 
