@@ -101,6 +101,29 @@ def builtin_entries() -> list:
     return [e for e in catalog() if e.builtin]
 
 
+def _entry_files(entry) -> tuple:
+    """(stem, LaTeX fragment, Markdown page, numpy module) of one entry: the unit of work a
+    worker process does (deriving and printing one entry takes about a second)."""
+    d = derive(entry.family, entry.param)
+    return _stem(entry), d.latex_fragment(order=2), markdown(d), d.full_numpy_source
+
+
+def _all_entry_files(entries: list) -> list:
+    """Every entry's files, one worker process per CPU: the entries are independent and SymPy
+    holds the GIL, so processes, not threads.  Spawned (not forked) workers import symelig
+    afresh, so a caller that has imported threads (JAX, a test runner) is not forked."""
+    import concurrent.futures
+    import multiprocessing
+    import os
+
+    workers = min(len(entries), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers < 2:
+        return [_entry_files(e) for e in entries]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(_entry_files, entries))
+
+
 def build() -> dict:
     """{relative path: text} for the whole folder."""
     files = {}
@@ -110,12 +133,11 @@ def build() -> dict:
         "| family | param | differentiated | page | LaTeX | numpy |",
         "|---|---|---|---|---|---|",
     ]
-    for entry in builtin_entries():
-        d = derive(entry.family, entry.param)
-        stem = _stem(entry)
-        files[f"{stem}.tex"] = d.latex_fragment(order=2)
-        files[f"{stem}.md"] = markdown(d)
-        files[f"{stem}.py"] = d.full_numpy_source
+    entries = builtin_entries()
+    for entry, (stem, fragment, page, module) in zip(entries, _all_entry_files(entries)):
+        files[f"{stem}.tex"] = fragment
+        files[f"{stem}.md"] = page
+        files[f"{stem}.py"] = module
         index.append(
             f"| {entry.family} | `{entry.param}` | {', '.join(entry.parameters)} | "
             f"[{stem}.md]({stem}.md) | [{stem}.tex]({stem}.tex) | [{stem}.py]({stem}.py) |"
