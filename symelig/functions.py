@@ -9,7 +9,7 @@
   evaluate them stably (max-shifted).  They are never differentiated; ``.doit()`` turns them
   back into the raw Sum form, which is what the tests compare.
 """
-from sympy import Function, Indexed, S, Sum, exp, log
+from sympy import Add, Function, Indexed, S, Sum, exp, log
 from sympy.printing.precedence import PRECEDENCE
 
 
@@ -531,14 +531,19 @@ class masked(Function):
         z, m = (a.doit(**hints) for a in self.args)
         return z + log(m)
 
+    # Printed as the sum z + log m that it is, with a sum's precedence: the enclosing printer
+    # adds parentheses where a sum needs them (a product, a power) and nowhere else.
+    precedence = PRECEDENCE["Add"]
+
     def _latex(self, printer, exp=None):
         z, m = self.args
-        return _power(rf"\left({printer._print(z)} + \log {printer._print(m)}\right)", exp)
+        text = rf"{printer._print(z)} + \log {printer._print(m)}"
+        return _power(text, exp)
 
     def _pretty(self, printer):
         z, m = self.args
-        return printer._print(z + log(m)).parens()
+        return printer._print(Add(z, log(m), evaluate=False))
 
     def _sympystr(self, printer):
         z, m = self.args
-        return f"({printer._print(z)} + log({printer._print(m)}))"
+        return f"{printer._print(z)} + log({printer._print(m)})"

@@ -237,7 +237,7 @@ class _MathML(PositiveFirst, MathMLPresentationPrinter):
 
     def _print_masked(self, expr, exp=None):
         z, m = expr.args
-        return self._powered(self._parens(self._print(z + sympy_log(m))), exp)
+        return self._powered(self._print(z + sympy_log(m)), exp)  # a sum: parenthesized by precedence
 
     def _print_log_abs(self, expr, exp=None):
         return self._powered(self._log_of(self._row(self._mo("|"), self._print(expr.args[0]), self._mo("|"))), exp)

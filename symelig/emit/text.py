@@ -66,9 +66,9 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
     def _print_LogSumExp(self, expr):
         return f"logsumexp_{self._print(expr.index)}({self._print(expr.body)})"
 
-    def _print_masked(self, expr):
+    def _print_masked(self, expr):  # a sum: the enclosing printer parenthesizes by precedence
         z, m = (self._print(a) for a in expr.args)
-        return f"({z} + log({m}))"
+        return f"{z} + log({m})"
 
     def _print_xlogy(self, expr):
         return self._print(Mul(expr.args[0], log(expr.args[1]), evaluate=False))
