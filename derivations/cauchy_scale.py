@@ -126,7 +126,7 @@ def hessian(x, loc, scale):
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
     out[..., 1, 1] = _hessian_1_1
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def fisher(loc, scale):
@@ -152,7 +152,7 @@ def fisher(loc, scale):
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
     out[..., 1, 1] = _fisher_1_1
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def natural_gradient(grad, loc, scale):
@@ -160,7 +160,7 @@ def natural_gradient(grad, loc, scale):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(loc, scale)
-    return {'loc': grad['loc'] * _pinv_diagonal(f[..., 0, 0]), 'scale': grad['scale'] * _pinv_diagonal(f[..., 1, 1])}
+    return {'loc': _positive_zero(grad['loc'] * _pinv_diagonal(f[..., 0, 0])), 'scale': _positive_zero(grad['scale'] * _pinv_diagonal(f[..., 1, 1]))}
 
 
 def _float_dtype(*arrays):
@@ -177,18 +177,27 @@ def _into(buffer, other):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
 
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
     zero = d == 0
     return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
+
+
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
 
 
 def _with_ndim(a, ndim):

@@ -86,7 +86,7 @@ def hessian(x, eta):
     _hessian_0_0 = np.divide(-1/2, _b0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _hessian_0_0
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def fisher(eta):
@@ -102,7 +102,7 @@ def fisher(eta):
     _fisher_0_0 = np.divide(1/2, _b0)
     out = np.empty(batch + (1, 1), dtype)
     out[..., 0, 0] = _fisher_0_0
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def natural_gradient(grad, eta):
@@ -110,7 +110,7 @@ def natural_gradient(grad, eta):
     (e.g. the mean eligibility of a batch).  F is diagonal.
     """
     f = fisher(eta)
-    return {'eta': grad['eta'] * _pinv_diagonal(f[..., 0, 0])}
+    return {'eta': _positive_zero(grad['eta'] * _pinv_diagonal(f[..., 0, 0]))}
 
 
 def _float_dtype(*arrays):
@@ -121,18 +121,27 @@ def _float_dtype(*arrays):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
 
 
 def _pinv_diagonal(d):
     """1/d, and 0 where d = 0: the pseudo-inverse of a diagonal."""
     zero = d == 0
     return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
+
+
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
 
 
 def _with_ndim(a, ndim):

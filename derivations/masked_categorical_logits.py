@@ -9,9 +9,9 @@ Masked softmax logits: π_k = exp(z_k + log m_k) / Σ_i exp(z_i + log m_i), as
 The mask m (True = allowed) is not differentiated; the eligibility is 0 on masked
 categories and sums to zero over the allowed ones.
 
-    log P(x | z) = (z[x] + log(m[x])) - logsumexp_i((z[i] + log(m[i])))
-    ∂ log P / ∂z[j] = δ(j,x) - softmax((z[i] + log(m[i])))[j]
-    where π[i] = exp((z[i] + log(m[i])))/Σ_k (exp((z[k] + log(m[k]))))
+    log P(x | z) = z[x] + log(m[x]) - logsumexp_i(z[i] + log(m[i]))
+    ∂ log P / ∂z[j] = δ(j,x) - softmax(z[i] + log(m[i]))[j]
+    where π[i] = exp(z[i] + log(m[i]))/Σ_k (exp(z[k] + log(m[k])))
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
 The category axis is the last one; all other axes broadcast as batch axes.
@@ -24,7 +24,7 @@ PARAM = 'logits'
 PARAMETERS = ('logits',)
 
 def log_prob(x, mask, logits):
-    """log P(x | z) = (z[x] + log(m[x])) - logsumexp_i((z[i] + log(m[i]))), shaped like the batch.
+    """log P(x | z) = z[x] + log(m[x]) - logsumexp_i(z[i] + log(m[i])), shaped like the batch.
 
     x: (...), a category index
     mask: (..., K), booleans, True where a category is allowed
@@ -58,8 +58,8 @@ def eligibility(x, mask, logits):
     """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
     broadcast over the batch.
 
-    ∂ log P / ∂z[j] = δ(j,x) - softmax((z[i] + log(m[i])))[j]
-    where π[i] = exp((z[i] + log(m[i])))/Σ_k (exp((z[k] + log(m[k]))))
+    ∂ log P / ∂z[j] = δ(j,x) - softmax(z[i] + log(m[i]))[j]
+    where π[i] = exp(z[i] + log(m[i]))/Σ_k (exp(z[k] + log(m[k])))
 
     x: (...), a category index
     mask: (..., K), booleans, True where a category is allowed
@@ -93,7 +93,7 @@ def eligibility(x, mask, logits):
 
 def hessian(x, mask, logits):
     """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
-    d_j = -softmax((z[i] + log(m[i])))[j], c = 1, u_j = softmax((z[i] + log(m[i])))[j]
+    d_j = -softmax(z[i] + log(m[i]))[j], c = 1, u_j = softmax(z[i] + log(m[i]))[j]
     (``dense(block)`` gives the (..., K, K) matrix).
     """
     logits = np.asarray(logits)
@@ -125,7 +125,7 @@ def hessian(x, mask, logits):
 
 def fisher(mask, logits):
     """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
-    d_j = softmax((z[i] + log(m[i])))[j], c = -1, u_j = softmax((z[i] + log(m[i])))[j]
+    d_j = softmax(z[i] + log(m[i]))[j], c = -1, u_j = softmax(z[i] + log(m[i]))[j]
     (``dense(block)`` gives the (..., K, K) matrix).
     """
     logits = np.asarray(logits)
@@ -168,7 +168,7 @@ def natural_gradient(grad, mask, logits):
     logits = logits.reshape((1,) * (len(batch) + 1 - logits.ndim) + logits.shape)
     _null = 1
     _null = _output(_null, batch + (size,), dtype, copy=True)
-    return {'logits': _rank_one_pinv_solve(f['diagonal'], _null, np.asarray(grad['logits'], f['diagonal'].dtype))}
+    return {'logits': _positive_zero(_rank_one_pinv_solve(f['diagonal'], _null, np.asarray(grad['logits'], f['diagonal'].dtype)))}
 
 
 def _float_dtype(*arrays):
@@ -179,12 +179,16 @@ def _float_dtype(*arrays):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
 
 
 def _pinv_diagonal(d):
@@ -193,8 +197,14 @@ def _pinv_diagonal(d):
     return np.where(zero, 0.0, 1 / np.where(zero, 1.0, d))
 
 
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
+
+
 def _put_at(out, index, value):
     """out[..., index] = value along the last axis, in place; index and value are (..., 1)."""
+    value = np.add(value, 0.0)  # no −0.0 (see _output)
     np.put_along_axis(out, index, np.broadcast_to(value, np.broadcast_shapes(np.shape(value), index.shape)), axis=-1)
 
 

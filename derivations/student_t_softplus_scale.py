@@ -235,7 +235,7 @@ def hessian(x, df, loc, raw_scale):
     out[..., 1, 1] = _hessian_1_1
     out[..., 1, 2] = out[..., 2, 1] = _hessian_1_2
     out[..., 2, 2] = _hessian_2_2
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def fisher(df, loc, raw_scale):
@@ -289,7 +289,7 @@ def fisher(df, loc, raw_scale):
     out[..., 1, 1] = _fisher_1_1
     out[..., 1, 2] = out[..., 2, 1] = _fisher_1_2
     out[..., 2, 2] = _fisher_2_2
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def natural_gradient(grad, df, loc, raw_scale):
@@ -299,7 +299,7 @@ def natural_gradient(grad, df, loc, raw_scale):
     f = fisher(df, loc, raw_scale)
     g = np.stack(np.broadcast_arrays(grad['df'], grad['loc'], grad['raw_scale']), axis=-1).astype(f.dtype)
     v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
-    return {'df': v[..., 0], 'loc': v[..., 1], 'raw_scale': v[..., 2]}
+    return {'df': _positive_zero(v[..., 0]), 'loc': _positive_zero(v[..., 1]), 'raw_scale': _positive_zero(v[..., 2])}
 
 
 def _float_dtype(*arrays):
@@ -386,12 +386,21 @@ def _log_softplus_curvature(z):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
+
+
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
 
 
 def _sigmoid(z):

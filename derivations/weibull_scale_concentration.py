@@ -138,7 +138,7 @@ def hessian(x, scale, concentration):
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
     out[..., 1, 1] = _hessian_1_1
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def fisher(scale, concentration):
@@ -164,7 +164,7 @@ def fisher(scale, concentration):
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
     out[..., 1, 1] = _fisher_1_1
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def natural_gradient(grad, scale, concentration):
@@ -174,7 +174,7 @@ def natural_gradient(grad, scale, concentration):
     f = fisher(scale, concentration)
     g = np.stack(np.broadcast_arrays(grad['scale'], grad['concentration']), axis=-1).astype(f.dtype)
     v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
-    return {'scale': v[..., 0], 'concentration': v[..., 1]}
+    return {'scale': _positive_zero(v[..., 0]), 'concentration': _positive_zero(v[..., 1])}
 
 
 def _float_dtype(*arrays):
@@ -191,12 +191,21 @@ def _into(buffer, other):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
+
+
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
 
 
 def _with_ndim(a, ndim):

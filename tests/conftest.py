@@ -73,3 +73,12 @@ def moderate_arguments(d, rng, size=4) -> dict:
         elif c is constraints.simplex:
             args[name] = rng.dirichlet(np.full(size, 3.0))
     return args
+
+
+def assert_no_negative_zero(values, what="") -> None:
+    """The standard: a zero, whatever made it (−π·c at a masked category, an underflow of a
+    negative value), is returned as +0.0, never −0.0."""
+    for name, value in (values.items() if isinstance(values, dict) else [("", values)]):
+        value = np.asarray(value.cpu() if hasattr(value, "cpu") else value, dtype=float)
+        negative_zero = (value == 0) & np.signbit(value)
+        assert not np.any(negative_zero), f"{what} {name}: -0.0 at {np.argwhere(negative_zero).tolist()}"

@@ -10,7 +10,7 @@ import pytest
 
 import symelig
 
-from conftest import random_arguments
+from conftest import assert_no_negative_zero, random_arguments
 
 LIBRARIES = [lib for lib in ("numpy", "torch", "jax") if importlib.util.find_spec(lib)]
 
@@ -55,6 +55,8 @@ def test_array_api_kernels_match_numpy(entry, lib, dtype):
         assert str(value.dtype).endswith(np.dtype(dtype).name), (name, value.dtype)
         np.testing.assert_allclose(_numpy(value), expected[name], **tolerance, err_msg=name)
     np.testing.assert_allclose(_numpy(d.array_api_kernels.log_prob(**converted)), d.kernels.log_prob(**args), **tolerance)
+    assert_no_negative_zero(result, "eligibility")
+    assert_no_negative_zero(expected, "numpy eligibility")
 
 
 def test_derive_dispatches_torch_tensors_and_keeps_them_on_their_device():

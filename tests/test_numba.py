@@ -23,7 +23,7 @@ import pytest
 import symelig
 from symelig.derivation import require_numba
 
-from conftest import random_arguments
+from conftest import assert_no_negative_zero, random_arguments
 
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
@@ -41,6 +41,7 @@ def _compare(got, expected, dtype, what, scale=1.0, atol=0.0):
     for name, value in expected.items():
         assert got[name].dtype == dtype and got[name].shape == value.shape, (what, name, got[name].dtype, got[name].shape, value.shape)
         np.testing.assert_allclose(got[name], value, **tolerance, err_msg=f"{what} {name}")
+    assert_no_negative_zero(got, what)
 
 
 def _cases(d, dtype):

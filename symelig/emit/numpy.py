@@ -308,7 +308,7 @@ class NumpyKernel(Kernel):
         for (ia, ib), name in entries.items():
             target = f"out[..., {ia}, {ib}]" + (f" = out[..., {ib}, {ia}]" if ia != ib else "")
             lines.append(f"{target} = {name}")
-        return lines + ["return out"]
+        return lines + ["return np.add(out, 0.0, out=out)  # no −0.0 (see _output)"]
 
     def row_max(self, code: str) -> str:
         return self.helper("_row_max", code)

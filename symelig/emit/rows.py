@@ -235,13 +235,15 @@ class Kernel:
                     f"{pad}            {s} += {self._print(self.row.written_out(definition.values, everywhere=True))}",
                 ]
 
-    def _statements(self, assignments: dict, pad: str):
-        """``{target code: expression}`` as statements, common subexpressions computed once."""
+    def _statements(self, assignments: dict, pad: str, positive_zero: bool = False):
+        """``{target code: expression}`` as statements, common subexpressions computed once;
+        with ``positive_zero`` each target's value is taken + 0.0 (see ``_loop``)."""
         exprs = [self.row.written_out(e) for e in assignments.values()]
         self._need(exprs, pad)
         common, reduced = cse(exprs, symbols=self.temps, order="none")
         self.lines += [f"{pad}{s} = {self._print(e)}" for s, e in common]
-        self.lines += [f"{pad}{t} = {self._print(e)}" for t, e in zip(assignments, reduced)]
+        wrap = "({}) + 0.0" if positive_zero else "{}"
+        self.lines += [f"{pad}{t} = {wrap.format(self._print(e))}" for t, e in zip(assignments, reduced)]
 
     def _hoist(self, e, hoisted: dict):
         """``e`` with the parts that do not change along the row replaced by row temporaries."""
@@ -256,9 +258,11 @@ class Kernel:
             return e.func(*moving, *fixed)
         return e.func(*[self._hoist(a, hoisted) for a in e.args]) if e.args else e
 
-    def _loop(self, assignments: dict, tail=()):
+    def _loop(self, assignments: dict, tail=(), positive_zero=False):
         """A loop along the row; its row-constant parts (and the row definitions it uses) are
-        computed before it, exp(f − max) kept by an earlier pass is read back first."""
+        computed before it, exp(f − max) kept by an earlier pass is read back first.  With
+        ``positive_zero`` (the outputs) each value is stored + 0.0: −0.0 becomes +0.0 and every
+        other value stays (IEEE round to nearest), free inside the loop."""
         hoisted: dict = {}
         bodies = {t: self._hoist(self.row.written_out(e), hoisted) for t, e in assignments.items()}
         self._need(list(bodies.values()), "    ")
@@ -266,7 +270,7 @@ class Kernel:
         self.lines.append("    for _c in range(_size):")
         used = set().union(*(e.free_symbols for e in bodies.values()))
         self.lines += [f"        {t} = {r.cache}[_r, _c]" for t, r in self.row.shifted.items() if t in used]
-        self._statements(bodies, "        ")
+        self._statements(bodies, "        ", positive_zero)
         self.lines += ["        " + t for t in tail]
 
     def _pass(self, reductions):
@@ -297,12 +301,12 @@ class Kernel:
         if values:
             self._statements(values, "    ")
         if vectors:
-            self._loop({f"{o.array}[_r, _c]": o.expr for o in vectors})
+            self._loop({f"{o.array}[_r, _c]": o.expr for o in vectors}, positive_zero=True)
         for n, o in enumerate(outputs):
             if o.vector and o.at is not None:
-                self.lines.append(f"    {o.array}[_r, _x] {'+=' if o.add else '='} _at_x{n}")
+                self.lines.append(f"    {o.array}[_r, _x] {'+=' if o.add else '='} _at_x{n} + 0.0")
             elif not o.vector:
-                self.lines += [f"    {o.array}[_r{place}] = _value{n}" for place in o.places]
+                self.lines += [f"    {o.array}[_r{place}] = _value{n} + 0.0" for place in o.places]
         return self._functions(arguments, [o.array for o in outputs])
 
     def _functions(self, arguments, arrays) -> str:

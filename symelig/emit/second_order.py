@@ -104,27 +104,28 @@ def natural_gradient(so, backend) -> tuple:
             body, owned = k.elementwise({"_null": null})
             lines += body
             lines.append(f"_null = {k.output('_null', 'batch + (size,)', not owned['_null'])}")
-            lines.append(f"return {{{vector!r}: {k.helper('_rank_one_pinv_solve', d, '_null', g)}}}")
+            lines.append(f"return {{{vector!r}: {k.helper('_positive_zero', k.helper('_rank_one_pinv_solve', d, '_null', g))}}}")
             how = f"F is singular; its null space is spanned by n_j = {formula(null)}: F⁺ (Moore–Penrose) in O(K)"
         elif block.scale == 0:
-            lines.append(f"return {{{vector!r}: {g} * {k.helper('_pinv_diagonal', d)}}}")
+            lines.append(f"return {{{vector!r}: {k.helper('_positive_zero', f'{g} * ' + k.helper('_pinv_diagonal', d))}}}")
             how = "F is diagonal"
         else:
             solve = k.helper("_rank_one_solve", d, "f['scale'][..., None]", "f['vector']", g)
-            lines.append(f"return {{{vector!r}: {solve}}}")
+            lines.append(f"return {{{vector!r}: {k.helper('_positive_zero', solve)}}}")
             how = "F⁻¹ by Sherman–Morrison in O(K)"
     else:
         names = list(first.parameters)
         grads = [k.operand(f"grad[{n!r}]", "f") for n in names]
         if all(e == 0 for (a, b), e in so.fisher.items() if a != b):
-            parts = ", ".join(f"{n!r}: {g} * {k.helper('_pinv_diagonal', f'f[..., {i}, {i}]')}" for i, (n, g) in enumerate(zip(names, grads)))
+            parts = ", ".join(f"{n!r}: " + k.helper("_positive_zero", f"{g} * " + k.helper("_pinv_diagonal", f"f[..., {i}, {i}]"))
+                              for i, (n, g) in enumerate(zip(names, grads)))
             lines.append(f"return {{{parts}}}")
             how = "F is diagonal"
         else:
             lines.append(f"g = {k.stacked(grads, 'f')}")
             # Moore–Penrose: F may be singular for a user's reparametrization (loc = a·b)
             lines.append(f"v = ({k.pinv('f')} @ g[..., None])[..., 0]  # batch axes broadcast")
-            lines.append("return {" + ", ".join(f"{n!r}: v[..., {i}]" for i, n in enumerate(names)) + "}")
+            lines.append("return {" + ", ".join(f"{n!r}: " + k.helper("_positive_zero", f"v[..., {i}]") for i, n in enumerate(names)) + "}")
             how = "a batched P×P pseudo-inverse"
     doc = (
         "The natural gradient F(θ)⁺·grad, {parameter: array}, for grad shaped like the eligibility\n"

@@ -60,12 +60,25 @@ def _broadcast_shapes(*shapes):
 
 def _full(xp, value, shape, dtype, device, copy=False):
     """``value`` broadcast to ``shape`` as an array the caller owns (``value`` itself when it is
-    a fresh result of that shape and ``copy`` is false)."""
+    a fresh result of that shape and ``copy`` is false), with no −0.0: adding +0.0 turns −0.0
+    into +0.0 and leaves every other value (IEEE round to nearest), so a zero that a product
+    with a negative factor made (−π·c at π = 0) is returned as +0.0."""
     # (a Python number has no dtype; numpy would even call dtype("float64") == None true)
     if not copy and hasattr(value, "dtype") and tuple(value.shape) == tuple(shape) and value.dtype == dtype:
-        return value
-    value = xp.astype(xp.asarray(value, device=device), dtype, copy=False)
+        return _positive_zero(xp, value, in_place=True)
+    value = _positive_zero(xp, xp.astype(xp.asarray(value, device=device), dtype, copy=False))
     return xp.asarray(xp.broadcast_to(value, tuple(shape)), copy=True)  # one pass: a view, then a copy
+
+
+def _positive_zero(xp, a, in_place=False):
+    """a + 0.0 (−0.0 becomes +0.0); in place where ``a`` is the kernel's own array and the library
+    writes in place (torch unless autograd records ``a``, numpy, CuPy)."""
+    if in_place and "torch" in xp.__name__ and not a.requires_grad:
+        return a.add_(0.0)
+    if in_place and ("numpy" in xp.__name__ or "cupy" in xp.__name__) and hasattr(a, "__iadd__"):
+        a += 0.0
+        return a
+    return a + 0.0
 
 
 def _negated(xp, a):
@@ -108,6 +121,7 @@ def _add_at(xp, e, index, value):
     numpy-likes put along the axis, anything else uses where() over the whole array."""
     name = xp.__name__
     index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))  # a sample shared by a batch
+    value = value + 0.0  # e holds no −0.0 (_full) and value none: neither does their sum
     if "jax" in name:
         import jax.numpy as jnp
         value = jnp.broadcast_to(jnp.asarray(value, dtype=e.dtype), index.shape)
@@ -130,6 +144,7 @@ def _put_at(xp, e, index, value):
     numpy-likes put along the axis, anything else uses where() over the whole array."""
     name = xp.__name__
     index = xp.broadcast_to(index, tuple(e.shape[:-1]) + (1,))
+    value = value + 0.0  # no −0.0 (see _full)
     if "jax" in name:
         import jax.numpy as jnp
         value = jnp.broadcast_to(jnp.asarray(value, dtype=e.dtype), index.shape)

@@ -180,12 +180,21 @@ def _float_dtype(*arrays):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
+
+
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
 
 
 def _row_sum(a):
@@ -231,12 +240,14 @@ def _sum_except(values, total, index):
 
 def _put_at(out, index, value):
     """out[..., index] = value along the last axis, in place; index and value are (..., 1)."""
+    value = np.add(value, 0.0)  # no −0.0 (see _output)
     np.put_along_axis(out, index, np.broadcast_to(value, np.broadcast_shapes(np.shape(value), index.shape)), axis=-1)
 
 
 def _add_at(out, index, value):
     """out[..., index] += value along the last axis, in place; index and value are (..., 1)."""
-    np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + value, axis=-1)
+    # out holds no −0.0 (_output) and value none: their sum is not −0.0 either
+    np.put_along_axis(out, index, np.take_along_axis(out, index, axis=-1) + np.add(value, 0.0), axis=-1)
 
 
 def dense(block):
