@@ -67,7 +67,9 @@ def _print(expr, style) -> str:
     if is_log_det(expr):
         return s["logdet"].format(_atom(expr.args[0].arg, style))
     if isinstance(expr, MatAdd) or expr.is_Add:
-        terms = sorted((_print(t, style) for t in expr.args), key=lambda t: t.startswith(s["minus"]))
+        # as a paper orders them: the tril terms first, subtracted terms last
+        ordered = sorted(expr.args, key=lambda t: not isinstance(t, Tril))
+        terms = sorted((_print(t, style) for t in ordered), key=lambda t: t.startswith(s["minus"]))
         out = terms[0]
         for t in terms[1:]:
             out += f" {s['minus']} {t[len(s['minus']):].lstrip()}" if t.startswith(s["minus"]) else f" + {t}"
