@@ -9,7 +9,7 @@ The printer refuses any construct it does not know rather than guess.
 """
 from __future__ import annotations
 
-from sympy import Identity, Inverse, MatAdd, MatMul, MatrixSymbol, Transpose, pycode
+from sympy import Identity, Inverse, MatAdd, MatMul, MatrixSymbol, Symbol, Transpose, log, pi, pycode
 
 from .calculus import Diag, ExpDiag, Tril, is_diagonal, is_log_det
 from .normal import MatrixDerivation
@@ -167,7 +167,7 @@ def _log_prob(printer: _Printer, terms) -> str:
             negative = _negative(term)
             total = _join(total, printer.emit(-term if negative else term)[0], negative)
         else:  # the constant −(d/2) log 2π, d read from x's shape
-            total = _join(total, pycode(-term, fully_qualified_modules=True), True)
+            total = _join(total, pycode((-term).subs(log(2 * pi), Symbol("LOG_2PI"))), True)
     return total
 
 

@@ -6,6 +6,8 @@ import math
 
 from array_api_compat import array_namespace, device
 
+LOG_2PI = math.log(2 * math.pi)  # the constant of log p
+
 
 def _namespace(*arrays):
     return array_namespace(*arrays)
