@@ -68,7 +68,7 @@ def list_catalog() -> None:
 
     rows = [
         (e.family, e.param, ", ".join(e.parameters), ", ".join(e.arguments) or "-", e.support, e.torch or "-")
-        for e in catalog() + _matrix_entries()
+        for e in sorted(catalog() + _matrix_entries(), key=lambda e: e.family)  # stable: parametrizations keep their order
     ]
     header = ("family", "param", "differentiated", "also takes", "support of x", "torch.distributions")
     widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]

@@ -245,6 +245,29 @@ def test_matches_torch_autograd(param, d):
         assert relative_error(value.numpy(), ours[name]) < 1e-12
 
 
+@pytest.mark.parametrize("param", PARAMS)
+def test_array_api_substitution_without_torch(param):
+    """The array API kernels' own substitution (what jax or cupy arrays get), run on numpy arrays."""
+    args, _ = random_case(np.random.default_rng(6), (5,), 4, param)
+    d = symelig.derive("multivariate_normal", param)
+    generic, expected = d.array_api_kernels.eligibility(**args), d.eligibility(**args)
+    for name in expected:
+        np.testing.assert_allclose(generic[name], expected[name], rtol=1e-12)
+    np.testing.assert_allclose(d.array_api_kernels.fisher(args["loc"], args[param]), d.fisher(loc=args["loc"], **{param: args[param]}),
+                               rtol=1e-12)
+
+
+def test_jax_arrays():
+    jnp = pytest.importorskip("jax.numpy")
+    args, _ = random_case(np.random.default_rng(8), (5,), 3, "log_diag_tril", np.float32)
+    d = symelig.derive("multivariate_normal", "log_diag_tril")
+    got = d.eligibility(**{n: jnp.asarray(v) for n, v in args.items()})
+    expected = d.eligibility(**{n: v.astype(np.float64) for n, v in args.items()})
+    for name in expected:
+        assert got[name].dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(got[name]), expected[name], rtol=1e-4, atol=1e-4)
+
+
 def test_torch_tensors_are_checked():
     torch = pytest.importorskip("torch")
     with pytest.raises(SymeligError, match="must be lower triangular"):
