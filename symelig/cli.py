@@ -88,6 +88,14 @@ def _is_matrix(family) -> bool:
     return is_matrix_family(family)
 
 
+def _catalog_only(family) -> None:
+    """Commands built on the catalog engine's derivation (paper, eval-files) refuse a matrix family."""
+    if _is_matrix(family):
+        from .family import lookup
+
+        lookup(family, None)  # raises the one-line error that names the commands it works with
+
+
 def _matrix_derived(family, param, format: Format, standalone: bool, k, order: int, quantity, user) -> str:
     """derive for a family with a matrix parameter (symelig.matrix): its own printed forms."""
     from .matrix import derive as derive_matrix
@@ -335,6 +343,7 @@ def eval_files(
     from . import derive as derive_entry
     from .outofcore import Interrupted, parse_size, run
 
+    _catalog_only(family)
     limit = parse_size(memory_limit)
     d = derive_entry(family, param)
 
@@ -559,6 +568,7 @@ def paper_table(
         family, _, param = name.partition(":")
         if name.count(":") > 1 or (":" in name and not param):
             raise SymeligError(f"{name!r} is not an entry: give FAMILY or FAMILY:PARAM, e.g. normal:log_scale")
+        _catalog_only(family)
         chosen.append((family, param or None))
     with _working(f"deriving {len(chosen)} entries" + (" with their Fisher information" if fisher else "")):
         derivations = [derive_entry(family, param) for family, param in chosen]

@@ -165,6 +165,11 @@ def test_batch_shapes_must_broadcast():
     (["eval", "multivariate_normal", "--x", "1,2", "--loc", "0,0", "--scale-tril", "1,0;0.5"], "equal lengths"),
     (["derive", "multivariate_normal", "--param", "cholesky"], "unknown parametrization 'cholesky'"),
     (["export", "multivariate_normal", "--backend", "numba", "-o", "m.py"], "no numba backend"),
+    (["paper", "multivariate_normal"], "is derived in matrix form"),
+    (["audit", "kl", "multivariate_normal"], "is derived in matrix form"),
+    (["html", "multivariate_normal", "-o", "site"], "is derived in matrix form"),
+    (["eval-files", "multivariate_normal", "-i", "in", "-o", "out"], "is derived in matrix form"),
+    (["explain", "multivariate_normal", "--x", "1,2"], "takes no values"),
 ])
 def test_cli_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as done:
