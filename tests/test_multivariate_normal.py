@@ -153,6 +153,15 @@ def test_bad_input_is_one_line(bad, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_results_beyond_the_range_are_an_error():
+    d = symelig.derive("multivariate_normal")
+    args = {"x": [1.0, 1.0], "loc": [0.0, 0.0], "scale_tril": [[1e-200, 0.0], [0.0, 1.0]]}
+    with pytest.raises(SymeligError, match="beyond the float64 range"):
+        d.eligibility(**args)
+    small = {"x": [1.0, 1.0], "loc": [0.0, 0.0], "scale_tril": [[1e-100, 0.0], [0.0, 1.0]]}  # z_0 = 1e100: still in range
+    assert np.isfinite(d.log_prob(**small)) and d.eligibility(**small)["loc"][0] == pytest.approx(1e200, rel=1e-12)
+
+
 def test_batch_shapes_must_broadcast():
     with pytest.raises(SymeligError, match="the batch shapes do not broadcast"):
         symelig.derive("multivariate_normal").log_prob(np.zeros((3, 2)), loc=np.zeros((4, 2)), scale_tril=np.eye(2))

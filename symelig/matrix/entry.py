@@ -64,7 +64,13 @@ class MatrixEntry:
         foreign = any(not isinstance(v, np.ndarray) for v in arrays.values())
         kernels = self.array_api_kernels if foreign else self.kernels
         with np.errstate(all="ignore"):
-            return getattr(kernels, function)(**arrays)
+            result = getattr(kernels, function)(**arrays)
+        if not foreign:
+            for name, value in (result.items() if isinstance(result, dict) else [(function, result)]):
+                if not np.all(np.isfinite(value)):  # finite inputs, so the true value is beyond the dtype's range
+                    raise SymeligError(f"{function} {'of ' + name + ' ' if name != function else ''}is beyond the {value.dtype} "
+                                       f"range at these values (scale_tril's diagonal too small for x − loc?)")
+        return result
 
     def log_prob(self, x, **params):
         """log p(x | θ) over the broadcast batch."""

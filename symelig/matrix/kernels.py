@@ -15,6 +15,7 @@ from .calculus import Diag, ExpDiag, Tril, is_diagonal, is_log_det
 from .normal import MatrixDerivation
 
 ARGUMENT = {"x": "x", "mu": "loc", "L": "scale_tril", "A": "log_diag_tril", "z": "z", "g": "grad"}
+TRIANGULAR = {"L"}  # the matrices a solve may be emitted for: lower triangular by the family's constraint
 
 
 class _Printer:
@@ -89,6 +90,8 @@ class _Printer:
         if not full:
             return diagonal, "diagonal"
         if diagonal:
+            if full.isidentifier():  # an argument or a shared temporary: add_to_diagonal writes into its first argument
+                full = self.call("copy", full)
             return self.call("add_to_diagonal", full, diagonal), "matrix"
         return full, kinds.pop()
 
@@ -131,10 +134,14 @@ class _Printer:
 
 def _applied(factor):
     """(helper, matrix) applying ``factor`` to a vector: solves for inverses, products otherwise."""
-    if isinstance(factor, Inverse) and isinstance(factor.arg, Transpose) and isinstance(factor.arg.arg, MatrixSymbol):
-        return "solve_lower_transposed", factor.arg.arg
-    if isinstance(factor, Inverse) and isinstance(factor.arg, MatrixSymbol):
-        return "solve_lower", factor.arg
+    inverted = factor.arg.arg if isinstance(factor, Inverse) and isinstance(factor.arg, Transpose) else \
+        factor.arg if isinstance(factor, Inverse) else None
+    if inverted is not None and inverted.name not in TRIANGULAR:
+        raise NotImplementedError(f"an inverse of {inverted}, which is not known to be lower triangular")
+    if isinstance(factor, Inverse) and isinstance(factor.arg, Transpose):
+        return "solve_lower_transposed", inverted
+    if isinstance(factor, Inverse):
+        return "solve_lower", inverted
     if isinstance(factor, Transpose) and isinstance(factor.arg, MatrixSymbol):
         return "matvec_transposed", factor.arg
     if isinstance(factor, MatrixSymbol):
