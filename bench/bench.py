@@ -383,6 +383,14 @@ def markdown(result) -> str:
                   "| entry | dtype | cold compile s | from disk cache s | source s |", "|---|---|---|---|---|",
                   *(f"| {c['entry']} | {c['dtype']} | {c['compile_s']} | {c['cached_s']} | {c['source_s']} |" for c in result["numba_compile"]),
                   ""]
+    if result.get("multivariate_normal"):
+        lines += ["multivariate_normal `scale_tril` (a loc and a Cholesky factor per sample, batch × d), ratios = time / generated "
+                  "numpy kernel (> 1: the generated kernel is faster):", "",
+                  "| shape | dtype | generated ms | torch.distributions autograd | symelig on torch |", "|---|---|---|---|---|",
+                  *(f"| {r['shape']} | {r['dtype']} | {r['ms']['generated']} | "
+                    + " | ".join(f"{r['ms'][c]} ms ({r['ratio_to_generated'][c]}×)" if c in r["ms"] else "-"
+                                 for c in ("torch.distributions", "symelig on torch")) + " |"
+                    for r in result["multivariate_normal"]), ""]
     if result.get("token_policy"):
         lines += ["Token policy through the output layer (float32, T, V, d as shown): Σ A log π and its gradients "
                   "w.r.t. hidden and weight; peak resident memory beyond the inputs, each candidate in a fresh process:", "",
@@ -457,6 +465,56 @@ def token_policy_rows(shape, reps: int) -> list:
     return rows
 
 
+MVN_DIMENSIONS = (4, 8, 16)
+MVN_BATCH = 4096
+
+
+def mvn_row(d: int, batch: int, dtype, quick: bool, torch) -> dict:
+    """multivariate_normal scale_tril, a loc and a Cholesky factor per sample (a policy's output):
+    the generated numpy kernel (triangular substitutions), the array API kernel on torch
+    (torch.linalg.solve_triangular) and torch.distributions.MultivariateNormal autograd, timed
+    interleaved on the same inputs; every candidate's result checked against the generated one."""
+    rng = np.random.default_rng(zlib.crc32(repr(("multivariate_normal", d, batch, np.dtype(dtype).name)).encode()))
+    L = np.tril(rng.normal(scale=0.3, size=(batch, d, d)))
+    L[:, np.arange(d), np.arange(d)] = rng.uniform(0.5, 2.0, size=(batch, d))
+    loc = rng.normal(size=(batch, d))
+    x = loc + np.einsum("bij,bj->bi", L, rng.normal(size=(batch, d)))
+    args = {"x": x.astype(dtype), "loc": loc.astype(dtype), "scale_tril": L.astype(dtype)}
+    entry = symelig.derive("multivariate_normal", "scale_tril")
+    kernel = entry.kernels.eligibility
+    out = kernel(**args)
+    candidates = {"generated": lambda: kernel(**args)}
+    if torch is not None:
+        from torch.distributions import MultivariateNormal
+
+        targs = {n: torch.from_numpy(v) for n, v in args.items()}
+
+        def autograd(x, loc, scale_tril):
+            loc, scale_tril = loc.detach().requires_grad_(), scale_tril.detach().requires_grad_()
+            MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False).log_prob(x).sum().backward()
+            return {"loc": loc.grad, "scale_tril": scale_tril.grad}
+
+        on_torch = entry.array_api_kernels.eligibility
+        tolerance = 1e-3 if dtype == np.float32 else 1e-9
+        for fn in (autograd, on_torch):  # the race is void unless all compute the same thing
+            got = fn(**targs)
+            np.testing.assert_allclose(got["loc"].numpy(), out["loc"], rtol=tolerance, atol=tolerance)
+            np.testing.assert_allclose(np.tril(got["scale_tril"].numpy()), out["scale_tril"], rtol=tolerance, atol=tolerance)
+        candidates["torch.distributions"] = lambda: autograd(**targs)
+        candidates["symelig on torch"] = lambda: on_torch(**targs)
+    medians = time_interleaved(candidates, budget=1.0 if quick else 2.0)
+    row = {"entry": "multivariate_normal scale_tril", "shape": f"{batch}×{d}", "dtype": np.dtype(dtype).name,
+           "ms": {n: round(t * 1e3, 3) for n, t in medians.items()},
+           "ratio_to_generated": {n: round(t / medians["generated"], 2) for n, t in medians.items()}}
+    print(f"| {row['entry']} | {row['shape']} | {row['dtype']} | "
+          + " | ".join(f"{n} {t} ms ({row['ratio_to_generated'][n]}×)" for n, t in row["ms"].items()) + " |", flush=True)
+    return row
+
+
+def mvn_rows(quick: bool, torch) -> list:
+    return [mvn_row(d, MVN_BATCH, dtype, quick, torch) for d in MVN_DIMENSIONS for dtype in (np.float64, np.float32)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one shape per entry, shorter timing")
@@ -465,7 +523,11 @@ def main():
     parser.add_argument("--token-policy", metavar="T,V,d", help="only the token-policy row, at this size (default: the issue's 4096,151936,1024)",
                         nargs="?", const=",".join(map(str, TOKEN_POLICY_SHAPE)))
     parser.add_argument("--token-policy-candidate", help=argparse.SUPPRESS)  # JSON [candidate, shape, reps]
+    parser.add_argument("--mvn", action="store_true", help="only the multivariate_normal rows (d = 4, 8, 16, batch 4096)")
     args = parser.parse_args()
+    if args.mvn:
+        mvn_rows(args.quick, _torch())
+        return
     if args.token_policy_candidate:
         name, shape, reps = json.loads(args.token_policy_candidate)
         print(json.dumps(token_policy_candidate(name, tuple(shape), reps)))
@@ -499,6 +561,7 @@ def main():
         "numba_compile": compile_rows(args.quick) if numba else [],
         "derivation": derivation_rows(args.quick),
         "cli": cli_rows(3 if args.quick else 7),
+        "multivariate_normal": mvn_rows(args.quick, torch),
         "token_policy": token_policy_rows((512, 8192, 256) if args.quick else TOKEN_POLICY_SHAPE, reps=3) if torch else [],
     }
     result["jax"] = jax_rows(result["kernels"], args.quick)  # last: see jax_rows

@@ -24,7 +24,12 @@ def derive(family: str, param: str | None = None, backend: str = "numpy"):
     """The :class:`~symelig.derivation.Derivation` of ``family`` in parametrization ``param``;
     ``backend="numba"`` runs its kernels compiled by numba (``pip install 'symelig[numba]'``)."""
     from .derivation import derive as _derive
+    from .matrix import derive as _derive_matrix, is_matrix_family
 
+    if is_matrix_family(family):  # a matrix parameter: derived in matrix form (symelig.matrix)
+        if backend != "numpy":
+            raise SymeligError(f"{family} has numpy and array API kernels only (d.kernels, d.array_api_kernels); no {backend} backend")
+        return _derive_matrix(family, param)
     return _derive(family, param, backend)
 
 

@@ -68,12 +68,57 @@ def list_catalog() -> None:
 
     rows = [
         (e.family, e.param, ", ".join(e.parameters), ", ".join(e.arguments) or "-", e.support, e.torch or "-")
-        for e in catalog()
+        for e in sorted(catalog() + _matrix_entries(), key=lambda e: e.family)  # stable: parametrizations keep their order
     ]
     header = ("family", "param", "differentiated", "also takes", "support of x", "torch.distributions")
     widths = [max(len(r[c]) for r in rows + [header]) for c in range(len(header))]
     for r in [header, *rows]:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _matrix_entries() -> list:
+    from .matrix import entries
+
+    return entries()
+
+
+def _is_matrix(family) -> bool:
+    from .matrix import is_matrix_family
+
+    return is_matrix_family(family)
+
+
+def _catalog_only(family) -> None:
+    """Commands built on the catalog engine's derivation (paper, eval-files) refuse a matrix family."""
+    if _is_matrix(family):
+        from .family import lookup
+
+        lookup(family, None)  # raises the one-line error that names the commands it works with
+
+
+def _matrix_derived(family, param, format: Format, standalone: bool, k, order: int, quantity, user) -> str:
+    """derive for a family with a matrix parameter (symelig.matrix): its own printed forms."""
+    from .matrix import derive as derive_matrix
+
+    if k is not None or quantity is not None or any(v is not None for v in user[:5]) or user[5] != "x":
+        raise SymeligError(f"{family} is derived in matrix form: --k, --quantity, --via, --wrt, --positive, --vector, "
+                           "--log-prob and --sample-name are not available for it")
+    if order not in (1, 2):
+        raise SymeligError(f"--order is 1 (eligibility) or 2 (also Hessian and Fisher information), not {order}")
+    if standalone and format is not Format.latex:
+        raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
+    d = derive_matrix(family, param)
+    if format is Format.text:
+        return d.text(order)
+    if format is Format.latex:
+        return d.latex_document(order) if standalone else d.latex_fragment(order)
+    if format is Format.numpy:
+        return d.numpy_source
+    if format is Format.markdown:
+        return d.markdown(order)
+    import json
+
+    return json.dumps(d.to_dict(order), indent=2, ensure_ascii=False) + "\n"
 
 
 def _names(text: Optional[str]) -> list:
@@ -183,6 +228,10 @@ def derive(
     from . import cache
 
     sample_name = _formulas_only(ctx, family, param, via, wrt, sample_name, x)
+    if _is_matrix(family):
+        user = (via, wrt, positive, vector, log_prob, sample_name)
+        _emit(_matrix_derived(family, param, format, standalone, k, order, quantity, user), output)
+        return
     if quantity is not None:
         user = (via, wrt, positive, vector, log_prob, sample_name)
         _emit(_quantity(family, param, quantity, format, standalone, k, order, user), output)
@@ -268,7 +317,9 @@ def evaluate(
     from .evaluate import evaluate as run, parse_arguments, render
 
     d = derive_entry(family, param)
-    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx))
+    # a matrix parameter is given by rows: --scale-tril "1,0;0.5,2"
+    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx),
+                             rows=_is_matrix(family))
     result = run(d, values)
     if format is EvalFormat.json:
         import json
@@ -292,6 +343,7 @@ def eval_files(
     from . import derive as derive_entry
     from .outofcore import Interrupted, parse_size, run
 
+    _catalog_only(family)
     limit = parse_size(memory_limit)
     d = derive_entry(family, param)
 
@@ -355,6 +407,9 @@ def explain_steps(
 
     if standalone and format is not ExplainFormat.latex:
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
+    if _is_matrix(family):
+        _emit(_matrix_explained(family, param, format, ctx.args, (via, wrt, positive, vector, log_prob)), output)
+        return
     with _working(f"explaining {family}" + (f" --param {param}" if param else "")):
         d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
         entry = f"{d.family} --param {d.param}"
@@ -367,6 +422,18 @@ def explain_steps(
     else:
         text = explanation.text()
     _emit(text, output)
+
+
+def _matrix_explained(family, param, format: "ExplainFormat", values: list, user: tuple) -> str:
+    from .matrix import derive as derive_matrix
+
+    d = derive_matrix(family, param)
+    if values or any(v is not None for v in user):
+        raise SymeligError(f"explain {family} shows the steps of the matrix-form derivation and takes no values or --via; "
+                           f"for numbers run `symelig eval {family} --param {d.param} --x … --loc … --{d.parameters[1].replace('_', '-')} …`")
+    if format is ExplainFormat.latex:
+        raise SymeligError(f"explain {family} prints --format text or markdown; the LaTeX is `symelig derive {family} --format latex`")
+    return d.explain_text() if format is ExplainFormat.text else d.markdown(order=1).split("## Step by step", 1)[1].lstrip("\n")
 
 
 @app.command(context_settings=_TAKES_VALUES)
@@ -412,6 +479,11 @@ def _module(family: str, param: Optional[str], backend: "Backend") -> str:
     """The exported module of a catalog entry; numpy's comes from the derivation cache."""
     from . import cache, derive as derive_entry
 
+    if _is_matrix(family):
+        if backend is Backend.numba:
+            raise SymeligError(f"{family} has no numba backend; export it with --backend numpy, array-api, torch or jax")
+        d = derive_entry(family, param)
+        return d.numpy_source if backend is Backend.numpy else d.array_api_source
     if backend is not Backend.numpy:
         return _source(derive_entry(family, param), backend)
     request = ("derive", family, param, Format.numpy.value, False, None, 2)  # the text of derive -f numpy --order 2
@@ -496,6 +568,7 @@ def paper_table(
         family, _, param = name.partition(":")
         if name.count(":") > 1 or (":" in name and not param):
             raise SymeligError(f"{name!r} is not an entry: give FAMILY or FAMILY:PARAM, e.g. normal:log_scale")
+        _catalog_only(family)
         chosen.append((family, param or None))
     with _working(f"deriving {len(chosen)} entries" + (" with their Fisher information" if fisher else "")):
         derivations = [derive_entry(family, param) for family, param in chosen]

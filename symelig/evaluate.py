@@ -28,9 +28,10 @@ def _number(token: str, option: str):
     )
 
 
-def parse_arguments(args: list, names: list, entry: str, options=()) -> dict:
+def parse_arguments(args: list, names: list, entry: str, options=(), rows: bool = False) -> dict:
     """``['--probs', '0.1,0.9', '--x', '1']`` → {"probs": array, "x": array}, names checked;
-    a near miss of a name or of the command's own ``options`` gets a "did you mean"."""
+    a near miss of a name or of the command's own ``options`` gets a "did you mean".  With
+    ``rows``, ';' separates the rows of a matrix (``1,0;0.5,2``)."""
     allowed = ", ".join(f"--{n.replace('_', '-')}" for n in names)
     values, pending = {}, list(args)
     while pending:
@@ -49,6 +50,12 @@ def parse_arguments(args: list, names: list, entry: str, options=()) -> dict:
             inline = pending.pop(0)
         if name in values:
             raise SymeligError(f"--{name.replace('_', '-')} is given twice")
+        if rows and ";" in inline:
+            matrix = [[_number(t, name) for t in row.split(",")] for row in inline.split(";")]
+            if len({len(row) for row in matrix}) > 1:
+                raise SymeligError(f"--{name.replace('_', '-')}: the rows separated by ';' must have equal lengths")
+            values[name] = np.array(matrix)
+            continue
         tokens = inline.split(",")
         numbers = [_number(t, name) for t in tokens]
         values[name] = np.array(numbers) if len(numbers) > 1 else np.array(numbers[0])

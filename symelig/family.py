@@ -296,8 +296,14 @@ def lookup(family: str, param: str | None):
     """The family class and parametrization, or a SymeligError listing what exists."""
     known = families()
     if family not in known:
-        hint = did_you_mean(str(family), known)
-        raise SymeligError(f"unknown family {family!r};{hint} choose one of: {', '.join(known)}")
+        from .matrix import FAMILIES as matrix_families  # derived in matrix form, outside this registry
+
+        if family in matrix_families:
+            raise SymeligError(f"{family} is derived in matrix form (symelig.matrix) and works with symelig derive, eval, "
+                               "export and explain (symelig.derive in Python); this command takes the other families only")
+        everything = sorted([*known, *matrix_families])
+        hint = did_you_mean(str(family), everything)
+        raise SymeligError(f"unknown family {family!r};{hint} choose one of: {', '.join(everything)}")
     cls = known[family]
     params = cls.parametrizations()
     if param is None:

@@ -142,6 +142,18 @@ def build() -> dict:
             f"| {entry.family} | `{entry.param}` | {', '.join(entry.parameters)} | "
             f"[{stem}.md]({stem}.md) | [{stem}.tex]({stem}.tex) | [{stem}.py]({stem}.py) |"
         )
+    from .matrix import derive as derive_matrix, entries as matrix_entries
+
+    for entry in matrix_entries():  # derived in matrix form (symelig.matrix), outside the catalog registry
+        d = derive_matrix(entry.family, entry.param)
+        stem = _stem(entry)
+        files[f"{stem}.tex"] = d.latex_fragment(order=2)
+        files[f"{stem}.md"] = d.markdown()
+        files[f"{stem}.py"] = d.numpy_source
+        index.append(
+            f"| {entry.family} | `{entry.param}` | {', '.join(entry.parameters)} | "
+            f"[{stem}.md]({stem}.md) | [{stem}.tex]({stem}.tex) | [{stem}.py]({stem}.py) |"
+        )
     files["README.md"] = "\n".join(index) + "\n"
     return files
 
@@ -149,11 +161,12 @@ def build() -> dict:
 def _generated(path: Path) -> bool:
     """A page this module wrote for an entry that no longer exists; other files are left alone."""
     from .family import families
+    from .matrix import FAMILIES as matrix_families
 
     return (
         path.is_file()
         and path.suffix in {".tex", ".md", ".py"}
-        and any(path.stem.startswith(f"{name}_") for name in families())
+        and any(path.stem.startswith(f"{name}_") for name in [*families(), *matrix_families])
     )
 
 
