@@ -1,0 +1,92 @@
+"""The tanh-squashed diagonal normal of SAC policies, with the sample given either as the action
+a (``tanh_normal``) or as the stored pre-squash u (``tanh_normal_presquash``)."""
+from dataclasses import replace
+
+from sympy import Sum, log, pi
+
+from .. import constraints
+from ..family import Family, K, i, positive_parametrizations, register
+from ..functions import softplus
+
+JACOBIAN_NOTE = (
+    "The Jacobian term log|da/du| = log((high − low)/2) + 2(log 2 − u − softplus(−2u)) has zero "
+    "eligibility: u is fixed by the stored sample and does not depend on θ, so the eligibility "
+    "is the Gaussian's at u (diag_normal's) and the Jacobian only shifts log p."
+)
+
+
+def _gaussian(u, loc, scale):
+    return -log(scale[i]) - log(2 * pi) / 2 - (u - loc[i]) ** 2 / (2 * scale[i] ** 2)
+
+
+def _log_jacobian(u, low, high):
+    """log|da/du| for a = low + (high − low)(tanh u + 1)/2: log((high − low)/2) + log(1 − tanh²u),
+    with log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)), finite for every u (1 − tanh²u
+    underflows to 0 for |u| > 19 in float64)."""
+    return log((high[i] - low[i]) / 2) + 2 * (log(2) - u - softplus(-2 * u))
+
+
+def _parametrizations():
+    made = positive_parametrizations("scale", {"scale": constraints.positive_vector}, {"loc": constraints.real_vector})
+    return tuple(replace(p, doc=f"{p.doc}\n\n{JACOBIAN_NOTE}") for p in made)
+
+
+@register
+class TanhNormal(Family):
+    """Tanh-squashed diagonal normal (SAC's policy), sample given as the action a: a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2, u_i ~ N(μ_i, σ_i²).
+
+    log p(a) = Σ_i [log N(u_i; μ_i, σ_i) − log|da_i/du_i|] with the pre-squash value recovered
+    without cancellation, u_i = ½[log(a_i − low_i) − log(high_i − a_i)] (not atanh of a rescaled
+    a, which loses all digits near a bound).  An action must lie strictly inside (low, high):
+    one at a bound has no u.  In float32 an action within one unit in the last place of a
+    bound (1 − a < 6e-8 for high = 1) rounds onto it and is refused with a one-line error;
+    store the pre-squash u (``tanh_normal_presquash``) to keep such samples.  ``low`` and
+    ``high`` are arguments, not differentiated.
+
+    The Jacobian term has zero eligibility: u is fixed by the stored action and does not depend
+    on θ, so e is the Gaussian's at u.  The Fisher information equals diag_normal's (it does not
+    change under a one-to-one map of the sample); the engine derives it for
+    ``tanh_normal_presquash``, whose Hessian is polynomial in its sample.
+    """
+
+    name = "tanh_normal"
+    torch = None  # TransformedDistribution(Normal, [TanhTransform, AffineTransform]): tests/test_torch.py
+    value = constraints.squashed
+    arguments = {"low": constraints.low, "high": constraints.high}
+    parameters = {"loc": constraints.real_vector, "scale": constraints.positive_vector}
+    symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r"}
+
+    @staticmethod
+    def log_prob(x, low, high, loc, scale):
+        u = (log(x[i] - low[i]) - log(high[i] - x[i])) / 2
+        return Sum(_gaussian(u, loc, scale) - _log_jacobian(u, low, high), (i, 0, K - 1))
+
+    scale, log_scale, softplus_scale = _parametrizations()
+
+
+@register
+class TanhNormalPresquash(Family):
+    """Tanh-squashed diagonal normal, sample given as the stored pre-squash u (x = u ∈ ℝ^K, the action a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2).
+
+    log p is the density of the action a at a(u), as tanh_normal's: Σ_i [log N(u_i; μ_i, σ_i)
+    − log|da_i/du_i|], with the Jacobian written through softplus so that it stays finite where
+    tanh(u) rounds to ±1 (|u| > 9 in float32).  The eligibility is diag_normal's at x = u.
+    """
+
+    name = "tanh_normal_presquash"
+    torch = None  # TransformedDistribution(Normal, [TanhTransform, AffineTransform]) at u: tests/test_torch.py
+    value = constraints.real_vector
+    arguments = {"low": constraints.low, "high": constraints.high}
+    parameters = {"loc": constraints.real_vector, "scale": constraints.positive_vector}
+    symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r", "x": "u"}
+
+    @staticmethod
+    def log_prob(x, low, high, loc, scale):
+        return Sum(_gaussian(x[i], loc, scale) - _log_jacobian(x[i], low, high), (i, 0, K - 1))
+
+    @classmethod
+    def moments(cls, x, loc, scale, **symbols):
+        """E[u_i] = μ_i, E[u_i²] = μ_i² + σ_i² (u is the Gaussian sample)."""
+        return {x[i]: loc[i], x[i] ** 2: loc[i] ** 2 + scale[i] ** 2}
+
+    scale, log_scale, softplus_scale = _parametrizations()
