@@ -258,6 +258,9 @@ def evaluate(
     family: str = typer.Argument(..., help="Family name (see `symelig list`)."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
     format: EvalFormat = typer.Option(EvalFormat.text, "--format", "-f"),
+    compat: Optional[str] = typer.Option(
+        None, "--compat", help="tanh_normal: also log p as sb3, cleanrl or spinningup computes it, and its distance from the exact value.",
+    ),
 ) -> None:
     """Evaluate log p, the eligibility e and the gradient of the probability p·e at given values.
 
@@ -267,9 +270,13 @@ def evaluate(
     from . import derive as derive_entry
     from .evaluate import evaluate as run, parse_arguments, render
 
+    if compat is not None:  # before the derivation: a wrong library or family is a one-line error at once
+        from .squash import check_compat
+
+        check_compat(compat, family)
     d = derive_entry(family, param)
     values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx))
-    result = run(d, values)
+    result = run(d, values, compat)
     if format is EvalFormat.json:
         import json
 

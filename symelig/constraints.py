@@ -291,18 +291,17 @@ class _High(Constraint):
 
 
 class _Between(Constraint):
-    """A squashed action: strictly between ``low`` and ``high`` (default −1 and 1)."""
+    """A squashed action: strictly between the arguments ``low`` and ``high``, which every
+    check and sample of it is given (a call without them is a bug: TypeError)."""
 
-    def _check_event(self, label, values, *, low=None, high=None, **context):
-        low, values, high = np.broadcast_arrays(-1.0 if low is None else low, values, 1.0 if high is None else high)
+    def _check_event(self, label, values, *, low, high, **context):
+        low, values, high = np.broadcast_arrays(low, values, high)
         allowed = "strictly between low and high (an action at a bound has no pre-squash u)"
         _first_outside(label, values, ~(values > low), allowed, "low", low)
         _first_outside(label, values, ~(values < high), allowed, "high", high)
 
-    def sample(self, rng, shape, *, low=None, high=None, **context):
+    def sample(self, rng, shape, *, low, high, **context):
         """low + (high − low)(tanh(u) + 1)/2 at u ~ N(0, 1.5²): a policy's actions, some near a bound."""
-        low = -1.0 if low is None else low
-        high = 1.0 if high is None else high
         return low + (high - low) * (np.tanh(rng.normal(scale=1.5, size=shape)) + 1) / 2
 
 

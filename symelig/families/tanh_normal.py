@@ -37,7 +37,8 @@ class TanhNormal(Family):
 
     log p(a) = Σ_i [log N(u_i; μ_i, σ_i) − log|da_i/du_i|] with the pre-squash value recovered
     without cancellation, u_i = ½[log(a_i − low_i) − log(high_i − a_i)] (not atanh of a rescaled
-    a, which loses all digits near a bound).  An action must lie strictly inside (low, high):
+    a, which loses digits near a bound; at the centre the two logs cancel to an absolute error of
+    one ulp, which u − μ absorbs).  An action must lie strictly inside (low, high):
     one at a bound has no u.  In float32 an action within one unit in the last place of a
     bound (1 − a < 6e-8 for high = 1) rounds onto it and is refused with a one-line error;
     store the pre-squash u (``tanh_normal_presquash``) to keep such samples.  ``low`` and
