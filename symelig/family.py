@@ -164,6 +164,13 @@ class Family:
         return {}
 
     @classmethod
+    def log_jacobian(cls, **symbols):
+        """Where x is a fixed map of a base variable (tanh_normal's action a of u): the
+        log-Jacobian term of log p, which does not depend on θ; ``explain`` shows its zero
+        derivative as a step of its own.  None for the other families."""
+        return None
+
+    @classmethod
     def standard(cls, **symbols):
         """A :class:`Standard` representation of x, or None."""
         return None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import symelig
+import symelig.functions
 from symelig import SymeligError
 
 PARAMS = ("scale", "log_scale", "softplus_scale")
@@ -226,3 +227,17 @@ def test_compat_distances_from_the_exact_value():
     np.testing.assert_allclose(d["sb3"], (exact - np.log(one_minus_y2 + 1e-6)).sum(-1), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(d["cleanrl"], (exact - np.log(c * one_minus_y2 + 1e-6)).sum(-1), rtol=1e-12, atol=1e-15)
     assert d["cleanrl"][-1] < -10  # saturated: 1e-6 swamps c(1 − tanh²u) ≈ 1e-7
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_explain_shows_the_jacobian_term_has_zero_eligibility(family):
+    """One "Change of variables" step per parameter: ∂/∂θ_j of the log-Jacobian is 0, and at
+    values it evaluates to the zero vector; the steps' results are the Gaussian's eligibility."""
+    explanation = symelig.explain(family, "log_scale", x=[0.5, -0.9], low=[-1.0, -1.0], high=[1.0, 1.0],
+                                  loc=[0.0, 0.3], log_scale=[0.0, -0.5])
+    steps = [item for item in explanation.items if item.rule == "jacobian"]
+    assert [item.target for item in steps] == ["loc", "log_scale"]
+    for item in steps:
+        assert item.expression == 0 and item.before.has(symelig.functions.softplus)
+        np.testing.assert_array_equal(item.value, [0.0, 0.0])
+    assert "Change of variables" in explanation.text() and "does not depend on θ" in explanation.text()

@@ -62,6 +62,11 @@ class TanhNormal(Family):
         u = (log(x[i] - low[i]) - log(high[i] - x[i])) / 2
         return Sum(_gaussian(u, loc, scale) - _log_jacobian(u, low, high), (i, 0, K - 1))
 
+    @classmethod
+    def log_jacobian(cls, x, low, high):
+        """Σ_i log|da_i/du_i| at u_i = ½[log(a_i − low_i) − log(high_i − a_i)]: the action alone."""
+        return Sum(_log_jacobian((log(x[i] - low[i]) - log(high[i] - x[i])) / 2, low, high), (i, 0, K - 1))
+
     scale, log_scale, softplus_scale = _parametrizations()
 
 
@@ -84,6 +89,11 @@ class TanhNormalPresquash(Family):
     @staticmethod
     def log_prob(x, low, high, loc, scale):
         return Sum(_gaussian(x[i], loc, scale) - _log_jacobian(x[i], low, high), (i, 0, K - 1))
+
+    @classmethod
+    def log_jacobian(cls, x, low, high):
+        """Σ_i log|da_i/du_i| at the stored u_i = x_i."""
+        return Sum(_log_jacobian(x[i], low, high), (i, 0, K - 1))
 
     @classmethod
     def moments(cls, x, loc, scale, **symbols):
