@@ -152,7 +152,7 @@ def explain(derivation, values: dict | None = None) -> Explanation:
     s = derivation.symbolic
     canonical = call_with(s.family.log_prob, s.symbols)
     items = [Item("model", s.family.summary(), "log_prob", "log p", canonical)]
-    jacobian = call_with(s.family.log_jacobian, s.symbols)
+    jacobian = s.family.log_jacobian(**s.symbols)
     for name in s.parameters if jacobian is not None else ():
         items.append(Item("jacobian", JACOBIAN_SENTENCE, name, "term", S.Zero, jacobian, "derivative", s.wrt(name)))
     for step in s.steps:

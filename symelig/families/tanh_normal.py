@@ -33,9 +33,10 @@ def _parametrizations():
 
 @register
 class TanhNormal(Family):
-    """Tanh-squashed diagonal normal (SAC's policy), sample given as the action a: a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2, u_i ~ N(μ_i, σ_i²).
+    """Tanh-squashed diagonal normal (SAC's policy), the sample being the action a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2 of u_i ~ N(μ_i, σ_i²).
 
-    log p(a) = Σ_i [log N(u_i; μ_i, σ_i) − log|da_i/du_i|] with the pre-squash value recovered
+    log p(a) = Σ_i [log N(u_i; μ_i, σ_i) − log|da_i/du_i|], log|da/du| = log 2 + log(a − low) +
+    log(high − a) − log(high − low) (the softplus form below, written in a), with the pre-squash value recovered
     without cancellation, u_i = ½[log(a_i − low_i) − log(high_i − a_i)] (not atanh of a rescaled
     a, which loses digits near a bound; at the centre the two logs cancel to an absolute error of
     one ulp, which u − μ absorbs).  An action must lie strictly inside (low, high):
@@ -60,19 +61,24 @@ class TanhNormal(Family):
     @staticmethod
     def log_prob(x, low, high, loc, scale):
         u = (log(x[i] - low[i]) - log(high[i] - x[i])) / 2
-        return Sum(_gaussian(u, loc, scale) - _log_jacobian(u, low, high), (i, 0, K - 1))
+        # the quadratic term a sum of its own: printed whole, one sum of the Gaussian runs past a page
+        quadratic = Sum(-((u - loc[i]) ** 2) / (2 * scale[i] ** 2), (i, 0, K - 1))
+        return quadratic + Sum(-log(scale[i]) - log(2 * pi) / 2, (i, 0, K - 1)) - TanhNormal.log_jacobian(x, low, high)
 
     @classmethod
-    def log_jacobian(cls, x, low, high):
-        """Σ_i log|da_i/du_i| at u_i = ½[log(a_i − low_i) − log(high_i − a_i)]: the action alone."""
-        return Sum(_log_jacobian((log(x[i] - low[i]) - log(high[i] - x[i])) / 2, low, high), (i, 0, K - 1))
+    def log_jacobian(cls, x, low, high, **symbols):
+        """Σ_i log|da_i/du_i| in the action itself: da/du = ((high − low)/2)(1 − y)(1 + y) with
+        y = tanh u, 1 − y = 2(high − a)/(high − low), 1 + y = 2(a − low)/(high − low), so
+        log|da/du| = log 2 + log(a − low) + log(high − a) − log(high − low): no cancellation at
+        either bound."""
+        return Sum(log(2) + log(x[i] - low[i]) + log(high[i] - x[i]) - log(high[i] - low[i]), (i, 0, K - 1))
 
     scale, log_scale, softplus_scale = _parametrizations()
 
 
 @register
 class TanhNormalPresquash(Family):
-    """Tanh-squashed diagonal normal, sample given as the stored pre-squash u (x = u ∈ ℝ^K, the action a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2).
+    """Tanh-squashed diagonal normal, the sample being the stored pre-squash u_i ~ N(μ_i, σ_i²) of the action a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2.
 
     log p is the density of the action a at a(u), as tanh_normal's: Σ_i [log N(u_i; μ_i, σ_i)
     − log|da_i/du_i|], with the Jacobian written through softplus so that it stays finite where
@@ -88,10 +94,10 @@ class TanhNormalPresquash(Family):
 
     @staticmethod
     def log_prob(x, low, high, loc, scale):
-        return Sum(_gaussian(x[i], loc, scale) - _log_jacobian(x[i], low, high), (i, 0, K - 1))
+        return Sum(_gaussian(x[i], loc, scale), (i, 0, K - 1)) - TanhNormalPresquash.log_jacobian(x, low, high)
 
     @classmethod
-    def log_jacobian(cls, x, low, high):
+    def log_jacobian(cls, x, low, high, **symbols):
         """Σ_i log|da_i/du_i| at the stored u_i = x_i."""
         return Sum(_log_jacobian(x[i], low, high), (i, 0, K - 1))
 
