@@ -275,7 +275,8 @@ def evaluate(
 
         check_compat(compat, family)
     d = derive_entry(family, param)
-    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx))
+    values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx),
+                             optional=d.symbolic.family.defaults)
     result = run(d, values, compat)
     if format is EvalFormat.json:
         import json

@@ -41,6 +41,7 @@ def _map(derivation, function: str, output, x, params: dict, validate: bool = Tr
     from .derivation import as_array
 
     constraint_of = derivation.symbolic.constraints
+    params = derivation.defaulted(x, params)
     derivation.check_names(params)
     arrays = {n: da.asarray(v) for n, v in {"x": x, **params}.items()}
     for n, a in arrays.items():

@@ -28,9 +28,10 @@ def _number(token: str, option: str):
     )
 
 
-def parse_arguments(args: list, names: list, entry: str, options=()) -> dict:
+def parse_arguments(args: list, names: list, entry: str, options=(), optional=()) -> dict:
     """``['--probs', '0.1,0.9', '--x', '1']`` → {"probs": array, "x": array}, names checked;
-    a near miss of a name or of the command's own ``options`` gets a "did you mean"."""
+    a near miss of a name or of the command's own ``options`` gets a "did you mean"; the
+    ``optional`` names (arguments with a default) may be left out."""
     allowed = ", ".join(f"--{n.replace('_', '-')}" for n in names)
     values, pending = {}, list(args)
     while pending:
@@ -52,7 +53,7 @@ def parse_arguments(args: list, names: list, entry: str, options=()) -> dict:
         tokens = inline.split(",")
         numbers = [_number(t, name) for t in tokens]
         values[name] = np.array(numbers) if len(numbers) > 1 else np.array(numbers[0])
-    missing = [n for n in names if n not in values]
+    missing = [n for n in names if n not in values and n not in optional]
     if missing:
         raise SymeligError(f"missing --{missing[0].replace('_', '-')} for {entry}; it takes {allowed}")
     return values

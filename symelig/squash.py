@@ -54,6 +54,7 @@ def compat_log_prob(library: str, family: str, param: str | None, x, **params) -
 
     check_compat(library, family)
     d = derive(family, param)
+    params = d.defaulted(x, params)  # low = −1, high = 1 where left out
     exact = d.log_prob(x, **params)  # checks every argument (an action strictly inside its bounds)
     x, low, high = (np.asarray(v) for v in (x, params["low"], params["high"]))
     dtype = np.result_type(x, low, high, *(np.asarray(params[n]) for n in d.parameters))

@@ -242,3 +242,41 @@ def test_explain_shows_the_jacobian_term_has_zero_eligibility(family):
         assert not any(item.before.has(symbols[n]) for n in ("loc", "log_scale", "scale"))  # free of θ
         np.testing.assert_array_equal(item.value, [0.0, 0.0])
     assert "Change of variables" in explanation.text() and "does not depend on θ" in explanation.text()
+
+
+def test_bounds_default_to_the_unit_box():
+    """low = −1 and high = 1 in every coordinate when left out: the API, Dask, torch tensors,
+    the CLI and --compat give what the explicit bounds give."""
+    rng = np.random.default_rng(5)
+    u, args = _batch("log_scale", rng, rows=6, width=3)
+    theta = {n: args[n] for n in ("loc", "log_scale")}
+    unit = {"low": -np.ones(3), "high": np.ones(3)}
+    a = np.tanh(u)
+    for family, x in (("tanh_normal", a), ("tanh_normal_presquash", u)):
+        d = symelig.derive(family, "log_scale")
+        np.testing.assert_array_equal(d.log_prob(x, **theta), d.log_prob(x, **theta, **unit))
+        for name, value in d.eligibility(x, **theta).items():
+            np.testing.assert_array_equal(value, d.eligibility(x, **theta, **unit)[name])
+        np.testing.assert_array_equal(symelig.compat_log_prob("sb3", family, "log_scale", x, **theta).log_prob,
+                                      symelig.compat_log_prob("sb3", family, "log_scale", x, **theta, **unit).log_prob)
+    with pytest.raises(SymeligError, match=r"^x\[0, 0\] = 1.5 is not allowed.*here high\[0, 0\] = 1.0$"):
+        symelig.derive("tanh_normal", "scale").log_prob(np.array([[1.5, 0.0]]), loc=np.zeros(2), scale=np.ones(2))
+    run = _cli("eval", "tanh_normal", "--param", "log_scale", "--x", "0.5,-0.25", "--loc", "0,0", "--log-scale", "0,0")
+    explicit = _cli("eval", "tanh_normal", "--param", "log_scale", "--x", "0.5,-0.25", "--low", "-1,-1", "--high", "1,1",
+                    "--loc", "0,0", "--log-scale", "0,0")
+    assert run.returncode == 0 and run.stdout == explicit.stdout
+
+
+def test_bounds_default_for_tensors_and_dask():
+    torch = pytest.importorskip("torch")
+    da = pytest.importorskip("dask.array")
+    import symelig.dask
+
+    d = symelig.derive("tanh_normal", "scale")
+    a = np.array([[0.5, -0.999999], [0.0, 0.25]])
+    theta = {"loc": np.zeros(2), "scale": np.full(2, 0.5)}
+    expected = d.eligibility(a, **theta)["loc"]
+    tensors = d.eligibility(torch.tensor(a), loc=torch.zeros(2, dtype=torch.float64), scale=torch.full((2,), 0.5, dtype=torch.float64))
+    np.testing.assert_allclose(tensors["loc"].numpy(), expected, rtol=1e-12)
+    lazy = symelig.dask.eligibility(d, da.from_array(a, chunks=(1, 2)), **theta)["loc"].compute()
+    np.testing.assert_allclose(lazy, expected, rtol=1e-12)

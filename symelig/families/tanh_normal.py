@@ -9,7 +9,8 @@ from ..family import Family, K, i, positive_parametrizations, register
 from ..functions import softplus
 
 JACOBIAN_NOTE = (
-    "The Jacobian term log|da/du| = log((high − low)/2) + 2(log 2 − u − softplus(−2u)) has zero "
+    "The Jacobian term log|da/du| = log((high − low)/2) + 2(log 2 − u − softplus(−2u)) (in the action: "
+    "log 2 + log(a − low) + log(high − a) − log(high − low)) has zero "
     "eligibility: u is fixed by the stored sample and does not depend on θ, so the eligibility "
     "is the Gaussian's at u (diag_normal's) and the Jacobian only shifts log p."
 )
@@ -43,7 +44,7 @@ class TanhNormal(Family):
     one at a bound has no u.  In float32 an action within one unit in the last place of a
     bound (1 − a < 6e-8 for high = 1) rounds onto it and is refused with a one-line error;
     store the pre-squash u (``tanh_normal_presquash``) to keep such samples.  ``low`` and
-    ``high`` are arguments, not differentiated.
+    ``high`` are arguments, not differentiated; left out, they are −1 and 1 in every coordinate.
 
     The Jacobian term has zero eligibility: u is fixed by the stored action and does not depend
     on θ, so e is the Gaussian's at u.  The Fisher information equals diag_normal's (it does not
@@ -55,6 +56,7 @@ class TanhNormal(Family):
     torch = None  # TransformedDistribution(Normal, [TanhTransform, AffineTransform]): tests/test_torch.py
     value = constraints.squashed
     arguments = {"low": constraints.low, "high": constraints.high}
+    defaults = {"low": -1.0, "high": 1.0}  # the unit box of SB3, CleanRL and Spinning Up
     parameters = {"loc": constraints.real_vector, "scale": constraints.positive_vector}
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r"}
 
@@ -89,6 +91,7 @@ class TanhNormalPresquash(Family):
     torch = None  # TransformedDistribution(Normal, [TanhTransform, AffineTransform]) at u: tests/test_torch.py
     value = constraints.real_vector
     arguments = {"low": constraints.low, "high": constraints.high}
+    defaults = {"low": -1.0, "high": 1.0}  # the unit box of SB3, CleanRL and Spinning Up
     parameters = {"loc": constraints.real_vector, "scale": constraints.positive_vector}
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r", "x": "u"}
 
