@@ -278,11 +278,9 @@ class _Low(Constraint):
 
 
 class _High(Constraint):
-    """The upper bound: also above ``low`` where the check is given it."""
+    """The upper bound: above ``low``, which every check of it is given."""
 
-    def _check_event(self, label, values, *, low=None, **context):
-        if low is None:
-            return
+    def _check_event(self, label, values, *, low, **context):
         low, values = np.broadcast_arrays(low, values)
         _first_outside(label, values, ~(values > low), "> low", "low", low)
 

@@ -62,7 +62,7 @@ def compat_log_prob(library: str, family: str, param: str | None, x, **params) -
     with np.errstate(all="ignore"):
         if family == "tanh_normal":
             u = (np.log(x - low) - np.log(high - x)) / 2
-            y = (2 * x - low - high) / (high - low)  # exact for low = −1, high = 1
+            y = (2 * x - (low + high)) / (high - low)  # y = a exactly for low = −1, high = 1
         else:
             u, y = x, np.tanh(x)
         if library == "sb3" and family == "tanh_normal":
