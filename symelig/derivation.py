@@ -407,10 +407,17 @@ class Derivation:
         the array library (and device) of a tensor argument.  Without such an axis nothing is
         added, and the name check reports the missing argument."""
         missing = {n: v for n, v in self.symbolic.family.defaults.items() if n not in params}
+        if not missing:
+            return params
         constraint_of = self.symbolic.constraints
         given = {"x": x, **params} if x is not None else params
-        sizes = [np.shape(v)[-1] for n, v in given.items() if n in constraint_of and constraint_of[n].event_dim and np.ndim(v)]
-        if not missing or not sizes:
+        try:
+            sizes = [np.shape(v)[-1] for n, v in given.items() if n in constraint_of and constraint_of[n].event_dim and np.ndim(v)]
+        except ValueError:  # rows of different lengths: said as the argument checks say it
+            for n, v in given.items():
+                as_array(n, v)
+            raise
+        if not sizes:
             return params
         if _foreign(x, params):
             from array_api_compat import array_namespace, device
