@@ -88,3 +88,15 @@ def register(cls):
 
 
 __all__ = ["catalog", "derive", "explain", "audit_kl", "reparametrize", "custom", "token_policy_gradient", "register", "SymeligError", "__version__"]
+
+
+def compat_log_prob(library: str, family: str, param: str | None, x, **params):
+    """log p of a tanh-squashed policy as Stable-Baselines3, CleanRL or Spinning Up computes it
+    (``library`` = "sb3", "cleanrl", "spinningup"), with ``.exact`` and ``.difference``; see
+    :mod:`symelig.squash`."""
+    from .squash import compat_log_prob as _compat_log_prob
+
+    return _compat_log_prob(library, family, param, x, **params)
+
+
+__all__.append("compat_log_prob")

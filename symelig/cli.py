@@ -307,6 +307,9 @@ def evaluate(
     family: str = typer.Argument(..., help="Family name (see `symelig list`)."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
     format: EvalFormat = typer.Option(EvalFormat.text, "--format", "-f"),
+    compat: Optional[str] = typer.Option(
+        None, "--compat", help="tanh_normal: also log p as sb3, cleanrl or spinningup computes it, and its distance from the exact value.",
+    ),
 ) -> None:
     """Evaluate log p, the eligibility e and the gradient of the probability p·e at given values.
 
@@ -316,11 +319,16 @@ def evaluate(
     from . import derive as derive_entry
     from .evaluate import evaluate as run, parse_arguments, render
 
+    if compat is not None:  # before the derivation: a wrong library or family is a one-line error at once
+        from .squash import check_compat
+
+        check_compat(compat, family)
     d = derive_entry(family, param)
     # a matrix parameter is given by rows: --scale-tril "1,0;0.5,2"
+    matrix = _is_matrix(family)
     values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx),
-                             rows=_is_matrix(family))
-    result = run(d, values)
+                             rows=matrix, optional=() if matrix else d.symbolic.family.defaults)
+    result = run(d, values, compat)
     if format is EvalFormat.json:
         import json
 

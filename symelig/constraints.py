@@ -18,6 +18,11 @@ from .errors import SymeligError
 SUM_RTOL = 1e-5
 
 
+# Arguments a sample's or another argument's check reads alongside it, with their event_dim:
+# x ≤ total_count, a category the mask allows, low < x < high, low < high.
+CHECK_CONTEXT = {"total_count": 0, "mask": 1, "low": 1, "high": 1}
+
+
 def first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
     where = np.argwhere(bad)[0]
     index = f"[{', '.join(str(int(w)) for w in where)}]" if values.ndim else ""
@@ -262,3 +267,55 @@ class _Mask(Constraint):
 
 # positive: the formulas hold where m = 1 (an allowed category), as the probs formulas hold where p > 0
 mask = _Mask("mask", "booleans, True where a category is allowed", {"positive": True}, event_dim=1, notation="{0, 1}^K")
+
+
+# Bounds of a squashed action (tanh_normal): ``low`` and ``high`` per coordinate, low < high,
+# not differentiated.  Their random values straddle 0 (low < 0 < high), so that each can be
+# drawn without the other and still be valid.
+class _Low(Constraint):
+    def sample(self, rng, shape, **context):
+        return -0.25 - rng.gamma(1.0, size=shape)
+
+
+class _High(Constraint):
+    """The upper bound: above ``low``, which every check of it is given."""
+
+    def _check_event(self, label, values, *, low, **context):
+        low, values = np.broadcast_arrays(low, values)
+        _first_outside(label, values, ~(values > low), "> low", "low", low)
+
+    def sample(self, rng, shape, **context):
+        return 0.25 + rng.gamma(1.0, size=shape)
+
+
+class _Between(Constraint):
+    """A squashed action: strictly between the arguments ``low`` and ``high``, which every
+    check and sample of it is given (a call without them is a bug: TypeError)."""
+
+    def _check_event(self, label, values, *, low, high, **context):
+        low, values, high = np.broadcast_arrays(low, values, high)
+        allowed = "strictly between low and high (an action at a bound has no pre-squash u)"
+        _first_outside(label, values, ~(values > low), allowed, "low", low)
+        _first_outside(label, values, ~(values < high), allowed, "high", high)
+
+    def sample(self, rng, shape, *, low, high, **context):
+        """low + (high − low)(tanh(u) + 1)/2 at u ~ N(0, 1.5²): a policy's actions, some near a bound."""
+        return low + (high - low) * (np.tanh(rng.normal(scale=1.5, size=shape)) + 1) / 2
+
+
+def _first_outside(label, values, bad, allowed, bound_label, bound) -> None:
+    """One line naming the first offending element and the bound it crosses."""
+    if bad.any():
+        where = tuple(int(w) for w in np.argwhere(bad)[0])
+        index = f"[{', '.join(map(str, where))}]" if where else ""
+        raise SymeligError(
+            f"{label}{index} = {values[where].item()} is not allowed: {label} must be {allowed}; "
+            f"here {bound_label}{index} = {bound[where].item()}"
+        )
+
+
+low = _Low("low", "a vector of finite real numbers", {"real": True}, event_dim=1, notation="ℝ^K")
+high = _High("high", "a vector of finite real numbers > low", {"real": True}, event_dim=1, notation="ℝ^K")
+squashed = _Between(
+    "squashed", "a vector of numbers strictly between low and high", {"real": True}, event_dim=1, notation="(low, high)^K",
+)

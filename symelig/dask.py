@@ -21,6 +21,7 @@ import functools
 
 import numpy as np
 
+from .constraints import CHECK_CONTEXT
 from .errors import SymeligError, first_failing
 
 
@@ -40,6 +41,7 @@ def _map(derivation, function: str, output, x, params: dict, validate: bool = Tr
     from .derivation import as_array
 
     constraint_of = derivation.symbolic.constraints
+    params = derivation.defaulted(x, params)
     derivation.check_names(params)
     arrays = {n: da.asarray(v) for n, v in {"x": x, **params}.items()}
     for n, a in arrays.items():
@@ -156,7 +158,7 @@ def _check_block(arrays: dict, checks: tuple, positions, batch_ndim: int) -> Non
     """The declared constraint of every argument, on this block; a failure names the first bad
     element by its index in the whole array."""
     size = next((np.shape(arrays[n])[-1] for n, c, _ in checks if c.event_dim), None)
-    context = {"size": size, "total_count": arrays.get("total_count"), "mask": arrays.get("mask")}
+    context = {"size": size, **{n: arrays.get(n) for n in CHECK_CONTEXT}}
     for name, constraint, spans in checks:
         values = np.asarray(arrays[name])
         try:
@@ -177,7 +179,7 @@ def _located(name, constraint, values, context, err, positions, batch_ndim, span
     flat = values.reshape((-1,) + values.shape[values.ndim - event:])
     # the arguments a check reads alongside (total_count, mask), cut to the same rows
     rows = {}
-    for key, event_ in (("total_count", 0), ("mask", 1)):
+    for key, event_ in CHECK_CONTEXT.items():
         other = context.get(key)
         if other is not None and np.broadcast_shapes(np.shape(other)[: np.ndim(other) - event_], shape) == shape:
             tail = np.shape(other)[np.ndim(other) - event_:]

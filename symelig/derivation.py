@@ -8,6 +8,7 @@ import linecache
 import numpy as np
 
 from .engine import SymbolicDerivation, derive_symbolic
+from .constraints import CHECK_CONTEXT
 from .errors import SymeligError
 from .family import lookup
 
@@ -217,13 +218,13 @@ class Derivation:
         vector parameter the block δ_jl·d_j + c·u_j·u_l as {"diagonal", "scale", "vector"}.
         A value that is not finite (beyond the dtype's range) is an error, as for ``eligibility``."""
         self._require_kernels()
-        return self._second_order_call("hessian", x, params, validate)
+        return self._second_order_call("hessian", x, self.defaulted(x, params), validate)
 
     def fisher(self, *, validate: bool = True, **params):
         """The Fisher information F(θ) = E[e eᵀ], shaped like ``hessian`` (no sample needed); a
         value that is not finite is an error (``validate=False`` returns it as it is)."""
         self._require_fisher()
-        return self._second_order_call("fisher", None, params, validate)
+        return self._second_order_call("fisher", None, self.defaulted(None, params), validate)
 
     # entropy and KL divergence (symelig.divergence) ---------------------------------------
     def entropy(self, *, validate: bool = True, **params):
@@ -266,6 +267,7 @@ class Derivation:
     def natural_gradient(self, grad: dict, *, validate: bool = True, **params) -> dict:
         """F(θ)⁺·grad for ``grad`` = {parameter: array} shaped like the eligibility."""
         self._require_fisher()
+        params = self.defaulted(None, params)
         if not isinstance(grad, dict) or set(grad) != set(self.parameters):
             raise SymeligError(f"grad must be a dict with the keys {', '.join(self.parameters)}")
         if _foreign(None, {**params, **grad}):
@@ -336,6 +338,7 @@ class Derivation:
         """log p(x | θ), shaped like the batch.  −inf is the answer for a discrete sample of
         probability 0; any other value that is not finite (a density beyond the dtype's range)
         is a one-line error (``validate=False`` returns it as it is)."""
+        params = self.defaulted(x, params)
         if _foreign(x, params):
             return self._foreign_call("log_prob", x, params)
         if not validate:
@@ -373,6 +376,7 @@ class Derivation:
     def eligibility(self, x, *, validate: bool = True, **params) -> dict:
         """{parameter: ∂ log p(x | θ)/∂parameter}; with ``validate`` the arguments are checked and a
         result that is not finite (a sample of probability 0, an overflow) is an error, not inf."""
+        params = self.defaulted(x, params)
         if _foreign(x, params):
             return self._foreign_call("eligibility", x, params)
         if not validate:
@@ -396,6 +400,33 @@ class Derivation:
         if self.symbolic.sample_index is not None:
             _check_foreign_categories(x, params)
         return kernel(x, **params)
+
+    def defaulted(self, x, params: dict) -> dict:
+        """``params`` with the family's argument defaults filled in where not given (tanh_normal's
+        low = −1, high = 1), as vectors over the category axis of x or of a vector parameter, in
+        the array library (and device) of a tensor argument.  Without such an axis nothing is
+        added, and the name check reports the missing argument."""
+        missing = {n: v for n, v in self.symbolic.family.defaults.items() if n not in params}
+        if not missing:
+            return params
+        constraint_of = self.symbolic.constraints
+        given = {"x": x, **params} if x is not None else params
+        try:
+            sizes = [np.shape(v)[-1] for n, v in given.items() if n in constraint_of and constraint_of[n].event_dim and np.ndim(v)]
+        except ValueError:  # rows of different lengths: said as the argument checks say it
+            for n, v in given.items():
+                as_array(n, v)
+            raise
+        if not sizes:
+            return params
+        if _foreign(x, params):
+            from array_api_compat import array_namespace, device
+
+            tensor = next(v for v in given.values() if _foreign(None, {"v": v}))
+            xp = array_namespace(tensor)
+            dtype = tensor.dtype if xp.isdtype(tensor.dtype, "real floating") else None
+            return {**params, **{n: xp.full((sizes[0],), v, dtype=dtype, device=device(tensor)) for n, v in missing.items()}}
+        return {**params, **{n: np.full(sizes[0], float(v)) for n, v in missing.items()}}
 
     def check_names(self, params: dict) -> None:
         """The keyword arguments besides x are exactly the entry's arguments and parameters."""
@@ -425,7 +456,7 @@ class Derivation:
         except ValueError:
             shapes = ", ".join(f"{n} {a.shape}" for n, a in arrays.items())
             raise SymeligError(f"batch shapes do not broadcast: {shapes} (the last axis of vectors is the category axis)") from None
-        context = {"size": size, "total_count": arrays.get("total_count"), "mask": arrays.get("mask")}
+        context = {"size": size, **{n: arrays.get(n) for n in CHECK_CONTEXT}}
         # x last: its check uses the others; without x (the Fisher information) only θ is checked
         for n, c in {**expected, **({"x": family.value} if x is not None else {})}.items():
             c.check(n, arrays[n], **context)

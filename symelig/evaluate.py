@@ -28,10 +28,11 @@ def _number(token: str, option: str):
     )
 
 
-def parse_arguments(args: list, names: list, entry: str, options=(), rows: bool = False) -> dict:
+def parse_arguments(args: list, names: list, entry: str, options=(), rows: bool = False, optional=()) -> dict:
     """``['--probs', '0.1,0.9', '--x', '1']`` → {"probs": array, "x": array}, names checked;
     a near miss of a name or of the command's own ``options`` gets a "did you mean".  With
-    ``rows``, ';' separates the rows of a matrix (``1,0;0.5,2``)."""
+    ``rows``, ';' separates the rows of a matrix (``1,0;0.5,2``); the ``optional`` names
+    (arguments with a default) may be left out."""
     allowed = ", ".join(f"--{n.replace('_', '-')}" for n in names)
     values, pending = {}, list(args)
     while pending:
@@ -59,14 +60,22 @@ def parse_arguments(args: list, names: list, entry: str, options=(), rows: bool 
         tokens = inline.split(",")
         numbers = [_number(t, name) for t in tokens]
         values[name] = np.array(numbers) if len(numbers) > 1 else np.array(numbers[0])
-    missing = [n for n in names if n not in values]
+    missing = [n for n in names if n not in values and n not in optional]
     if missing:
         raise SymeligError(f"missing --{missing[0].replace('_', '-')} for {entry}; it takes {allowed}")
     return values
 
 
-def evaluate(derivation, values: dict) -> dict:
+def evaluate(derivation, values: dict, compat: str | None = None) -> dict:
+    """The numbers ``eval`` prints; with ``compat`` (a library of symelig.squash) also log p as
+    that library computes it and its difference from the exact value."""
     x = values.pop("x")
+    extra = {}
+    if compat is not None:
+        from .squash import compat_log_prob
+
+        found = compat_log_prob(compat, derivation.family, derivation.param, x, **values)
+        extra = {"compat": {"library": compat, "log_prob": found.log_prob.tolist(), "difference": found.difference.tolist()}}
     e = derivation.eligibility(x, **values)
     log_p = derivation.log_prob(x, **values)
     if not np.all(np.isfinite(log_p)):
@@ -80,6 +89,7 @@ def evaluate(derivation, values: dict) -> dict:
         "prob": prob.tolist(),
         "eligibility": {n: v.tolist() for n, v in e.items()},
         "prob_gradient": {n: (_expand_like(prob, v) * v).tolist() for n, v in e.items()},
+        **extra,
     }
 
 
@@ -100,8 +110,14 @@ def render(derivation, result: dict) -> str:
     rows = [("log p(x | θ)", result["log_prob"]), ("p(x | θ)", result["prob"])]
     rows += [(f"eligibility ∂log p/∂{n}", v) for n, v in result["eligibility"].items()]
     rows += [(f"gradient ∂p/∂{n} (p·e)", v) for n, v in result["prob_gradient"].items()]
+    if "compat" in result:
+        library = result["compat"]["library"]
+        rows += [(f"log p as {library} computes it", result["compat"]["log_prob"]),
+                 (f"{library} − exact log p", result["compat"]["difference"])]
     width = max(len(label) for label, _ in rows)
     lines = [f"{result['family']} --param {result['param']}, x = {x}"]
     lines += [f"{label.ljust(width)} = {_fmt(value)}" for label, value in rows]
     lines.append("(e is the gradient of log_prob; p·e is what autograd gives for exp(log_prob).backward())")
+    if "compat" in result:
+        lines.append(f"({result['compat']['library']}'s Jacobian term does not depend on θ: e is the same)")
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Sum, count_ops, sympify, together
+from sympy import Add, Indexed, IndexedBase, KroneckerDelta, S, Sum, count_ops, sympify, together
 
 from .family import K, call_with, j
 
@@ -31,6 +31,7 @@ TITLES = {
     "delta_select": "Kronecker delta at the sample",
     "support_identity": "Use the support",
     "constant": "Constant term",
+    "jacobian": "Change of variables",
     "chain_rule_log": "Chain rule through a log",
     "sum_rule": "Derivative of a sum",
     "indexed_derivative": "Derivative of an indexed parameter",
@@ -47,6 +48,11 @@ TITLES = {
     "common_denominator": "Over a common denominator",
     "vector_form": "Vector form",
 }
+
+
+JACOBIAN_SENTENCE = ("the log-Jacobian of the map from u to the sample depends on the stored sample alone: u is "
+                     "fixed by it and does not depend on θ, so this term's derivative is 0 and e is the base "
+                     "distribution's at u")
 
 
 @dataclass
@@ -146,6 +152,9 @@ def explain(derivation, values: dict | None = None) -> Explanation:
     s = derivation.symbolic
     canonical = call_with(s.family.log_prob, s.symbols)
     items = [Item("model", s.family.summary(), "log_prob", "log p", canonical)]
+    jacobian = s.family.log_jacobian(**s.symbols)
+    for name in s.parameters if jacobian is not None else ():
+        items.append(Item("jacobian", JACOBIAN_SENTENCE, name, "term", S.Zero, jacobian, "derivative", s.wrt(name)))
     for step in s.steps:
         lhs = "term" if step.kind == "derivative" and step.rule != "differentiate" else ("log p" if step.target == "log_prob" else "e")
         sentence = step.statement

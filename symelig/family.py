@@ -5,7 +5,8 @@ A family is one small file in ``symelig/families/``: a :class:`Family` subclass 
 
 * ``name`` (PyTorch's, lower case) and ``torch`` (the ``torch.distributions`` class, if any);
 * ``value``: the constraint of a sample x; ``arguments``: inputs that are not differentiated
-  (``total_count``); ``parameters``: the canonical parameters, as PyTorch names them;
+  (``total_count``), ``defaults`` the values of those a caller may leave out (tanh_normal's
+  bounds −1 and 1, per coordinate); ``parameters``: the canonical parameters, as PyTorch names them;
 * ``log_prob``: log p(x | θ) in the canonical parameters, written with SymPy;
 * ``symbols``: the letter each name gets in formulas (``probs`` → p, ``loc`` → μ);
 * one method per parametrization, decorated with :func:`parametrization` naming the
@@ -136,6 +137,7 @@ class Family:
     torch_names: dict = {}     # canonical name -> torch.distributions keyword, where they differ
     value: Constraint
     arguments: dict = {}
+    defaults: dict = {}        # argument -> the number it is (in every coordinate) when not given
     parameters: dict = {}      # canonical parameters -> Constraint
     symbols: dict = {}
 
@@ -162,6 +164,13 @@ class Family:
         """{statistic of x: its expectation} in the canonical parameters, e.g. {x: λ} for the
         Poisson; a vector statistic is written at the bound index i ({x[i]: n·π_i})."""
         return {}
+
+    @classmethod
+    def log_jacobian(cls, **symbols):
+        """Where x is a fixed map of a base variable (tanh_normal's action a of u): the
+        log-Jacobian term of log p, which does not depend on θ; ``explain`` shows its zero
+        derivative as a step of its own.  None for the other families."""
+        return None
 
     @classmethod
     def standard(cls, **symbols):

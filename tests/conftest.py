@@ -51,7 +51,7 @@ def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
         args[name] = c.sample(rng, batch + (size,)) if c.event_dim else c.sample(rng, batch) + 1
     value = family.value
     shape = batch + (size,) if value.event_dim else batch
-    context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count"), "mask": args.get("mask")}
+    context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in constraints.CHECK_CONTEXT}}
     return {"x": value.sample(rng, shape, **context), **args}
 
 

@@ -32,6 +32,8 @@ def _bad_values(constraint, values: np.ndarray, args: dict) -> list:
         out.append(constraint.lower - 1)
     if constraint.upper < np.inf:
         out.append(constraint.upper + 1)
+    if constraint is constraints.squashed:  # an action above high, below low, and at the bound itself
+        out += [float(np.max(args["high"])) + 1, float(np.min(args["low"])) - 1, float(args["high"][BAD_ROW, 1])]
     if constraint is constraints.up_to_total_count:
         out.append(int(np.max(args["total_count"])) + 1)
     if constraint.integer:

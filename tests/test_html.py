@@ -31,7 +31,8 @@ import chromium
 MATH = re.compile(r"<math\b.*?</math>", re.S)
 M = f"{{{NAMESPACE}}}"
 # the names a formula may show as a multi-letter identifier: operator names, not SymPy classes
-WORDS = {"log", "softmax", "sigmoid", "softplus", "sin", "cos", "sign", "stirlerr", "bd", "Pr", "otherwise"}
+# (and the bounds of a squashed action, printed by their PyTorch names low and high)
+WORDS = {"log", "softmax", "sigmoid", "softplus", "sin", "cos", "sign", "stirlerr", "bd", "Pr", "otherwise", "low", "high"}
 SITE_ENTRIES = ("categorical:logits", "student_t:scale", "multinomial:probs", "beta:concentration")
 
 

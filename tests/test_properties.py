@@ -63,7 +63,19 @@ def arguments(draw, d, representable):
             st.lists(elements, min_size=size, max_size=size) if event else elements, min_size=batch, max_size=batch)))
 
     args = {}
+    if family.value is constraints.squashed:  # bounds low < high, and an action a fraction t of the way between
+        width = (_floats(1e-3, 1e3), _floats(0.1, 10))[which]
+        args["low"] = rows((_floats(-1e3, 1e3), _floats(-3, 3))[which], True)
+        args["high"] = args["low"] + rows(width, True)
+        t = rows((_floats(1e-6, 1 - 1e-6), _floats(0.01, 0.99))[which], True)
+        args["x"] = args["low"] + (args["high"] - args["low"]) * t
     for name, c in family.arguments.items():
+        if name in args:
+            continue
+        if c is constraints.low:  # tanh_normal_presquash: any bounds low < high
+            args["low"] = rows(_floats(-3, 3), True)
+            args["high"] = args["low"] + rows(_floats(0.1, 10), True)
+            continue
         if c is constraints.mask:
             args[name] = rows(st.booleans(), True).astype(bool).reshape(batch, size)
             continue
@@ -79,6 +91,8 @@ def arguments(draw, d, representable):
         args["total_count"] = args["x"].sum(-1)
     elif value is constraints.up_to_total_count:
         args["x"] = np.minimum(rows(st.integers(0, 30), False), args["total_count"])
+    elif value is constraints.squashed:
+        pass  # drawn with its bounds above
     elif value.name in ("simplex", "open_simplex"):
         weights = rows(_floats(1e-3, 1.0), True)
         args["x"] = weights / weights.sum(-1, keepdims=True)

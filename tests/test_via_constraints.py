@@ -103,13 +103,14 @@ def _call_args(family: str, lhs: str, values: list):
         if n in ("qa", "qb", "qw"):
             continue
         args[n] = np.full((rows, K) if constraint.event_dim else rows, _valid(constraint))  # the kept parameters: valid
-    args.update({n: np.ones((rows, K), bool) if constraint is constraints.mask else constraint.sample(rng, ()) + 1
+    args.update({n: np.ones((rows, K), bool) if constraint is constraints.mask
+                 else constraint.sample(rng, (rows, K)) if constraint.event_dim else constraint.sample(rng, ()) + 1
                  for n, constraint in cls.arguments.items()})
     if c.event_dim:
         args["qw"] = lhs_values
     else:
         args["qa"], args["qb"] = lhs_values + 0.75, np.full(rows, 0.75)
-    context = {"size": K, "probs": np.full(K, 1.0 / K), "total_count": args.get("total_count"), "mask": args.get("mask")}
+    context = {"size": K, "probs": np.full(K, 1.0 / K), **{n: args.get(n) for n in constraints.CHECK_CONTEXT}}
     x = cls.value.sample(rng, (rows, K) if cls.value.event_dim else (rows,), **context)
     catalog = {n: v for n, v in args.items() if n not in ("qa", "qb", "qw")}
     catalog[lhs] = lhs_values
