@@ -73,7 +73,7 @@ def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *
     T, V, dtype = _checked(xp, hidden, weight, tokens, advantages, temperature)
     device = getattr(hidden, "device", None)
     on = {} if device is None else {"device": device}
-    tokens = xp.asarray(tokens, dtype=xp.int64, **on)
+    tokens = xp.asarray(tokens, dtype=xp.__array_namespace_info__().default_dtypes()["indexing"], **on)  # int32 in jax without x64
     advantages = xp.astype(xp.asarray(advantages, **on), dtype)
     rows = max(1, min(T, int(chunk_bytes) // (V * _itemsize(dtype))))
     if is_torch_namespace(xp) or is_numpy_namespace(xp):
@@ -199,8 +199,9 @@ def _kernel_chunks(xp, hidden, weight, tokens, advantages, tau, rows, chunk_byte
         stop = min(start + rows, T)
         h, x, a = hidden[start:stop, ...], tokens[start:stop], advantages[start:stop]
         u = xp.matmul(h, xp.matrix_transpose(weight))
-        log_probs.append(kernels.log_prob(x, u=u, tau=tau_array))
-        e = kernels.eligibility(x, u=u, tau=tau_array)
+        with np.errstate(divide="ignore"):  # log1p(−1) in the branch a where() discards (numpy)
+            log_probs.append(kernels.log_prob(x, u=u, tau=tau_array))
+            e = kernels.eligibility(x, u=u, tau=tau_array)
         del u
         g = e["u"] * a[:, None]
         grad_taus.append(e["tau"])
