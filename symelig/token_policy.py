@@ -82,11 +82,11 @@ def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *
         chunks = _kernel_chunks(xp, hidden, weight, tokens, advantages, float(temperature), rows, int(chunk_bytes))
     log_p, e_tau, grad_hidden, grad_weight = chunks
     return {
-        "objective": xp.sum(advantages * log_p),
+        "objective": xp.sum(advantages * log_p) + 0.0,  # + 0.0: no −0.0
         "hidden": grad_hidden,
         "weight": grad_weight,
-        "temperature": xp.sum(advantages * e_tau),
-        "entropy": -(log_p + float(temperature) * e_tau),  # H = −(log π(x) + τ ∂ log π(x)/∂τ), any x
+        "temperature": xp.sum(advantages * e_tau) + 0.0,
+        "entropy": 0.0 - (log_p + float(temperature) * e_tau),  # H = −(log π(x) + τ ∂ log π(x)/∂τ), any x
     }
 
 
@@ -183,6 +183,8 @@ def _in_place_chunks(hidden, weight, tokens, advantages, tau, rows):
             blas.get_blas_funcs("gemm", (z, h))(1.0, h.T, z.T, beta=1.0, c=grad_weight.T, trans_b=1, overwrite_c=1)
         else:
             grad_weight.addmm_(z.T, h)
+    grad_hidden += 0.0  # −0.0 → +0.0 (the project's standard): a token with A_t = 0 gives −0 products
+    grad_weight += 0.0
     return log_p, e_tau, grad_hidden, grad_weight
 
 
@@ -210,7 +212,7 @@ def _kernel_chunks(xp, hidden, weight, tokens, advantages, tau, rows, chunk_byte
         grad_hidden.append(xp.matmul(g, weight))
         blocks = [xp.matmul(xp.matrix_transpose(g[:, first : first + vocabulary_rows]), h) for first in range(0, V, vocabulary_rows)]
         grad_weight = grad_weight + xp.concat(blocks)
-    return xp.concat(log_probs), xp.concat(grad_taus), xp.concat(grad_hidden), grad_weight
+    return xp.concat(log_probs), xp.concat(grad_taus), xp.concat(grad_hidden) + 0.0, grad_weight + 0.0  # no −0.0
 
 
 def _itemsize(dtype) -> int:

@@ -168,3 +168,17 @@ def test_no_tokens():
     out = symelig.token_policy_gradient(hidden, weight, np.zeros(0, dtype=int), np.zeros(0))
     assert out["objective"] == 0 and out["hidden"].shape == (0, 4) and out["entropy"].shape == (0,)
     assert np.array_equal(out["weight"], np.zeros((5, 4)))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_no_negative_zero(library):
+    """Tokens with advantage 0 contribute ±0 products; no output holds −0.0 (the project's standard)."""
+    T, V, d = 6, 9, 3
+    hidden, weight, tokens, advantages = _problem(np.random.default_rng(9), T, V, d, np.float64)
+    advantages[:] = 0.0
+    hidden[:, 0] = 0.0
+    args = (hidden, weight, tokens, advantages) if library == "numpy" else tuple(torch.tensor(v) for v in (hidden, weight, tokens, advantages))
+    out = symelig.token_policy_gradient(*args, temperature=0.5, chunk_bytes=2 * V * 8)
+    for name, value in out.items():
+        value = np.asarray(value)
+        assert not np.any(np.signbit(value) & (value == 0)), name
