@@ -437,7 +437,7 @@ def token_policy_candidate(name: str, shape, reps: int) -> dict:
             args = tuple(torch.from_numpy(v) for v in args)
         from symelig import token_policy
 
-        token_policy.derivation()  # derived (or loaded from the cache) before the memory mark
+        token_policy.derivation(), token_policy.linear_forms()  # derived (or loaded from the cache) before the memory mark
 
         def call():
             return symelig.token_policy_gradient(*args)

@@ -1,6 +1,6 @@
 """The per-token policy of a language model through its output layer, without a T × V array.
 
-A token x_t is drawn from a categorical over the vocabulary with logits u = W h_t / τ
+A token x_t is drawn from a categorical over the vocabulary with logits u/τ, u = W h_t
 (hidden state h_t ∈ ℝ^d, output weight W ∈ ℝ^{V×d}, temperature τ > 0).  The engine derives
 the categorical logits entry reparametrized by ``logits = u / tau``
 (``symelig.reparametrize("categorical", "logits = u / tau", wrt=["u", "tau"])``)::
@@ -16,11 +16,16 @@ derived quantities: H = −Σ_k π_k log π_k = log Σ_i e^{u_i/τ} − Σ_i π_
 = −(log π(x) + τ·∂ log π(x)/∂τ) for any x.
 
 The tokens are taken in chunks of ``rows`` tokens, rows·V·itemsize ≤ ``chunk_bytes``: only a
-rows × V block of logits and eligibilities exists at a time, and ∂/∂W is accumulated by blocks
-of the vocabulary of at most ``chunk_bytes``.  Peak memory beyond the inputs and the outputs
-(T·d + V·d + 3T numbers) is about 5·chunk_bytes (the logits block, the eligibility block, the
-kernel's temporaries, one ∂/∂W block), whatever T; never T × V.  Each chunk reads W twice and
-∂/∂W once, so chunks of more tokens spend less time streaming W.
+rows × V block exists at a time, never T × V.  For numpy and torch the engine's formulas are
+first reduced (:func:`linear_forms`) to coefficients, functions of τ, of four quantities per
+token: the softmax of u/τ, its log-sum-exp, E_π[u] = Σ_i π_i u_i and u_x.  One block then holds
+in turn the logits u/τ, e^{u/τ − max} and A_t ∂ log π/∂u, overwritten in place, and the work is
+the three matrix products autograd does too (logits, Wᵀ(e/Σe) for ∂/∂h, gᵀh for ∂/∂W) plus a
+few passes over the block; E_π[u] = h·(Wᵀπ) comes from the ∂/∂h product, not from the block.
+Peak memory beyond the inputs and outputs (T·d + V·d + 3T numbers) is about one block: torch
+(addmm_) and numpy (BLAS gemm with β = 1) accumulate ∂/∂W in place.  Other array libraries
+(immutable arrays) evaluate the engine's generated array-API kernels chunk by chunk, with
+several blocks of temporaries and about 20 passes over each.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def derivation():
     return reparametrize("categorical", VIA, wrt=["u", "tau"], positive=["tau"])
 
 
-def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *, chunk_bytes: int = 64 * 2**20) -> dict:
+def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *, chunk_bytes: int = 160 * 2**20) -> dict:
     """The policy-gradient objective J = Σ_t A_t log π(x_t | h_t) of tokens drawn with logits
     W h_t/τ, and its gradients, in chunks of tokens (no T × V array).
 
@@ -57,50 +62,157 @@ def token_policy_gradient(hidden, weight, tokens, advantages, temperature=1.0, *
         entropy      H(π_t) per token                                  (T,)
 
     with π_t = softmax(W h_t/τ).  ``chunk_bytes`` bounds one rows × V block of logits (at least
-    one token per chunk); the extra memory is about 4 such blocks.
+    one token per chunk); numpy and torch need about one such block beyond the outputs.  The
+    default, 160 MiB (263 tokens at V = 151936 in float32), keeps the matrix products nearly as
+    fast per token as autograd's whole-batch ones (a chunk streams W twice and ∂/∂W once) while
+    the peak stays under 1/8 of autograd's at T = 4096 (∂/∂W alone, V·d, is 1/12 of it).
     """
-    from array_api_compat import array_namespace
+    from array_api_compat import array_namespace, is_numpy_namespace, is_torch_namespace
 
     xp = array_namespace(hidden, weight)
     T, V, dtype = _checked(xp, hidden, weight, tokens, advantages, temperature)
-    d = derivation()
-    kernels = d.kernels if xp.__name__.endswith("numpy") else d.array_api_kernels
     device = getattr(hidden, "device", None)
-    tokens = xp.asarray(tokens, dtype=xp.int64, device=device) if device is not None else xp.asarray(tokens, dtype=xp.int64)
-    advantages = xp.astype(xp.asarray(advantages, device=device) if device is not None else xp.asarray(advantages), dtype)
-    tau = xp.asarray(float(temperature), dtype=dtype, device=device) if device is not None else xp.asarray(float(temperature), dtype=dtype)
-    rows = max(1, int(chunk_bytes) // (V * _itemsize(dtype)))
-    vocabulary_rows = max(1, int(chunk_bytes) // (weight.shape[1] * _itemsize(dtype)))
-    grad_hidden = xp.zeros(hidden.shape, dtype=dtype, device=device) if device is not None else xp.zeros(hidden.shape, dtype=dtype)
-    grad_weight = xp.zeros(weight.shape, dtype=dtype, device=device) if device is not None else xp.zeros(weight.shape, dtype=dtype)
-    log_probs, entropies, grad_taus = [], [], []
+    on = {} if device is None else {"device": device}
+    tokens = xp.asarray(tokens, dtype=xp.__array_namespace_info__().default_dtypes()["indexing"], **on)  # int32 in jax without x64
+    advantages = xp.astype(xp.asarray(advantages, **on), dtype)
+    rows = max(1, min(T, int(chunk_bytes) // (V * _itemsize(dtype))))
+    if is_torch_namespace(xp) or is_numpy_namespace(xp):
+        chunks = _in_place_chunks(hidden, weight, tokens, advantages, float(temperature), rows)
+    else:
+        chunks = _kernel_chunks(xp, hidden, weight, tokens, advantages, float(temperature), rows, int(chunk_bytes))
+    log_p, e_tau, grad_hidden, grad_weight = chunks
+    return {
+        "objective": xp.sum(advantages * log_p) + 0.0,  # + 0.0: no −0.0
+        "hidden": grad_hidden,
+        "weight": grad_weight,
+        "temperature": xp.sum(advantages * e_tau) + 0.0,
+        "entropy": 0.0 - (log_p + float(temperature) * e_tau),  # H = −(log π(x) + τ ∂ log π(x)/∂τ), any x
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def linear_forms() -> dict:
+    """The engine's formulas as linear combinations of four per-token quantities, coefficients
+    functions of τ: {name: function τ ↦ coefficients} for::
+
+        log_prob  log π(x)     = c₀ u_x + c₁ log Σ_i e^{u_i/τ}
+        u         ∂ log π/∂u_j = c₀ softmax(u/τ)_j + c₁ δ_jx
+        tau       ∂ log π/∂τ   = c₀ Σ_i softmax(u/τ)_i u_i + c₁ u_x
+
+    read off the derivation (a one-line SymeligError if it is not of this form), so that the
+    in-place evaluation computes the four quantities and the engine says how they combine."""
+    import sympy
+
+    from .functions import LogSumExp, Softmax
+
+    s = derivation().symbolic
+    u, tau, x = s.symbols["u"], s.symbols["tau"], s.symbols["x"]
+    (logsumexp,) = s.log_prob.atoms(LogSumExp)
+    logits, i, size = logsumexp.args
+    if logits != u[i] / tau:
+        raise SymeligError(f"the derivation's log-sum-exp is over {logits}, not the logits u[i]/tau the in-place evaluation computes")
+    e_u = s.eligibility["u"]
+    (probs,), deltas = e_u.atoms(Softmax), e_u.atoms(sympy.KroneckerDelta)
+    j = probs.args[3]
+    if probs != Softmax(logits, i, size, j) or len(deltas) != 1 or set(next(iter(deltas)).args) != {j, x}:
+        raise SymeligError(f"the derivation's ∂/∂u = {e_u} is not in softmax(u[i]/tau)_j and δ_jx")
+    mean_u = sympy.Sum(Softmax(logits, i, size, i) * u[i], (i, 0, size - 1))
+    forms = {
+        "log_prob": (s.log_prob, (u[x], logsumexp)),
+        "u": (e_u, (probs, *deltas)),
+        "tau": (s.eligibility["tau"], (mean_u, u[x])),
+    }
+    return {name: _coefficients(name, expression, atoms, tau) for name, (expression, atoms) in forms.items()}
+
+
+def _coefficients(name, expression, atoms, tau):
+    """τ ↦ (c₀, c₁) with expression = c₀ atoms[0] + c₁ atoms[1] and the c free of everything but τ."""
+    import sympy
+
+    placeholders = sympy.symbols(f"_q0:{len(atoms)}")
+    linear = expression.xreplace(dict(zip(atoms, placeholders)))
+    coefficients = [sympy.diff(linear, q) for q in placeholders]
+    rest = sympy.simplify(linear - sum(c * q for c, q in zip(coefficients, placeholders)))
+    if rest != 0 or any(c.free_symbols - {tau} for c in coefficients):
+        raise SymeligError(f"the derivation's {name} = {expression} is not linear in {', '.join(map(str, atoms))} with coefficients in tau alone")
+    return sympy.lambdify(tau, [sympy.simplify(c) for c in coefficients], "math")
+
+
+def _in_place_chunks(hidden, weight, tokens, advantages, tau, rows):
+    """(log π(x_t), ∂ log π(x_t)/∂τ, ∂J/∂h, ∂J/∂W) for numpy arrays or torch tensors, with one
+    rows × V block overwritten in place."""
+    lp_u, lp_lse = linear_forms()["log_prob"](tau)
+    e_probs, e_delta = linear_forms()["u"](tau)
+    et_mean, et_u = linear_forms()["tau"](tau)
+    T, V = hidden.shape[0], weight.shape[0]
+    if isinstance(hidden, np.ndarray):
+        from scipy.linalg import blas
+
+        lib, on, row_max = np, {}, lambda z: z.max(1, keepdims=True)
+    else:
+        import torch as lib
+
+        on, row_max = {"device": hidden.device}, lambda z: z.amax(1, keepdims=True)
+        hidden, weight, advantages = hidden.detach(), weight.detach(), advantages.detach()  # values, not a graph
+    block = lib.empty((rows, V), dtype=hidden.dtype, **on)
+    grad_hidden = lib.empty(hidden.shape, dtype=hidden.dtype, **on)
+    grad_weight = (lib.empty if T else lib.zeros)(weight.shape, dtype=hidden.dtype, **on)
+    log_p = lib.empty((T,), dtype=hidden.dtype, **on)
+    e_tau = lib.empty((T,), dtype=hidden.dtype, **on)
+    for start in range(0, T, rows):
+        stop = min(start + rows, T)
+        h, x, a = hidden[start:stop], tokens[start:stop], advantages[start:stop, None]
+        z = block[: stop - start]
+        lib.matmul(h * (1 / tau) if tau != 1 else h, weight.T, out=z)  # u/τ
+        peak = row_max(z)
+        z -= peak
+        lib.exp(z, out=z)  # e^{u/τ − max}: the shift only keeps exp finite
+        total = z.sum(1, keepdims=True)
+        weight_x = weight[x]
+        u_x = (weight_x * h).sum(1)
+        probs_w = lib.matmul(z, weight) / total  # Wᵀπ_t
+        mean_u = (probs_w * h).sum(1)  # Σ_i π_i u_i = h·(Wᵀπ): no pass over the block
+        log_p[start:stop] = lp_u * u_x + lp_lse * (peak[:, 0] + lib.log(total[:, 0]))
+        e_tau[start:stop] = et_mean * mean_u + et_u * u_x
+        grad_hidden[start:stop] = a * (e_probs * probs_w + e_delta * weight_x)  # Wᵀ(A ∂ log π/∂u)
+        z *= a * (e_probs / total)  # A ∂ log π/∂u: the softmax part, then the δ part
+        z[lib.arange(stop - start, **on), x] += a[:, 0] * e_delta
+        if start == 0:  # written, not added: no pass to zero ∂/∂W first
+            lib.matmul(z.T, h, out=grad_weight)
+        elif lib is np:  # ∂/∂Wᵀ += hᵀ g by BLAS in place (column-major views, no copies)
+            blas.get_blas_funcs("gemm", (z, h))(1.0, h.T, z.T, beta=1.0, c=grad_weight.T, trans_b=1, overwrite_c=1)
+        else:
+            grad_weight.addmm_(z.T, h)
+    grad_hidden += 0.0  # −0.0 → +0.0 (the project's standard): a token with A_t = 0 gives −0 products
+    grad_weight += 0.0
+    return log_p, e_tau, grad_hidden, grad_weight
+
+
+def _kernel_chunks(xp, hidden, weight, tokens, advantages, tau, rows, chunk_bytes):
+    """As _in_place_chunks through the engine's generated array-API kernels, for libraries whose
+    arrays cannot be written in place."""
+    kernels = derivation().array_api_kernels
+    device = getattr(hidden, "device", None)
+    on = {} if device is None else {"device": device}
+    tau_array = xp.asarray(tau, dtype=hidden.dtype, **on)
+    T, V = hidden.shape[0], weight.shape[0]
+    vocabulary_rows = max(1, chunk_bytes // (weight.shape[1] * _itemsize(hidden.dtype)))
+    grad_hidden, grad_weight, log_probs, grad_taus = [], xp.zeros(weight.shape, dtype=hidden.dtype, **on), [], []
     for start in range(0, T, rows):
         stop = min(start + rows, T)
         h, x, a = hidden[start:stop, ...], tokens[start:stop], advantages[start:stop]
-        u = xp.matmul(h, xp.matrix_transpose(weight))  # (rows, V): the only vocabulary-sized block
-        with np.errstate(divide="ignore"):  # log1p(−1) in the branch a where() discards
-            log_p = kernels.log_prob(x, u=u, tau=tau)
-            e = kernels.eligibility(x, u=u, tau=tau)
+        u = xp.matmul(h, xp.matrix_transpose(weight))
+        with np.errstate(divide="ignore"):  # log1p(−1) in the branch a where() discards (numpy)
+            log_probs.append(kernels.log_prob(x, u=u, tau=tau_array))
+            e = kernels.eligibility(x, u=u, tau=tau_array)
         del u
-        e_u, e_tau = e["u"], e["tau"]
-        g = e_u * a[:, None]  # A_t ∂ log π/∂u
-        del e, e_u
-        grad_hidden[start:stop, ...] = xp.matmul(g, weight)
-        for first in range(0, V, vocabulary_rows):  # gᵀh by blocks: no V × d temporary
-            last = min(first + vocabulary_rows, V)
-            grad_weight[first:last, ...] += xp.matmul(xp.matrix_transpose(g[:, first:last]), h)
-        del g
-        log_probs.append(log_p)
-        grad_taus.append(e_tau)
-        entropies.append(-(log_p + tau * e_tau))
-    log_p, e_tau = xp.concat(log_probs), xp.concat(grad_taus)
-    return {
-        "objective": xp.sum(advantages * log_p),
-        "hidden": grad_hidden,
-        "weight": grad_weight,
-        "temperature": xp.sum(advantages * e_tau),
-        "entropy": xp.concat(entropies),
-    }
+        g = e["u"] * a[:, None]
+        grad_taus.append(e["tau"])
+        del e
+        grad_hidden.append(xp.matmul(g, weight))
+        blocks = [xp.matmul(xp.matrix_transpose(g[:, first : first + vocabulary_rows]), h) for first in range(0, V, vocabulary_rows)]
+        grad_weight = grad_weight + xp.concat(blocks)
+    return xp.concat(log_probs), xp.concat(grad_taus), xp.concat(grad_hidden) + 0.0, grad_weight + 0.0  # no −0.0
 
 
 def _itemsize(dtype) -> int:

@@ -89,3 +89,96 @@ def test_the_formulas_come_from_the_engine():
     d = token_policy.derivation()
     assert d.family == "categorical" and set(d.parameters) == {"u", "tau"}
     assert r"\operatorname{softmax}" in d.latex()
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("tau", [1.0, 0.3])
+def test_torch_in_place_path_matches_autograd(dtype, rtol, tau):
+    """The torch path (matmul into one block, in-place softmax, addmm_ into ∂/∂W) against
+    autograd, several chunks and a last short one, on inputs that require grad themselves."""
+    T, V, d = 23, 97, 16
+    hidden, weight, tokens, advantages = _problem(np.random.default_rng(6), T, V, d, np.float64)
+    want = _autograd(hidden, weight, tokens, advantages, tau)
+    args = [torch.tensor(v, dtype=dtype if v.dtype.kind == "f" else None) for v in (hidden, weight, tokens, advantages)]
+    args[0].requires_grad_()
+    got = symelig.token_policy_gradient(*args, temperature=tau, chunk_bytes=5 * V * args[0].element_size())
+    for name, value in want.items():
+        assert got[name].dtype == dtype and not got[name].requires_grad, name
+        assert _relative(got[name].double(), value) < rtol, name
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_in_place_path_matches_the_generated_kernels(library):
+    """The in-place evaluation against the engine's generated array-API kernels (the path kept
+    for immutable arrays), with extreme logits where softmax is one-hot in floating point."""
+    from array_api_compat import array_namespace
+
+    from symelig import token_policy
+
+    T, V, d, tau = 17, 40, 6, 0.05
+    hidden, weight, tokens, advantages = _problem(np.random.default_rng(7), T, V, d, np.float64)
+    tokens[:5] = np.argmax(hidden[:5] @ weight.T, axis=1)  # the dominant category: log π ≈ 0
+    args = (hidden, weight, tokens, advantages) if library == "numpy" else tuple(torch.tensor(v) for v in (hidden, weight, tokens, advantages))
+    xp = array_namespace(args[0])
+    fused = token_policy._in_place_chunks(*args, tau, rows=4)
+    generated = token_policy._kernel_chunks(xp, *args, tau, rows=4, chunk_bytes=4 * V * 8)
+    for name, got, want in zip(("log_prob", "tau", "hidden", "weight"), fused, generated):
+        got, want = np.asarray(got), np.asarray(want)
+        assert np.all(np.isfinite(got)), name
+        assert np.max(np.abs(got - want)) <= 1e-10 * max(1.0, np.max(np.abs(want))), name
+
+
+def test_linear_forms_read_off_the_derivation():
+    """The coefficients the in-place path uses, against the hand formulas (test oracle only):
+    log π = u_x/τ − lse, ∂/∂u = −softmax/τ + δ/τ, ∂/∂τ = (E_π u − u_x)/τ²."""
+    from symelig import token_policy
+
+    forms = token_policy.linear_forms()
+    tau = 0.7
+    np.testing.assert_allclose(forms["log_prob"](tau), [1 / tau, -1], rtol=1e-15)
+    np.testing.assert_allclose(forms["u"](tau), [-1 / tau, 1 / tau], rtol=1e-15)
+    np.testing.assert_allclose(forms["tau"](tau), [1 / tau**2, -1 / tau**2], rtol=1e-15)
+
+
+def test_a_formula_outside_the_linear_forms_is_refused():
+    import sympy
+
+    from symelig import token_policy
+
+    tau, a, b = sympy.symbols("tau a b", positive=True)
+    with pytest.raises(SymeligError, match=r"^the derivation's tau = .* is not linear in a, b with coefficients in tau alone$"):
+        token_policy._coefficients("tau", a**2 / tau + b, (a, b), tau)
+    with pytest.raises(SymeligError, match="not linear"):
+        token_policy._coefficients("tau", a * b, (a,), tau)
+
+
+def test_immutable_arrays_take_the_generated_kernels():
+    jnp = pytest.importorskip("jax.numpy")
+    T, V, d, tau = 11, 30, 5, 0.9
+    hidden, weight, tokens, advantages = _problem(np.random.default_rng(8), T, V, d, np.float32)
+    want = _autograd(hidden, weight, tokens, advantages, tau)
+    got = symelig.token_policy_gradient(*(jnp.asarray(v) for v in (hidden, weight, tokens, advantages)), temperature=tau, chunk_bytes=4 * V * 4)
+    for name, value in want.items():
+        assert got[name].dtype == jnp.float32, name
+        assert _relative(np.asarray(got[name]), value) < 1e-5, name
+
+
+def test_no_tokens():
+    hidden, weight = np.ones((0, 4)), np.ones((5, 4))
+    out = symelig.token_policy_gradient(hidden, weight, np.zeros(0, dtype=int), np.zeros(0))
+    assert out["objective"] == 0 and out["hidden"].shape == (0, 4) and out["entropy"].shape == (0,)
+    assert np.array_equal(out["weight"], np.zeros((5, 4)))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_no_negative_zero(library):
+    """Tokens with advantage 0 contribute ±0 products; no output holds −0.0 (the project's standard)."""
+    T, V, d = 6, 9, 3
+    hidden, weight, tokens, advantages = _problem(np.random.default_rng(9), T, V, d, np.float64)
+    advantages[:] = 0.0
+    hidden[:, 0] = 0.0
+    args = (hidden, weight, tokens, advantages) if library == "numpy" else tuple(torch.tensor(v) for v in (hidden, weight, tokens, advantages))
+    out = symelig.token_policy_gradient(*args, temperature=0.5, chunk_bytes=2 * V * 8)
+    for name, value in out.items():
+        value = np.asarray(value)
+        assert not np.any(np.signbit(value) & (value == 0)), name
