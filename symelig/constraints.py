@@ -36,6 +36,7 @@ class Constraint:
     upper: float = np.inf
     upper_open: bool = False
     notation: str = ""           # the set in mathematical notation, for `symelig list`
+    own_axis: bool = False       # event_dim 1 along an axis of its own length (an ordering of k ≤ K categories)
 
     def check(self, label: str, values: np.ndarray, **context) -> None:
         """Raise SymeligError naming the first offending element of ``values``."""
@@ -262,3 +263,41 @@ class _Mask(Constraint):
 
 # positive: the formulas hold where m = 1 (an allowed category), as the probs formulas hold where p > 0
 mask = _Mask("mask", "booleans, True where a category is allowed", {"positive": True}, event_dim=1, notation="{0, 1}^K")
+
+
+class _Ordering(Constraint):
+    """k ≤ K distinct category indices along the last axis, first placed first (Plackett–Luce):
+    a full permutation when k = K, a top-k list otherwise."""
+
+    def check(self, label, values, *, size, **context):
+        if values.ndim < 1:
+            raise SymeligError(f"{label} must be an ordering along its last axis; got a scalar")
+        if values.dtype.kind not in "iu":
+            raise SymeligError(f"{label} must be integer category indices, got dtype {values.dtype}")
+        if values.shape[-1] > size:
+            raise SymeligError(f"{label} places {values.shape[-1]} categories but there are {size}: "
+                               f"{label} must be an ordering of at most K = {size} distinct categories")
+        bad = (values < 0) | (values >= size)
+        if bad.any():
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold "
+                               f"category indices in {{0, …, {size - 1}}}")
+        ordered = np.sort(values, axis=-1)
+        repeated = (ordered[..., 1:] == ordered[..., :-1]).any(-1)
+        if repeated.any():
+            where = [int(w) for w in np.argwhere(repeated)[0]]
+            at = f"{label}{where}" if where else label
+            row = values[tuple(where)]
+            twice = ordered[tuple(where)][1:][ordered[tuple(where)][1:] == ordered[tuple(where)][:-1]][0]
+            raise SymeligError(f"{at} = {row.tolist()} places category {int(twice)} twice: "
+                               f"{label} must be an ordering of distinct categories")
+
+    def sample(self, rng, shape, *, size, **context):
+        """Uniformly random orderings of ``shape[-1]`` ≤ K = ``size`` categories."""
+        return np.argsort(rng.random(shape[:-1] + (size,)), axis=-1)[..., : shape[-1]]
+
+
+# an ordering: x_0 first, then x_1, …; k = x.shape[-1] ≤ K categories, each at most once
+ordering = _Ordering(
+    "ordering", "an ordering of distinct category indices", {"integer": True, "nonnegative": True},
+    event_dim=1, integer=True, lower=0.0, lower_open=False, notation="orderings of k ≤ K categories", own_axis=True,
+)

@@ -415,7 +415,7 @@ class Derivation:
         for n in vectors:
             if arrays[n].ndim == 0 or arrays[n].shape[-1] == 0:
                 raise SymeligError(f"{n} must have a non-empty category axis (last axis); got shape {arrays[n].shape}")
-        sizes = {n: arrays[n].shape[-1] for n in vectors}
+        sizes = {n: arrays[n].shape[-1] for n in vectors if not self.symbolic.constraints[n].own_axis}
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{n} has {s}" for n, s in sizes.items())
             raise SymeligError(f"the category axes (last axes) disagree: {listed} categories")

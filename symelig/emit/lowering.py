@@ -29,11 +29,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Pow, Sum, Symbol, count_ops, exp, log, together
+from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, S, Sum, Symbol, count_ops, exp, log, together
 
 from .. import constraints
-from ..family import K
-from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, added_first, select
+from ..family import K, j, n_placed
+from ..functions import LogSumExp, LogSumExpRemaining, Softmax, SoftmaxExcept, SoftmaxRemaining, SumExcept, added_first, select
 from .asymptotic import asymptotic
 from .stable import stable
 from .standardize import standardized, standardized_vector
@@ -45,7 +45,14 @@ class Reduction:
     the row), "sum_except" (Σ_{i≠x}: values, total), "at_x" (the sample's entry of an array),
     "exp_shifted" (exp(f − max): f, max), or the fused library calls "logsumexp" and "softmax";
     ``operands`` are expressions over array names.  A row sum only a select's piece needs is
-    computed only where its ``gate`` holds somewhere."""
+    computed only where its ``gate`` holds somewhere.
+
+    Along an ordering x (..., k) of k ≤ K categories (Plackett–Luce), whose steps are an axis of
+    their own: "at_ordering" (an array's entries at x_0, …, x_{k−1}: values, order),
+    "remaining_logsumexp" (Λ (..., k + 1), the log-sum-exp over the categories not yet placed at
+    each step and, last, over those never placed: values, order), "remaining_steps" (Λ_0, …,
+    Λ_{k−1}: Λ) and "remaining_score" (Σ_r δ(j, x_r) − softmax over the remaining at step r, on
+    the category axis: values, order, Λ)."""
     kind: str
     operands: tuple
     gate: object = None
@@ -137,6 +144,67 @@ class Lowering:
         self.owned.add(name)  # a fresh array: the xp emitter may negate it in place
         return name
 
+    def _remaining(self, e):
+        """Λ of the reduction ``e`` over the categories its ordering has not placed, once per body."""
+        body = self._materialize(self._lower(e.body), "shifted")
+        order = Symbol("_order")
+        value = Reduction("remaining_logsumexp", (body, order))
+        return body, self._temp("remaining", value, ("remaining", body), vector=False, depends_on=body + order)
+
+    def _ordering_sum(self, e):
+        """Σ_{r<k} f(r) over the steps of an ordering: f's per-step terms (entries at x_r, the
+        log-sum-exp over the remaining) as arrays along the ordering's axis, added up; c·δ(j, x_r) −
+        c·softmax over the remaining at step r, at j, as one "remaining_score" on the category axis."""
+        (step, _, _), = e.limits
+        order = Symbol("_order")
+        per_step, scores, deltas = [], {}, {}
+        for term in Add.make_args(e.function):
+            coefficient, factors = S.One, []
+            for factor in Mul.make_args(term):
+                if factor.has(step):
+                    factors.append(factor)
+                else:
+                    coefficient *= factor
+            (factor,) = factors if len(factors) == 1 else (None,)
+            if isinstance(factor, KroneckerDelta) and j in factor.args:
+                deltas[coefficient] = deltas.get(coefficient, 0) + 1
+            elif isinstance(factor, SoftmaxRemaining) and factor.step == step and factor.at == j:
+                scores[-coefficient] = factor
+            else:
+                per_step.append(term)
+        if set(deltas) != set(scores) or any(n != 1 for n in deltas.values()):
+            raise NotImplementedError(f"{e}: δ(j, x_r) and the softmax over the remaining are vectorized only as a pair c·(δ − softmax)")
+        total = S.Zero
+        for coefficient, softmax in scores.items():
+            body, remaining = self._remaining(softmax)
+            score = self._temp("score", Reduction("remaining_score", (body, order, remaining)), ("score", body), vector=True,
+                               depends_on=body + order)
+            self.owned.add(score)
+            total += coefficient * score
+        if per_step:
+            def at_steps(a):
+                if isinstance(a, LogSumExpRemaining) and a.step == step:
+                    _, remaining = self._remaining(a)
+                    return self._temp("steps", Reduction("remaining_steps", (remaining,)), ("steps", remaining), vector=False,
+                                      depends_on=remaining)
+                name = Symbol(self.names[a.base])
+                return self._temp(f"{name}_at_order", Reduction("at_ordering", (name, order)), ("at_ordering", name), vector=False,
+                                  depends_on=name + order)
+
+            ordering = self.names_of_ordering
+            steps = Add(*per_step).replace(
+                lambda a: isinstance(a, LogSumExpRemaining) or isinstance(a, Indexed) and a.indices[0] == ordering[step], at_steps)
+            if steps.has(step):
+                raise NotImplementedError(f"{e}: the step r enters otherwise than through x_r")
+            body = self._materialize(self._lower(steps), "step")
+            total += self._temp("sum", Reduction("sum", (body,)), ("ordering_sum", body), vector=False, depends_on=body)
+        return total
+
+    @property
+    def names_of_ordering(self):
+        """The sample x, an ordering (its entries x_r index the category axis)."""
+        return self.derivation.symbols["x"]
+
     def lower(self, e):
         """Array form of ``e`` in its floating-point-stable form (:mod:`symelig.emit.asymptotic`,
         :mod:`symelig.emit.stable`);
@@ -186,6 +254,8 @@ class Lowering:
             return Symbol("size")
         if e in self.names:
             return Symbol(self.names[e])
+        if isinstance(e, Sum) and e.limits[0][2] == n_placed - 1:
+            return self._ordering_sum(e)
         if isinstance(e, Sum):
             (index, _, _), = e.limits
             if index not in e.function.free_symbols:

@@ -10,7 +10,7 @@ from sympy.printing.pretty.pretty_symbology import pretty_symbol
 from sympy.printing.str import StrPrinter
 
 from ..functions import (
-    LogSumExp, Softmax, log_softplus, logfactorial, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
+    LogSumExp, LogSumExpRemaining, Softmax, SoftmaxRemaining, log_softplus, logfactorial, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
 )
 
 
@@ -70,6 +70,16 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
         z, m = (self._print(a) for a in expr.args)
         return f"({z} + log({m}))"
 
+    def _remaining(self, expr) -> str:
+        x, step = self._print(expr.ordering), self._print(expr.step)
+        return f"{self._print(expr.index)}∉{{{x}[0..{step}-1]}}"
+
+    def _print_LogSumExpRemaining(self, expr):
+        return f"logsumexp_{{{self._remaining(expr)}}}({self._print(expr.body)})"
+
+    def _print_SoftmaxRemaining(self, expr):
+        return f"softmax_{{{self._remaining(expr)}}}({_vector_name(expr)})[{self._print(expr.at)}]"
+
     def _print_xlogy(self, expr):
         return self._print(Mul(expr.args[0], log(expr.args[1]), evaluate=False))
 
@@ -115,6 +125,11 @@ def _for_display(expr):
     """Rewrite into plain SymPy that the 2-D printer typesets well (p[j] → p_j, etc.)."""
     expr = expr.replace(lambda e: isinstance(e, Softmax), lambda e: Symbol(f"softmax({_vector_name(e)})_{e.at}"))
     expr = expr.replace(lambda e: isinstance(e, LogSumExp), lambda e: e.doit())
+    # over the categories an ordering has not placed: named, as a Sum with that condition would not typeset
+    expr = expr.replace(lambda e: isinstance(e, SoftmaxRemaining),
+                        lambda e: Symbol(f"softmax_{{{e.index}∉{{{e.ordering}_0..{e.ordering}_({e.step}-1)}}}}({_vector_name(e)})_{e.at}"))
+    expr = expr.replace(lambda e: isinstance(e, LogSumExpRemaining),
+                        lambda e: log(Function("Σ_{%s∉{%s_0..%s_(%s-1)}} exp" % (e.index, e.ordering, e.ordering, e.step))(e.body), evaluate=False))
     expr = expr.replace(lambda e: isinstance(e, (xlogy, xdivy)), lambda e: e.doit())
     expr = expr.replace(lambda e: isinstance(e, logfactorial), lambda e: log(factorial(e.args[0]), evaluate=False))
     expr = expr.replace(lambda e: isinstance(e, log_softplus), lambda e: log(softplus(e.args[0]), evaluate=False))

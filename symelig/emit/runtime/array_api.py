@@ -195,3 +195,82 @@ def dense(block):
     xp = _namespace(d)
     eye = xp.eye(d.shape[-1], dtype=d.dtype, device=device(d))
     return c[..., None, None] * u[..., :, None] * u[..., None, :] + eye * d[..., None, :]
+
+
+def _at_ordering(xp, values, order):
+    """The entries of ``values`` (..., K) at the categories of the ordering ``order``: (..., k)."""
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1])
+    return xp.take_along_axis(xp.broadcast_to(values, shape + tuple(values.shape)[-1:]),
+                              xp.broadcast_to(order, shape + tuple(order.shape)[-1:]), axis=-1)
+
+
+def _cumulative_logsumexp(xp, a):
+    """log Σ_{l≤r} e^{a_l} along the last axis: the library's own where it has one (torch, JAX),
+    numpy's logaddexp.accumulate, else a cumulative sum shifted by the row max."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.logcumsumexp(a, dim=-1)
+    if "jax" in name:
+        import jax
+        return jax.lax.cumlogsumexp(a, axis=a.ndim - 1)
+    if "numpy" in name or "cupy" in name:
+        import importlib
+        return importlib.import_module("cupy" if "cupy" in name else "numpy").logaddexp.accumulate(a, axis=-1)
+    top = xp.max(a, axis=-1, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    return xp.log(xp.cumulative_sum(xp.exp(a - top), axis=-1)) + top
+
+
+def _put_along(xp, e, index, value):
+    """``e`` (the kernel's own fresh array) with ``value`` put at ``index`` along the last axis
+    (index and value of one shape (..., k), distinct indices per row)."""
+    name = xp.__name__
+    if "torch" in name:
+        return e.scatter(-1, index, value) if e.requires_grad or value.requires_grad else e.scatter_(-1, index, value)
+    if "jax" in name:
+        import jax.numpy as jnp
+        return jnp.put_along_axis(e, index, value, axis=-1, inplace=False)
+    if "numpy" in name or "cupy" in name:
+        import importlib
+        importlib.import_module("cupy" if "cupy" in name else "numpy").put_along_axis(e, index, value, axis=-1)
+        return e
+    hit = xp.arange(e.shape[-1], device=device(e)) == index[..., None]  # (..., k, K): other libraries only
+    return xp.where(xp.any(hit, axis=-2), xp.sum(xp.where(hit, value[..., None], xp.zeros_like(value[..., None])), axis=-2), e)
+
+
+def _remaining_logsumexp(xp, values, order):
+    """Λ (..., k + 1): the log-sum-exp over the categories not yet placed at each step of the
+    ordering, and last over those never placed (−inf for a full permutation); see the numpy
+    helper of the same name."""
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1])
+    values = xp.broadcast_to(values, shape + tuple(values.shape)[-1:])
+    order = xp.broadcast_to(order, shape + tuple(order.shape)[-1:])
+    placed = xp.take_along_axis(values, order, axis=-1)
+    taken = _put_along(xp, xp.zeros_like(values), order, xp.ones_like(placed)) > 0
+    rest = xp.where(taken, xp.full_like(values, -float("inf")), values)
+    top = xp.max(rest, axis=-1, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    never = xp.log(xp.sum(xp.exp(rest - top), axis=-1, keepdims=True)) + top
+    backwards = xp.concat([never, xp.flip(placed, axis=-1)], axis=-1)
+    return xp.flip(_cumulative_logsumexp(xp, backwards), axis=-1)
+
+
+def _remaining_steps(xp, remaining):
+    """Λ_0, …, Λ_{k−1}: the log-sum-exp at each step of the ordering."""
+    return remaining[..., :-1]
+
+
+def _remaining_score(xp, values, order, remaining):
+    """Σ_{r<k} (δ(j, order_r) − softmax over the categories remaining at step r, at j), (..., K);
+    see the numpy helper of the same name."""
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1], tuple(remaining.shape)[:-1])
+    values = xp.broadcast_to(values, shape + tuple(values.shape)[-1:])
+    order = xp.broadcast_to(order, shape + tuple(order.shape)[-1:])
+    steps = remaining[..., :-1]
+    cumulative = _cumulative_logsumexp(xp, -steps)
+    out = -xp.exp(values + cumulative[..., -1:])
+    placed = xp.take_along_axis(values, order, axis=-1)
+    before = xp.concat([xp.full_like(cumulative[..., :1], -float("inf")), cumulative[..., :-1]], axis=-1)
+    at = xp.exp(remaining[..., 1:] - steps) - xp.exp(placed + before)
+    return _put_along(xp, out, order, xp.broadcast_to(at, tuple(order.shape)))

@@ -245,3 +245,74 @@ def dense(block):
     out = c[..., None, None] * u[..., :, None] * u[..., None, :]
     out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out
+
+
+
+def _cumulative_logsumexp(a):
+    """log Σ_{l≤r} e^{a_l} along the last axis (a forward cumulative log-sum-exp), in ``a``'s dtype.
+    As exp, cumsum and log in float64 shifted by the row max, where that is exact: a sum of
+    positive terms has no cancellation, and only a term below the float64 normal range would
+    lose digits; the prefix maxima stay within 650 of the row max there (then every prefix's
+    largest term, and so the prefix sum, is a normal float64).  Rows that leave it take
+    np.logaddexp.accumulate (about 10× slower)."""
+    top = np.max(a, axis=-1, keepdims=True)
+    finite = np.isfinite(top)
+    shift = np.where(finite, top, 0).astype(np.float64)
+    with np.errstate(divide="ignore"):  # a prefix of −inf only (nothing left): log 0 = −inf
+        out = np.log(np.cumsum(np.exp(a - shift), axis=-1)) + shift
+    wide = finite[..., 0] & (np.maximum.accumulate(a, axis=-1)[..., 0] < top[..., 0] - 650)
+    if np.any(wide):
+        out[wide] = np.logaddexp.accumulate(a[wide].astype(np.float64), axis=-1)
+    return out.astype(a.dtype, copy=False)
+
+
+def _remaining_logsumexp(values, order):
+    """Λ (..., k + 1) for an ordering ``order`` (..., k) of categories of ``values`` (..., K): Λ_r =
+    log Σ over the categories not among order_0, …, order_{r−1}, so Λ_0 is the log-sum-exp of the
+    row and Λ_k that of the categories never placed (−inf for a full permutation).  From the end:
+    Λ_k, then the placed ones in reverse order (a reverse cumulative log-sum-exp, O(K) per row,
+    no K × k array; the difference Σ_i − Σ_placed would cancel)."""
+    shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1])
+    order = np.broadcast_to(order, shape + order.shape[-1:])
+    placed = np.take_along_axis(values, order, axis=-1)
+    rest = np.array(np.broadcast_to(values, shape + values.shape[-1:]))
+    np.put_along_axis(rest, order, -np.inf, axis=-1)
+    top = np.max(rest, axis=-1, keepdims=True)
+    finite = np.isfinite(top)
+    np.subtract(rest, np.where(finite, top, 0), out=rest)
+    np.exp(rest, out=rest)
+    with np.errstate(divide="ignore"):  # a full permutation leaves nothing: log 0 = −inf
+        never = np.where(finite, top, -np.inf) + np.log(np.sum(rest, axis=-1, keepdims=True))
+    backwards = np.concatenate([never, placed[..., ::-1]], axis=-1)
+    return _cumulative_logsumexp(backwards)[..., ::-1]
+
+
+def _remaining_steps(remaining):
+    """Λ_0, …, Λ_{k−1}: the log-sum-exp at each step of the ordering (without the never placed)."""
+    return remaining[..., :-1]
+
+
+def _remaining_score(values, order, remaining):
+    """Σ_{r<k} (δ(j, order_r) − softmax of ``values`` over the categories remaining at step r, at j),
+    (..., K), from Λ = _remaining_logsumexp(values, order).  With C_r = log Σ_{r'≤r} e^{−Λ_r'}: a
+    category never placed gets −e^{v_j + C_{k−1}}; the one placed at step ρ gets e^{Λ_{ρ+1} − Λ_ρ} −
+    e^{v_j + C_{ρ−1}}, where e^{Λ_{ρ+1} − Λ_ρ} is 1 − its softmax at its own step computed without
+    the cancellation of 1 − softmax (its softmax is 1 − 1e-300 when it dominates)."""
+    shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1], remaining.shape[:-1])
+    order = np.broadcast_to(order, shape + order.shape[-1:])
+    steps = remaining[..., :-1]
+    cumulative = _cumulative_logsumexp(-steps)
+    out = np.exp(values + cumulative[..., -1:])
+    np.negative(out, out=out)
+    out = out if out.shape == shape + values.shape[-1:] else np.array(np.broadcast_to(out, shape + values.shape[-1:]))
+    placed = np.take_along_axis(values, order, axis=-1)
+    before = np.concatenate([np.full(cumulative.shape[:-1] + (1,), -np.inf, cumulative.dtype), cumulative[..., :-1]], axis=-1)
+    at = np.exp(remaining[..., 1:] - steps)
+    at -= np.exp(placed + before)
+    np.put_along_axis(out, order, np.broadcast_to(at, order.shape), axis=-1)
+    return out
+
+
+def _at_ordering(values, order):
+    """The entries of ``values`` (..., K) at the categories of the ordering ``order``: (..., k)."""
+    return np.take_along_axis(values, order, axis=-1)
