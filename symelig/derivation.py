@@ -320,9 +320,11 @@ class Derivation:
         from .emit.second_order import supported
 
         if not supported(self.second_order):
+            why = (f"{', '.join(self.parameters)} mix both" if len(self.parameters) > 1
+                   else f"the Hessian of {self.parameters[0]} is not a diagonal plus a rank-one block")
             raise SymeligError(
-                "second-order kernels are generated for scalar parameters or one vector parameter; "
-                f"{', '.join(self.parameters)} mix both (the formulas are printed by `derive --order 2`)"
+                "second-order kernels are generated for scalar parameters or one vector parameter with a diagonal "
+                f"plus rank-one Hessian; {why} (the formulas are printed by `derive --order 2`)"
             )
 
     def _require_fisher(self) -> None:

@@ -10,7 +10,7 @@ from sympy import IndexedBase, Symbol, lambdify
 
 import symelig
 from symelig import constraints
-from symelig.family import K, j
+from symelig.family import K, j, n_placed
 
 from conftest import moderate_arguments, random_arguments
 
@@ -49,14 +49,18 @@ def _symbolic_value(expr, d, args, row, component, size):
     family = d.symbolic.family
     constraint_of = d.symbolic.constraints
     values = {K: size, j: component}
+    if family.value.own_axis:  # an ordering: its length k is the number of steps summed over
+        values[n_placed] = np.shape(args["x"])[-1]
     expr = expr.subs(values).doit()
     substitutions = {}
     for name, symbol in s.items():
         if name not in args:  # canonical parameters are written in terms of the given ones
             continue
         a = np.asarray(args[name])[row]
-        if isinstance(symbol, IndexedBase):
-            substitutions.update({symbol[m]: float(a[m]) for m in range(size)})
+        if isinstance(symbol, IndexedBase) and name == "x" and family.value.own_axis:  # an ordering indexes z: first
+            expr = expr.subs({symbol[m]: int(a[m]) for m in range(a.shape[-1])})
+        elif isinstance(symbol, IndexedBase):
+            substitutions.update({symbol[m]: float(a[m]) for m in range(a.shape[-1])})
         else:
             substitutions[symbol] = int(a) if constraint_of[name].integer else float(a)
     expr = expr.subs({s["x"]: substitutions.pop(s["x"])}) if s["x"] in substitutions else expr
@@ -98,6 +102,8 @@ def _expectation_of_eligibility(d, args):
         support = np.arange(2 if value is constraints.binary else np.shape(args[d.parameters[0]])[-1])
     elif value is constraints.counts:
         support = np.array(list(_all_counts(int(args["total_count"]), np.shape(args[d.parameters[0]])[-1])))
+    elif value is constraints.ordering:  # every full permutation of the K categories
+        support = np.array(list(itertools.permutations(range(np.shape(args[d.parameters[0]])[-1]))))
     elif value is constraints.up_to_total_count:
         support = np.arange(int(args["total_count"]) + 1)
     elif value is constraints.nonnegative_integer:

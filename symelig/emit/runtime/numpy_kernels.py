@@ -267,9 +267,9 @@ def _cumulative_logsumexp(a):
 
 
 def _remaining_logsumexp(values, order):
-    """Λ (..., k + 1) for an ordering ``order`` (..., k) of categories of ``values`` (..., K): Λ_r =
+    """Λ (..., k + 1) of an ordering ``order`` (..., k) of categories of ``values`` (..., K): Λ_r =
     log Σ over the categories not among order_0, …, order_{r−1}, so Λ_0 is the log-sum-exp of the
-    row and Λ_k that of the categories never placed (−inf for a full permutation).  From the end:
+    row and Λ_k that of the categories never placed (−inf after a full permutation).  From the end:
     Λ_k, then the placed ones in reverse order (a reverse cumulative log-sum-exp, O(K) per row,
     no K × k array; the difference Σ_i − Σ_placed would cancel)."""
     shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1])
