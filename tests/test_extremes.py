@@ -30,7 +30,7 @@ from sympy.printing.pycode import MpmathPrinter
 import symelig
 from symelig import constraints
 from symelig.engine import parametrized_log_prob
-from symelig.family import K
+from symelig.family import K, n_placed
 
 BANDS = (1e-150, 1e-110, 1e-60, 1e-20, 1.0, 1e20, 1e60, 1e110, 1e150)
 SINGLE_BANDS = (1e-150, 1e-20, 1e20, 1e150)
@@ -79,13 +79,21 @@ def _expand(expr, x_value=None):
     from symelig.functions import LogSumExp, Softmax
 
     expr = expr.replace(lambda e: isinstance(e, (LogSumExp, Softmax)), lambda e: e.doit())
-    if x_value is not None:
+    ordering = x_value is not None and isinstance(x_value[0], IndexedBase)
+    if ordering:  # its length first; its entries x_r once the sums over the steps are written out
+        expr = expr.subs(n_placed, len(x_value[1]))
+    elif x_value is not None:
         expr = expr.subs(x_value[0], x_value[1])
     expr = expr.subs(K, SIZE)
-    expr = expr.replace(
-        lambda e: isinstance(e, Sum),
-        lambda e: sympy.Add(*[e.function.subs(e.limits[0][0], k) for k in range(SIZE)]),
-    )
+
+    def written_out(e):
+        index, lower, upper = e.limits[0]
+        return sympy.Add(*[e.function.subs(index, k) for k in range(int(lower), int(upper) + 1)])
+
+    while expr.has(Sum):  # outermost first: an inner sum's limits (q < r) are numbers once r is
+        expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1].is_number and e.limits[0][2].is_number, written_out)
+    if ordering:
+        expr = expr.subs({x_value[0][r]: int(v) for r, v in enumerate(x_value[1])})
     return expr.replace(lambda e: isinstance(e, Indexed), lambda e: Symbol(f"{e.base}_{int(e.indices[0])}"))
 
 
@@ -142,7 +150,7 @@ class Oracle:
         self.d = d
         self.names = list(s.parameters)
         self.vector = next((n for n in self.names if isinstance(s.symbols[n], IndexedBase)), None)
-        category = s.family.value is constraints.category
+        category = s.family.value is constraints.category or s.family.value.own_axis  # x indexes the vectors
         sub = (s.symbols["x"], x_value) if category else None
         _, lp = parametrized_log_prob(s.family, s.parametrization, s.symbols)
         lp = _exact(_expand(lp, sub))
@@ -153,7 +161,7 @@ class Oracle:
         hessian = [[hessian[min(a, b)][max(a, b)] for b in range(len(theta))] for a in range(len(theta))]
         so = d.second_order
         self.exprs = {"log_prob": [lp], "eligibility": gradient, "hessian": [h for row in hessian for h in row]}
-        if self.vector:
+        if self.vector and second_order_kernels(d):  # (a block that is not diagonal + rank one has none)
             self.exprs["hessian_block"] = self._block(so.structure[(self.vector, self.vector)]["hessian"], sub)
         if so.fisher is not None:
             if self.vector:
@@ -343,6 +351,9 @@ def _samples(d, canonical: dict) -> list:
         return [x]
     if value is constraints.binary:
         return [0, 1]
+    if value is constraints.ordering:  # full permutations with and against the logits, and a top-1, a top-2
+        order = [int(k) for k in np.argsort(-np.asarray(canonical["logits"]), kind="stable")]
+        return [order, order[::-1], order[-1:], order[::-1][:2]]
     # the count families also at their mode, where log Γ / log-factorial terms of order n·log n
     # cancel against the x·log θ terms to O(log n) (the saddle-point class, symelig.emit.stable)
     if value is constraints.up_to_total_count:
@@ -483,8 +494,8 @@ def check_entry(d) -> tuple:
     problems, known, count, fisher_done = [], {}, 0, set()
     category = s.family.value is constraints.category
     for x, params, canonical in points(d):
-        oracle = _oracle(d.family, d.param, int(x) if category else None)
-        point = {**params, **({} if category else {"x": x})}
+        oracle = _oracle(d.family, d.param, int(x) if category else tuple(x) if s.family.value.own_axis else None)
+        point = {**params, **({} if category or s.family.value.own_axis else {"x": x})}
         where = f"x={x}, " + ", ".join(f"{n}={np.asarray(v).tolist()}" for n, v in params.items())
         count += 1
         found: list = []

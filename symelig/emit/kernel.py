@@ -20,7 +20,7 @@ from .lowering import Lowering, Reduction, one_denominator
 
 
 # the reductions along an ordering's steps (symelig.emit.lowering.Reduction), each one helper
-ORDERING_KINDS = ("at_ordering", "remaining_logsumexp", "remaining_steps", "remaining_score")
+ORDERING_KINDS = ("at_ordering", "remaining_logsumexp", "remaining_steps", "remaining_score", "remaining_log_softmax")
 
 
 class Kernel:

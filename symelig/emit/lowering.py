@@ -52,7 +52,8 @@ class Reduction:
     "remaining_logsumexp" (Λ (..., k + 1), the log-sum-exp over the categories not yet placed at
     each step and, last, over those never placed: values, order), "remaining_steps" (Λ_0, …,
     Λ_{k−1}: Λ) and "remaining_score" (Σ_r δ(j, x_r) − softmax over the remaining at step r, on
-    the category axis: values, order, Λ)."""
+    the category axis: values, order, Λ), "remaining_log_softmax" (log of each step's softmax at
+    the category placed: values, order, Λ)."""
     kind: str
     operands: tuple
     gate: object = None
@@ -181,6 +182,7 @@ class Lowering:
                                depends_on=body + order)
             self.owned.add(score)
             total += coefficient * score
+        per_step = self._log_softmax_steps(per_step, step)
         if per_step:
             def at_steps(a):
                 if isinstance(a, LogSumExpRemaining) and a.step == step:
@@ -194,11 +196,37 @@ class Lowering:
             ordering = self.names_of_ordering
             steps = Add(*per_step).replace(
                 lambda a: isinstance(a, LogSumExpRemaining) or isinstance(a, Indexed) and a.indices[0] == ordering[step], at_steps)
-            if steps.has(step):
+            if steps.has(step) or steps.has(LogSumExpRemaining):
                 raise NotImplementedError(f"{e}: the step r enters otherwise than through x_r")
             body = self._materialize(self._lower(steps), "step")
             total += self._temp("sum", Reduction("sum", (body,)), ("ordering_sum", body), vector=False, depends_on=body)
         return total
+
+    def _log_softmax_steps(self, terms: list, step) -> list:
+        """``terms`` with each pair c·f(x_r) − c·log Σ_{i remaining} e^{f(i)} as c times one
+        "remaining_log_softmax" array: the log of step r's softmax at the category placed,
+        −softplus(Λ_{r+1} − f(x_r)), keeps the digits that f(x_r) − Λ_r cancels where x_r holds
+        almost all the remaining mass (log p = −1e-150, not 0)."""
+        out = list(terms)
+        for term in terms:
+            coefficient, reductions = S.One, []
+            for factor in Mul.make_args(term):
+                if isinstance(factor, LogSumExpRemaining):
+                    reductions.append(factor)
+                else:
+                    coefficient *= factor
+            if len(reductions) != 1 or reductions[0].step != step:
+                continue
+            reduction = reductions[0]
+            placed = -coefficient * reduction.body.subs(reduction.index, reduction.ordering[step])
+            if placed in out and term in out:
+                out.remove(placed)
+                out.remove(term)
+                body, remaining = self._remaining(reduction)
+                value = Reduction("remaining_log_softmax", (body, Symbol("_order"), remaining))
+                out.append(-coefficient * self._temp("log_softmax", value, ("log_softmax", body), vector=False,
+                                                     depends_on=body + Symbol("_order")))
+        return out
 
     @property
     def names_of_ordering(self):

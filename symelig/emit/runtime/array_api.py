@@ -274,3 +274,10 @@ def _remaining_score(xp, values, order, remaining):
     before = xp.concat([xp.full_like(cumulative[..., :1], -float("inf")), cumulative[..., :-1]], axis=-1)
     at = xp.exp(remaining[..., 1:] - steps) - xp.exp(placed + before)
     return _put_along(xp, out, order, xp.broadcast_to(at, tuple(order.shape)))
+
+
+def _remaining_log_softmax(xp, values, order, remaining):
+    """log of each step's softmax at the category placed, (..., k): −softplus(Λ_{r+1} − v_{x_r});
+    see the numpy helper of the same name."""
+    t = remaining[..., 1:] - _at_ordering(xp, values, order)
+    return -(xp.maximum(t, xp.zeros_like(t)) + xp.log1p(xp.exp(-xp.abs(t))))

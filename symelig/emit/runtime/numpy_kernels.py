@@ -316,3 +316,14 @@ def _remaining_score(values, order, remaining):
 def _at_ordering(values, order):
     """The entries of ``values`` (..., K) at the categories of the ordering ``order``: (..., k)."""
     return np.take_along_axis(values, order, axis=-1)
+
+
+def _remaining_log_softmax(values, order, remaining):
+    """log of each step's softmax at the category placed, (..., k): v_{x_r} − Λ_r written as
+    −softplus(Λ_{r+1} − v_{x_r}) (Λ_r = logaddexp(v_{x_r}, Λ_{r+1})), exact where x_r holds almost
+    all the remaining mass and v_{x_r} − Λ_r would cancel to 0."""
+    placed = np.take_along_axis(values, order, axis=-1)
+    out = np.subtract(remaining[..., 1:], placed)
+    np.logaddexp(0, out, out=out)
+    np.negative(out, out=out)
+    return out
