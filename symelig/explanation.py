@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sympy import Add, Indexed, IndexedBase, KroneckerDelta, Sum, count_ops, sympify, together
 
-from .family import K, call_with, j
+from .family import K, call_with, j, n_placed
 
 TITLES = {
     "model": "Model",
@@ -248,6 +248,9 @@ def _with_canonical(s, values: dict, size: int) -> dict:
 def numeric(expr, s, values: dict, size: int, vector: bool):
     """``expr`` evaluated at ``values`` for K = ``size``: a float, or the K components over j."""
     expr = sympify(expr).xreplace({K: size})
+    ordering = s.family.value.own_axis and "x" in values
+    if ordering:  # the steps of an ordering: as many as it places
+        expr = expr.xreplace({n_placed: np.shape(values["x"])[-1]})
     for _ in range(3):  # named functions (softmax, log-sum-exp) unfold into sums, which unfold in turn
         expr = expr.doit()
     fixed = {}
@@ -259,6 +262,10 @@ def numeric(expr, s, values: dict, size: int, vector: bool):
 
     def at(jv):
         e = expr.xreplace({j: jv}).doit() if expr.has(j) else expr
+        if ordering:  # x_r first: it indexes the vectors
+            x = s.symbols["x"]
+            e = e.replace(lambda a: isinstance(a, Indexed) and a.base == x and a.indices[0].is_Integer,
+                          lambda a: sympify(int(np.asarray(values["x"])[int(a.indices[0])])))
         e = e.replace(
             lambda a: isinstance(a, Indexed) and a.indices[0].is_Integer,
             lambda a: sympify(float(np.asarray(values[_name_of(s, a.base)])[int(a.indices[0])])),

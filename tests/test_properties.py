@@ -79,6 +79,9 @@ def arguments(draw, d, representable):
         args["total_count"] = args["x"].sum(-1)
     elif value is constraints.up_to_total_count:
         args["x"] = np.minimum(rows(st.integers(0, 30), False), args["total_count"])
+    elif value is constraints.ordering:  # top-k lists, k from 1 to K (a full permutation)
+        placed = draw(st.integers(1, size))
+        args["x"] = np.array([draw(st.permutations(range(size)))[:placed] for _ in range(batch)]).reshape(batch, placed)
     elif value.name in ("simplex", "open_simplex"):
         weights = rows(_floats(1e-3, 1.0), True)
         args["x"] = weights / weights.sum(-1, keepdims=True)

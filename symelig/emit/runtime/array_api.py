@@ -251,7 +251,9 @@ def _remaining_logsumexp(xp, values, order):
     rest = xp.where(taken, xp.full_like(values, -float("inf")), values)
     top = xp.max(rest, axis=-1, keepdims=True)
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    never = xp.log(xp.sum(xp.exp(rest - top), axis=-1, keepdims=True)) + top
+    total = xp.sum(xp.exp(rest - top), axis=-1, keepdims=True)
+    left = total > 0  # a full permutation leaves nothing: −inf, without log(0)'s warning
+    never = xp.where(left, xp.log(xp.where(left, total, xp.ones_like(total))) + top, xp.full_like(total, -float("inf")))
     backwards = xp.concat([never, xp.flip(placed, axis=-1)], axis=-1)
     return xp.flip(_cumulative_logsumexp(xp, backwards), axis=-1)
 
