@@ -272,7 +272,11 @@ class _Ordering(Constraint):
     def check(self, label, values, *, size, **context):
         if values.ndim < 1:
             raise SymeligError(f"{label} must be an ordering along its last axis; got a scalar")
-        if values.dtype.kind not in "iu":
+        if values.dtype.kind == "f":  # whole numbers in a float array are indices too (as for a category)
+            bad = ~np.isfinite(values) | (values != np.round(values))
+            if bad.any():
+                raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold integer category indices")
+        elif values.dtype.kind not in "iu":
             raise SymeligError(f"{label} must be integer category indices, got dtype {values.dtype}")
         if values.shape[-1] > size:
             raise SymeligError(f"{label} places {values.shape[-1]} categories but there are {size}: "
