@@ -37,6 +37,7 @@ class Constraint:
     upper_open: bool = False
     notation: str = ""           # the set in mathematical notation, for `symelig list`
     own_axis: bool = False       # event_dim 1 along an axis of its own length (an ordering of k ≤ K categories)
+    shape: str = ""              # an own axis's shape, as the kernels' docstrings write it
 
     def check(self, label: str, values: np.ndarray, **context) -> None:
         """Raise SymeligError naming the first offending element of ``values``."""
@@ -304,4 +305,68 @@ class _Ordering(Constraint):
 ordering = _Ordering(
     "ordering", "an ordering of distinct category indices", {"integer": True, "nonnegative": True},
     event_dim=1, integer=True, lower=0.0, lower_open=False, notation="orderings of k ≤ K categories", own_axis=True,
+    shape="(..., k), k ≤ K",
+)
+
+
+def _integers(label, values, what):
+    """Raise unless ``values`` are whole numbers (an integer dtype, or floats that are whole)."""
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold {what}")
+    elif values.dtype.kind not in "iu":
+        raise SymeligError(f"{label} must hold {what}, got dtype {values.dtype}")
+
+
+class _Sizes(Constraint):
+    """The sizes n_0, …, n_{B−1} ≥ 1 of the blocks of a multi-discrete action, one action space
+    for the whole batch (SB3's ``nvec``), adding up to the K logits."""
+
+    def check(self, label, values, *, size, **context):
+        if values.ndim != 1:
+            raise SymeligError(f"{label} must be one vector of block sizes shared by the batch; got shape {values.shape}")
+        _integers(label, values, "integer block sizes")
+        bad = values < 1
+        if bad.any():
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold block sizes ≥ 1")
+        if size is not None and values.sum() != size:
+            raise SymeligError(f"{label} adds up to {int(values.sum())} but the logits have {size} entries: "
+                               f"the blocks' sizes must add up to K")
+
+    def sample(self, rng, shape, *, size, **context):
+        """Sizes of ``shape[-1]`` blocks adding up to ``size`` (each ≥ 1)."""
+        cuts = np.sort(rng.choice(np.arange(1, size), shape[-1] - 1, replace=False)) if shape[-1] > 1 else np.array([], int)
+        return np.diff(np.concatenate([[0], cuts, [size]]))
+
+
+class _MultiCategory(Constraint):
+    """One category per block: x_b ∈ {0, …, n_b − 1}, along an axis of B entries."""
+
+    def check(self, label, values, *, nvec=None, **context):
+        if values.ndim < 1:
+            raise SymeligError(f"{label} must have one category per block along its last axis; got a scalar")
+        _integers(label, values, "integer category indices")
+        if nvec is None:
+            return
+        if values.shape[-1] != nvec.shape[-1]:
+            raise SymeligError(f"{label} has {values.shape[-1]} entries along its last axis but nvec has "
+                               f"{nvec.shape[-1]} blocks: {label} must hold one category per block")
+        bad = (values < 0) | (values >= nvec)
+        if bad.any():
+            where = tuple(np.argwhere(bad)[0])
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: block {where[-1]} has "
+                               f"{int(nvec[where[-1]])} categories, so {label} must be in {{0, …, {int(nvec[where[-1]]) - 1}}} there")
+
+    def sample(self, rng, shape, *, nvec, **context):
+        return (rng.random(shape) * nvec).astype(np.intp)
+
+
+# a multi-discrete action: the blocks' sizes (an argument, not differentiated) and one category per block
+sizes = _Sizes("sizes", "integer block sizes ≥ 1 adding up to K", {"integer": True, "positive": True},
+               event_dim=1, integer=True, notation="ℕ^B", own_axis=True, shape="(B,), one for the batch")
+multi_category = _MultiCategory(
+    "multi_category", "one category index per block", {"integer": True, "nonnegative": True},
+    event_dim=1, integer=True, lower=0.0, lower_open=False, notation="{0, …, n_b − 1} per block", own_axis=True,
+    shape="(..., B)",
 )

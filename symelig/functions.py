@@ -609,3 +609,69 @@ class SoftmaxRemaining(_Remaining):
     def _latex(self, printer, exp=None):
         return _power(r"\operatorname{softmax}_{%s}(%s)_{%s}" % (
             self._under_latex(printer), self._vector_latex(printer), printer._print(self.at)), exp)
+
+
+class _Block(Function):
+    """A reduction over one block i = lo, …, hi of the category axis (a multi-discrete action's
+    own categorical: the blocks of sizes n_0, n_1, … laid end to end); args (f, i, lo, hi, …)."""
+
+    @property
+    def body(self):
+        return self.args[0]
+
+    @property
+    def index(self):
+        return self.args[1]
+
+    @property
+    def lower(self):
+        return self.args[2]
+
+    @property
+    def upper(self):
+        return self.args[3]
+
+    @property
+    def free_symbols(self):
+        return set().union(*(a.free_symbols for a in self.args)) - {self.index}
+
+    def sum_of_exp(self):
+        return Sum(exp(self.body), (self.index, self.lower, self.upper))
+
+    def _range_latex(self, printer):
+        return r"%s=%s" % (printer._print(self.index), printer._print(self.lower)), printer._print(self.upper)
+
+
+class LogSumExpBlock(_Block):
+    """log Σ_{i=lo}^{hi} exp f(i); args (f, i, lo, hi)."""
+
+    nargs = 4
+
+    def doit(self, **hints):
+        return log(self.sum_of_exp())
+
+    def _latex(self, printer, exp=None):
+        under, over = self._range_latex(printer)
+        return _power(r"\log \sum_{%s}^{%s} e^{%s}" % (under, over, printer._print(self.body)), exp)
+
+
+class SoftmaxBlock(_Block):
+    """The softmax of f over the block lo..hi, at ``at``: e^{f(at)} / Σ_{i=lo}^{hi} e^{f(i)} where
+    lo ≤ at ≤ hi, else 0; args (f, i, lo, hi, at)."""
+
+    nargs = 5
+
+    @property
+    def at(self):
+        return self.args[4]
+
+    def doit(self, **hints):
+        from sympy import KroneckerDelta
+
+        inside = Sum(KroneckerDelta(self.index, self.at) * exp(self.body), (self.index, self.lower, self.upper))
+        return inside / self.sum_of_exp()
+
+    def _latex(self, printer, exp=None):
+        under, over = self._range_latex(printer)
+        vector = self.body.replace(lambda a: isinstance(a, Indexed) and a.indices == (self.index,), lambda a: a.base.label)
+        return _power(r"\operatorname{softmax}_{%s}^{%s}(%s)_{%s}" % (under, over, printer._print(vector), printer._print(self.at)), exp)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sympy import Add, Indexed, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand, expand_log, expand_mul, factor, factor_terms, log, together
 
 from .family import K, i
-from .functions import LogSumExp, LogSumExpRemaining, Softmax, SoftmaxRemaining, bessel_i1_i0, log_bessel_i0, log_softplus, sigmoid, softplus, xlogy
+from .functions import LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxRemaining, bessel_i1_i0, log_bessel_i0, log_softplus, sigmoid, softplus, xlogy
 
 
 @dataclass(frozen=True)
@@ -289,6 +289,38 @@ def _remaining(node, ctx):
     return node
 
 
+def _block_sum(node):
+    """(f, i, lo, hi) of Σ_{i=lo}^{hi} e^{f(i)} over part of the category axis (not 0..K−1), else None."""
+    if isinstance(node, Sum) and len(node.limits) == 1 and isinstance(node.function, exp) and _category_sum(node) is None:
+        index, lower, upper = node.limits[0]
+        return node.function.args[0], index, lower, upper
+    return None
+
+
+def _block(node, ctx):
+    """log Σ_{i=lo}^{hi} e^{f} → LogSumExpBlock; Σ_{i=lo}^{hi} δ(i, a) e^{f} over Σ_{i=lo}^{hi} e^{f} →
+    SoftmaxBlock at a (one block of a multi-discrete action's categories)."""
+    if isinstance(node, log):
+        found = _block_sum(node.args[0])
+        return LogSumExpBlock(*found) if found else node
+    if not node.is_Mul:
+        return node
+    for denominator in node.args:
+        if not (isinstance(denominator, Pow) and denominator.exp == -1):
+            continue
+        found = _block_sum(denominator.base)
+        if not found:
+            continue
+        f, index, lower, upper = found
+        for at in ctx.category_indices:
+            named = SoftmaxBlock(f, index, lower, upper, at)
+            numerator = named.doit() * denominator.base
+            for factor in node.args:
+                if factor == numerator:
+                    return node / denominator / numerator * named
+    return node
+
+
 LINEARITY = Rule("linearity", "a sum of terms is the sum of the sums, and factors free of the summation index move out", _linearity)
 DELTA_SUM = Rule("delta_sum", "a sum against a Kronecker delta picks out one term: Σ_i f(i) δ_ij = f(j)", _delta_sum)
 DELTA_SELECT = Rule("delta_select", "under δ_jx the component j equals the sample x, so j may be written as x", _delta_select)
@@ -314,7 +346,10 @@ TIDY = (SIMPLIFY,)
 REMAINING = Rule(
     "remaining", "log Σ and softmax over the categories an ordering has not yet placed (Σ_i less the placed ones), "
     "evaluated stably as reverse cumulative log-sum-exps", _remaining)
-NAMING = (REMAINING, LOG_SUM_EXP, SOFTMAX, SOFTMAX_AVERAGE, BESSEL)
+BLOCK = Rule(
+    "block", "log Σ and softmax over one block of the categories (a multi-discrete action's own categorical), "
+    "evaluated stably with each block's max", _block)
+NAMING = (REMAINING, BLOCK, LOG_SUM_EXP, SOFTMAX, SOFTMAX_AVERAGE, BESSEL)
 
 
 def bottom_up(expr, rule: Rule, ctx: Context):

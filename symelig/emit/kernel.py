@@ -20,7 +20,8 @@ from .lowering import Lowering, Reduction, one_denominator
 
 
 # the reductions along an ordering's steps (symelig.emit.lowering.Reduction), each one helper
-ORDERING_KINDS = ("at_ordering", "remaining_logsumexp", "remaining_steps", "remaining_score", "remaining_log_softmax")
+ORDERING_KINDS = ("at_ordering", "remaining_logsumexp", "remaining_steps", "remaining_score", "remaining_log_softmax",
+                  "block_log_softmax", "block_score")
 
 
 class Kernel:

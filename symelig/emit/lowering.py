@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, S, Sum, Symbol, count_ops, exp, log, together
 
 from .. import constraints
-from ..family import K, j, n_placed
-from ..functions import LogSumExp, LogSumExpRemaining, Softmax, SoftmaxExcept, SoftmaxRemaining, SumExcept, added_first, select
+from ..family import K, j, n_blocks, n_placed
+from ..functions import (
+    LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxExcept, SoftmaxRemaining, SumExcept, added_first, select,
+)
 from .asymptotic import asymptotic
 from .stable import stable
 from .standardize import standardized, standardized_vector
@@ -53,7 +55,9 @@ class Reduction:
     each step and, last, over those never placed: values, order), "remaining_steps" (Λ_0, …,
     Λ_{k−1}: Λ) and "remaining_score" (Σ_r δ(j, x_r) − softmax over the remaining at step r, on
     the category axis: values, order, Λ), "remaining_log_softmax" (log of each step's softmax at
-    the category placed: values, order, Λ)."""
+    the category placed: values, order, Λ).  Over the blocks of sizes n of a multi-discrete action:
+    "block_log_softmax" (each block's log-softmax at its x_b, (..., B): values, n, x) and
+    "block_score" (δ(j, o_b + x_b) − softmax over j's block, (..., K): values, n, x)."""
     kind: str
     operands: tuple
     gate: object = None
@@ -228,6 +232,47 @@ class Lowering:
                                                      depends_on=body + Symbol("_order")))
         return out
 
+    def _blocks_sum(self, e):
+        """Σ_{b<B} f(b) over the blocks of a multi-discrete action (block b: categories o_b, …,
+        o_b + n_b − 1): c·z_{o_b + x_b} − c·log Σ_{block} e^z as c times one "block_log_softmax"
+        array along the blocks, added up; c·δ(j, o_b + x_b) − c·softmax over j's block as one
+        "block_score" on the category axis.  Segment reductions, no loop over blocks."""
+        (block, _, _), = e.limits
+        order = Symbol("_order")
+        terms = {"delta": {}, "softmax": {}, "logsumexp": {}, "placed": {}}
+        for term in Add.make_args(e.function):
+            coefficient, factors = S.One, []
+            for factor in Mul.make_args(term):
+                if factor.has(block):
+                    factors.append(factor)
+                else:
+                    coefficient *= factor
+            kind = None
+            if len(factors) == 1:
+                (factor,) = factors
+                kind = ("delta" if isinstance(factor, KroneckerDelta) and j in factor.args
+                        else "softmax" if isinstance(factor, SoftmaxBlock) and factor.at == j
+                        else "logsumexp" if isinstance(factor, LogSumExpBlock)
+                        else "placed" if isinstance(factor, Indexed) else None)
+            if kind is None:
+                raise NotImplementedError(f"{e}: {term} is not a term the blocks' kernels lower")
+            terms[kind][coefficient if kind in ("delta", "placed") else -coefficient] = factor
+        if set(terms["delta"]) != set(terms["softmax"]) or set(terms["placed"]) != set(terms["logsumexp"]):
+            raise NotImplementedError(f"{e}: the blocks' terms are vectorized only as pairs c·(δ − softmax), c·(z_x − log Σ e^z)")
+        total = S.Zero
+        for kind, reduction_kind, vector in (("softmax", "block_score", True), ("logsumexp", "block_log_softmax", False)):
+            for coefficient, reduction in terms[kind].items():
+                body = self._materialize(self._lower(reduction.body), "shifted")
+                sizes = Symbol(self.names[reduction.lower.function.base])  # o_b = Σ_{c<b} n_c: the sizes n
+                name = self._temp(reduction_kind, Reduction(reduction_kind, (body, sizes, order)), (reduction_kind, body),
+                                  vector=vector, depends_on=body + order)
+                if vector:
+                    self.owned.add(name)
+                else:
+                    name = self._temp("sum", Reduction("sum", (name,)), ("blocks_sum", name), vector=False, depends_on=name)
+                total += coefficient * name
+        return total
+
     @property
     def names_of_ordering(self):
         """The sample x, an ordering (its entries x_r index the category axis)."""
@@ -284,6 +329,8 @@ class Lowering:
             return Symbol(self.names[e])
         if isinstance(e, Sum) and e.limits[0][2] == n_placed - 1:
             return self._ordering_sum(e)
+        if isinstance(e, Sum) and e.limits[0][2] == n_blocks - 1:
+            return self._blocks_sum(e)
         if isinstance(e, Sum):
             (index, _, _), = e.limits
             if index not in e.function.free_symbols:

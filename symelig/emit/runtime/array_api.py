@@ -283,3 +283,58 @@ def _remaining_log_softmax(xp, values, order, remaining):
     see the numpy helper of the same name."""
     t = remaining[..., 1:] - _at_ordering(xp, values, order)
     return -(xp.maximum(t, xp.zeros_like(t)) + xp.log1p(xp.exp(-xp.abs(t))))
+
+
+def _block_layout(xp, values, sizes, order):
+    """The category axis as a padded (..., B, max n) array (−inf past a block's end), and x_b's
+    position in it: segment reductions as reductions along the last axis, for any library."""
+    import numpy as np
+
+    counts = np.asarray(sizes.cpu() if hasattr(sizes, "cpu") else sizes).astype(np.int64)  # the layout is static: host
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    width = int(counts.max())
+    columns = np.arange(width)
+    inside = columns < counts[:, None]
+    index = xp.asarray(np.where(inside, starts[:, None] + columns, 0).reshape(-1), device=device(values))
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1])
+    values = xp.broadcast_to(values, shape + tuple(values.shape)[-1:])
+    padded = xp.reshape(xp.take(values, index, axis=-1), shape + (len(counts), width))
+    mask = xp.asarray(inside, device=device(values))
+    padded = xp.where(mask, padded, xp.full_like(padded, -float("inf")))
+    at = xp.broadcast_to(order, shape + tuple(order.shape)[-1:])[..., None]
+    return padded, at, counts, starts
+
+
+def _block_shifted(xp, padded, at):
+    """exp(v − each block's max) (..., B, n), x_b's term and the other terms' sum (..., B)."""
+    top = xp.max(padded, axis=-1, keepdims=True)
+    shifted = xp.exp(padded - top)
+    hit = xp.arange(padded.shape[-1], device=device(padded)) == at
+    chosen = xp.sum(xp.where(hit, shifted, xp.zeros_like(shifted)), axis=-1)
+    others = xp.sum(xp.where(hit, xp.zeros_like(shifted), shifted), axis=-1)
+    return top[..., 0], shifted, chosen, others
+
+
+def _block_log_softmax(xp, values, sizes, order):
+    """log softmax of each block at its x_b, (..., B); see the numpy helper of the same name."""
+    padded, at, _, _ = _block_layout(xp, values, sizes, order)
+    top, shifted, chosen, others = _block_shifted(xp, padded, at)
+    big = chosen >= others
+    near = -xp.log1p(others / xp.where(big, chosen, xp.ones_like(chosen)))
+    value = xp.take_along_axis(padded, at, axis=-1)[..., 0]
+    far = value - top - xp.log(chosen + others)
+    return xp.where(big, near, far)
+
+
+def _block_score(xp, values, sizes, order):
+    """δ(j, o_b + x_b) − softmax of j's block at j, (..., K); see the numpy helper of the same name."""
+    import numpy as np
+
+    padded, at, counts, starts = _block_layout(xp, values, sizes, order)
+    _, shifted, chosen, others = _block_shifted(xp, padded, at)
+    total = (chosen + others)[..., None]
+    hit = xp.arange(padded.shape[-1], device=device(padded)) == at
+    score = xp.where(hit, (others[..., None] / total), -shifted / total)
+    flat = xp.reshape(score, tuple(score.shape)[:-2] + (score.shape[-2] * score.shape[-1],))
+    keep = np.flatnonzero((np.arange(score.shape[-1]) < counts[:, None]).reshape(-1))  # back to the flat axis
+    return xp.take(flat, xp.asarray(keep, device=device(flat)), axis=-1)

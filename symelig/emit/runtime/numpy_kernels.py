@@ -253,14 +253,16 @@ def _cumulative_logsumexp(a):
     As exp, cumsum and log in float64 shifted by the row max, where that is exact: a sum of
     positive terms has no cancellation, and only a term below the float64 normal range would
     lose digits; the prefix maxima stay within 650 of the row max there (then every prefix's
-    largest term, and so the prefix sum, is a normal float64).  Rows that leave it take
-    np.logaddexp.accumulate (about 10× slower)."""
+    largest term, and so the prefix sum, is a normal float64).  The smallest prefix max that is
+    not −inf (a term −inf adds exactly 0) is the row's first finite entry.  Rows that leave it
+    take np.logaddexp.accumulate (about 10× slower)."""
     top = np.max(a, axis=-1, keepdims=True)
     finite = np.isfinite(top)
     shift = np.where(finite, top, 0).astype(np.float64)
     with np.errstate(divide="ignore"):  # a prefix of −inf only (nothing left): log 0 = −inf
         out = np.log(np.cumsum(np.exp(a - shift), axis=-1)) + shift
-    wide = finite[..., 0] & (np.maximum.accumulate(a, axis=-1)[..., 0] < top[..., 0] - 650)
+    first = np.take_along_axis(a, np.argmax(np.isfinite(a), axis=-1)[..., None], axis=-1)
+    wide = (finite & (first < top - 650))[..., 0]
     if np.any(wide):
         out[wide] = np.logaddexp.accumulate(a[wide].astype(np.float64), axis=-1)
     return out.astype(a.dtype, copy=False)
@@ -275,6 +277,9 @@ def _remaining_logsumexp(values, order):
     shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1])
     order = np.broadcast_to(order, shape + order.shape[-1:])
     placed = np.take_along_axis(values, order, axis=-1)
+    if order.shape[-1] == values.shape[-1]:  # a full permutation: nothing is left after it
+        never = np.full(shape + (1,), -np.inf, placed.dtype)
+        return _cumulative_logsumexp(np.concatenate([never, placed[..., ::-1]], axis=-1))[..., ::-1]
     rest = np.array(np.broadcast_to(values, shape + values.shape[-1:]))
     np.put_along_axis(rest, order, -np.inf, axis=-1)
     top = np.max(rest, axis=-1, keepdims=True)
@@ -326,4 +331,43 @@ def _remaining_log_softmax(values, order, remaining):
     out = np.subtract(remaining[..., 1:], placed)
     np.logaddexp(0, out, out=out)
     np.negative(out, out=out)
+    return out
+
+
+def _blocks(values, sizes, order):
+    """The pieces shared by the block kernels, along the category axis split into blocks of
+    ``sizes``: (starts, each block's max (..., B), exp(v − its block's max) (..., K), the entry of
+    x_b's category, the other categories' sum, both shifted (..., B)).  Segment reductions
+    (np.maximum.reduceat / np.add.reduceat): a fixed number of whole-array calls whatever B."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1])
+    values = np.broadcast_to(values, shape + values.shape[-1:])
+    top = np.maximum.reduceat(values, starts, axis=-1)
+    shifted = values - np.repeat(top, sizes, axis=-1)
+    np.exp(shifted, out=shifted)
+    at = np.broadcast_to(order, shape + order.shape[-1:]) + starts
+    chosen = np.take_along_axis(shifted, at, axis=-1)
+    others = shifted.copy()  # the other categories added up themselves: total − chosen cancels where x_b dominates
+    np.put_along_axis(others, at, 0, axis=-1)
+    return starts, top, shifted, at, chosen, np.add.reduceat(others, starts, axis=-1)
+
+
+def _block_log_softmax(values, sizes, order):
+    """log softmax of each block at its x_b, (..., B): −log1p(others/chosen) where x_b's term is the
+    larger (exact when it holds almost all its block's mass), else (v_x − max) − log Σ."""
+    _, top, shifted, at, chosen, others = _blocks(values, sizes, order)
+    with np.errstate(divide="ignore"):
+        near = -np.log1p(others / np.where(chosen >= others, chosen, 1))
+        far = np.take_along_axis(np.broadcast_to(values, shifted.shape), at, axis=-1) - top - np.log(chosen + others)
+    return np.where(chosen >= others, near, far)
+
+
+def _block_score(values, sizes, order):
+    """δ(j, o_b + x_b) − softmax of j's block at j, (..., K): −softmax everywhere, and at x_b's
+    category 1 − softmax written as the other categories' share (no 1 − 1 cancellation)."""
+    _, _, shifted, at, chosen, others = _blocks(values, sizes, order)
+    total = chosen + others
+    out = shifted
+    np.divide(out, -np.repeat(total, sizes, axis=-1), out=out)
+    np.put_along_axis(out, at, others / total, axis=-1)
     return out
