@@ -364,7 +364,7 @@ class _MultiCategory(Constraint):
 
 # a multi-discrete action: the blocks' sizes (an argument, not differentiated) and one category per block
 sizes = _Sizes("sizes", "integer block sizes ≥ 1 adding up to K", {"integer": True, "positive": True},
-               event_dim=1, integer=True, notation="ℕ^B", own_axis=True, shape="(B,), one for the batch")
+               event_dim=1, integer=True, notation="ℕ^B", own_axis=True, shape="(B,), shared by the batch")
 multi_category = _MultiCategory(
     "multi_category", "one category index per block", {"integer": True, "nonnegative": True},
     event_dim=1, integer=True, lower=0.0, lower_open=False, notation="{0, …, n_b − 1} per block", own_axis=True,

@@ -10,7 +10,7 @@ from sympy import IndexedBase, Symbol, lambdify
 
 import symelig
 from symelig import constraints
-from symelig.family import K, j, n_placed
+from symelig.family import K, j, n_blocks, n_placed
 
 from conftest import moderate_arguments, random_arguments
 
@@ -49,17 +49,22 @@ def _symbolic_value(expr, d, args, row, component, size):
     family = d.symbolic.family
     constraint_of = d.symbolic.constraints
     values = {K: size, j: component}
-    if family.value.own_axis:  # an ordering: its length k is the number of steps summed over
-        values[n_placed] = np.shape(args["x"])[-1]
+    if family.value.own_axis:  # an ordering's k steps, or a multi-discrete action's B blocks: x's length
+        values[n_placed] = values[n_blocks] = np.shape(args["x"])[-1]
     expr = expr.subs(values).doit()
+    indices = {}  # an ordering, block sizes: they index z, so they go in first
+    for name, symbol in s.items():
+        if name in args and constraint_of[name].own_axis:
+            a = np.asarray(args[name]) if name != "x" else np.asarray(args[name])[row]  # nvec: one for the batch
+            indices.update({symbol[m]: int(a[m]) for m in range(a.shape[-1])})
+    for _ in range(3 if indices else 0):  # a block's start Σ_{c<b} n_c shows n_c only once written out
+        expr = expr.subs(indices).doit()
     substitutions = {}
     for name, symbol in s.items():
-        if name not in args:  # canonical parameters are written in terms of the given ones
+        if name not in args or constraint_of[name].own_axis:  # canonical parameters are written in terms of the given ones
             continue
         a = np.asarray(args[name])[row]
-        if isinstance(symbol, IndexedBase) and name == "x" and family.value.own_axis:  # an ordering indexes z: first
-            expr = expr.subs({symbol[m]: int(a[m]) for m in range(a.shape[-1])})
-        elif isinstance(symbol, IndexedBase):
+        if isinstance(symbol, IndexedBase):
             substitutions.update({symbol[m]: float(a[m]) for m in range(a.shape[-1])})
         else:
             substitutions[symbol] = int(a) if constraint_of[name].integer else float(a)
@@ -207,7 +212,9 @@ def test_batch_axes_broadcast(entry):
         event = (4,) if d.symbolic.parametrization.parameters[name].event_dim else ()
         assert e[name].shape == (2, 3) + event
         for a, b in itertools.product(range(2), range(3)):
-            row = {"x": args["x"][b], **{n: one[n][a, 0] for n in d.parameters}, **{n: args[n][b] for n in d.arguments}}
+            shared = {n for n, c in d.symbolic.family.arguments.items() if c.own_axis}  # nvec: one for the batch
+            row = {"x": args["x"][b], **{n: one[n][a, 0] for n in d.parameters},
+                   **{n: args[n] if n in shared else args[n][b] for n in d.arguments}}
             np.testing.assert_allclose(e[name][a, b], d.eligibility(**row)[name], rtol=1e-12)
     assert d.log_prob(**mixed).shape == (2, 3)
 

@@ -30,7 +30,8 @@ class MultiCategorical(Family):
     @parametrization(logits=constraints.real_vector)
     def logits(logits, nvec):
         """Flat logits, Σ nvec of them: the softmax of block b (z_{o_b}, …, z_{o_b + n_b − 1}, o_b =
-        Σ_{c<b} n_c) gives the law of x_b, as ``[Categorical(logits=s) for s in torch.split(z, nvec, -1)]``.
+        Σ_{c<b} n_c) gives the law of x_b: one ``Categorical(logits=s)`` per piece s of
+        ``torch.split(z, nvec, -1)``.
 
         Identifiability: adding a constant to one block's logits leaves the law unchanged, and
         the eligibility sums to zero over each block.
