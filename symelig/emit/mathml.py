@@ -179,6 +179,16 @@ class _MathML(PositiveFirst, MathMLPresentationPrinter):
         softmax = self._row(name, self._mo("\u2061"), self._parens(self._vector(expr)))
         return self._powered(self._sub(softmax, self._print(expr.at)), exp)
 
+    def _print_LogSumExpBlock(self, expr, exp=None):
+        body = self._node("msup", self._mi("e", upright=True), self._print(expr.body))
+        return self._powered(self._log_of(self._sum(expr.index, expr.upper, body, lower=expr.lower)), exp)
+
+    def _print_SoftmaxBlock(self, expr, exp=None):
+        under = self._row(self._print(expr.index), self._mo("="), self._print(expr.lower))
+        name = self._node("munderover", self._mi("softmax"), under, self._print(expr.upper))
+        softmax = self._row(name, self._mo("\u2061"), self._parens(self._vector(expr)))
+        return self._powered(self._sub(softmax, self._print(expr.at)), exp)
+
     def _print_SumExcept(self, expr, exp=None):
         under = self._row(self._print(expr.index), self._mo("≠"), self._print(expr.at))
         return self._powered(self._sum(expr.index, expr.size - 1, self._print(expr.body), under=under), exp)
