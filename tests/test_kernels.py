@@ -109,6 +109,8 @@ def _expectation_of_eligibility(d, args):
         support = np.array(list(_all_counts(int(args["total_count"]), np.shape(args[d.parameters[0]])[-1])))
     elif value is constraints.ordering:  # every full permutation of the K categories
         support = np.array(list(itertools.permutations(range(np.shape(args[d.parameters[0]])[-1]))))
+    elif value is constraints.multi_category:  # one category per block: every combination
+        support = np.array(list(itertools.product(*(range(int(n)) for n in args["nvec"]))))
     elif value is constraints.up_to_total_count:
         support = np.arange(int(args["total_count"]) + 1)
     elif value is constraints.nonnegative_integer:
@@ -124,7 +126,8 @@ def _expectation_of_eligibility(d, args):
 
         lower = value.lower if value.lower > -np.inf else -np.inf
         return {n: integrate.quad(integrand, lower, value.upper, args=(n, 0), limit=400, epsabs=1e-11)[0] for n in d.parameters}
-    stacked = {n: np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
+    shared = {n for n, c in d.symbolic.family.arguments.items() if c.own_axis}  # nvec: one for the batch
+    stacked = {n: v if n in shared else np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         p = np.exp(d.kernels.log_prob(support, **stacked))
         e = d.kernels.eligibility(support, **stacked)
