@@ -138,7 +138,7 @@ def _for_display(expr):
     expr = expr.replace(lambda e: isinstance(e, SoftmaxRemaining),
                         lambda e: Symbol(f"softmax_{{{e.index}∉{{{e.ordering}_0..{e.ordering}_({e.step}-1)}}}}({_vector_name(e)})_{e.at}"))
     # a block's first category o_b = Σ_{c<b} n_c (multi_categorical), as its definition names it
-    expr = expr.replace(_is_block_start, lambda e: Symbol(f"o_{e.limits[0][2] + 1}"))
+    expr = expr.replace(_is_block_start, lambda e: Symbol("o_b"))
     expr = expr.replace(lambda e: isinstance(e, SoftmaxBlock),
                         lambda e: Symbol(f"softmax_{{{e.index}={e.lower}..{e.upper}}}({_vector_name(e)})_{e.at}"))
     expr = expr.replace(lambda e: isinstance(e, LogSumExpBlock), lambda e: e.doit())
@@ -161,7 +161,10 @@ def _for_display(expr):
 
 def _is_block_start(e) -> bool:
     """Σ_{c=0}^{b−1} n_c of an indexed n: where block b of a multi-discrete action starts."""
-    return isinstance(e, Sum) and e.limits[0][1] == 0 and isinstance(e.function, Indexed) and e.function.indices == (e.limits[0][0],)
+    from ..family import b
+
+    return (isinstance(e, Sum) and e.limits[0][1] == 0 and e.limits[0][2] == b - 1
+            and isinstance(e.function, Indexed) and e.function.indices == (e.limits[0][0],))
 
 
 def _vector_name(softmax: Softmax) -> str:
