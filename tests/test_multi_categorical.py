@@ -104,3 +104,8 @@ def test_the_cli_refuses_a_category_outside_its_block_in_one_line():
                           "--logits", "1,2,0.5,-1", "--x", "0,2"], capture_output=True, text=True)
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "block 1 has 2 categories" in run.stderr
+
+
+def test_the_text_names_a_blocks_start_and_nothing_else():
+    assert "i = o_b" in symelig.derive("multi_categorical", "logits").text()
+    assert "o_" not in symelig.derive("categorical", "probs").text()  # Σ_i p_i is not a block's start
