@@ -315,8 +315,8 @@ def _block(node, ctx):
         for at in ctx.category_indices:
             named = SoftmaxBlock(f, index, lower, upper, at)
             numerator = named.doit() * denominator.base
-            for factor in node.args:
-                if factor == numerator:
+            for candidate in node.args:
+                if candidate == numerator:
                     return node / denominator / numerator * named
     return node
 
