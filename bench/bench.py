@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ranking  # noqa: E402
 import references  # noqa: E402
 
 import symelig  # noqa: E402
@@ -397,6 +398,7 @@ def markdown(result) -> str:
                   "| shape | candidate | median s (× autograd) | peak extra MB (× autograd) |", "|---|---|---|---|",
                   *(f"| {tuple(r['shape'])} | {r['candidate']} | {r['median_s']} ({r['time_ratio_to_autograd']}×) "
                     f"| {r['peak_extra_mb']} ({r['memory_ratio_to_autograd']}×) |" for r in result["token_policy"]), ""]
+    lines += ranking.markdown(result.get("plackett_luce", []))
     c = result["cli"]
     lines.append(
         f"CLI cold start (fresh process): `symelig derive categorical --param probs` {c['derive_cached_median_s']} s median "
@@ -524,9 +526,14 @@ def main():
                         nargs="?", const=",".join(map(str, TOKEN_POLICY_SHAPE)))
     parser.add_argument("--token-policy-candidate", help=argparse.SUPPRESS)  # JSON [candidate, shape, reps]
     parser.add_argument("--mvn", action="store_true", help="only the multivariate_normal rows (d = 4, 8, 16, batch 4096)")
+    parser.add_argument("--plackett-luce", metavar="B,K,k", help="only the Plackett–Luce row, at this size (default: the issue's 1024,1000,1000)",
+                        nargs="?", const=",".join(map(str, ranking.SHAPE)))
     args = parser.parse_args()
     if args.mvn:
         mvn_rows(args.quick, _torch())
+        return
+    if args.plackett_luce:
+        ranking.rows(_torch(), time_interleaved, tuple(int(v) for v in args.plackett_luce.split(",")))
         return
     if args.token_policy_candidate:
         name, shape, reps = json.loads(args.token_policy_candidate)
@@ -563,6 +570,7 @@ def main():
         "cli": cli_rows(3 if args.quick else 7),
         "multivariate_normal": mvn_rows(args.quick, torch),
         "token_policy": token_policy_rows((512, 8192, 256) if args.quick else TOKEN_POLICY_SHAPE, reps=3) if torch else [],
+        "plackett_luce": ranking.rows(torch, time_interleaved, (256, 1000, 1000) if args.quick else ranking.SHAPE, args.quick) if torch else [],
     }
     result["jax"] = jax_rows(result["kernels"], args.quick)  # last: see jax_rows
     text = markdown(result)

@@ -19,8 +19,9 @@ SUM_RTOL = 1e-5
 
 
 # Arguments a sample's or another argument's check reads alongside it, with their event_dim:
-# x ≤ total_count, a category the mask allows, low < x < high, low < high.
-CHECK_CONTEXT = {"total_count": 0, "mask": 1, "low": 1, "high": 1}
+# x ≤ total_count, a category the mask allows, low < x < high, low < high, one category per
+# block of nvec.
+CHECK_CONTEXT = {"total_count": 0, "mask": 1, "low": 1, "high": 1, "nvec": 1}
 
 
 def first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
@@ -41,6 +42,8 @@ class Constraint:
     upper: float = np.inf
     upper_open: bool = False
     notation: str = ""           # the set in mathematical notation, for `symelig list`
+    own_axis: bool = False       # event_dim 1 along an axis of its own length (an ordering of k ≤ K categories)
+    shape: str = ""              # an own axis's shape, as the kernels' docstrings write it
 
     def check(self, label: str, values: np.ndarray, **context) -> None:
         """Raise SymeligError naming the first offending element of ``values``."""
@@ -318,4 +321,110 @@ low = _Low("low", "a vector of finite real numbers", {"real": True}, event_dim=1
 high = _High("high", "a vector of finite real numbers > low", {"real": True}, event_dim=1, notation="ℝ^K")
 squashed = _Between(
     "squashed", "a vector of numbers strictly between low and high", {"real": True}, event_dim=1, notation="(low, high)^K",
+)
+
+
+class _Ordering(Constraint):
+    """k ≤ K distinct category indices along the last axis, first placed first (Plackett–Luce):
+    a full permutation when k = K, a top-k list otherwise."""
+
+    def check(self, label, values, *, size, **context):
+        if values.ndim < 1:
+            raise SymeligError(f"{label} must be an ordering along its last axis; got a scalar")
+        if values.dtype.kind == "f":  # whole numbers in a float array are indices too (as for a category)
+            bad = ~np.isfinite(values) | (values != np.round(values))
+            if bad.any():
+                raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold integer category indices")
+        elif values.dtype.kind not in "iu":
+            raise SymeligError(f"{label} must be integer category indices, got dtype {values.dtype}")
+        if values.shape[-1] > size:
+            raise SymeligError(f"{label} places {values.shape[-1]} categories but there are {size}: "
+                               f"{label} must be an ordering of at most K = {size} distinct categories")
+        bad = (values < 0) | (values >= size)
+        if bad.any():
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold "
+                               f"category indices in {{0, …, {size - 1}}}")
+        ordered = np.sort(values, axis=-1)
+        repeated = (ordered[..., 1:] == ordered[..., :-1]).any(-1)
+        if repeated.any():
+            where = [int(w) for w in np.argwhere(repeated)[0]]
+            at = f"{label}{where}" if where else label
+            row = values[tuple(where)]
+            twice = ordered[tuple(where)][1:][ordered[tuple(where)][1:] == ordered[tuple(where)][:-1]][0]
+            raise SymeligError(f"{at} = {row.tolist()} places category {int(twice)} twice: "
+                               f"{label} must be an ordering of distinct categories")
+
+    def sample(self, rng, shape, *, size, **context):
+        """Uniformly random orderings of ``shape[-1]`` ≤ K = ``size`` categories."""
+        return np.argsort(rng.random(shape[:-1] + (size,)), axis=-1)[..., : shape[-1]]
+
+
+# an ordering: x_0 first, then x_1, …; k = x.shape[-1] ≤ K categories, each at most once
+ordering = _Ordering(
+    "ordering", "an ordering of distinct category indices", {"integer": True, "nonnegative": True},
+    event_dim=1, integer=True, lower=0.0, lower_open=False, notation="orderings of k ≤ K categories", own_axis=True,
+    shape="(..., k), k ≤ K",
+)
+
+
+def _integers(label, values, what):
+    """Raise unless ``values`` are whole numbers (an integer dtype, or floats that are whole)."""
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold {what}")
+    elif values.dtype.kind not in "iu":
+        raise SymeligError(f"{label} must hold {what}, got dtype {values.dtype}")
+
+
+class _Sizes(Constraint):
+    """The sizes n_0, …, n_{B−1} ≥ 1 of the blocks of a multi-discrete action, one action space
+    for the whole batch (SB3's ``nvec``), adding up to the K logits."""
+
+    def check(self, label, values, *, size, **context):
+        if values.ndim != 1:
+            raise SymeligError(f"{label} must be one vector of block sizes shared by the batch; got shape {values.shape}")
+        _integers(label, values, "integer block sizes")
+        bad = values < 1
+        if bad.any():
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: {label} must hold block sizes ≥ 1")
+        if size is not None and values.sum() != size:
+            raise SymeligError(f"{label} adds up to {int(values.sum())} but the logits have {size} entries: "
+                               f"the blocks' sizes must add up to K")
+
+    def sample(self, rng, shape, *, size, **context):
+        """Sizes of ``shape[-1]`` blocks adding up to ``size`` (each ≥ 1)."""
+        cuts = np.sort(rng.choice(np.arange(1, size), shape[-1] - 1, replace=False)) if shape[-1] > 1 else np.array([], int)
+        return np.diff(np.concatenate([[0], cuts, [size]]))
+
+
+class _MultiCategory(Constraint):
+    """One category per block: x_b ∈ {0, …, n_b − 1}, along an axis of B entries."""
+
+    def check(self, label, values, *, nvec=None, **context):
+        if values.ndim < 1:
+            raise SymeligError(f"{label} must have one category per block along its last axis; got a scalar")
+        _integers(label, values, "integer category indices")
+        if nvec is None:
+            return
+        if values.shape[-1] != nvec.shape[-1]:
+            raise SymeligError(f"{label} has {values.shape[-1]} entries along its last axis but nvec has "
+                               f"{nvec.shape[-1]} blocks: {label} must hold one category per block")
+        bad = (values < 0) | (values >= nvec)
+        if bad.any():
+            where = tuple(np.argwhere(bad)[0])
+            raise SymeligError(f"{first_bad(label, values, bad)} is not allowed: block {where[-1]} has "
+                               f"{int(nvec[where[-1]])} categories, so {label} must be in {{0, …, {int(nvec[where[-1]]) - 1}}} there")
+
+    def sample(self, rng, shape, *, nvec, **context):
+        return (rng.random(shape) * nvec).astype(np.intp)
+
+
+# a multi-discrete action: the blocks' sizes (an argument, not differentiated) and one category per block
+sizes = _Sizes("sizes", "integer block sizes ≥ 1 adding up to K", {"integer": True, "positive": True},
+               event_dim=1, integer=True, notation="ℕ^B", own_axis=True, shape="(B,), shared by the batch")
+multi_category = _MultiCategory(
+    "multi_category", "one category index per block", {"integer": True, "nonnegative": True},
+    event_dim=1, integer=True, lower=0.0, lower_open=False, notation="{0, …, n_b − 1} per block", own_axis=True,
+    shape="(..., B)",
 )

@@ -54,7 +54,9 @@ def _map(derivation, function: str, output, x, params: dict, validate: bool = Tr
         event = constraint_of[n].event_dim
         if event and a.numblocks[-1] > 1:
             a = a.rechunk({a.ndim - 1: -1})  # a softmax needs the whole category axis
-        args += [a, batch[batch_ndim - (a.ndim - event):] + (("k",) if event else ())]
+        # an ordering or block sizes carry an axis of their own length: an index of their own
+        axis = (f"k_{n}",) if event and constraint_of[n].own_axis else ("k",) if event else ()
+        args += [a, batch[batch_ndim - (a.ndim - event):] + axis]
     rows = 0
     if validate and batch_shape is not None:
         # the position of each block in the whole batch, for errors that name the global row
@@ -88,7 +90,8 @@ def _check_shapes(arrays: dict, constraint_of: dict, batch_ndim: int):
         if constraint_of[n].event_dim:
             if a.ndim == 0 or a.shape[-1] == 0:
                 raise SymeligError(f"{n} must have a non-empty category axis (last axis); got shape {a.shape}")
-            sizes[n] = a.shape[-1]
+            if not constraint_of[n].own_axis:  # an ordering, block sizes: an axis of their own length
+                sizes[n] = a.shape[-1]
     known = {n: s for n, s in sizes.items() if not np.isnan(s)}
     if len(set(known.values())) > 1:
         listed = ", ".join(f"{n} has {s}" for n, s in known.items())
@@ -157,7 +160,7 @@ def _global(local: tuple, positions) -> list:
 def _check_block(arrays: dict, checks: tuple, positions, batch_ndim: int) -> None:
     """The declared constraint of every argument, on this block; a failure names the first bad
     element by its index in the whole array."""
-    size = next((np.shape(arrays[n])[-1] for n, c, _ in checks if c.event_dim), None)
+    size = next((np.shape(arrays[n])[-1] for n, c, _ in checks if c.event_dim and not c.own_axis), None)
     context = {"size": size, **{n: arrays.get(n) for n in CHECK_CONTEXT}}
     for name, constraint, spans in checks:
         values = np.asarray(arrays[name])

@@ -322,9 +322,11 @@ class Derivation:
         from .emit.second_order import supported
 
         if not supported(self.second_order):
+            why = (f"{', '.join(self.parameters)} mix both" if len(self.parameters) > 1
+                   else f"the Hessian of {self.parameters[0]} is not a diagonal plus a rank-one block")
             raise SymeligError(
-                "second-order kernels are generated for scalar parameters or one vector parameter; "
-                f"{', '.join(self.parameters)} mix both (the formulas are printed by `derive --order 2`)"
+                "second-order kernels are generated for scalar parameters or one vector parameter with a diagonal "
+                f"plus rank-one Hessian; {why} (the formulas are printed by `derive --order 2`)"
             )
 
     def _require_fisher(self) -> None:
@@ -446,7 +448,7 @@ class Derivation:
         for n in vectors:
             if arrays[n].ndim == 0 or arrays[n].shape[-1] == 0:
                 raise SymeligError(f"{n} must have a non-empty category axis (last axis); got shape {arrays[n].shape}")
-        sizes = {n: arrays[n].shape[-1] for n in vectors}
+        sizes = {n: arrays[n].shape[-1] for n in vectors if not self.symbolic.constraints[n].own_axis}
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{n} has {s}" for n, s in sizes.items())
             raise SymeligError(f"the category axes (last axes) disagree: {listed} categories")

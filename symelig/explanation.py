@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sympy import Add, Indexed, IndexedBase, KroneckerDelta, S, Sum, count_ops, sympify, together
 
-from .family import K, call_with, j
+from .family import K, call_with, j, n_blocks, n_placed
 
 TITLES = {
     "model": "Model",
@@ -257,6 +257,10 @@ def _with_canonical(s, values: dict, size: int) -> dict:
 def numeric(expr, s, values: dict, size: int, vector: bool):
     """``expr`` evaluated at ``values`` for K = ``size``: a float, or the K components over j."""
     expr = sympify(expr).xreplace({K: size})
+    # an ordering, a multi-discrete action's block sizes: integer arrays that index the vectors
+    indexing = {s.symbols[n]: np.asarray(values[n]) for n, c in s.constraints.items() if c.own_axis and n in values}
+    if s.family.value.own_axis and "x" in values:  # an ordering's steps, or the blocks: as many as x has entries
+        expr = expr.xreplace({n_placed: np.shape(values["x"])[-1], n_blocks: np.shape(values["x"])[-1]})
     for _ in range(3):  # named functions (softmax, log-sum-exp) unfold into sums, which unfold in turn
         expr = expr.doit()
     fixed = {}
@@ -268,6 +272,9 @@ def numeric(expr, s, values: dict, size: int, vector: bool):
 
     def at(jv):
         e = expr.xreplace({j: jv}).doit() if expr.has(j) else expr
+        for _ in range(3 if indexing else 0):  # x_r, n_b first; a block's start Σ_{c<b} n_c once written out
+            e = e.replace(lambda a: isinstance(a, Indexed) and a.base in indexing and a.indices[0].is_Integer,
+                          lambda a: sympify(int(indexing[a.base][int(a.indices[0])]))).doit()
         e = e.replace(
             lambda a: isinstance(a, Indexed) and a.indices[0].is_Integer,
             lambda a: sympify(float(np.asarray(values[_name_of(s, a.base)])[int(a.indices[0])])),

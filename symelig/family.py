@@ -53,6 +53,12 @@ i = Internal("i", integer=True, nonnegative=True)  # bound index of sums over ca
 k = Internal("k", integer=True, nonnegative=True)  # a second bound index, for nested sums
 j = Internal("j", integer=True, nonnegative=True)  # the component a vector eligibility is for
 l = Internal("l", integer=True, nonnegative=True)  # the second component of a vector Hessian H_jl
+n_placed = Internal("k", integer=True, positive=True)  # the length k ≤ K of an ordering (Plackett–Luce)
+r = Internal("r", integer=True, nonnegative=True)  # the step (rank) of an ordering: x_r is placed r-th
+q = Internal("q", integer=True, nonnegative=True)  # a step before r: x_q is already placed at step r
+n_blocks = Internal("B", integer=True, positive=True)  # the number of blocks of a multi-discrete action
+b = Internal("b", integer=True, nonnegative=True)  # a block: categories o_b, …, o_b + n_b − 1
+c = Internal("c", integer=True, nonnegative=True)  # a block before b (o_b = Σ_{c<b} n_c)
 t = Internal("t", positive=True)                   # the base variable of Family.standard
 s = Internal("s")                                  # the argument of a Mellin transform E[t^s]
 

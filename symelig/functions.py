@@ -547,3 +547,137 @@ class masked(Function):
     def _sympystr(self, printer):
         z, m = self.args
         return f"{printer._print(z)} + log({printer._print(m)})"
+
+
+
+class _Remaining(_Reduction):
+    """A reduction over the categories not yet placed at ``step`` of an ordering ``x``: every i in
+    0..K−1 except x_0, …, x_{step−1} (Plackett–Luce); args (f, i, K, x, step, …).  The kernels
+    evaluate all the steps of an ordering at once (:mod:`symelig.emit.lowering`, "remaining")."""
+
+    @property
+    def ordering(self):
+        return self.args[3]
+
+    @property
+    def step(self):
+        return self.args[4]
+
+    def placed_sum(self, g):
+        """Σ_{l<step} g(x_l): the placed categories' share of Σ_i g(i)."""
+        from .family import q
+
+        return Sum(g.subs(self.index, self.ordering[q]), (q, 0, self.step - 1))
+
+    def remaining_sum_of_exp(self):
+        return self.sum_of_exp() - self.placed_sum(exp(self.body))
+
+    def _under_latex(self, printer):
+        return r"%s \notin \{%s_{0}, \dots, %s_{%s}\}" % (
+            printer._print(self.index), printer._print(self.ordering), printer._print(self.ordering), printer._print(self.step - 1))
+
+
+class LogSumExpRemaining(_Remaining):
+    """log Σ_{i ∉ {x_0, …, x_{step−1}}} exp f(i) = log(Σ_i e^{f(i)} − Σ_{l<step} e^{f(x_l)}); args
+    (f, i, K, x, step).  Written as the difference it cancels where the placed categories hold
+    almost all the mass; the kernels take a reverse cumulative log-sum-exp instead."""
+
+    nargs = 5
+
+    def doit(self, **hints):
+        return log(self.remaining_sum_of_exp())
+
+    def _latex(self, printer, exp=None):
+        return _power(r"\log \sum_{%s} e^{%s}" % (self._under_latex(printer), printer._print(self.body)), exp)
+
+
+class SoftmaxRemaining(_Remaining):
+    """The softmax over the categories not yet placed at ``step``, at ``at``: e^{f(at)} / Σ_{i
+    remaining} e^{f(i)} if ``at`` is not among x_0, …, x_{step−1}, else 0; args (f, i, K, x, step,
+    at)."""
+
+    nargs = 6
+
+    @property
+    def at(self):
+        return self.args[5]
+
+    @property
+    def free_symbols(self):
+        return super().free_symbols | self.at.free_symbols
+
+    def doit(self, **hints):
+        from sympy import KroneckerDelta
+
+        top = exp(self.body.subs(self.index, self.at))
+        return (top - self.placed_sum(KroneckerDelta(self.at, self.index) * exp(self.body))) / self.remaining_sum_of_exp()
+
+    def _latex(self, printer, exp=None):
+        return _power(r"\operatorname{softmax}_{%s}(%s)_{%s}" % (
+            self._under_latex(printer), self._vector_latex(printer), printer._print(self.at)), exp)
+
+
+class _Block(Function):
+    """A reduction over one block i = lo, …, hi of the category axis (a multi-discrete action's
+    own categorical: the blocks of sizes n_0, n_1, … laid end to end); args (f, i, lo, hi, …)."""
+
+    @property
+    def body(self):
+        return self.args[0]
+
+    @property
+    def index(self):
+        return self.args[1]
+
+    @property
+    def lower(self):
+        return self.args[2]
+
+    @property
+    def upper(self):
+        return self.args[3]
+
+    @property
+    def free_symbols(self):
+        return set().union(*(a.free_symbols for a in self.args)) - {self.index}
+
+    def sum_of_exp(self):
+        return Sum(exp(self.body), (self.index, self.lower, self.upper))
+
+    def _range_latex(self, printer):
+        return r"%s=%s" % (printer._print(self.index), printer._print(self.lower)), printer._print(self.upper)
+
+
+class LogSumExpBlock(_Block):
+    """log Σ_{i=lo}^{hi} exp f(i); args (f, i, lo, hi)."""
+
+    nargs = 4
+
+    def doit(self, **hints):
+        return log(self.sum_of_exp())
+
+    def _latex(self, printer, exp=None):
+        under, over = self._range_latex(printer)
+        return _power(r"\log \sum_{%s}^{%s} e^{%s}" % (under, over, printer._print(self.body)), exp)
+
+
+class SoftmaxBlock(_Block):
+    """The softmax of f over the block lo..hi, at ``at``: e^{f(at)} / Σ_{i=lo}^{hi} e^{f(i)} where
+    lo ≤ at ≤ hi, else 0; args (f, i, lo, hi, at)."""
+
+    nargs = 5
+
+    @property
+    def at(self):
+        return self.args[4]
+
+    def doit(self, **hints):
+        from sympy import KroneckerDelta
+
+        inside = Sum(KroneckerDelta(self.index, self.at) * exp(self.body), (self.index, self.lower, self.upper))
+        return inside / self.sum_of_exp()
+
+    def _latex(self, printer, exp=None):
+        under, over = self._range_latex(printer)
+        vector = self.body.replace(lambda a: isinstance(a, Indexed) and a.indices == (self.index,), lambda a: a.base.label)
+        return _power(r"\operatorname{softmax}_{%s}^{%s}(%s)_{%s}" % (under, over, printer._print(vector), printer._print(self.at)), exp)

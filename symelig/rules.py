@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sympy import Add, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand, expand_log, expand_mul, factor, factor_terms, log, together
+from sympy import Add, Indexed, KroneckerDelta, Mul, Pow, Sum, cancel, count_ops, exp, expand, expand_log, expand_mul, factor, factor_terms, log, together
 
 from .family import K, i
-from .functions import LogSumExp, Softmax, bessel_i1_i0, log_bessel_i0, log_softplus, sigmoid, softplus, xlogy
+from .functions import LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxRemaining, bessel_i1_i0, log_bessel_i0, log_softplus, sigmoid, softplus, xlogy
 
 
 @dataclass(frozen=True)
@@ -242,6 +242,85 @@ def _softmax_average(node, ctx):
     return node
 
 
+def _remaining_sum(node):
+    """(f, x, step, placed index) where ``node`` is Σ_i e^{f(i)} − Σ_{q<step} e^{f(x_q)}, the sum of
+    exponentials over the categories an ordering x has not placed by ``step``, else None."""
+    if not node.is_Add or len(node.args) != 2:
+        return None
+    for total, placed in (node.args, node.args[::-1]):
+        found = _category_sum(total)
+        if not (found and isinstance(found[0], exp)) or not (placed.could_extract_minus_sign() and isinstance(-placed, Sum)):
+            continue
+        placed = -placed
+        (index, lower, upper), = placed.limits
+        body = found[0].args[0].subs(found[1], i)
+        orderings = [a for a in placed.function.atoms(Indexed) if a.indices == (index,)]
+        for entry in orderings:
+            if lower == 0 and placed.function == exp(body.subs(i, entry)):
+                return body, entry.base, upper + 1, index
+    return None
+
+
+def _remaining(node, ctx):
+    """log of the remaining sum → LogSumExpRemaining; (e^{f(a)} − Σ_{q<step} δ(a, x_q) e^{f(x_q)})
+    over it → SoftmaxRemaining at a."""
+    if isinstance(node, log):
+        found = _remaining_sum(node.args[0])
+        if found:
+            body, x, step, _ = found
+            return LogSumExpRemaining(body, i, K, x, step)
+        return node
+    if not node.is_Mul:
+        return node
+    for denominator in node.args:
+        if not (isinstance(denominator, Pow) and denominator.exp == -1):
+            continue
+        found = _remaining_sum(denominator.base)
+        if not found:
+            continue
+        body, x, step, index = found
+        for at in ctx.category_indices:
+            named = SoftmaxRemaining(body, i, K, x, step, at)
+            numerator = expand(named.doit() * denominator.base)
+            rest = node / denominator
+            for sign in (1, -1):
+                if expand(rest - sign * numerator) == 0:
+                    return sign * named
+    return node
+
+
+def _block_sum(node):
+    """(f, i, lo, hi) of Σ_{i=lo}^{hi} e^{f(i)} over part of the category axis (not 0..K−1), else None."""
+    if isinstance(node, Sum) and len(node.limits) == 1 and isinstance(node.function, exp) and _category_sum(node) is None:
+        index, lower, upper = node.limits[0]
+        return node.function.args[0], index, lower, upper
+    return None
+
+
+def _block(node, ctx):
+    """log Σ_{i=lo}^{hi} e^{f} → LogSumExpBlock; Σ_{i=lo}^{hi} δ(i, a) e^{f} over Σ_{i=lo}^{hi} e^{f} →
+    SoftmaxBlock at a (one block of a multi-discrete action's categories)."""
+    if isinstance(node, log):
+        found = _block_sum(node.args[0])
+        return LogSumExpBlock(*found) if found else node
+    if not node.is_Mul:
+        return node
+    for denominator in node.args:
+        if not (isinstance(denominator, Pow) and denominator.exp == -1):
+            continue
+        found = _block_sum(denominator.base)
+        if not found:
+            continue
+        f, index, lower, upper = found
+        for at in ctx.category_indices:
+            named = SoftmaxBlock(f, index, lower, upper, at)
+            numerator = named.doit() * denominator.base
+            for candidate in node.args:
+                if candidate == numerator:
+                    return node / denominator / numerator * named
+    return node
+
+
 LINEARITY = Rule("linearity", "a sum of terms is the sum of the sums, and factors free of the summation index move out", _linearity)
 DELTA_SUM = Rule("delta_sum", "a sum against a Kronecker delta picks out one term: Σ_i f(i) δ_ij = f(j)", _delta_sum)
 DELTA_SELECT = Rule("delta_select", "under δ_jx the component j equals the sample x, so j may be written as x", _delta_select)
@@ -264,7 +343,13 @@ SOFTMAX_AVERAGE = Rule(
 
 ALGEBRA = (LOG_SIGMOID, LOG_SOFTPLUS, SIGMOID_REFLECTION, LOG_PRODUCT, XLOGY_SPLIT, LINEARITY, DELTA_SUM, DELTA_SELECT, SUPPORT_IDENTITY, RENAME_INDEX)
 TIDY = (SIMPLIFY,)
-NAMING = (LOG_SUM_EXP, SOFTMAX, SOFTMAX_AVERAGE, BESSEL)
+REMAINING = Rule(
+    "remaining", "log Σ and softmax over the categories an ordering has not yet placed (Σ_i less the placed ones), "
+    "evaluated stably as reverse cumulative log-sum-exps", _remaining)
+BLOCK = Rule(
+    "block", "log Σ and softmax over one block of the categories (a multi-discrete action's own categorical), "
+    "evaluated stably with each block's max", _block)
+NAMING = (REMAINING, BLOCK, LOG_SUM_EXP, SOFTMAX, SOFTMAX_AVERAGE, BESSEL)
 
 
 def bottom_up(expr, rule: Rule, ctx: Context):

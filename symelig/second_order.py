@@ -200,7 +200,10 @@ def _structures(first: SymbolicDerivation, hessian: dict, fisher: dict | None, c
     for pair, h in hessian.items():
         if pair[0] != pair[1] or not isinstance(first.symbols[pair[0]], IndexedBase):
             continue
-        forms = {"hessian": rank_one(h)}
+        try:
+            forms = {"hessian": rank_one(h)}
+        except ValueError:  # a sum of rank-one terms (Plackett–Luce: one per step): math printed only
+            continue
         if fisher is not None:
             forms["fisher"] = rank_one(fisher[pair])
             n = _null_vector(forms["fisher"], ctx)

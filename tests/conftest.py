@@ -47,10 +47,15 @@ def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
         shape = batch + (size,) if c.event_dim else batch
         args[name] = c.sample(rng, shape).astype(dtype)
     for name, c in family.arguments.items():
-        # a count argument (total_count) from 1; a mask carries the category axis
-        args[name] = c.sample(rng, batch + (size,)) if c.event_dim else c.sample(rng, batch) + 1
+        # a count argument (total_count) from 1; a mask carries the category axis; block sizes
+        # (nvec, one vector for the batch) split the K categories into two blocks
+        if c.own_axis:
+            args[name] = c.sample(rng, (min(2, size),), size=size)
+        else:
+            args[name] = c.sample(rng, batch + (size,)) if c.event_dim else c.sample(rng, batch) + 1
     value = family.value
-    shape = batch + (size,) if value.event_dim else batch
+    placed = len(args["nvec"]) if "nvec" in args else size
+    shape = batch + (placed,) if value.event_dim else batch
     context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in constraints.CHECK_CONTEXT}}
     return {"x": value.sample(rng, shape, **context), **args}
 

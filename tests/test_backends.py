@@ -132,7 +132,9 @@ def test_jax_vmap_over_every_entry(entry):
     d = symelig.derive(entry.family, entry.param)
     args = random_arguments(d, np.random.default_rng(8), batch=(3,), size=4)
     names = list(args)
-    mapped = jax.vmap(lambda *values: d.array_api_kernels.eligibility(**dict(zip(names, values))))
+    shared = [n for n, c in d.symbolic.family.arguments.items() if c.own_axis]  # nvec: one for the batch, not mapped
+    mapped = jax.vmap(lambda *values: d.array_api_kernels.eligibility(**dict(zip(names, values))),
+                      in_axes=tuple(None if n in shared else 0 for n in names))
     result = mapped(*(jax.numpy.asarray(np.asarray(args[n])) for n in names))
     for name, value in d.kernels.eligibility(**args).items():
         np.testing.assert_allclose(np.asarray(result[name]), value, rtol=1e-10, atol=1e-12, err_msg=name)

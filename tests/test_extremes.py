@@ -30,7 +30,7 @@ from sympy.printing.pycode import MpmathPrinter
 import symelig
 from symelig import constraints
 from symelig.engine import parametrized_log_prob
-from symelig.family import K
+from symelig.family import K, n_blocks, n_placed
 
 from conftest import assert_no_negative_zero
 
@@ -42,6 +42,7 @@ MAGNITUDES = ("scale", "rate", "concentration", "concentration0", "concentration
 MODERATE = 2.0
 TAIL = 1e100        # w = (x − μ)/σ of a sample far in the tail
 SIZE = 3                      # categories of the vector entries
+SIZES = [2, SIZE - 2]         # multi_categorical: a block holding the extreme logits, and the rest
 TINY = np.finfo(np.float64).tiny
 HUGE = np.finfo(np.float64).max
 RTOL = 1e-10
@@ -81,13 +82,26 @@ def _expand(expr, x_value=None):
     from symelig.functions import LogSumExp, Softmax
 
     expr = expr.replace(lambda e: isinstance(e, (LogSumExp, Softmax)), lambda e: e.doit())
-    if x_value is not None:
+    ordering = x_value is not None and isinstance(x_value[0], IndexedBase)
+    if ordering:  # an ordering's steps or a multi-discrete action's blocks: as many as x has entries
+        expr = expr.subs({n_placed: len(x_value[1]), n_blocks: len(x_value[1])})
+    elif x_value is not None:
         expr = expr.subs(x_value[0], x_value[1])
     expr = expr.subs(K, SIZE)
-    expr = expr.replace(
-        lambda e: isinstance(e, Sum),
-        lambda e: sympy.Add(*[e.function.subs(e.limits[0][0], k) for k in range(SIZE)]),
-    )
+    # integer arrays that index the vectors: x's entries, and the block sizes (nvec, fixed here)
+    indices = {x_value[0][r]: int(v) for r, v in enumerate(x_value[1])} if ordering else {}
+    if ordering and len(x_value) > 2:
+        indices.update({x_value[2][b]: int(v) for b, v in enumerate(SIZES)})
+
+    def written_out(e):
+        index, lower, upper = e.limits[0]
+        return sympy.Add(*[e.function.subs(index, k) for k in range(int(lower), int(upper) + 1)])
+
+    for _ in range(12):  # outermost first: an inner sum's limits (q < r, a block's o_b) are numbers once r, b are
+        expr = expr.subs(indices) if indices else expr
+        if not expr.has(Sum):
+            break
+        expr = expr.replace(lambda e: isinstance(e, Sum) and e.limits[0][1].is_number and e.limits[0][2].is_number, written_out)
     return expr.replace(lambda e: isinstance(e, Indexed), lambda e: Symbol(f"{e.base}_{int(e.indices[0])}"))
 
 
@@ -144,20 +158,22 @@ class Oracle:
         self.d = d
         self.names = list(s.parameters)
         self.vector = next((n for n in self.names if isinstance(s.symbols[n], IndexedBase)), None)
-        category = s.family.value is constraints.category
-        sub = (s.symbols["x"], x_value) if category else None
+        category = s.family.value is constraints.category or s.family.value.own_axis  # x indexes the vectors
+        sizes = [s.symbols[n] for n, c in s.family.arguments.items() if c.own_axis]  # nvec: SIZES, substituted
+        sub = (s.symbols["x"], x_value, *sizes) if category else None
         _, lp = parametrized_log_prob(s.family, s.parametrization, s.symbols)
         lp = _exact(_expand(lp, sub))
-        self.inputs = {n: self._flat(s.symbols[n]) for n in s.constraints if not (category and n == "x")}
+        self.inputs = {n: self._flat(s.symbols[n]) for n in s.constraints
+                       if not (category and n == "x") and not (n != "x" and s.constraints[n].own_axis)}
         theta = [v for n in self.names for v in self.inputs[n]]
         gradient = [_exact(sympy.diff(lp, t)) for t in theta]
         hessian = [[_exact(sympy.diff(g, t)) if b >= a else None for b, t in enumerate(theta)] for a, g in enumerate(gradient)]
         hessian = [[hessian[min(a, b)][max(a, b)] for b in range(len(theta))] for a in range(len(theta))]
         so = d.second_order
         self.exprs = {"log_prob": [lp], "eligibility": gradient, "hessian": [h for row in hessian for h in row]}
-        if self.vector:
+        if self.vector and second_order_kernels(d):  # (a block that is not diagonal + rank one has none)
             self.exprs["hessian_block"] = self._block(so.structure[(self.vector, self.vector)]["hessian"], sub)
-        if so.fisher is not None:
+        if so.fisher is not None and second_order_kernels(d):  # (only the kernels' Fisher is compared)
             if self.vector:
                 self.exprs["fisher_block"] = self._block(so.structure[(self.vector, self.vector)]["fisher"], None)
             else:
@@ -345,6 +361,11 @@ def _samples(d, canonical: dict) -> list:
         return [x]
     if value is constraints.binary:
         return [0, 1]
+    if value is constraints.multi_category:  # each category of the first block (the extreme logits), the second's first
+        return [[0, 0], [1, 0]]
+    if value is constraints.ordering:  # full permutations with and against the logits, and a top-1, a top-2
+        order = [int(k) for k in np.argsort(-np.asarray(canonical["logits"]), kind="stable")]
+        return [order, order[::-1], order[-1:], order[::-1][:2]]
     # the count families also at their mode, where log Γ / log-factorial terms of order n·log n
     # cancel against the x·log θ terms to O(log n) (the saddle-point class, symelig.emit.stable)
     if value is constraints.up_to_total_count:
@@ -415,8 +436,9 @@ def points(d) -> list:
             elif m is not None:
                 params[n] = _magnitude(c, n, m)
         for n, c in s.family.arguments.items():  # a mask allows all categories but the middle one
-            params[n] = ([k != SIZE // 2 for k in range(SIZE)] if c is constraints.mask else [-1.5] * SIZE if c is constraints.low
-                         else [2.5] * SIZE if c is constraints.high else 5 if c.integer else 2.5)
+            params[n] = ([k != SIZE // 2 for k in range(SIZE)] if c is constraints.mask else SIZES if c is constraints.sizes
+                         else [-1.5] * SIZE if c is constraints.low else [2.5] * SIZE if c is constraints.high
+                         else 5 if c.integer else 2.5)
         canonical = _canonical(d, {**params, **{n: [0.0] * SIZE if c.event_dim else 0.0 for n, c in constraints_of.items() if n not in params}})
         for n, c in constraints_of.items():  # locations sit at a fraction of the scale
             if n not in params:
@@ -492,8 +514,8 @@ def check_entry(d) -> tuple:
     problems, known, count, fisher_done = [], {}, 0, set()
     category = s.family.value is constraints.category
     for x, params, canonical in points(d):
-        oracle = _oracle(d.family, d.param, int(x) if category else None)
-        point = {**params, **({} if category else {"x": x})}
+        oracle = _oracle(d.family, d.param, int(x) if category else tuple(x) if s.family.value.own_axis else None)
+        point = {**params, **({} if category or s.family.value.own_axis else {"x": x})}
         where = f"x={x}, " + ", ".join(f"{n}={np.asarray(v).tolist()}" for n, v in params.items())
         count += 1
         found: list = []

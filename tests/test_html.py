@@ -69,6 +69,10 @@ SAMPLES = {  # one instance of every function symelig.functions defines
     "fms": functions.fms(a, b, c), "select": functions.select(x > 1, a, b),
     "SumExcept": functions.SumExcept(z[i], i, K, j), "SoftmaxExcept": functions.SoftmaxExcept(z[i], i, K, j),
     "log_abs": functions.log_abs(a - b), "masked": functions.masked(z[j], b),
+    "LogSumExpRemaining": functions.LogSumExpRemaining(z[i], i, K, IndexedBase("x"), c),
+    "SoftmaxRemaining": functions.SoftmaxRemaining(z[i], i, K, IndexedBase("x"), c, j),
+    "LogSumExpBlock": functions.LogSumExpBlock(z[i], i, a, a + b - 1),
+    "SoftmaxBlock": functions.SoftmaxBlock(z[i], i, a, a + b - 1, j),
 }
 
 

@@ -10,7 +10,7 @@ from sympy import IndexedBase, Symbol, lambdify
 
 import symelig
 from symelig import constraints
-from symelig.family import K, j
+from symelig.family import K, j, n_blocks, n_placed
 
 from conftest import moderate_arguments, random_arguments
 
@@ -49,14 +49,23 @@ def _symbolic_value(expr, d, args, row, component, size):
     family = d.symbolic.family
     constraint_of = d.symbolic.constraints
     values = {K: size, j: component}
+    if family.value.own_axis:  # an ordering's k steps, or a multi-discrete action's B blocks: x's length
+        values[n_placed] = values[n_blocks] = np.shape(args["x"])[-1]
     expr = expr.subs(values).doit()
+    indices = {}  # an ordering, block sizes: they index z, so they go in first
+    for name, symbol in s.items():
+        if name in args and constraint_of[name].own_axis:
+            a = np.asarray(args[name]) if name != "x" else np.asarray(args[name])[row]  # nvec: one for the batch
+            indices.update({symbol[m]: int(a[m]) for m in range(a.shape[-1])})
+    for _ in range(3 if indices else 0):  # a block's start Σ_{c<b} n_c shows n_c only once written out
+        expr = expr.subs(indices).doit()
     substitutions = {}
     for name, symbol in s.items():
-        if name not in args:  # canonical parameters are written in terms of the given ones
+        if name not in args or constraint_of[name].own_axis:  # canonical parameters are written in terms of the given ones
             continue
         a = np.asarray(args[name])[row]
         if isinstance(symbol, IndexedBase):
-            substitutions.update({symbol[m]: float(a[m]) for m in range(size)})
+            substitutions.update({symbol[m]: float(a[m]) for m in range(a.shape[-1])})
         else:
             substitutions[symbol] = int(a) if constraint_of[name].integer else float(a)
     expr = expr.subs({s["x"]: substitutions.pop(s["x"])}) if s["x"] in substitutions else expr
@@ -98,6 +107,10 @@ def _expectation_of_eligibility(d, args):
         support = np.arange(2 if value is constraints.binary else np.shape(args[d.parameters[0]])[-1])
     elif value is constraints.counts:
         support = np.array(list(_all_counts(int(args["total_count"]), np.shape(args[d.parameters[0]])[-1])))
+    elif value is constraints.ordering:  # every full permutation of the K categories
+        support = np.array(list(itertools.permutations(range(np.shape(args[d.parameters[0]])[-1]))))
+    elif value is constraints.multi_category:  # one category per block: every combination
+        support = np.array(list(itertools.product(*(range(int(n)) for n in args["nvec"]))))
     elif value is constraints.up_to_total_count:
         support = np.arange(int(args["total_count"]) + 1)
     elif value is constraints.nonnegative_integer:
@@ -113,7 +126,8 @@ def _expectation_of_eligibility(d, args):
 
         lower = value.lower if value.lower > -np.inf else -np.inf
         return {n: integrate.quad(integrand, lower, value.upper, args=(n, 0), limit=400, epsabs=1e-11)[0] for n in d.parameters}
-    stacked = {n: np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
+    shared = {n for n, c in d.symbolic.family.arguments.items() if c.own_axis}  # nvec: one for the batch
+    stacked = {n: v if n in shared else np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         p = np.exp(d.kernels.log_prob(support, **stacked))
         e = d.kernels.eligibility(support, **stacked)
@@ -201,7 +215,9 @@ def test_batch_axes_broadcast(entry):
         event = (4,) if d.symbolic.parametrization.parameters[name].event_dim else ()
         assert e[name].shape == (2, 3) + event
         for a, b in itertools.product(range(2), range(3)):
-            row = {"x": args["x"][b], **{n: one[n][a, 0] for n in d.parameters}, **{n: args[n][b] for n in d.arguments}}
+            shared = {n for n, c in d.symbolic.family.arguments.items() if c.own_axis}  # nvec: one for the batch
+            row = {"x": args["x"][b], **{n: one[n][a, 0] for n in d.parameters},
+                   **{n: args[n] if n in shared else args[n][b] for n in d.arguments}}
             np.testing.assert_allclose(e[name][a, b], d.eligibility(**row)[name], rtol=1e-12)
     assert d.log_prob(**mixed).shape == (2, 3)
 

@@ -76,6 +76,9 @@ def arguments(draw, d, representable):
             args["low"] = rows(_floats(-3, 3), True)
             args["high"] = args["low"] + rows(_floats(0.1, 10), True)
             continue
+        if c is constraints.sizes:  # block sizes of a multi-discrete action, adding up to K
+            args[name] = c.sample(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), (draw(st.integers(1, size)),), size=size)
+            continue
         if c is constraints.mask:
             args[name] = rows(st.booleans(), True).astype(bool).reshape(batch, size)
             continue
@@ -93,6 +96,11 @@ def arguments(draw, d, representable):
         args["x"] = np.minimum(rows(st.integers(0, 30), False), args["total_count"])
     elif value is constraints.squashed:
         pass  # drawn with its bounds above
+    elif value is constraints.multi_category:  # one category per block
+        args["x"] = np.array([[draw(st.integers(0, int(n) - 1)) for n in args["nvec"]] for _ in range(batch)])
+    elif value is constraints.ordering:  # top-k lists, k from 1 to K (a full permutation)
+        placed = draw(st.integers(1, size))
+        args["x"] = np.array([draw(st.permutations(range(size)))[:placed] for _ in range(batch)]).reshape(batch, placed)
     elif value.name in ("simplex", "open_simplex"):
         weights = rows(_floats(1e-3, 1.0), True)
         args["x"] = weights / weights.sum(-1, keepdims=True)

@@ -85,6 +85,8 @@ def _expect(d, args, function, rng):
         support = np.arange(2 if value is constraints.binary else size)
     elif value is constraints.counts:
         support = np.array(list(_all_counts(int(args["total_count"]), size)))
+    elif value is constraints.multi_category:  # one category per block: every combination
+        support = np.array(list(itertools.product(*(range(int(n)) for n in args["nvec"]))))
     elif value is constraints.up_to_total_count:
         support = np.arange(int(args["total_count"]) + 1)
     elif value is constraints.nonnegative_integer:
@@ -104,7 +106,8 @@ def _expect(d, args, function, rng):
         for index in np.ndindex(shape):
             out[index] = integrate.quad(integrand, lower, upper, args=(index,), limit=400, epsabs=1e-12)[0]
         return out, np.zeros(shape)
-    stacked = {n: np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
+    shared = {n for n, c in d.symbolic.family.arguments.items() if c.own_axis}  # nvec: one for the batch
+    stacked = {n: v if n in shared else np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
     with np.errstate(all="ignore"):
         p = np.exp(d.kernels.log_prob(support, **stacked))
     values = function(support, stacked)

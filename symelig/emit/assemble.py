@@ -68,6 +68,6 @@ def arguments_doc(d) -> str:
     """One line per argument: its name, shape and what it allows."""
     rows = []
     for name, c in d.constraints.items():
-        shape = "(..., K)" if c.event_dim else "(...)"
+        shape = c.shape or ("(..., K)" if c.event_dim else "(...)")
         rows.append(f"    {name}: {shape}, {c.allowed}")
     return "\n".join(rows)

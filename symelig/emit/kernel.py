@@ -19,6 +19,11 @@ from .assemble import identifier
 from .lowering import Lowering, Reduction, one_denominator
 
 
+# the reductions along an ordering's steps (symelig.emit.lowering.Reduction), each one helper
+ORDERING_KINDS = ("at_ordering", "remaining_logsumexp", "remaining_steps", "remaining_score", "remaining_log_softmax",
+                  "block_log_softmax", "block_score")
+
+
 class Kernel:
     """The body of one generated function: prologue, statements, outputs."""
 
@@ -120,7 +125,7 @@ class Kernel:
         operands = [print_(o) for o in value.operands]
         if value.kind == "exp_shifted":
             return self.exp_shifted(str(s.name), *operands)
-        if value.kind in ("logsumexp", "softmax"):  # the library's own, through a helper
+        if value.kind in ("logsumexp", "softmax", *ORDERING_KINDS):  # through a helper
             code = self.helper(f"_{value.kind}", *operands)
         else:
             code = {"max": self.row_max, "sum": self.row_sum, "sum_except": self.sum_except, "at_x": self.at_x}[value.kind](*operands)

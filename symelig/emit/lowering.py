@@ -29,11 +29,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Pow, Sum, Symbol, count_ops, exp, log, together
+from sympy import Add, Float, Function, Indexed, IndexedBase, KroneckerDelta, Mul, Pow, S, Sum, Symbol, count_ops, exp, log, together
 
 from .. import constraints
-from ..family import K
-from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept, added_first, select
+from ..family import K, j, n_blocks, n_placed
+from ..functions import (
+    LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxExcept, SoftmaxRemaining, SumExcept, added_first, select,
+)
 from .asymptotic import asymptotic
 from .stable import stable
 from .standardize import standardized, standardized_vector
@@ -45,7 +47,17 @@ class Reduction:
     the row), "sum_except" (Σ_{i≠x}: values, total), "at_x" (the sample's entry of an array),
     "exp_shifted" (exp(f − max): f, max), or the fused library calls "logsumexp" and "softmax";
     ``operands`` are expressions over array names.  A row sum only a select's piece needs is
-    computed only where its ``gate`` holds somewhere."""
+    computed only where its ``gate`` holds somewhere.
+
+    Along an ordering x (..., k) of k ≤ K categories (Plackett–Luce), whose steps are an axis of
+    their own: "at_ordering" (an array's entries at x_0, …, x_{k−1}: values, order),
+    "remaining_logsumexp" (Λ (..., k + 1), the log-sum-exp over the categories not yet placed at
+    each step and, last, over those never placed: values, order), "remaining_steps" (Λ_0, …,
+    Λ_{k−1}: Λ) and "remaining_score" (Σ_r δ(j, x_r) − softmax over the remaining at step r, on
+    the category axis: values, order, Λ), "remaining_log_softmax" (log of each step's softmax at
+    the category placed: values, order, Λ).  Over the blocks of sizes n of a multi-discrete action:
+    "block_log_softmax" (each block's log-softmax at its x_b, (..., B): values, n, x) and
+    "block_score" (δ(j, o_b + x_b) − softmax over j's block, (..., K): values, n, x)."""
     kind: str
     operands: tuple
     gate: object = None
@@ -137,6 +149,135 @@ class Lowering:
         self.owned.add(name)  # a fresh array: the xp emitter may negate it in place
         return name
 
+    def _remaining(self, e):
+        """Λ of the reduction ``e`` over the categories its ordering has not placed, once per body."""
+        body = self._materialize(self._lower(e.body), "shifted")
+        order = Symbol("_order")
+        value = Reduction("remaining_logsumexp", (body, order))
+        return body, self._temp("remaining", value, ("remaining", body), vector=False, depends_on=body + order)
+
+    def _ordering_sum(self, e):
+        """Σ_{r<k} f(r) over the steps of an ordering: f's per-step terms (entries at x_r, the
+        log-sum-exp over the remaining) as arrays along the ordering's axis, added up; c·δ(j, x_r) −
+        c·softmax over the remaining at step r, at j, as one "remaining_score" on the category axis."""
+        (step, _, _), = e.limits
+        order = Symbol("_order")
+        per_step, scores, deltas = [], {}, {}
+        for term in Add.make_args(e.function):
+            coefficient, factors = S.One, []
+            for factor in Mul.make_args(term):
+                if factor.has(step):
+                    factors.append(factor)
+                else:
+                    coefficient *= factor
+            (factor,) = factors if len(factors) == 1 else (None,)
+            if isinstance(factor, KroneckerDelta) and j in factor.args:
+                deltas[coefficient] = deltas.get(coefficient, 0) + 1
+            elif isinstance(factor, SoftmaxRemaining) and factor.step == step and factor.at == j:
+                scores[-coefficient] = factor
+            else:
+                per_step.append(term)
+        if set(deltas) != set(scores) or any(n != 1 for n in deltas.values()):
+            raise NotImplementedError(f"{e}: δ(j, x_r) and the softmax over the remaining are vectorized only as a pair c·(δ − softmax)")
+        total = S.Zero
+        for coefficient, softmax in scores.items():
+            body, remaining = self._remaining(softmax)
+            score = self._temp("score", Reduction("remaining_score", (body, order, remaining)), ("score", body), vector=True,
+                               depends_on=body + order)
+            self.owned.add(score)
+            total += coefficient * score
+        per_step = self._log_softmax_steps(per_step, step)
+        if per_step:
+            def at_steps(a):
+                if isinstance(a, LogSumExpRemaining) and a.step == step:
+                    _, remaining = self._remaining(a)
+                    return self._temp("steps", Reduction("remaining_steps", (remaining,)), ("steps", remaining), vector=False,
+                                      depends_on=remaining)
+                name = Symbol(self.names[a.base])
+                return self._temp(f"{name}_at_order", Reduction("at_ordering", (name, order)), ("at_ordering", name), vector=False,
+                                  depends_on=name + order)
+
+            ordering = self.names_of_ordering
+            steps = Add(*per_step).replace(
+                lambda a: isinstance(a, LogSumExpRemaining) or isinstance(a, Indexed) and a.indices[0] == ordering[step], at_steps)
+            if steps.has(step) or steps.has(LogSumExpRemaining):
+                raise NotImplementedError(f"{e}: the step r enters otherwise than through x_r")
+            body = self._materialize(self._lower(steps), "step")
+            total += self._temp("sum", Reduction("sum", (body,)), ("ordering_sum", body), vector=False, depends_on=body)
+        return total
+
+    def _log_softmax_steps(self, terms: list, step) -> list:
+        """``terms`` with each pair c·f(x_r) − c·log Σ_{i remaining} e^{f(i)} as c times one
+        "remaining_log_softmax" array: the log of step r's softmax at the category placed,
+        −softplus(Λ_{r+1} − f(x_r)), keeps the digits that f(x_r) − Λ_r cancels where x_r holds
+        almost all the remaining mass (log p = −1e-150, not 0)."""
+        out = list(terms)
+        for term in terms:
+            coefficient, reductions = S.One, []
+            for factor in Mul.make_args(term):
+                if isinstance(factor, LogSumExpRemaining):
+                    reductions.append(factor)
+                else:
+                    coefficient *= factor
+            if len(reductions) != 1 or reductions[0].step != step:
+                continue
+            reduction = reductions[0]
+            placed = -coefficient * reduction.body.subs(reduction.index, reduction.ordering[step])
+            if placed in out and term in out:
+                out.remove(placed)
+                out.remove(term)
+                body, remaining = self._remaining(reduction)
+                value = Reduction("remaining_log_softmax", (body, Symbol("_order"), remaining))
+                out.append(-coefficient * self._temp("log_softmax", value, ("log_softmax", body), vector=False,
+                                                     depends_on=body + Symbol("_order")))
+        return out
+
+    def _blocks_sum(self, e):
+        """Σ_{b<B} f(b) over the blocks of a multi-discrete action (block b: categories o_b, …,
+        o_b + n_b − 1): c·z_{o_b + x_b} − c·log Σ_{block} e^z as c times one "block_log_softmax"
+        array along the blocks, added up; c·δ(j, o_b + x_b) − c·softmax over j's block as one
+        "block_score" on the category axis.  Segment reductions, no loop over blocks."""
+        (block, _, _), = e.limits
+        order = Symbol("_order")
+        terms = {"delta": {}, "softmax": {}, "logsumexp": {}, "placed": {}}
+        for term in Add.make_args(e.function):
+            coefficient, factors = S.One, []
+            for factor in Mul.make_args(term):
+                if factor.has(block):
+                    factors.append(factor)
+                else:
+                    coefficient *= factor
+            kind = None
+            if len(factors) == 1:
+                (factor,) = factors
+                kind = ("delta" if isinstance(factor, KroneckerDelta) and j in factor.args
+                        else "softmax" if isinstance(factor, SoftmaxBlock) and factor.at == j
+                        else "logsumexp" if isinstance(factor, LogSumExpBlock)
+                        else "placed" if isinstance(factor, Indexed) else None)
+            if kind is None:
+                raise NotImplementedError(f"{e}: {term} is not a term the blocks' kernels lower")
+            terms[kind][coefficient if kind in ("delta", "placed") else -coefficient] = factor
+        if set(terms["delta"]) != set(terms["softmax"]) or set(terms["placed"]) != set(terms["logsumexp"]):
+            raise NotImplementedError(f"{e}: the blocks' terms are vectorized only as pairs c·(δ − softmax), c·(z_x − log Σ e^z)")
+        total = S.Zero
+        for kind, reduction_kind, vector in (("softmax", "block_score", True), ("logsumexp", "block_log_softmax", False)):
+            for coefficient, reduction in terms[kind].items():
+                body = self._materialize(self._lower(reduction.body), "shifted")
+                sizes = Symbol(self.names[reduction.lower.function.base])  # o_b = Σ_{c<b} n_c: the sizes n
+                name = self._temp(reduction_kind, Reduction(reduction_kind, (body, sizes, order)), (reduction_kind, body),
+                                  vector=vector, depends_on=body + order)
+                if vector:
+                    self.owned.add(name)
+                else:
+                    name = self._temp("sum", Reduction("sum", (name,)), ("blocks_sum", name), vector=False, depends_on=name)
+                total += coefficient * name
+        return total
+
+    @property
+    def names_of_ordering(self):
+        """The sample x, an ordering (its entries x_r index the category axis)."""
+        return self.derivation.symbols["x"]
+
     def lower(self, e):
         """Array form of ``e`` in its floating-point-stable form (:mod:`symelig.emit.asymptotic`,
         :mod:`symelig.emit.stable`);
@@ -186,6 +327,10 @@ class Lowering:
             return Symbol("size")
         if e in self.names:
             return Symbol(self.names[e])
+        if isinstance(e, Sum) and e.limits[0][2] == n_placed - 1:
+            return self._ordering_sum(e)
+        if isinstance(e, Sum) and e.limits[0][2] == n_blocks - 1:
+            return self._blocks_sum(e)
         if isinstance(e, Sum):
             (index, _, _), = e.limits
             if index not in e.function.free_symbols:

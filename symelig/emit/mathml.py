@@ -163,6 +163,32 @@ class _MathML(PositiveFirst, MathMLPresentationPrinter):
         softmax = self._row(self._mi("softmax"), self._mo("\u2061"), self._parens(self._vector(expr)))
         return self._powered(self._row(self._node("mn", text="1"), self._mo("−"), self._sub(softmax, self._print(expr.at))), exp)
 
+    def _remaining(self, expr):
+        """Σ's underscript i ∉ {x_0, …, x_{r−1}}: the categories an ordering has not yet placed."""
+        x = expr.ordering
+        placed = self._row(self._mo("{"), self._sub(self._print(x), self._node("mn", text="0")), self._mo(","),
+                           self._mo("…"), self._mo(","), self._sub(self._print(x), self._print(expr.step - 1)), self._mo("}"))
+        return self._row(self._print(expr.index), self._mo("∉"), placed)
+
+    def _print_LogSumExpRemaining(self, expr, exp=None):
+        body = self._node("msup", self._mi("e", upright=True), self._print(expr.body))
+        return self._powered(self._log_of(self._sum(expr.index, expr.size - 1, body, under=self._remaining(expr))), exp)
+
+    def _print_SoftmaxRemaining(self, expr, exp=None):
+        name = self._node("munder", self._mi("softmax"), self._remaining(expr))
+        softmax = self._row(name, self._mo("\u2061"), self._parens(self._vector(expr)))
+        return self._powered(self._sub(softmax, self._print(expr.at)), exp)
+
+    def _print_LogSumExpBlock(self, expr, exp=None):
+        body = self._node("msup", self._mi("e", upright=True), self._print(expr.body))
+        return self._powered(self._log_of(self._sum(expr.index, expr.upper, body, lower=expr.lower)), exp)
+
+    def _print_SoftmaxBlock(self, expr, exp=None):
+        under = self._row(self._print(expr.index), self._mo("="), self._print(expr.lower))
+        name = self._node("munderover", self._mi("softmax"), under, self._print(expr.upper))
+        softmax = self._row(name, self._mo("\u2061"), self._parens(self._vector(expr)))
+        return self._powered(self._sub(softmax, self._print(expr.at)), exp)
+
     def _print_SumExcept(self, expr, exp=None):
         under = self._row(self._print(expr.index), self._mo("≠"), self._print(expr.at))
         return self._powered(self._sum(expr.index, expr.size - 1, self._print(expr.body), under=under), exp)

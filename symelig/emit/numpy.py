@@ -217,18 +217,24 @@ class NumpyKernel(Kernel):
         lines.append(f"dtype = _float_dtype({', '.join(params)})")
         lines += [f"{p} = {p}.astype(dtype, copy=False)" for p in params]
         constraint_of = d.constraints
-        is_index = d.sample_index is not None
+        is_index = d.sample_index is not None or fam.value.own_axis
         if self.with_x:
             lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
-        lines += [f"{a} = np.asarray({a}, dtype)" for a in fam.arguments]
+        # block sizes (own axis, shared by the batch) stay integers: they index the category axis
+        lines += [f"{a} = np.asarray({a}).astype(np.intp)" if c.own_axis else f"{a} = np.asarray({a}, dtype)" for a, c in fam.arguments.items()]
         names = self.signature()
         vectors = [n for n in names if constraint_of[n].event_dim]
         batch_parts = [f"{n}.shape[:-1]" if n in vectors else f"{n}.shape" for n in names]
-        if vectors:
-            lines.append(f"size = {vectors[0]}.shape[-1]")
+        sized = [n for n in vectors if not constraint_of[n].own_axis]
+        if sized:
+            lines.append(f"size = {sized[0]}.shape[-1]")
         lines.append(f"batch = np.broadcast_shapes({', '.join(batch_parts)})")
         for n in names:
-            if n in vectors:  # same number of axes as the batch, for take_along_axis
+            if n in vectors and constraint_of[n].own_axis and n != "x":  # block sizes: one vector for the batch
+                continue
+            if n in vectors and constraint_of[n].own_axis:  # an ordering: category indices along its own axis
+                lines.append(f"_order = {n}.astype(np.intp).reshape((1,) * (len(batch) + 1 - {n}.ndim) + {n}.shape)")
+            elif n in vectors:  # same number of axes as the batch, for take_along_axis
                 lines.append(f"{n} = {n}.reshape((1,) * (len(batch) + 1 - {n}.ndim) + {n}.shape)")
             elif n == "x" and is_index:
                 lines.append("_x = x.astype(np.intp).reshape((1,) * (len(batch) - x.ndim) + x.shape + (1,))")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sympy import Add, Float, Indexed, IndexedBase, KroneckerDelta, Sum, Symbol, cse, exp, log, numbered_symbols
 
 from .. import constraints
-from ..family import K
+from ..family import K, n_blocks, n_placed
 from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept
 from .asymptotic import asymptotic
 from .scalar import ScalarPrinter, not_available
@@ -161,6 +161,10 @@ class Row:
             return _SIZE
         if e in self.names:
             return self._read(self.names[e], "")
+        if isinstance(e, Sum) and e.limits[0][2] == n_placed - 1:
+            raise not_available("the reductions along an ordering's steps (Plackett–Luce)")
+        if isinstance(e, Sum) and e.limits[0][2] == n_blocks - 1:
+            raise not_available("the reductions over blocks of categories (multi_categorical)")
         if isinstance(e, Sum):
             (index, _, _), = e.limits
             if index not in e.function.free_symbols:

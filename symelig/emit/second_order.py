@@ -27,10 +27,13 @@ def vector_parameter(so) -> str | None:
 
 
 def supported(so) -> bool:
-    """Kernels exist for scalar parameters or for one vector parameter (every catalog entry); a
-    user's mix of a vector and scalar parameters (logits = z/τ) has its math printed only."""
+    """Kernels exist for scalar parameters or for one vector parameter whose Hessian is a
+    diagonal plus a rank-one block; a user's mix of a vector and scalar parameters (logits = z/τ),
+    and a Hessian that is a sum of rank-one terms (Plackett–Luce's, one per step), have their
+    math printed only."""
     names = so.first.parameters
-    return vector_parameter(so) is None or len(names) == 1
+    vector = vector_parameter(so)
+    return vector is None or len(names) == 1 and (vector, vector) in (so.structure or {})
 
 
 def functions(so, backend) -> tuple:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sympy import (
-    Add, Function, Indexed, KroneckerDelta, Mul, Pow, Symbol, factorial, gamma, log, loggamma, polygamma, sympify,
+    Add, Function, Indexed, KroneckerDelta, Mul, Pow, Sum, Symbol, factorial, gamma, log, loggamma, polygamma, sympify,
 )
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty import PrettyPrinter
@@ -10,7 +10,7 @@ from sympy.printing.pretty.pretty_symbology import pretty_symbol
 from sympy.printing.str import StrPrinter
 
 from ..functions import (
-    LogSumExp, Softmax, log_softplus, logfactorial, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
+    LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxRemaining, log_softplus, logfactorial, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
 )
 
 
@@ -70,6 +70,25 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
         z, m = (self._print(a) for a in expr.args)
         return f"{z} + log({m})"
 
+    def _remaining(self, expr) -> str:
+        x, step = self._print(expr.ordering), self._print(expr.step)
+        return f"{self._print(expr.index)}∉{{{x}[0..{step}-1]}}"
+
+    def _print_LogSumExpRemaining(self, expr):
+        return f"logsumexp_{{{self._remaining(expr)}}}({self._print(expr.body)})"
+
+    def _block(self, expr) -> str:
+        return f"{self._print(expr.index)}={self._print(expr.lower)}..{self._print(expr.upper)}"
+
+    def _print_LogSumExpBlock(self, expr):
+        return f"logsumexp_{{{self._block(expr)}}}({self._print(expr.body)})"
+
+    def _print_SoftmaxBlock(self, expr):
+        return f"softmax_{{{self._block(expr)}}}({_vector_name(expr)})[{self._print(expr.at)}]"
+
+    def _print_SoftmaxRemaining(self, expr):
+        return f"softmax_{{{self._remaining(expr)}}}({_vector_name(expr)})[{self._print(expr.at)}]"
+
     def _print_xlogy(self, expr):
         return self._print(Mul(expr.args[0], log(expr.args[1]), evaluate=False))
 
@@ -115,6 +134,16 @@ def _for_display(expr):
     """Rewrite into plain SymPy that the 2-D printer typesets well (p[j] → p_j, etc.)."""
     expr = expr.replace(lambda e: isinstance(e, Softmax), lambda e: Symbol(f"softmax({_vector_name(e)})_{e.at}"))
     expr = expr.replace(lambda e: isinstance(e, LogSumExp), lambda e: e.doit())
+    # over the categories an ordering has not placed: named, as a Sum with that condition would not typeset
+    expr = expr.replace(lambda e: isinstance(e, SoftmaxRemaining),
+                        lambda e: Symbol(f"softmax_{{{e.index}∉{{{e.ordering}_0..{e.ordering}_({e.step}-1)}}}}({_vector_name(e)})_{e.at}"))
+    # a block's first category o_b = Σ_{c<b} n_c (multi_categorical), as its definition names it
+    expr = expr.replace(_is_block_start, lambda e: Symbol("o_b"))
+    expr = expr.replace(lambda e: isinstance(e, SoftmaxBlock),
+                        lambda e: Symbol(f"softmax_{{{e.index}={e.lower}..{e.upper}}}({_vector_name(e)})_{e.at}"))
+    expr = expr.replace(lambda e: isinstance(e, LogSumExpBlock), lambda e: e.doit())
+    expr = expr.replace(lambda e: isinstance(e, LogSumExpRemaining),
+                        lambda e: log(Function("Σ_{%s∉{%s_0..%s_(%s-1)}} exp" % (e.index, e.ordering, e.ordering, e.step))(e.body), evaluate=False))
     expr = expr.replace(lambda e: isinstance(e, (xlogy, xdivy)), lambda e: e.doit())
     expr = expr.replace(lambda e: isinstance(e, logfactorial), lambda e: log(factorial(e.args[0]), evaluate=False))
     expr = expr.replace(lambda e: isinstance(e, log_softplus), lambda e: log(softplus(e.args[0]), evaluate=False))
@@ -128,6 +157,14 @@ def _for_display(expr):
         lambda e: Function("ψ" + "′" * int(e.args[0]))(e.args[1]),
     )
     return expr.replace(lambda e: isinstance(e, Indexed), lambda e: Symbol(f"{e.base}_{e.indices[0]}"))
+
+
+def _is_block_start(e) -> bool:
+    """Σ_{c=0}^{b−1} n_c of an indexed n: where block b of a multi-discrete action starts."""
+    from ..family import b
+
+    return (isinstance(e, Sum) and e.limits[0][1] == 0 and e.limits[0][2] == b - 1
+            and isinstance(e.function, Indexed) and e.function.indices == (e.limits[0][0],))
 
 
 def _vector_name(softmax: Softmax) -> str:

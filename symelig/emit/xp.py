@@ -39,17 +39,23 @@ class ArrayApiKernel(Kernel):
         lines += [f"{p} = _asarray(xp, {p}, device)" for p in params]
         lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
         lines += [f"{p} = xp.astype({p}, dtype, copy=False)" for p in params]
-        is_index = d.sample_index is not None
+        is_index = d.sample_index is not None or fam.value.own_axis
         if self.with_x:
             lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
-        lines += [f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)" for a in fam.arguments]
+        lines += [f"{a} = _asarray(xp, {a}, device)" if c.own_axis else f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)"
+                  for a, c in fam.arguments.items()]
         vectors = [n for n in names if d.constraints[n].event_dim]
         parts = [f"tuple({n}.shape)[:-1]" if n in vectors else f"tuple({n}.shape)" for n in names]
-        if vectors:
-            lines.append(f"size = {vectors[0]}.shape[-1]")
+        sized = [n for n in vectors if not d.constraints[n].own_axis]
+        if sized:
+            lines.append(f"size = {sized[0]}.shape[-1]")
         lines.append(f"batch = _broadcast_shapes({', '.join(parts)})")
         for n in names:
-            if n in vectors:
+            if n in vectors and d.constraints[n].own_axis and n != "x":  # block sizes: one vector for the batch
+                continue
+            if n in vectors and d.constraints[n].own_axis:  # an ordering: category indices along its own axis
+                lines.append(f"_order = _with_ndim(xp, {n} if xp.isdtype({n}.dtype, 'integral') else xp.astype({n}, xp.int64), len(batch) + 1)")
+            elif n in vectors:
                 lines.append(f"{n} = _with_ndim(xp, {n}, len(batch) + 1)")
             elif n == "x" and is_index:
                 lines.append("_x = x if xp.isdtype(x.dtype, 'integral') else xp.astype(x, xp.int64)")

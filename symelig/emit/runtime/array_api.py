@@ -210,3 +210,146 @@ def dense(block):
     xp = _namespace(d)
     eye = xp.eye(d.shape[-1], dtype=d.dtype, device=device(d))
     return c[..., None, None] * u[..., :, None] * u[..., None, :] + eye * d[..., None, :]
+
+
+def _at_ordering(xp, values, order):
+    """The entries of ``values`` (..., K) at the categories of the ordering ``order``: (..., k)."""
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1])
+    return xp.take_along_axis(xp.broadcast_to(values, shape + tuple(values.shape)[-1:]),
+                              xp.broadcast_to(order, shape + tuple(order.shape)[-1:]), axis=-1)
+
+
+def _cumulative_logsumexp(xp, a):
+    """log Σ_{l≤r} e^{a_l} along the last axis: the library's own where it has one (torch, JAX),
+    numpy's logaddexp.accumulate, else a cumulative sum shifted by the row max."""
+    name = xp.__name__
+    if "torch" in name:
+        import torch
+        return torch.logcumsumexp(a, dim=-1)
+    if "jax" in name:
+        import jax
+        return jax.lax.cumlogsumexp(a, axis=a.ndim - 1)
+    if "numpy" in name or "cupy" in name:
+        import importlib
+        return importlib.import_module("cupy" if "cupy" in name else "numpy").logaddexp.accumulate(a, axis=-1)
+    top = xp.max(a, axis=-1, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    return xp.log(xp.cumulative_sum(xp.exp(a - top), axis=-1)) + top
+
+
+def _put_along(xp, e, index, value):
+    """``e`` (the kernel's own fresh array) with ``value`` put at ``index`` along the last axis
+    (index and value of one shape (..., k), distinct indices per row)."""
+    name = xp.__name__
+    if "torch" in name:
+        return e.scatter(-1, index, value) if e.requires_grad or value.requires_grad else e.scatter_(-1, index, value)
+    if "jax" in name:
+        import jax.numpy as jnp
+        return jnp.put_along_axis(e, index, value, axis=-1, inplace=False)
+    if "numpy" in name or "cupy" in name:
+        import importlib
+        importlib.import_module("cupy" if "cupy" in name else "numpy").put_along_axis(e, index, value, axis=-1)
+        return e
+    hit = xp.arange(e.shape[-1], device=device(e)) == index[..., None]  # (..., k, K): other libraries only
+    return xp.where(xp.any(hit, axis=-2), xp.sum(xp.where(hit, value[..., None], xp.zeros_like(value[..., None])), axis=-2), e)
+
+
+def _remaining_logsumexp(xp, values, order):
+    """Λ (..., k + 1): the log-sum-exp over the categories not yet placed at each step of the
+    ordering, and last over those never placed (−inf for a full permutation); see the numpy
+    helper of the same name."""
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1])
+    values = xp.broadcast_to(values, shape + tuple(values.shape)[-1:])
+    order = xp.broadcast_to(order, shape + tuple(order.shape)[-1:])
+    placed = xp.take_along_axis(values, order, axis=-1)
+    taken = _put_along(xp, xp.zeros_like(values), order, xp.ones_like(placed)) > 0
+    rest = xp.where(taken, xp.full_like(values, -float("inf")), values)
+    top = xp.max(rest, axis=-1, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    total = xp.sum(xp.exp(rest - top), axis=-1, keepdims=True)
+    left = total > 0  # a full permutation leaves nothing: −inf, without log(0)'s warning
+    never = xp.where(left, xp.log(xp.where(left, total, xp.ones_like(total))) + top, xp.full_like(total, -float("inf")))
+    backwards = xp.concat([never, xp.flip(placed, axis=-1)], axis=-1)
+    return xp.flip(_cumulative_logsumexp(xp, backwards), axis=-1)
+
+
+def _remaining_steps(xp, remaining):
+    """Λ_0, …, Λ_{k−1}: the log-sum-exp at each step of the ordering."""
+    return remaining[..., :-1]
+
+
+def _remaining_score(xp, values, order, remaining):
+    """Σ_{r<k} (δ(j, order_r) − softmax over the categories remaining at step r, at j), (..., K);
+    see the numpy helper of the same name."""
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1], tuple(remaining.shape)[:-1])
+    values = xp.broadcast_to(values, shape + tuple(values.shape)[-1:])
+    order = xp.broadcast_to(order, shape + tuple(order.shape)[-1:])
+    steps = remaining[..., :-1]
+    cumulative = _cumulative_logsumexp(xp, -steps)
+    out = -xp.exp(values + cumulative[..., -1:])
+    placed = xp.take_along_axis(values, order, axis=-1)
+    before = xp.concat([xp.full_like(cumulative[..., :1], -float("inf")), cumulative[..., :-1]], axis=-1)
+    at = xp.exp(remaining[..., 1:] - steps) - xp.exp(placed + before)
+    return _put_along(xp, out, order, xp.broadcast_to(at, tuple(order.shape)))
+
+
+def _remaining_log_softmax(xp, values, order, remaining):
+    """log of each step's softmax at the category placed, (..., k): −softplus(Λ_{r+1} − v_{x_r});
+    see the numpy helper of the same name."""
+    t = remaining[..., 1:] - _at_ordering(xp, values, order)
+    return -(xp.maximum(t, xp.zeros_like(t)) + xp.log1p(xp.exp(-xp.abs(t))))
+
+
+def _block_layout(xp, values, sizes, order):
+    """The category axis as a padded (..., B, max n) array (−inf past a block's end), and x_b's
+    position in it: segment reductions as reductions along the last axis, for any library."""
+    import numpy as np
+
+    counts = np.asarray(sizes.cpu() if hasattr(sizes, "cpu") else sizes).astype(np.int64)  # the layout is static: host
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    width = int(counts.max())
+    columns = np.arange(width)
+    inside = columns < counts[:, None]
+    index = xp.asarray(np.where(inside, starts[:, None] + columns, 0).reshape(-1), device=device(values))
+    shape = _broadcast_shapes(tuple(values.shape)[:-1], tuple(order.shape)[:-1])
+    values = xp.broadcast_to(values, shape + tuple(values.shape)[-1:])
+    padded = xp.reshape(xp.take(values, index, axis=-1), shape + (len(counts), width))
+    mask = xp.asarray(inside, device=device(values))
+    padded = xp.where(mask, padded, xp.full_like(padded, -float("inf")))
+    at = xp.broadcast_to(order, shape + tuple(order.shape)[-1:])[..., None]
+    return padded, at, counts, starts
+
+
+def _block_shifted(xp, padded, at):
+    """exp(v − each block's max) (..., B, n), x_b's term and the other terms' sum (..., B)."""
+    top = xp.max(padded, axis=-1, keepdims=True)
+    shifted = xp.exp(padded - top)
+    hit = xp.arange(padded.shape[-1], device=device(padded)) == at
+    chosen = xp.sum(xp.where(hit, shifted, xp.zeros_like(shifted)), axis=-1)
+    others = xp.sum(xp.where(hit, xp.zeros_like(shifted), shifted), axis=-1)
+    return top[..., 0], shifted, chosen, others
+
+
+def _block_log_softmax(xp, values, sizes, order):
+    """log softmax of each block at its x_b, (..., B); see the numpy helper of the same name."""
+    padded, at, _, _ = _block_layout(xp, values, sizes, order)
+    top, shifted, chosen, others = _block_shifted(xp, padded, at)
+    big = chosen >= others
+    near = -xp.log1p(others / xp.where(big, chosen, xp.ones_like(chosen)))
+    value = xp.take_along_axis(padded, at, axis=-1)[..., 0]
+    far = value - top - xp.log(chosen + others)
+    return xp.where(big, near, far)
+
+
+def _block_score(xp, values, sizes, order):
+    """δ(j, o_b + x_b) − softmax of j's block at j, (..., K); see the numpy helper of the same name."""
+    import numpy as np
+
+    padded, at, counts, starts = _block_layout(xp, values, sizes, order)
+    _, shifted, chosen, others = _block_shifted(xp, padded, at)
+    total = (chosen + others)[..., None]
+    hit = xp.arange(padded.shape[-1], device=device(padded)) == at
+    score = xp.where(hit, (others[..., None] / total), -shifted / total)
+    flat = xp.reshape(score, tuple(score.shape)[:-2] + (score.shape[-2] * score.shape[-1],))
+    keep = np.flatnonzero((np.arange(score.shape[-1]) < counts[:, None]).reshape(-1))  # back to the flat axis
+    return xp.take(flat, xp.asarray(keep, device=device(flat)), axis=-1)

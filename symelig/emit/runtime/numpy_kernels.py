@@ -256,3 +256,129 @@ def dense(block):
     out = c[..., None, None] * u[..., :, None] * u[..., None, :]
     out[..., range(d.shape[-1]), range(d.shape[-1])] += d
     return out
+
+
+
+def _cumulative_logsumexp(a):
+    """log Σ_{l≤r} e^{a_l} along the last axis (a forward cumulative log-sum-exp), in ``a``'s dtype.
+    As exp, cumsum and log in float64 shifted by the row max, where that is exact: a sum of
+    positive terms has no cancellation, and only a term below the float64 normal range would
+    lose digits; the prefix maxima stay within 650 of the row max there (then every prefix's
+    largest term, and so the prefix sum, is a normal float64).  The smallest prefix max that is
+    not −inf (a term −inf adds exactly 0) is the row's first finite entry.  Rows that leave it
+    take np.logaddexp.accumulate (about 10× slower)."""
+    top = np.max(a, axis=-1, keepdims=True)
+    finite = np.isfinite(top)
+    shift = np.where(finite, top, 0).astype(np.float64)
+    with np.errstate(divide="ignore"):  # a prefix of −inf only (nothing left): log 0 = −inf
+        out = np.log(np.cumsum(np.exp(a - shift), axis=-1)) + shift
+    first = np.take_along_axis(a, np.argmax(np.isfinite(a), axis=-1)[..., None], axis=-1)
+    wide = (finite & (first < top - 650))[..., 0]
+    if np.any(wide):
+        out[wide] = np.logaddexp.accumulate(a[wide].astype(np.float64), axis=-1)
+    return out.astype(a.dtype, copy=False)
+
+
+def _remaining_logsumexp(values, order):
+    """Λ (..., k + 1) of an ordering ``order`` (..., k) of categories of ``values`` (..., K): Λ_r =
+    log Σ over the categories not among order_0, …, order_{r−1}, so Λ_0 is the log-sum-exp of the
+    row and Λ_k that of the categories never placed (−inf after a full permutation).  From the end:
+    Λ_k, then the placed ones in reverse order (a reverse cumulative log-sum-exp, O(K) per row,
+    no K × k array; the difference Σ_i − Σ_placed would cancel)."""
+    shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1])
+    order = np.broadcast_to(order, shape + order.shape[-1:])
+    placed = np.take_along_axis(values, order, axis=-1)
+    if order.shape[-1] == values.shape[-1]:  # a full permutation: nothing is left after it
+        never = np.full(shape + (1,), -np.inf, placed.dtype)
+        return _cumulative_logsumexp(np.concatenate([never, placed[..., ::-1]], axis=-1))[..., ::-1]
+    rest = np.array(np.broadcast_to(values, shape + values.shape[-1:]))
+    np.put_along_axis(rest, order, -np.inf, axis=-1)
+    top = np.max(rest, axis=-1, keepdims=True)
+    finite = np.isfinite(top)
+    np.subtract(rest, np.where(finite, top, 0), out=rest)
+    np.exp(rest, out=rest)
+    with np.errstate(divide="ignore"):  # a full permutation leaves nothing: log 0 = −inf
+        never = np.where(finite, top, -np.inf) + np.log(np.sum(rest, axis=-1, keepdims=True))
+    backwards = np.concatenate([never, placed[..., ::-1]], axis=-1)
+    return _cumulative_logsumexp(backwards)[..., ::-1]
+
+
+def _remaining_steps(remaining):
+    """Λ_0, …, Λ_{k−1}: the log-sum-exp at each step of the ordering (without the never placed)."""
+    return remaining[..., :-1]
+
+
+def _remaining_score(values, order, remaining):
+    """Σ_{r<k} (δ(j, order_r) − softmax of ``values`` over the categories remaining at step r, at j),
+    (..., K), from Λ = _remaining_logsumexp(values, order).  With C_r = log Σ_{r'≤r} e^{−Λ_r'}: a
+    category never placed gets −e^{v_j + C_{k−1}}; the one placed at step ρ gets e^{Λ_{ρ+1} − Λ_ρ} −
+    e^{v_j + C_{ρ−1}}, where e^{Λ_{ρ+1} − Λ_ρ} is 1 − its softmax at its own step computed without
+    the cancellation of 1 − softmax (its softmax is 1 − 1e-300 when it dominates)."""
+    shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1], remaining.shape[:-1])
+    order = np.broadcast_to(order, shape + order.shape[-1:])
+    steps = remaining[..., :-1]
+    cumulative = _cumulative_logsumexp(-steps)
+    out = np.exp(values + cumulative[..., -1:])
+    np.negative(out, out=out)
+    out = out if out.shape == shape + values.shape[-1:] else np.array(np.broadcast_to(out, shape + values.shape[-1:]))
+    placed = np.take_along_axis(values, order, axis=-1)
+    before = np.concatenate([np.full(cumulative.shape[:-1] + (1,), -np.inf, cumulative.dtype), cumulative[..., :-1]], axis=-1)
+    at = np.exp(remaining[..., 1:] - steps)
+    at -= np.exp(placed + before)
+    np.put_along_axis(out, order, np.broadcast_to(at, order.shape), axis=-1)
+    return out
+
+
+def _at_ordering(values, order):
+    """The entries of ``values`` (..., K) at the categories of the ordering ``order``: (..., k)."""
+    return np.take_along_axis(values, order, axis=-1)
+
+
+def _remaining_log_softmax(values, order, remaining):
+    """log of each step's softmax at the category placed, (..., k): v_{x_r} − Λ_r written as
+    −softplus(Λ_{r+1} − v_{x_r}) (Λ_r = logaddexp(v_{x_r}, Λ_{r+1})), exact where x_r holds almost
+    all the remaining mass and v_{x_r} − Λ_r would cancel to 0."""
+    placed = np.take_along_axis(values, order, axis=-1)
+    out = np.subtract(remaining[..., 1:], placed)
+    np.logaddexp(0, out, out=out)
+    np.negative(out, out=out)
+    return out
+
+
+def _blocks(values, sizes, order):
+    """The pieces shared by the block kernels, along the category axis split into blocks of
+    ``sizes``: (starts, each block's max (..., B), exp(v − its block's max) (..., K), the entry of
+    x_b's category, the other categories' sum, both shifted (..., B)).  Segment reductions
+    (np.maximum.reduceat / np.add.reduceat): a fixed number of whole-array calls whatever B."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    shape = np.broadcast_shapes(values.shape[:-1], order.shape[:-1])
+    values = np.broadcast_to(values, shape + values.shape[-1:])
+    top = np.maximum.reduceat(values, starts, axis=-1)
+    shifted = values - np.repeat(top, sizes, axis=-1)
+    np.exp(shifted, out=shifted)
+    at = np.broadcast_to(order, shape + order.shape[-1:]) + starts
+    chosen = np.take_along_axis(shifted, at, axis=-1)
+    others = shifted.copy()  # the other categories added up themselves: total − chosen cancels where x_b dominates
+    np.put_along_axis(others, at, 0, axis=-1)
+    return starts, top, shifted, at, chosen, np.add.reduceat(others, starts, axis=-1)
+
+
+def _block_log_softmax(values, sizes, order):
+    """log softmax of each block at its x_b, (..., B): −log1p(others/chosen) where x_b's term is the
+    larger (exact when it holds almost all its block's mass), else (v_x − max) − log Σ."""
+    _, top, shifted, at, chosen, others = _blocks(values, sizes, order)
+    with np.errstate(divide="ignore"):
+        near = -np.log1p(others / np.where(chosen >= others, chosen, 1))
+        far = np.take_along_axis(np.broadcast_to(values, shifted.shape), at, axis=-1) - top - np.log(chosen + others)
+    return np.where(chosen >= others, near, far)
+
+
+def _block_score(values, sizes, order):
+    """δ(j, o_b + x_b) − softmax of j's block at j, (..., K): −softmax everywhere, and at x_b's
+    category 1 − softmax written as the other categories' share (no 1 − 1 cancellation)."""
+    _, _, shifted, at, chosen, others = _blocks(values, sizes, order)
+    total = chosen + others
+    out = shifted
+    np.divide(out, -np.repeat(total, sizes, axis=-1), out=out)
+    np.put_along_axis(out, at, others / total, axis=-1)
+    return out
