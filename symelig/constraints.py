@@ -262,3 +262,48 @@ class _Mask(Constraint):
 
 # positive: the formulas hold where m = 1 (an allowed category), as the probs formulas hold where p > 0
 mask = _Mask("mask", "booleans, True where a category is allowed", {"positive": True}, event_dim=1, notation="{0, 1}^K")
+
+
+class _AboveLow(_Real):
+    """An upper bound: a finite real number above the argument ``low`` (read from the context)."""
+
+    def check(self, label, values, *, low=None, **context):
+        super().check(label, values, **context)
+        if low is None:
+            return
+        values, low = np.broadcast_arrays(values, low)
+        bad = ~(values > low)
+        if bad.any():
+            where = tuple(int(w) for w in np.argwhere(bad)[0])
+            index = list(where) if where else ""
+            raise SymeligError(f"{label}{index} = {values[where].item()} is not above low{index} = {low[where].item()}: "
+                               f"{label} must be {self.allowed}")
+
+    def sample(self, rng, shape, *, low=None, **context):
+        return (0.0 if low is None else low) + rng.gamma(2.0, size=shape) + 0.1
+
+
+class _Between(_Real):
+    """A sample in [low, high], the arguments of a truncated family (read from the context)."""
+
+    def check(self, label, values, *, low=None, high=None, **context):
+        super().check(label, values, **context)
+        if low is None or high is None:
+            return
+        values, low, high = np.broadcast_arrays(values, low, high)
+        bad = ~((values >= low) & (values <= high))
+        if bad.any():
+            where = tuple(int(w) for w in np.argwhere(bad)[0])
+            index = list(where) if where else ""
+            raise SymeligError(f"{label}{index} = {values[where].item()} is outside [low, high] = "
+                               f"[{low[where].item()}, {high[where].item()}]: {label} must be {self.allowed}")
+
+    def sample(self, rng, shape, *, low=None, high=None, **context):
+        if low is None or high is None:
+            return super().sample(rng, shape)
+        return low + rng.uniform(0.02, 0.98, size=shape) * (high - low)
+
+
+# the bounds of a truncated family: low real, high above it, the sample between them
+above_low = _AboveLow("above_low", "a finite real number > low", {"real": True}, notation="(low, ∞)")
+between_bounds = _Between("between_bounds", "a number in [low, high]", {"real": True}, notation="[low, high]")

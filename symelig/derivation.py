@@ -425,7 +425,7 @@ class Derivation:
         except ValueError:
             shapes = ", ".join(f"{n} {a.shape}" for n, a in arrays.items())
             raise SymeligError(f"batch shapes do not broadcast: {shapes} (the last axis of vectors is the category axis)") from None
-        context = {"size": size, "total_count": arrays.get("total_count"), "mask": arrays.get("mask")}
+        context = {"size": size, **{n: arrays.get(n) for n in family.arguments}}  # a check may read them (x ≤ total_count)
         # x last: its check uses the others; without x (the Fisher information) only θ is checked
         for n, c in {**expected, **({"x": family.value} if x is not None else {})}.items():
             c.check(n, arrays[n], **context)

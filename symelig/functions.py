@@ -542,3 +542,57 @@ class masked(Function):
     def _sympystr(self, printer):
         z, m = self.args
         return f"({printer._print(z)} + log({printer._print(m)}))"
+
+
+class log_ndtr_difference(Function):
+    """log(Φ(b) − Φ(a)) for a < b: the log of the standard normal's mass on [a, b], Φ its CDF;
+    args (a, b).  The normalizer of a truncated normal, kept whole: Φ(b) − Φ(a) cancels to 0 in
+    a tail (a, b = 10, 11: 1 − 1), the kernels take it through log Φ (the runtime's
+    _log_ndtr_difference).  ∂/∂a = −normal_pdf_over_mass(a, b), ∂/∂b = −normal_pdf_over_mass(b, a)
+    (= φ(b)/(Φ(b) − Φ(a)))."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return -normal_pdf_over_mass(a, b) if argindex == 1 else -normal_pdf_over_mass(b, a)
+
+    def doit(self, **hints):
+        from sympy import erf, sqrt
+
+        a, b = (x.doit(**hints) for x in self.args)
+        return log((erf(b / sqrt(2)) - erf(a / sqrt(2))) / 2)
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real and self.args[1].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        a, b = (printer._print(x) for x in self.args)
+        return _power(rf"\log\left(\Phi\left({b}\right) - \Phi\left({a}\right)\right)", exp)
+
+
+class normal_pdf_over_mass(Function):
+    """φ(a)/(Φ(b) − Φ(a)), φ and Φ the standard normal's density and CDF; args (a, b), either
+    order (negative where b < a).  The derivative of a truncated normal's log-normalizer, kept
+    whole: φ(a) and the mass underflow together in a tail (a = 40: 1e-348), the kernels take it
+    as ±exp(log φ(a) − log_ndtr_difference).  With R(a, b) this function:
+    ∂R(a, b)/∂a = R(a, b)² − a·R(a, b), ∂R(a, b)/∂b = R(a, b)·R(b, a)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return self**2 - a * self if argindex == 1 else self * normal_pdf_over_mass(b, a)
+
+    def doit(self, **hints):
+        from sympy import erf, pi, sqrt
+
+        a, b = (x.doit(**hints) for x in self.args)
+        return exp(-a**2 / 2) / sqrt(2 * pi) / ((erf(b / sqrt(2)) - erf(a / sqrt(2))) / 2)
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real and self.args[1].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        a, b = (printer._print(x) for x in self.args)
+        return _power(rf"\frac{{\phi\left({a}\right)}}{{\Phi\left({b}\right) - \Phi\left({a}\right)}}", exp)

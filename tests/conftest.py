@@ -48,10 +48,11 @@ def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
         args[name] = c.sample(rng, shape).astype(dtype)
     for name, c in family.arguments.items():
         # a count argument (total_count) from 1; a mask carries the category axis
-        args[name] = c.sample(rng, batch + (size,)) if c.event_dim else c.sample(rng, batch) + 1
+        # in order, each given those before it (high > low)
+        args[name] = c.sample(rng, batch + (size,), **args) if c.event_dim else c.sample(rng, batch, **args) + 1
     value = family.value
     shape = batch + (size,) if value.event_dim else batch
-    context = {"size": size, "probs": np.full(size, 1.0 / size), "total_count": args.get("total_count"), "mask": args.get("mask")}
+    context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in family.arguments}}
     return {"x": value.sample(rng, shape, **context), **args}
 
 

@@ -91,6 +91,35 @@ def _log1mexp(xp, u):
     return xp.where(near, xp.log(-xp.expm1(xp.where(near, u, -1.0))), xp.log1p(-xp.exp(xp.where(near, -1.0, u))))
 
 
+def _log_ndtr_difference(xp, a, b):
+    """log(Φ(b) − Φ(a)) for a ≤ b, through log Φ where the mass lies in a tail.  Mirrored where
+    a > 0 (Φ(b) − Φ(a) = Φ(−a) − Φ(−b)), so that the interval [lo, hi] has lo ≤ 0; then:
+    hi ≤ 0, log Φ(hi) + log1mexp(log Φ(lo) − log Φ(hi)) (finite at a = 40, where Φ(−40) = 4e-350);
+    lo ≤ 0 < hi, log1p(−Φ(lo) − Φ(−hi)) where the two tails hold less than half (exact to the last
+    digit as the mass → 1), else log((erf(hi/√2) − erf(lo/√2))/2), a sum of two positive terms."""
+    sp = _special(xp)
+    flip = a > 0
+    lo, hi = xp.where(flip, -b, a), xp.where(flip, -a, b)
+    tail = hi <= 0
+    top = sp.log_ndtr(xp.where(tail, hi, -1.0))
+    one_sided = top + _log1mexp(xp, sp.log_ndtr(xp.where(tail, lo, -2.0)) - top)
+    lc, hc = xp.where(tail, -1.0, lo), xp.where(tail, 1.0, hi)
+    tails = sp.ndtr(lc) + sp.ndtr(-hc)
+    wide = tails < 0.5
+    lw, hw = xp.where(wide, -0.5, lc), xp.where(wide, 0.5, hc)
+    narrow = xp.log((sp.erf(hw * 0.7071067811865476) - sp.erf(lw * 0.7071067811865476)) / 2)
+    central = xp.where(wide, xp.log1p(-xp.where(wide, tails, 0.0)), narrow)
+    return xp.where(tail, one_sided, central)
+
+
+def _normal_pdf_over_mass(xp, a, b):
+    """φ(a)/(Φ(b) − Φ(a)) as ±exp(log φ(a) − log|Φ(b) − Φ(a)|): both underflow in a tail (φ(40)
+    = 1e-348) while the ratio is about |a|; negative where b < a."""
+    lo, hi = xp.minimum(a, b), xp.maximum(a, b)
+    sign = xp.where(b > a, 1.0, -1.0)
+    return sign * xp.exp(-a * a / 2 - 0.9189385332046728 - _log_ndtr_difference(xp, lo, hi))
+
+
 def _log1pmx(xp, z):
     """log(1 + z) − z: the series in s = z/(2 + z) for |z| < 1/4 (where the two cancel to −z²/2),
     the difference itself elsewhere."""
