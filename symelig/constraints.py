@@ -55,6 +55,11 @@ class Constraint:
     def _check_event(self, label: str, values: np.ndarray, **context) -> None:
         """Constraints across the category axis (sums); none by default."""
 
+    def bounds(self, **context) -> tuple:
+        """(lower, upper) of a scalar, given the arguments it may depend on (a truncated
+        family's low and high): what an integral over the support runs over."""
+        return self.lower, self.upper
+
     def sample(self, rng: np.random.Generator, shape: tuple, **context) -> np.ndarray:
         raise NotImplementedError(f"no sampler for {self.name}")
 
@@ -297,6 +302,9 @@ class _Between(_Real):
             index = list(where) if where else ""
             raise SymeligError(f"{label}{index} = {values[where].item()} is outside [low, high] = "
                                f"[{low[where].item()}, {high[where].item()}]: {label} must be {self.allowed}")
+
+    def bounds(self, *, low=None, high=None, **context):
+        return (-np.inf if low is None else low), (np.inf if high is None else high)
 
     def sample(self, rng, shape, *, low=None, high=None, **context):
         if low is None or high is None:

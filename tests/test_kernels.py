@@ -114,8 +114,8 @@ def _expectation_of_eligibility(d, args):
                 p = np.exp(d.kernels.log_prob(np.array([t]), **one))[0]
                 return 0.0 if p == 0 else float(p * d.kernels.eligibility(np.array([t]), **one)[name][0])
 
-        lower = value.lower if value.lower > -np.inf else -np.inf
-        return {n: integrate.quad(integrand, lower, value.upper, args=(n, 0), limit=400, epsabs=1e-11)[0] for n in d.parameters}
+        lower, upper = (float(b) for b in value.bounds(**params))
+        return {n: integrate.quad(integrand, lower, upper, args=(n, 0), limit=400, epsabs=1e-11)[0] for n in d.parameters}
     stacked = {n: np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         p = np.exp(d.kernels.log_prob(support, **stacked))

@@ -201,12 +201,12 @@ class _MathML(PositiveFirst, MathMLPresentationPrinter):
         return self._powered(self._log_of(self._parens(inner)), exp)
 
     def _print_log_ndtr_difference(self, expr, exp=None):
-        a, b = expr.args
+        a, b = expr.args[:2]  # the third, b − a as written, is for the kernels
         mass = self._row(self._applied("Φ", b), self._mo("−"), self._applied("Φ", a))
         return self._powered(self._log_of(self._parens(mass)), exp)
 
     def _print_normal_pdf_over_mass(self, expr, exp=None):
-        a, b = expr.args
+        a, b = expr.args[:2]  # the third, b − a as written, is for the kernels
         mass = self._row(self._applied("Φ", b), self._mo("−"), self._applied("Φ", a))
         return self._powered(self._frac(self._applied("φ", a), mass), exp)
 

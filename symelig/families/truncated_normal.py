@@ -25,15 +25,15 @@ class TruncatedNormal(Family):
 
     @staticmethod
     def log_prob(x, low, high, loc, scale):
-        alpha, beta = (low - loc) / scale, (high - loc) / scale
-        return -log(scale) - log(2 * pi) / 2 - (x - loc) ** 2 / (2 * scale**2) - log_ndtr_difference(alpha, beta)
+        alpha, beta, width = (low - loc) / scale, (high - loc) / scale, (high - low) / scale
+        return -log(scale) - log(2 * pi) / 2 - (x - loc) ** 2 / (2 * scale**2) - log_ndtr_difference(alpha, beta, width)
 
     @classmethod
     def moments(cls, x, low, high, loc, scale, **symbols):
         """E[x] = μ + σ(R(α, β) + R(β, α)) and E[(x − μ)²] = σ²(1 + α·R(α, β) + β·R(β, α)), with
         R(a, b) = φ(a)/(Φ(b) − Φ(a)) (so R(β, α) = −φ(β)/(Φ(β) − Φ(α)))."""
-        alpha, beta = (low - loc) / scale, (high - loc) / scale
-        forward, backward = normal_pdf_over_mass(alpha, beta), normal_pdf_over_mass(beta, alpha)
+        alpha, beta, width = (low - loc) / scale, (high - loc) / scale, (high - low) / scale
+        forward, backward = normal_pdf_over_mass(alpha, beta, width), normal_pdf_over_mass(beta, alpha, -width)
         return {x: loc + scale * (forward + backward), (x - loc) ** 2: scale**2 * (1 + alpha * forward + beta * backward)}
 
     scale, log_scale = positive_parametrizations("scale", {"scale": constraints.positive}, {"loc": constraints.real})[:2]

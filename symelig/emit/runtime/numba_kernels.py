@@ -210,15 +210,24 @@ def _log1mexp(u):
 
 
 @_njit
-def _log_ndtr_difference(a, b):
-    """log(Φ(b) − Φ(a)) for a ≤ b, in float64 and rounded once: mirrored where a > 0, then
-    through log Φ where the interval lies below 0, log1p(−Φ(lo) − Φ(−hi)) across 0 where the tails
-    hold less than half, the sum of two erf's elsewhere (the array form's cases)."""
+def _log_ndtr_difference(a, b, w):
+    """log(Φ(b) − Φ(a)) for a ≤ b, w = b − a given, in float64 and rounded once: the array form's
+    cases (runtime.special._log_ndtr_difference): the midpoint series for a narrow interval,
+    else mirrored where a > 0, through log Φ below 0, log1p(−Φ(lo) − Φ(−hi)) across 0 where the
+    tails hold less than half, the sum of two erf's elsewhere."""
     F = type(a)
-    lo, hi = (-_np.float64(b), -_np.float64(a)) if a > 0 else (_np.float64(a), _np.float64(b))
+    a, b, w = _np.float64(a), _np.float64(b), _np.float64(w)
+    m = a + w / 2
+    if w * max(abs(m), 1.0) < 0.1:
+        q, m2 = w * w / 4, m * m
+        he2, he4 = m2 - 1, (m2 - 6) * m2 + 3
+        he6, he8 = ((m2 - 15) * m2 + 45) * m2 - 15, (((m2 - 28) * m2 + 210) * m2 - 420) * m2 + 105
+        series = q * (he2 / 6 + q * (he4 / 120 + q * (he6 / 5040 + q * he8 / 362880)))
+        return F(_math.log(w) - m2 / 2 - 0.9189385332046728 + _math.log1p(series))
+    lo, hi = (-b, -a) if a > 0 else (a, b)
     if hi <= 0:
         top = _scipy_log_ndtr(hi)
-        return F(top + _log1mexp(_scipy_log_ndtr(lo) - top))
+        return F(top + _log1mexp(min(_scipy_log_ndtr(lo) - top, -1e-300)))
     tails = _scipy_ndtr(lo) + _scipy_ndtr(-hi)
     if tails < 0.5:
         return F(_math.log1p(-tails))
@@ -226,12 +235,12 @@ def _log_ndtr_difference(a, b):
 
 
 @_njit
-def _normal_pdf_over_mass(a, b):
-    """φ(a)/(Φ(b) − Φ(a)) = ±exp(log φ(a) − log|Φ(b) − Φ(a)|), negative where b < a."""
+def _normal_pdf_over_mass(a, b, w):
+    """φ(a)/(Φ(b) − Φ(a)) = ±exp(log φ(a) − log|Φ(b) − Φ(a)|), w = b − a; negative where b < a."""
     F = type(a)
-    a64, b64 = _np.float64(a), _np.float64(b)
-    sign = 1.0 if b64 > a64 else -1.0
-    return F(sign * _math.exp(-a64 * a64 / 2 - 0.9189385332046728 - _log_ndtr_difference(min(a64, b64), max(a64, b64))))
+    a64, b64, w64 = _np.float64(a), _np.float64(b), _np.float64(w)
+    lo, hi, sign = (b64, a64, -1.0) if w64 < 0 else (a64, b64, 1.0)
+    return F(sign * _math.exp(-a64 * a64 / 2 - 0.9189385332046728 - _log_ndtr_difference(lo, hi, abs(w64))))
 
 
 @_njit
