@@ -269,6 +269,17 @@ class _Mask(Constraint):
 mask = _Mask("mask", "booleans, True where a category is allowed", {"positive": True}, event_dim=1, notation="{0, 1}^K")
 
 
+class _LowerBound(_Real):
+    """A truncation's lower bound: any finite real; random ones fall within a few scales of loc
+    (where the family's mass is; the tails have tests of their own)."""
+
+    def sample(self, rng, shape, *, loc=None, scale=None, log_scale=None, **context):
+        if loc is None:
+            return super().sample(rng, shape)
+        scale = np.exp(log_scale) if scale is None and log_scale is not None else 1.0 if scale is None else scale
+        return loc + scale * rng.normal(-1.0, 1.5, size=shape)
+
+
 class _AboveLow(_Real):
     """An upper bound: a finite real number above the argument ``low`` (read from the context)."""
 
@@ -284,8 +295,9 @@ class _AboveLow(_Real):
             raise SymeligError(f"{label}{index} = {values[where].item()} is not above low{index} = {low[where].item()}: "
                                f"{label} must be {self.allowed}")
 
-    def sample(self, rng, shape, *, low=None, **context):
-        return (0.0 if low is None else low) + rng.gamma(2.0, size=shape) + 0.1
+    def sample(self, rng, shape, *, low=None, scale=None, log_scale=None, **context):
+        scale = np.exp(log_scale) if scale is None and log_scale is not None else 1.0 if scale is None else scale
+        return (0.0 if low is None else low) + scale * (rng.gamma(2.0, size=shape) + 0.1)
 
 
 class _Between(_Real):
@@ -313,5 +325,6 @@ class _Between(_Real):
 
 
 # the bounds of a truncated family: low real, high above it, the sample between them
+lower_bound = _LowerBound("real", "a finite real number", {"real": True}, notation="ℝ")
 above_low = _AboveLow("above_low", "a finite real number > low", {"real": True}, notation="(low, ∞)")
 between_bounds = _Between("between_bounds", "a number in [low, high]", {"real": True}, notation="[low, high]")

@@ -19,7 +19,7 @@ class TruncatedNormal(Family):
     name = "truncated_normal"
     torch = None
     value = constraints.between_bounds
-    arguments = {"low": constraints.real, "high": constraints.above_low}
+    arguments = {"low": constraints.lower_bound, "high": constraints.above_low}
     parameters = {"loc": constraints.real, "scale": constraints.positive}
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r", "low": "a", "high": "b"}
 
