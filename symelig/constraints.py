@@ -277,7 +277,7 @@ class _LowerBound(_Real):
         if loc is None:
             return super().sample(rng, shape)
         scale = np.exp(log_scale) if scale is None and log_scale is not None else 1.0 if scale is None else scale
-        return loc + scale * rng.normal(-1.0, 1.5, size=shape)
+        return loc + scale * rng.normal(-1.0, 1.0, size=shape)
 
 
 class _AboveLow(_Real):
@@ -297,7 +297,7 @@ class _AboveLow(_Real):
 
     def sample(self, rng, shape, *, low=None, scale=None, log_scale=None, **context):
         scale = np.exp(log_scale) if scale is None and log_scale is not None else 1.0 if scale is None else scale
-        return (0.0 if low is None else low) + scale * (rng.gamma(2.0, size=shape) + 0.1)
+        return (0.0 if low is None else low) + scale * (rng.gamma(2.0, size=shape) + 1.0)
 
 
 class _Between(_Real):

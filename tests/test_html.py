@@ -68,6 +68,8 @@ SAMPLES = {  # one instance of every function symelig.functions defines
     "fms": functions.fms(a, b, c), "select": functions.select(x > 1, a, b),
     "SumExcept": functions.SumExcept(z[i], i, K, j), "SoftmaxExcept": functions.SoftmaxExcept(z[i], i, K, j),
     "log_abs": functions.log_abs(a - b), "masked": functions.masked(z[j], b),
+    "log_ndtr_difference": functions.log_ndtr_difference(a, b, b - a),
+    "normal_pdf_over_mass": functions.normal_pdf_over_mass(a, b, b - a),
 }
 
 
