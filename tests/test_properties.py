@@ -68,6 +68,9 @@ def arguments(draw, d, representable):
             args[name] = rows(st.booleans(), True).astype(bool).reshape(batch, size)
             continue
         counts = rows(st.integers(1, 30), False)
+        if c is constraints.above_low:  # a truncation's high, above its low
+            args[name] = args["low"] + counts
+            continue
         args[name] = counts if c.integer else counts.astype(float) + 0.5
     value = family.value
     if value is constraints.category:
@@ -79,6 +82,9 @@ def arguments(draw, d, representable):
         args["total_count"] = args["x"].sum(-1)
     elif value is constraints.up_to_total_count:
         args["x"] = np.minimum(rows(st.integers(0, 30), False), args["total_count"])
+    elif value is constraints.between_bounds:  # a fraction of the way from low to high
+        fraction = rows(_floats(0.0, 1.0), False)
+        args["x"] = np.minimum(args["low"] + fraction * (args["high"] - args["low"]), args["high"])
     elif value.name in ("simplex", "open_simplex"):
         weights = rows(_floats(1e-3, 1.0), True)
         args["x"] = weights / weights.sum(-1, keepdims=True)
