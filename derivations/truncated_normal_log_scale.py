@@ -352,7 +352,8 @@ def _log_ndtr_difference(a, b, w):
     """log(Φ(b) − Φ(a)) for a ≤ b, w = b − a (runtime.special._normal_mass), in float64, rounded
     once to the inputs' floating type."""
     dtype = np.result_type(a, b, w)
-    return np.asarray(_normal_mass(*(np.asarray(v, np.float64) for v in (a, b, w)))[0]).astype(dtype, copy=False)
+    log_mass = _normal_mass(np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(w, np.float64))[0]
+    return np.asarray(log_mass).astype(dtype, copy=False)
 
 
 def _normal_mass(a, b, w):
@@ -404,7 +405,7 @@ def _normal_pdf_over_mass(a, b, w):
     """φ(a)/(Φ(b) − Φ(a)), w = b − a, either order (runtime.special._normal_mass), in float64,
     rounded once to the inputs' floating type."""
     dtype = np.result_type(a, b, w)
-    a, b, w = (np.asarray(v, np.float64) for v in (a, b, w))
+    a, b, w = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(w, np.float64)
     flip = w < 0
     _, at_lower, at_upper = _normal_mass(np.where(flip, b, a), np.where(flip, a, b), np.abs(w))
     return np.asarray(np.where(flip, -at_upper, at_lower)).astype(dtype, copy=False)
