@@ -18,12 +18,6 @@ from .errors import SymeligError
 SUM_RTOL = 1e-5
 
 
-# Arguments a sample's or another argument's check reads alongside it, with their event_dim:
-# x ≤ total_count, a category the mask allows, low < x < high, low < high, one category per
-# block of nvec.
-CHECK_CONTEXT = {"total_count": 0, "mask": 1, "low": 1, "high": 1, "nvec": 1}
-
-
 def first_bad(label: str, values: np.ndarray, bad: np.ndarray) -> str:
     where = np.argwhere(bad)[0]
     index = f"[{', '.join(str(int(w)) for w in where)}]" if values.ndim else ""
@@ -62,6 +56,11 @@ class Constraint:
 
     def _check_event(self, label: str, values: np.ndarray, **context) -> None:
         """Constraints across the category axis (sums); none by default."""
+
+    def bounds(self, **context) -> tuple:
+        """(lower, upper) of a scalar, given the arguments it may depend on (a truncated
+        family's low and high): what an integral over the support runs over."""
+        return self.lower, self.upper
 
     def sample(self, rng: np.random.Generator, shape: tuple, **context) -> np.ndarray:
         raise NotImplementedError(f"no sampler for {self.name}")
@@ -428,3 +427,64 @@ multi_category = _MultiCategory(
     event_dim=1, integer=True, lower=0.0, lower_open=False, notation="{0, …, n_b − 1} per block", own_axis=True,
     shape="(..., B)",
 )
+
+
+class _LowerBound(_Real):
+    """A truncation's lower bound: any finite real; random ones fall within a few scales of loc
+    (where the family's mass is; the tails have tests of their own)."""
+
+    def sample(self, rng, shape, *, loc=None, scale=None, log_scale=None, **context):
+        if loc is None:
+            return super().sample(rng, shape)
+        scale = np.exp(log_scale) if scale is None and log_scale is not None else 1.0 if scale is None else scale
+        return loc + scale * rng.normal(-1.0, 1.0, size=shape)
+
+
+class _AboveLow(_Real):
+    """An upper bound: a finite real number above the argument ``low`` (read from the context)."""
+
+    def check(self, label, values, *, low=None, **context):
+        super().check(label, values, **context)
+        if low is None:
+            return
+        values, low = np.broadcast_arrays(values, low)
+        bad = ~(values > low)
+        if bad.any():
+            where = tuple(int(w) for w in np.argwhere(bad)[0])
+            index = list(where) if where else ""
+            raise SymeligError(f"{label}{index} = {values[where].item()} is not above low{index} = {low[where].item()}: "
+                               f"{label} must be {self.allowed}")
+
+    def sample(self, rng, shape, *, low=None, scale=None, log_scale=None, **context):
+        scale = np.exp(log_scale) if scale is None and log_scale is not None else 1.0 if scale is None else scale
+        return (0.0 if low is None else low) + scale * (rng.gamma(2.0, size=shape) + 1.0)
+
+
+class _InBounds(_Real):
+    """A sample in [low, high], the arguments of a truncated family (read from the context)."""
+
+    def check(self, label, values, *, low=None, high=None, **context):
+        super().check(label, values, **context)
+        if low is None or high is None:
+            return
+        values, low, high = np.broadcast_arrays(values, low, high)
+        bad = ~((values >= low) & (values <= high))
+        if bad.any():
+            where = tuple(int(w) for w in np.argwhere(bad)[0])
+            index = list(where) if where else ""
+            raise SymeligError(f"{label}{index} = {values[where].item()} is outside [low, high] = "
+                               f"[{low[where].item()}, {high[where].item()}]: {label} must be {self.allowed}")
+
+    def bounds(self, *, low=None, high=None, **context):
+        return (-np.inf if low is None else low), (np.inf if high is None else high)
+
+    def sample(self, rng, shape, *, low=None, high=None, **context):
+        if low is None or high is None:
+            return super().sample(rng, shape)
+        return low + rng.uniform(0.02, 0.98, size=shape) * (high - low)
+
+
+# the bounds of a truncated family: low real, high above it, the sample between them
+lower_bound = _LowerBound("real", "a finite real number", {"real": True}, notation="ℝ")
+above_low = _AboveLow("above_low", "a finite real number > low", {"real": True}, notation="(low, ∞)")
+between_bounds = _InBounds("between_bounds", "a number in [low, high]", {"real": True}, notation="[low, high]")

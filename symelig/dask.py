@@ -21,7 +21,6 @@ import functools
 
 import numpy as np
 
-from .constraints import CHECK_CONTEXT
 from .errors import SymeligError, first_failing
 
 
@@ -78,6 +77,7 @@ def _map(derivation, function: str, output, x, params: dict, validate: bool = Tr
         _block, out_index, *args,
         source=derivation.numpy_source, function=function, selected=output, names=tuple(arrays),
         checks=checks, rows=rows, batch_ndim=batch_ndim, finite=finite, discrete=derivation.symbolic.discrete,
+        arguments=tuple(derivation.symbolic.family.arguments),
         value_checks=tuple(derivation.value_checks) if validate else (), dtype=dtype, concatenate=True, meta=np.empty((0,) * len(out_index), dtype),
     )
 
@@ -124,11 +124,11 @@ def _chunks_along(arrays: dict, constraint_of: dict, batch_ndim: int, axis: int,
     return (extent,)
 
 
-def _block(*blocks, source, function, selected, names, checks, rows, batch_ndim, finite, discrete, value_checks=()):
+def _block(*blocks, source, function, selected, names, checks, rows, batch_ndim, finite, discrete, value_checks=(), arguments=()):
     arrays = dict(zip(names, blocks))
     positions = blocks[len(names):len(names) + rows] if rows else None
     if checks:
-        _check_block(arrays, checks, positions, batch_ndim)
+        _check_block(arrays, checks, positions, batch_ndim, arguments)
     for check in value_checks:  # across arguments (a --via right side against its left side's constraint)
         check(arrays, locate=lambda local: _global((0,) * (batch_ndim - len(local)) + tuple(local), positions))
     kernels = _compiled(source)
@@ -157,20 +157,22 @@ def _global(local: tuple, positions) -> list:
 
 # checks ---------------------------------------------------------------------------------------
 
-def _check_block(arrays: dict, checks: tuple, positions, batch_ndim: int) -> None:
+def _check_block(arrays: dict, checks: tuple, positions, batch_ndim: int, argument_names=()) -> None:
     """The declared constraint of every argument, on this block; a failure names the first bad
     element by its index in the whole array."""
     size = next((np.shape(arrays[n])[-1] for n, c, _ in checks if c.event_dim and not c.own_axis), None)
-    context = {"size": size, **{n: arrays.get(n) for n in CHECK_CONTEXT}}
+    # the family's arguments, which a check may read (x ≤ total_count, x in [low, high], a mask, nvec)
+    arguments = {n: c.event_dim for n, c, _ in checks if n != "x" and n in argument_names}
+    context = {"size": size, **{n: arrays.get(n) for n in arguments}}
     for name, constraint, spans in checks:
         values = np.asarray(arrays[name])
         try:
             constraint.check(name, values, **context)
         except SymeligError as err:
-            raise _located(name, constraint, values, context, err, positions, batch_ndim, spans) from None
+            raise _located(name, constraint, values, context, arguments, err, positions, batch_ndim, spans) from None
 
 
-def _located(name, constraint, values, context, err, positions, batch_ndim, spans) -> SymeligError:
+def _located(name, constraint, values, context, arguments, err, positions, batch_ndim, spans) -> SymeligError:
     """``err`` restated for the first bad element of ``values`` by bisection over its batch
     positions (each check of a range is the constraint's own check), with its index in the whole
     array: global along the batch axes the argument spans (``spans``), its own where it is
@@ -180,9 +182,9 @@ def _located(name, constraint, values, context, err, positions, batch_ndim, span
     if not shape:  # no batch axes: shared by every row, the message already names its elements
         return err
     flat = values.reshape((-1,) + values.shape[values.ndim - event:])
-    # the arguments a check reads alongside (total_count, mask), cut to the same rows
+    # the arguments a check reads alongside (total_count, mask, low), cut to the same rows
     rows = {}
-    for key, event_ in CHECK_CONTEXT.items():
+    for key, event_ in arguments.items():
         other = context.get(key)
         if other is not None and np.broadcast_shapes(np.shape(other)[: np.ndim(other) - event_], shape) == shape:
             tail = np.shape(other)[np.ndim(other) - event_:]

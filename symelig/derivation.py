@@ -8,7 +8,6 @@ import linecache
 import numpy as np
 
 from .engine import SymbolicDerivation, derive_symbolic
-from .constraints import CHECK_CONTEXT
 from .errors import SymeligError
 from .family import lookup
 
@@ -458,7 +457,7 @@ class Derivation:
         except ValueError:
             shapes = ", ".join(f"{n} {a.shape}" for n, a in arrays.items())
             raise SymeligError(f"batch shapes do not broadcast: {shapes} (the last axis of vectors is the category axis)") from None
-        context = {"size": size, **{n: arrays.get(n) for n in CHECK_CONTEXT}}
+        context = {"size": size, **{n: arrays.get(n) for n in family.arguments}}  # a check may read them (x ≤ total_count)
         # x last: its check uses the others; without x (the Fisher information) only θ is checked
         for n, c in {**expected, **({"x": family.value} if x is not None else {})}.items():
             c.check(n, arrays[n], **context)

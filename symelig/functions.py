@@ -681,3 +681,64 @@ class SoftmaxBlock(_Block):
         under, over = self._range_latex(printer)
         vector = self.body.replace(lambda a: isinstance(a, Indexed) and a.indices == (self.index,), lambda a: a.base.label)
         return _power(r"\operatorname{softmax}_{%s}^{%s}(%s)_{%s}" % (under, over, printer._print(vector), printer._print(self.at)), exp)
+
+
+class log_ndtr_difference(Function):
+    """log(Φ(b) − Φ(a)) for a < b: the log of the standard normal's mass on [a, b], Φ its CDF;
+    args (a, b, w) with w = b − a as written ((high − low)/σ, which keeps its digits where a and b
+    round to one number: low = 2.5, μ = 3e19, σ = 1e20).  The normalizer of a truncated normal,
+    kept whole: Φ(b) − Φ(a) cancels to 0 in a tail (a, b = 10, 11: 1 − 1), the kernels take it
+    through log Φ (the runtime's _log_ndtr_difference).  ∂/∂a = −normal_pdf_over_mass(a, b, w),
+    ∂/∂b = −normal_pdf_over_mass(b, a, −w) (= φ(b)/(Φ(b) − Φ(a))); w stands for b − a, so the
+    value is a function of a and b alone (∂/∂w = 0)."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        a, b, w = self.args
+        if argindex == 3:
+            return S.Zero
+        return -normal_pdf_over_mass(a, b, w) if argindex == 1 else -normal_pdf_over_mass(b, a, -w)
+
+    def doit(self, **hints):
+        from sympy import erf, sqrt
+
+        a, b, _ = (x.doit(**hints) for x in self.args)
+        return log((erf(b / sqrt(2)) - erf(a / sqrt(2))) / 2)
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real and self.args[1].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        a, b = (printer._print(x) for x in self.args[:2])
+        return _power(rf"\log\left(\Phi\left({b}\right) - \Phi\left({a}\right)\right)", exp)
+
+
+class normal_pdf_over_mass(Function):
+    """φ(a)/(Φ(b) − Φ(a)), φ and Φ the standard normal's density and CDF; args (a, b, w) with
+    w = b − a as written (see log_ndtr_difference), either order (negative where b < a).  The
+    derivative of a truncated normal's log-normalizer, kept whole: φ(a) and the mass underflow
+    together in a tail (a = 40: 1e-348), the kernels take it as ±exp(log φ(a) −
+    log_ndtr_difference).  With R(a, b) this function: ∂R(a, b)/∂a = R(a, b)² − a·R(a, b),
+    ∂R(a, b)/∂b = R(a, b)·R(b, a)."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        a, b, w = self.args
+        if argindex == 3:
+            return S.Zero
+        return self**2 - a * self if argindex == 1 else self * normal_pdf_over_mass(b, a, -w)
+
+    def doit(self, **hints):
+        from sympy import erf, pi, sqrt
+
+        a, b, _ = (x.doit(**hints) for x in self.args)
+        return exp(-a**2 / 2) / sqrt(2 * pi) / ((erf(b / sqrt(2)) - erf(a / sqrt(2))) / 2)
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real and self.args[1].is_extended_real
+
+    def _latex(self, printer, exp=None):
+        a, b = (printer._print(x) for x in self.args[:2])
+        return _power(rf"\frac{{\phi\left({a}\right)}}{{\Phi\left({b}\right) - \Phi\left({a}\right)}}", exp)

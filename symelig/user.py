@@ -674,9 +674,10 @@ def verify(derivation, points: int = 3, size: int = 3) -> None:
     checked = 0
     for _ in range(20 * points):
         args = {n: _mild(c, rng, size) for n, c in s.parametrization.parameters.items()}
-        args.update({n: c.sample(rng, (size,)) if c.event_dim else c.sample(rng, ()) + 1 for n, c in s.family.arguments.items()})
+        for n, c in s.family.arguments.items():  # in order: a later one may depend on an earlier (high > low)
+            args[n] = c.sample(rng, (size,), **args) if c.event_dim else c.sample(rng, (), **args) + (c.lower == 0)
         value = s.family.value
-        context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in constraints.CHECK_CONTEXT}}
+        context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in s.family.arguments}}
         args["x"] = value.sample(rng, (size,) if value.event_dim else (), **context)
         try:
             with np.errstate(all="ignore"):

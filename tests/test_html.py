@@ -73,6 +73,8 @@ SAMPLES = {  # one instance of every function symelig.functions defines
     "SoftmaxRemaining": functions.SoftmaxRemaining(z[i], i, K, IndexedBase("x"), c, j),
     "LogSumExpBlock": functions.LogSumExpBlock(z[i], i, a, a + b - 1),
     "SoftmaxBlock": functions.SoftmaxBlock(z[i], i, a, a + b - 1, j),
+    "log_ndtr_difference": functions.log_ndtr_difference(a, b, b - a),
+    "normal_pdf_over_mass": functions.normal_pdf_over_mass(a, b, b - a),
 }
 
 

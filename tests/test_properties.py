@@ -83,6 +83,9 @@ def arguments(draw, d, representable):
             args[name] = rows(st.booleans(), True).astype(bool).reshape(batch, size)
             continue
         counts = rows(st.integers(1, 30), False)
+        if c is constraints.above_low:  # a truncation's high, above its low
+            args[name] = args["low"] + counts
+            continue
         args[name] = counts if c.integer else counts.astype(float) + 0.5
     value = family.value
     if value is constraints.category:
@@ -101,6 +104,9 @@ def arguments(draw, d, representable):
     elif value is constraints.ordering:  # top-k lists, k from 1 to K (a full permutation)
         placed = draw(st.integers(1, size))
         args["x"] = np.array([draw(st.permutations(range(size)))[:placed] for _ in range(batch)]).reshape(batch, placed)
+    elif value is constraints.between_bounds:  # a fraction of the way from low to high
+        fraction = rows(_floats(0.0, 1.0), False)
+        args["x"] = np.minimum(args["low"] + fraction * (args["high"] - args["low"]), args["high"])
     elif value.name in ("simplex", "open_simplex"):
         weights = rows(_floats(1e-3, 1.0), True)
         args["x"] = weights / weights.sum(-1, keepdims=True)

@@ -99,7 +99,7 @@ def _expect(d, args, function, rng):
                 return 0.0 if p == 0 else float(p * function(np.array([t]), one)[0][index])
 
         shape = np.shape(function(np.array([1.0 if value.lower < 1 < value.upper else 0.5]), {n: np.asarray(v)[None] for n, v in params.items()})[0])
-        lower, upper = value.lower, value.upper
+        lower, upper = (float(b) for b in value.bounds(**params))
         if value is constraints.angle:
             lower, upper = float(args["loc"]) - np.pi, float(args["loc"]) + np.pi
         out = np.zeros(shape)

@@ -110,7 +110,7 @@ def _call_args(family: str, lhs: str, values: list):
         args["qw"] = lhs_values
     else:
         args["qa"], args["qb"] = lhs_values + 0.75, np.full(rows, 0.75)
-    context = {"size": K, "probs": np.full(K, 1.0 / K), **{n: args.get(n) for n in constraints.CHECK_CONTEXT}}
+    context = {"size": K, "probs": np.full(K, 1.0 / K), **{n: args.get(n) for n in cls.arguments}}
     x = cls.value.sample(rng, (rows, K) if cls.value.event_dim else (rows,), **context)
     catalog = {n: v for n, v in args.items() if n not in ("qa", "qb", "qw")}
     catalog[lhs] = lhs_values

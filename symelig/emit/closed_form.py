@@ -42,8 +42,18 @@ def _bessel_i1_i0(u):
     return special.ive(1, u) / special.ive(0, u)
 
 
+def _runtime_helpers(*names) -> dict:
+    """The kernels' own helpers (symelig.emit.runtime), for the functions they alone evaluate
+    stably: a truncated normal's log(Φ(β) − Φ(α)) and φ(α)/(Φ(β) − Φ(α)) in the tails."""
+    from . import runtime
+
+    scope = runtime.namespace("numpy", names)
+    return {n: scope[n] for n in names}
+
+
 HELPERS = {"_softmax": _softmax, "_logsumexp": _logsumexp, "_log_softplus": _log_softplus,
-           "_log_bessel_i0": _log_bessel_i0, "_bessel_i1_i0": _bessel_i1_i0}
+           "_log_bessel_i0": _log_bessel_i0, "_bessel_i1_i0": _bessel_i1_i0,
+           **_runtime_helpers("_log_ndtr_difference", "_normal_pdf_over_mass")}
 
 
 class _AxisPrinter(SciPyPrinter):
@@ -85,6 +95,12 @@ class _AxisPrinter(SciPyPrinter):
 
     def _print_log_bessel_i0(self, expr):
         return self._call("_log_bessel_i0", expr)
+
+    def _print_log_ndtr_difference(self, expr):
+        return self._call("_log_ndtr_difference", expr)
+
+    def _print_normal_pdf_over_mass(self, expr):
+        return self._call("_normal_pdf_over_mass", expr)
 
     def _print_xlogy(self, expr):
         return self._call("scipy.special.xlogy", expr)

@@ -37,7 +37,7 @@ from ..functions import (
     LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxExcept, SoftmaxRemaining, SumExcept, added_first, select,
 )
 from .asymptotic import asymptotic
-from .stable import stable
+from .stable import bound_arguments, offsets, stable
 from .standardize import standardized, standardized_vector
 
 
@@ -88,6 +88,7 @@ class Lowering:
         self.unit_interval = [derivation.symbols[n] for n in derivation.parameters
                               if derivation.constraints[n] is constraints.unit_interval]
         self.sample_index = derivation.sample_index
+        self.bounds = bound_arguments(derivation)
         self.identities = derivation.family.identities(**derivation.symbols)
         self.axis_names = {n for n, s in derivation.symbols.items() if isinstance(s, IndexedBase)}
         self.vectors: set = {Symbol(n) for n in self.axis_names}   # names of shape (..., K)
@@ -283,7 +284,7 @@ class Lowering:
         :mod:`symelig.emit.stable`);
         constants become Python floats, which keep float32 float32 (np.log(2) would be a
         float64 scalar and promote the result)."""
-        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval, self.sample_index, self.identities)
+        e = stable(asymptotic(offsets(e, self.bounds), self.parameters), self.parameters, self.unit_interval, self.sample_index, self.identities)
         e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
         return self._fixed_first(e)
 

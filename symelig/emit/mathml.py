@@ -226,6 +226,16 @@ class _MathML(PositiveFirst, MathMLPresentationPrinter):
                           self._node("msup", self._mi("e", upright=True), self._print(expr.args[0])))
         return self._powered(self._log_of(self._parens(inner)), exp)
 
+    def _print_log_ndtr_difference(self, expr, exp=None):
+        a, b = expr.args[:2]  # the third, b − a as written, is for the kernels
+        mass = self._row(self._applied("Φ", b), self._mo("−"), self._applied("Φ", a))
+        return self._powered(self._log_of(self._parens(mass)), exp)
+
+    def _print_normal_pdf_over_mass(self, expr, exp=None):
+        a, b = expr.args[:2]  # the third, b − a as written, is for the kernels
+        mass = self._row(self._applied("Φ", b), self._mo("−"), self._applied("Φ", a))
+        return self._powered(self._frac(self._applied("φ", a), mass), exp)
+
     def _print_log1pmx(self, expr, exp=None):
         z = expr.args[0]
         inner = self._row(self._log_of(self._parens(self._print(1 + z))), self._mo("−"), self._print(z))

@@ -110,6 +110,12 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
     def _print_log1mexp(self, expr):
         return self._helper("_log1mexp", expr.args)
 
+    def _print_log_ndtr_difference(self, expr):
+        return self._helper("_log_ndtr_difference", expr.args)
+
+    def _print_normal_pdf_over_mass(self, expr):
+        return self._helper("_normal_pdf_over_mass", expr.args)
+
     def _print_added_first(self, expr):
         return f"({self._print(expr.args[0])})"
 

@@ -26,7 +26,7 @@ from ..family import K, n_blocks, n_placed
 from ..functions import LogSumExp, Softmax, SoftmaxExcept, SumExcept
 from .asymptotic import asymptotic
 from .scalar import ScalarPrinter, not_available
-from .stable import stable
+from .stable import bound_arguments, offsets, stable
 from .standardize import standardized
 
 
@@ -72,6 +72,7 @@ class Row:
         self.names = {s: n for n, s in d.symbols.items()}
         self.sample = d.sample_index
         self.parameters = [d.symbols[n] for n in d.parameters]
+        self.bounds = bound_arguments(d)
         self.unit_interval = [d.symbols[n] for n in d.parameters if d.constraints[n] is constraints.unit_interval]
         self.codes: dict = {_SIZE: "_K"}   # symbol -> the code that reads it
         self.column: set = set()           # symbols that change along the row
@@ -133,7 +134,7 @@ class Row:
         """``e`` in its stable form over row and column symbols; as in the numpy lowering, the
         terms free of θ are summed first, so that where they cancel exactly a small θ-term keeps
         its digits."""
-        e = stable(asymptotic(e, self.parameters), self.parameters, self.unit_interval, self.sample)
+        e = stable(asymptotic(offsets(e, self.bounds), self.parameters), self.parameters, self.unit_interval, self.sample)
         e = e.replace(lambda c: c.is_number and not c.is_Rational and not c.is_Float, lambda c: Float(c.evalf(17), 17))
         fixed = [t for t in Add.make_args(e) if t.free_symbols and not t.has(*self.parameters)]
         if e.is_Add and 1 < len(fixed) < len(e.args):

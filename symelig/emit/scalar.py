@@ -191,6 +191,12 @@ class ScalarPrinter(PositiveFirst, PythonCodePrinter):
     def _print_log1mexp(self, expr):
         return self._call("_log1mexp", expr.args[0])
 
+    def _print_log_ndtr_difference(self, expr):
+        return self._call("_log_ndtr_difference", *expr.args)
+
+    def _print_normal_pdf_over_mass(self, expr):
+        return self._call("_normal_pdf_over_mass", *expr.args)
+
     def _print_log1pmx(self, expr):
         return self._call("_log1pmx", expr.args[0])
 

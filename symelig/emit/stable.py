@@ -47,6 +47,25 @@ from ..functions import (
 )
 
 
+def bound_arguments(derivation) -> list:
+    """The symbols of a derivation's real scalar arguments (a truncation's low and high), which
+    :func:`offsets` writes relative to the parameters."""
+    return [derivation.symbols[n] for n, c in derivation.family.arguments.items()
+            if not c.integer and not c.event_dim and not c.assumptions.get("integer")]
+
+
+def offsets(expr, bounds):
+    """``expr`` with each sum in a bound a written through a − c (c another symbol, a parameter)
+    where that has fewer terms: the expectations of a Fisher information come expanded, a³·R −
+    3a²μ·R + 3aμ²·R − μ³·R, which cancels to (a − μ)³·R from terms 1e5 times larger where
+    |a − μ| ≪ |a| (a truncation bound near the mean); written (a − μ)³·R it does not."""
+    from .tidy import _shifted
+
+    for bound in bounds:
+        expr = _shifted(expr, bound)
+    return expr
+
+
 def stable(expr, parameters=(), unit_interval=(), sample=None, identities=None):
     """``expr`` with the cancelling and overflowing forms above replaced (bottom-up);
     ``parameters`` are the differentiated symbols (the rest is data: x, total_count),

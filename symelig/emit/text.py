@@ -10,7 +10,8 @@ from sympy.printing.pretty.pretty_symbology import pretty_symbol
 from sympy.printing.str import StrPrinter
 
 from ..functions import (
-    LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxRemaining, log_softplus, logfactorial, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
+    LogSumExp, LogSumExpBlock, LogSumExpRemaining, Softmax, SoftmaxBlock, SoftmaxRemaining, log_ndtr_difference, log_softplus,
+    logfactorial, normal_pdf_over_mass, sigmoid, sigmoid_over_softplus, softplus, xdivy, xlogy,
 )
 
 
@@ -46,6 +47,14 @@ class FormulaPrinter(PositiveFirst, StrPrinter):
 
     def _print_loggamma(self, expr):
         return f"logΓ({self._print(expr.args[0])})"
+
+    def _print_log_ndtr_difference(self, expr):
+        a, b = (self._print(x) for x in expr.args[:2])  # the third, b − a as written, is for the kernels
+        return f"log(Φ({b}) − Φ({a}))"
+
+    def _print_normal_pdf_over_mass(self, expr):
+        a, b = (self._print(x) for x in expr.args[:2])
+        return f"φ({a})/(Φ({b}) − Φ({a}))"
 
     def _print_polygamma(self, expr):
         n, a = expr.args
@@ -152,6 +161,11 @@ def _for_display(expr):
         lambda e: Mul(sigmoid(e.args[0]), Pow(softplus(e.args[0]), -1), evaluate=False),
     )
     expr = expr.replace(lambda e: isinstance(e, loggamma), lambda e: log(gamma(e.args[0]), evaluate=False))
+    Phi, phi = Function("Φ"), Function("φ")
+    expr = expr.replace(lambda e: isinstance(e, log_ndtr_difference),
+                        lambda e: log(Phi(e.args[1]) - Phi(e.args[0]), evaluate=False))
+    expr = expr.replace(lambda e: isinstance(e, normal_pdf_over_mass),
+                        lambda e: Mul(phi(e.args[0]), Pow(Phi(e.args[1]) - Phi(e.args[0]), -1), evaluate=False))
     expr = expr.replace(
         lambda e: isinstance(e, polygamma) and e.args[0].is_Integer and 0 <= e.args[0] <= 3,
         lambda e: Function("ψ" + "′" * int(e.args[0]))(e.args[1]),

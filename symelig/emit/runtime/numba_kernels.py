@@ -61,6 +61,8 @@ _scipy_digamma = _cython_special("__pyx_fuse_1psi", 1)
 _scipy_i0e = _cython_special("i0e", 1)
 _scipy_i1e = _cython_special("i1e", 1)
 _scipy_betaln = _cython_special("betaln", 2)
+_scipy_ndtr = _cython_special("__pyx_fuse_1ndtr", 1)
+_scipy_erfcx = _cython_special("__pyx_fuse_1erfcx", 1)
 
 
 @_intrinsic
@@ -205,6 +207,49 @@ def _xdivy(a, b):
 def _log1mexp(u):
     """log(1 − e^u) for u < 0: log(−expm1(u)) near 0, where 1 − e^u cancels, log1p(−e^u) below −log 2."""
     return _math.log(-_math.expm1(u)) if u > -0.6931471805599453 else _math.log1p(-_exp(u))
+
+
+@_njit
+def _normal_mass(a, b, w):
+    """(log m, φ(a)/m, φ(b)/m) for m = Φ(b) − Φ(a), w = b − a ≥ 0 given, in float64: the array
+    form's cases (runtime.special._normal_mass): the midpoint series for a narrow interval, the
+    Mills ratio M(t) = √(π/2)·erfcx(t/√2) in a tail (mirrored below 0), log1p or erf across 0."""
+    c = a + w / 2
+    if w * max(abs(c), 1.0) < 0.1:
+        q, c2 = w * w / 4, c * c
+        he2, he4 = c2 - 1, (c2 - 6) * c2 + 3
+        he6, he8 = ((c2 - 15) * c2 + 45) * c2 - 15, (((c2 - 28) * c2 + 210) * c2 - 420) * c2 + 105
+        mass = w * (1 + q * (he2 / 6 + q * (he4 / 120 + q * (he6 / 5040 + q * he8 / 362880))))
+        return (_math.log(mass) - c2 / 2 - 0.9189385332046728,
+                _math.exp(w * (a + c) / 4) / mass, _math.exp(-w * (b + c) / 4) / mass)
+    if a >= 0 or b <= 0:
+        lo, hi = (a, b) if a >= 0 else (-b, -a)
+        far = _math.exp(-w * (lo + hi) / 2)
+        d = 1.2533141373155003 * (_scipy_erfcx(lo * 0.7071067811865476) - _scipy_erfcx(hi * 0.7071067811865476) * far)
+        log_mass = -lo * lo / 2 - 0.9189385332046728 + _math.log(d)
+        return (log_mass, 1 / d, far / d) if a >= 0 else (log_mass, far / d, 1 / d)
+    tails = _scipy_ndtr(a) + _scipy_ndtr(-b)
+    if tails < 0.5:
+        log_mass = _math.log1p(-tails)
+    else:
+        log_mass = _math.log((_math.erf(b * 0.7071067811865476) - _math.erf(a * 0.7071067811865476)) / 2)
+    return (log_mass, _math.exp(-a * a / 2 - 0.9189385332046728 - log_mass),
+            _math.exp(-b * b / 2 - 0.9189385332046728 - log_mass))
+
+
+@_njit
+def _log_ndtr_difference(a, b, w):
+    """log(Φ(b) − Φ(a)) for a ≤ b, w = b − a, rounded once to the type of a (see _normal_mass)."""
+    return type(a)(_normal_mass(_np.float64(a), _np.float64(b), _np.float64(w))[0])
+
+
+@_njit
+def _normal_pdf_over_mass(a, b, w):
+    """φ(a)/(Φ(b) − Φ(a)), w = b − a, either order (negative where b < a; see _normal_mass)."""
+    a64, b64, w64 = _np.float64(a), _np.float64(b), _np.float64(w)
+    if w64 < 0:
+        return type(a)(-_normal_mass(b64, a64, -w64)[2])
+    return type(a)(_normal_mass(a64, b64, w64)[1])
 
 
 @_njit
