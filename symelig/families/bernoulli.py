@@ -20,6 +20,11 @@ class Bernoulli(Family):
     symbols = {"probs": "p", "logits": "z"}
 
     @staticmethod
+    def sample(rng, shape, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.binomial(1, p)."""
+        return rng.binomial(1, probs, shape)
+
+    @staticmethod
     def log_prob(x, probs):
         return x * log(probs) + (1 - x) * log(1 - probs)
 

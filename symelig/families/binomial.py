@@ -21,6 +21,13 @@ class Binomial(Family):
     symbols = {"probs": "p", "logits": "z", "total_count": "n"}
 
     @staticmethod
+    def sample(rng, shape, total_count, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.binomial."""
+        import numpy as np
+
+        return rng.binomial(total_count.astype(np.int64), probs, shape)
+
+    @staticmethod
     def log_prob(x, total_count, probs):
         n = total_count
         return logfactorial(n) - logfactorial(x) - logfactorial(n - x) + x * log(probs) + (n - x) * log(1 - probs)

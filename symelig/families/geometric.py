@@ -20,6 +20,11 @@ class Geometric(Family):
     symbols = {"probs": "p", "logits": "z", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.geometric(p) − 1 (numpy counts trials, x counts failures)."""
+        return rng.geometric(probs, shape) - 1
+
+    @staticmethod
     def log_prob(x, probs):
         return x * log(1 - probs) + log(probs)
 

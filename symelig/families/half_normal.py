@@ -18,6 +18,13 @@ class HalfNormal(Family):
     symbols = {"scale": "sigma", "log_scale": "s", "raw_scale": "r", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: |rng.normal(0, σ)|."""
+        import numpy as np
+
+        return np.abs(rng.normal(0.0, scale, shape))
+
+    @staticmethod
     def log_prob(x, scale):
         return log(2 / pi) / 2 - log(scale) - x**2 / (2 * scale**2)
 

@@ -21,6 +21,11 @@ class NegativeBinomial(Family):
     symbols = {"probs": "p", "logits": "z", "total_count": "r", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, total_count, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.negative_binomial(r, 1 − p): x counts the successes of probability p before r failures."""
+        return rng.negative_binomial(total_count, 1 - probs, shape)
+
+    @staticmethod
     def log_prob(x, total_count, probs):
         r = total_count
         return loggamma(x + r) - loggamma(r) - logfactorial(x) + r * log(1 - probs) + x * log(probs)

@@ -19,6 +19,11 @@ class Poisson(Family):
     symbols = {"rate": "lambda", "log_rate": "eta", "raw_rate": "r"}
 
     @staticmethod
+    def sample(rng, shape, rate, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.poisson."""
+        return rng.poisson(rate, shape)
+
+    @staticmethod
     def log_prob(x, rate):
         return x * log(rate) - rate - logfactorial(x)
 
