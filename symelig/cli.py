@@ -258,6 +258,9 @@ def evaluate(
     family: str = typer.Argument(..., help="Family name (see `symelig list`)."),
     param: Optional[str] = typer.Option(None, "--param", "-p", help="Parametrization."),
     format: EvalFormat = typer.Option(EvalFormat.text, "--format", "-f"),
+    quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: its value (and gradients) instead; q's values as --NAME-q."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="With --quantity: a Monte Carlo estimate from this many draws, with its standard error."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="With --samples: the seed of numpy's Generator."),
 ) -> None:
     """Evaluate log p, the eligibility e and the gradient of the probability p·e at given values.
 
@@ -268,6 +271,17 @@ def evaluate(
     from .evaluate import evaluate as run, parse_arguments, render
 
     d = derive_entry(family, param)
+    if quantity is not None or samples is not None or seed is not None:
+        from .evaluate import quantity as run_quantity, render_quantity
+
+        result = run_quantity(d, quantity, samples, seed, ctx.args, _own_options(ctx))
+        if format is EvalFormat.json:
+            import json
+
+            typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            typer.echo(render_quantity(result), nl=False)
+        return
     values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx))
     result = run(d, values)
     if format is EvalFormat.json:
