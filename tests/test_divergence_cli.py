@@ -20,13 +20,19 @@ def _run(capsys, *argv):
 def test_derive_quantity_kl_prints_the_closed_form_and_gradients(capsys):
     code, out, _ = _run(capsys, "derive", "normal", "--param", "scale", "--quantity", "kl")
     assert code == 0
-    assert "KL(p ‖ q) = (μ**2 + μ_q**2 + σ**2 + 2*σ_q**2*log(σ_q) - 2*μ*μ_q - 2*σ_q**2*log(σ) - σ_q**2)/(2*σ_q**2)" in out
-    assert "∂KL/∂σ = σ/σ_q**2 - 1/σ" in out and "∂KL/∂σ_q" in out
+    # typeset like the eligibility's text page: 2-D, σ² as a superscript, no SymPy ** or *
+    assert "KL(p ‖ q) =\n" in out and "∂KL/∂σ =\n" in out and "∂KL/∂σ_q =\n" in out
+    assert "**" not in out and "*" not in out and "2⋅σ_q ⋅log(σ_q)" in out
     code, out, _ = _run(capsys, "derive", "normal", "--param", "scale", "--quantity", "entropy", "-f", "json")
     data = json.loads(out)
     assert data["quantity"] == "entropy" and data["gradients"]["p"]["scale"]["text"] == "1/σ"
     code, out, _ = _run(capsys, "derive", "categorical", "--param", "logits", "--quantity", "kl", "-f", "latex")
     assert code == 0 and r"\begin{align}" in out and r"\operatorname{softmax}(z_{q})_{j}" in out
+
+
+def test_audit_text_writes_powers_as_a_reader_does(capsys):
+    code, out, _ = _run(capsys, "audit", "kl", "normal", "--param", "scale")
+    assert code == 0 and "**" not in out and "∂/∂σ KL(π_θ‖π_ref) = σ/σ_ref² - 1/σ" in out
 
 
 @pytest.mark.parametrize("argv, message", [
