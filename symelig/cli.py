@@ -361,6 +361,7 @@ def explain_steps(
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB,
+    quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: the steps of its closed form and gradients instead."),
 ) -> None:
     """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
     every step and explain the numbers users confuse."""
@@ -369,6 +370,9 @@ def explain_steps(
 
     if standalone and format is not ExplainFormat.latex:
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
+    if quantity is not None:
+        _emit(_quantity_steps(ctx, family, param, quantity, format, standalone, (via, wrt, positive, vector, log_prob)), output)
+        return
     with _working(f"explaining {family}" + (f" --param {param}" if param else "")):
         d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
         entry = f"{d.family} --param {d.param}"
@@ -381,6 +385,24 @@ def explain_steps(
     else:
         text = explanation.text()
     _emit(text, output)
+
+
+def _quantity_steps(ctx, family, param, quantity, format, standalone, user) -> str:
+    """explain --quantity entropy|kl: the closed form's steps (no values: `eval --quantity` gives numbers)."""
+    from .emit import quantity_steps
+    from .entropy_kl import closed_form
+
+    if quantity not in ("entropy", "kl"):
+        raise SymeligError(f"--quantity is entropy or kl, not {quantity!r}")
+    if any(v is not None for v in user) or standalone:
+        raise SymeligError("explain --quantity works with a catalog entry (no --via, --log-prob or --standalone)")
+    if ctx.args:
+        raise SymeligError(f"explain --quantity shows the steps without values; for numbers run `symelig eval {family} --quantity {quantity} {' '.join(ctx.args)}`")
+    with _working(f"deriving the {quantity} of {family}"):
+        form = closed_form(quantity, family, param)
+    if format is ExplainFormat.latex:
+        return quantity_steps.latex(form)
+    return quantity_steps.markdown(form) if format is ExplainFormat.markdown else quantity_steps.text(form)
 
 
 @app.command(context_settings=_TAKES_VALUES)

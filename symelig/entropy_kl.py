@@ -39,6 +39,7 @@ class ClosedForm:
     symbols: dict         # {"p": {name: symbol}, "q": {name: symbol}}
     how: str              # the expectation routes used, in words
     wrt: dict             # {"p": {name: symbol differentiated}, "q": …}
+    steps: tuple = ()     # (rule, sentence, lhs, expression): what the engine held, in order (``explain``)
 
 
 def _renamed(first: SymbolicDerivation, suffix: str) -> dict:
@@ -70,8 +71,29 @@ def entropy_form(family: str, param: str | None) -> ClosedForm:
     value = s.expect(-s.log_prob, "policy")
     own = {n: s.first.symbols[n] for n in s.parameters}
     how = _routes(s, -s.log_prob, s.first)
-    return ClosedForm("entropy", family, s.first.param, s.tidy(value), {"p": _gradients(s, value, own)},
-                      {"p": own, "q": {}}, how, {"p": own, "q": {}})
+    gradients = {"p": _gradients(s, value, own)}
+    tidy = s.tidy(value)
+    steps = (("model", "log p(x | θ) in the parametrization's parameters, as the engine derived it", "log p(x | θ)", s.log_prob),
+             ("integrand", "the entropy averages −log p(x | θ) over x drawn from p", "−log p(x | θ)", -s.log_prob),
+             ("expectation", f"the expectation under p, term by term: {how or 'symbolic expectation'}", "H(p)", value),
+             ("simplify", "the engine's algebra and stable names (softplus, log-sum-exp, softmax)", "H(p)", tidy),
+             *_gradient_steps("H", gradients, own, {}))
+    return ClosedForm("entropy", family, s.first.param, tidy, gradients, {"p": own, "q": {}}, how, {"p": own, "q": {}}, steps)
+
+
+def _gradient_steps(name: str, gradients: dict, own: dict, q: dict) -> tuple:
+    from sympy import IndexedBase
+
+    from .family import j
+
+    out = []
+    for side, grads in gradients.items():
+        for n, g in grads.items():
+            symbol = (own if side == "p" else q)[n]
+            wrt = symbol[j] if isinstance(symbol, IndexedBase) else symbol
+            out.append(("differentiate", f"differentiate with respect to {n}" + (" of q" if side == "q" else "")
+                        + ", then simplify", (name, wrt), g))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=None)
@@ -90,13 +112,24 @@ def kl_form(family: str, param: str | None) -> ClosedForm:
     canonical = {n: mapped.get(n, q.get(n)) for n in s.first.family.parameters}
     from .engine import substitute
 
+    averaged = value
     value = substitute(value, canonical, ref)
     value = rewrite(value, rules.ALGEBRA, s.ctx)
     own = {n: s.first.symbols[n] for n in s.parameters}
     how = _routes(s, integrand, s.first)
-    return ClosedForm("kl", family, s.first.param, s.tidy(value),
-                      {"p": _gradients(s, value, own), "q": _gradients(s, value, q)},
-                      {"p": own, "q": q}, how, {"p": own, "q": q})
+    gradients = {"p": _gradients(s, value, own), "q": _gradients(s, value, q)}
+    tidy = s.tidy(value)
+    from .emit.text import formula
+
+    in_q = ", ".join(f"{formula(ref[n])} = {formula(v)}" for n, v in canonical.items() if v != ref[n]) or "the same parameters"
+    steps = (("model", "log p(x | θ_p) in the parametrization's parameters, as the engine derived it", "log p(x | θ_p)", s.log_prob),
+             ("model", "log q(x) in the family's canonical parameters, renamed _ref", "log q(x)", s.log_prob_ref),
+             ("integrand", "the KL averages log p − log q over x drawn from p", "log p − log q", integrand),
+             ("expectation", f"the expectation under p, term by term: {how or 'symbolic expectation'}", "KL(p ‖ q)", averaged),
+             ("parametrize", f"q's canonical parameters through the parametrization's own map at θ_q ({in_q})", "KL(p ‖ q)", value),
+             ("simplify", "the engine's algebra and stable names (softplus, log-sum-exp, softmax)", "KL(p ‖ q)", tidy),
+             *_gradient_steps("KL", gradients, own, q))
+    return ClosedForm("kl", family, s.first.param, tidy, gradients, {"p": own, "q": q}, how, {"p": own, "q": q}, steps)
 
 
 def _routes(s: Setting, integrand, first) -> str:

@@ -64,3 +64,35 @@ def test_closed_forms_match_textbook_formulas():
     a0 = alpha.sum()
     textbook = gammaln(alpha).sum() - gammaln(a0) + (a0 - 3) * digamma(a0) - ((alpha - 1) * digamma(alpha)).sum()
     assert np.isclose(dirichlet.entropy(concentration=alpha), textbook, rtol=1e-13)
+
+
+def test_explain_quantity_shows_the_engines_steps(capsys):
+    from symelig.entropy_kl import closed_form
+
+    code, out, _ = _run(capsys, "explain", "normal", "--param", "log_scale", "--quantity", "kl")
+    assert code == 0 and "**" not in out
+    titles = [line.split(":")[0] for line in out.splitlines() if line[:1].isdigit()]
+    assert titles == ["1. Model", "2. Model", "3. Integrand", "4. Expectation", "5. Reparametrize q", "6. Simplify",
+                      "7. Gradient", "8. Gradient", "9. Gradient", "10. Gradient"]
+    assert "Gamma(1/2, 1)" in out and "σ_ref = exp(s_q)" in out and "∂KL/∂s_q =" in out
+    form = closed_form("kl", "normal", "log_scale")
+    # each step is what the engine held: the last value step is the printed form, and the
+    # expectation, reparametrized and simplified steps are one function of θ_p and θ_q
+    (_, _, _, averaged), (_, _, _, mapped), (_, _, _, tidy) = form.steps[3:6]
+    assert tidy == form.value and [g for *_, g in form.steps[6:]] == [*form.gradients["p"].values(), *form.gradients["q"].values()]
+    point = {sym: v for sym, v in zip(sorted(mapped.free_symbols, key=str), (0.3, -0.2, 0.4, -0.1))}
+    assert abs(float((mapped - tidy).subs(point))) < 1e-12
+    code, out, _ = _run(capsys, "explain", "categorical", "--param", "logits", "--quantity", "entropy", "-f", "latex")
+    assert code == 0 and out.count(r"&\text{") == 5 and r"\mathrm{H}(p) &=" in out and "∼" not in out
+    code, out, _ = _run(capsys, "explain", "gamma", "--quantity", "entropy", "-f", "markdown")
+    assert code == 0 and out.count("```math") == len(closed_form("entropy", "gamma", None).steps)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("explain", "normal", "--quantity", "mean"), "--quantity is entropy or kl"),
+    (("explain", "normal", "--quantity", "kl", "--loc", "0"), "explain --quantity shows the steps without values"),
+    (("explain", "poisson", "--quantity", "entropy"), "has no closed-form entropy"),
+])
+def test_explain_quantity_errors_are_one_line(capsys, argv, message):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err
