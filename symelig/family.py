@@ -218,6 +218,23 @@ class Standard:
 
 
 EPSILON = Internal("epsilon")  # the sign of a symmetric Standard
+mgf_variable = Internal("u")  # the variable of a moment generating function (Family.moments)
+
+
+def moments_from_mgf(x, mgf, up_to: int, only_even: bool = False) -> dict:
+    """{x^k: E[x^k]} for k = 1 … ``up_to``, the k-th derivatives at 0 of the moment generating
+    function ``mgf`` (a Lambda of one variable): a family declares its MGF, SymPy derives the
+    moments (the polynomials of degree 2 to 4 that the KL-estimator audit averages)."""
+    from sympy import diff, factor
+
+    u = mgf_variable
+    expression = mgf(u)
+    out = {}
+    for k in range(1, up_to + 1):
+        if only_even and k % 2:
+            continue
+        out[x**k] = factor(diff(expression, u, k).subs(u, 0))
+    return out
 
 
 @dataclass(frozen=True)

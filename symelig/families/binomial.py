@@ -1,7 +1,7 @@
-from sympy import log
+from sympy import Lambda, exp, log
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import logfactorial, sigmoid
 
 
@@ -34,8 +34,8 @@ class Binomial(Family):
 
     @classmethod
     def moments(cls, x, total_count, probs, **symbols):
-        """E[x] = n p."""
-        return {x: total_count * probs}
+        """E[x^k] for k ≤ 4 from the MGF (1 − p + p eᵘ)ⁿ: E[x] = n p, …"""
+        return moments_from_mgf(x, Lambda(u, (1 - probs + probs * exp(u)) ** total_count), 4)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

@@ -1,7 +1,7 @@
-from sympy import exp, log
+from sympy import Lambda, exp, log
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import sigmoid
 
 
@@ -30,8 +30,9 @@ class Geometric(Family):
 
     @classmethod
     def moments(cls, x, probs, **symbols):
-        """E[x] = (1 − p)/p (failures before the first success)."""
-        return {x: (1 - probs) / probs}
+        """E[x^k] for k ≤ 4 (failures before the first success) from the MGF p/(1 − (1 − p)eᵘ):
+        E[x] = (1 − p)/p, …"""
+        return moments_from_mgf(x, Lambda(u, probs / (1 - (1 - probs) * exp(u))), 4)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

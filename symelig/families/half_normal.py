@@ -1,7 +1,7 @@
-from sympy import log, pi, sqrt
+from sympy import Lambda, exp, log, pi, sqrt
 
 from .. import constraints
-from ..family import Family, parametrization, positive_parametrizations, register
+from ..family import Family, parametrization, positive_parametrizations, register, moments_from_mgf, mgf_variable as u
 
 
 @register
@@ -30,8 +30,9 @@ class HalfNormal(Family):
 
     @classmethod
     def moments(cls, x, scale, **symbols):
-        """E[x²] = σ²."""
-        return {x**2: scale**2}
+        """E[x²] = σ², E[x⁴] = 3σ⁴, E[x⁶] = 15σ⁶: the even moments of |N(0, σ²)| are those of
+        N(0, σ²), from its MGF exp(σ²u²/2)."""
+        return moments_from_mgf(x, Lambda(u, exp(scale**2 * u**2 / 2)), 6, only_even=True)
 
     scale, log_scale, softplus_scale = positive_parametrizations("scale", {"scale": constraints.positive})
 

@@ -1,7 +1,7 @@
-from sympy import exp, log, loggamma
+from sympy import Lambda, exp, log, loggamma
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import logfactorial, sigmoid
 
 
@@ -32,8 +32,8 @@ class NegativeBinomial(Family):
 
     @classmethod
     def moments(cls, x, total_count, probs, **symbols):
-        """E[x] = r p/(1 − p)."""
-        return {x: total_count * probs / (1 - probs)}
+        """E[x^k] for k ≤ 4 from the MGF ((1 − p)/(1 − p eᵘ))ʳ: E[x] = r p/(1 − p), …"""
+        return moments_from_mgf(x, Lambda(u, ((1 - probs) / (1 - probs * exp(u))) ** total_count), 4)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():
