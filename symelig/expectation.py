@@ -53,11 +53,18 @@ def expectation(expr, first, ctx) -> tuple:
     if declared:
         used: set = set()
         value = _affine(expr, x, declared, used)
+        if value is None and any(_is_power(s, x) for s in declared):
+            # declared powers x^k (the Poisson's E[x²], E[x³]…) are found once the polynomial in
+            # x is multiplied out: ½(x log(λ/λ_ref) + λ_ref − λ)², an estimator k2, holds x² and x
+            used = set()
+            value = _affine(expand(expr, log=False, power_exp=False), x, declared, used)
         if value is not None:
             from .emit.text import readable  # prose: E[(x − μ)²] = σ², not SymPy's (-mu + x)**2
 
-            # only the moments this average used: E[x] = λ for a Poisson KL, not E[x⁴] as well
-            listed = "; ".join(f"E[{readable(s)}] = {readable(v)}" for (s, v), at in zip(moments.items(), declared) if at in used)
+            # the powers x^k a moment generating function gives only where this average used them:
+            # E[x] = λ for a Poisson KL, not E[x⁴] as well
+            listed = "; ".join(f"E[{readable(s)}] = {readable(v)}" for (s, v), at in zip(moments.items(), declared)
+                               if at in used or not _is_power(at, x))
             return value, f"linearity and the moments {listed}"
     standard = family.standard(**symbols)
     if standard is not None:
@@ -87,10 +94,6 @@ def _affine(expr, x, declared: dict, used: set | None = None):
     # a product statistic x_j·x_l is found in a product of sums only once it is multiplied out:
     # (x_j/w_j − x_j/(w_j + 1))·(x_l/w_l − x_l/(w_l + 1)) holds it four times
     replaced = expand_mul(expr) if any(s.is_Mul for s in declared) else expr
-    # declared powers x^k (the Poisson's E[x²], E[x³]…) are found once the polynomial in x is
-    # multiplied out: ½(x log(λ/λ_ref) + λ_ref − λ)², an estimator k2, holds x² and x
-    if any(s.is_Pow and s.base == x for s in declared):
-        replaced = expand(replaced, log=False, power_exp=False)
     values = {}
     # longest statistic first, so that (x − μ)² is taken whole before a bare x
     for statistic, value in sorted(declared.items(), key=lambda kv: -kv[0].count_ops()):
@@ -115,6 +118,11 @@ def _affine(expr, x, declared: dict, used: set | None = None):
         if degree > 1:
             return None
     return polynomial.xreplace(values)
+
+
+def _is_power(statistic, x) -> bool:
+    """x^k with k ≥ 2: a moment a family derives from its moment generating function."""
+    return statistic.is_Pow and statistic.base == x and statistic.exp.is_Integer and statistic.exp >= 2
 
 
 def _instances(statistic, expr, x) -> list:

@@ -35,7 +35,7 @@ class Binomial(Family):
     @classmethod
     def moments(cls, x, total_count, probs, **symbols):
         """E[x^k] for k ≤ 4 from the MGF (1 − p + p eᵘ)ⁿ: E[x] = n p, …"""
-        return moments_from_mgf(x, Lambda(u, (1 - probs + probs * exp(u)) ** total_count), 4)
+        return moments_from_mgf(x, Lambda(u, (1 - probs + probs * exp(u)) ** total_count), 4, mean=total_count * probs)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

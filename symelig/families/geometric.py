@@ -32,7 +32,7 @@ class Geometric(Family):
     def moments(cls, x, probs, **symbols):
         """E[x^k] for k ≤ 4 (failures before the first success) from the MGF p/(1 − (1 − p)eᵘ):
         E[x] = (1 − p)/p, …"""
-        return moments_from_mgf(x, Lambda(u, probs / (1 - (1 - probs) * exp(u))), 4)
+        return moments_from_mgf(x, Lambda(u, probs / (1 - (1 - probs) * exp(u))), 4, mean=(1 - probs) / probs)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

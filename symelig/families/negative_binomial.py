@@ -33,7 +33,7 @@ class NegativeBinomial(Family):
     @classmethod
     def moments(cls, x, total_count, probs, **symbols):
         """E[x^k] for k ≤ 4 from the MGF ((1 − p)/(1 − p eᵘ))ʳ: E[x] = r p/(1 − p), …"""
-        return moments_from_mgf(x, Lambda(u, ((1 - probs) / (1 - probs * exp(u))) ** total_count), 4)
+        return moments_from_mgf(x, Lambda(u, ((1 - probs) / (1 - probs * exp(u))) ** total_count), 4, mean=total_count * probs / (1 - probs))
 
     @parametrization(probs=constraints.unit_interval)
     def probs():
