@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from sympy import (Add, Dummy, I, IndexedBase, besseli, Mul, S, Sum, Symbol, Wild, count_ops, diff, exp, expand, expand_func,
+from sympy import (Add, I, IndexedBase, besseli, Mul, S, Sum, Symbol, Wild, count_ops, diff, exp, expand, expand_func,
                    expand_mul, factor_terms, fraction, log, pi, powsimp, together)
 
 from . import constraints, rules
@@ -200,13 +200,17 @@ def _average(expr, first, ctx):
     if inside != 0:
         # logs free of x are constants of the average; hidden, the Mellin route's forced
         # expansion cannot split log(−1/η₂) into log(−1) − log η₂ = iπ − log η₂
-        hidden = {f: Dummy() for f in inside.atoms(log) if not f.has(x)}
+        # (named in a fixed order, not Dummy(): the message below prints them, and a Dummy's
+        # place in the printed order changed from run to run, and with it derivations/ pages)
+        hidden = {f: Internal(f"hidden{n}") for n, f in enumerate(sorted(inside.atoms(log) - {f for f in inside.atoms(log) if f.has(x)}, key=str))}
         try:
             value, _ = expectation(inside.xreplace(hidden), first, ctx)
         except NoClosedForm as reason:
             message = str(reason)
-            for f, d in hidden.items():
-                message = message.replace(str(d), str(f))
+            from sympy.printing.pretty.pretty_symbology import pretty_symbol
+
+            for f, d in hidden.items():  # as the message printed them (hidden₀)
+                message = message.replace(pretty_symbol(str(d)), str(f)).replace(str(d), str(f))
             raise NoClosedForm(message) from None
         total += value.xreplace({d: f for f, d in hidden.items()})
     return total

@@ -96,3 +96,25 @@ def test_explain_quantity_shows_the_engines_steps(capsys):
 def test_explain_quantity_errors_are_one_line(capsys, argv, message):
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err
+
+
+def test_derivations_pages_have_the_entropy_and_kl_section():
+    from symelig.pages import markdown
+
+    page = markdown(symelig.derive("poisson", "rate"), divergences=True)
+    section = page.split("## Entropy and KL divergence", 1)[1]
+    assert "No closed-form entropy" in section and "`symelig eval poisson --param rate --quantity entropy --samples N --rate V`" in section
+    assert r"\mathrm{KL}(p \,\|\, q) = " in section and r"\frac{\partial \mathrm{KL}}{\partial \lambda_{q}}" in section
+    assert "## Entropy and KL divergence" not in markdown(symelig.derive("poisson", "rate"))  # derive -f markdown: unchanged
+
+
+def test_moments_from_a_moment_generating_function():
+    from sympy import Lambda, Symbol, exp
+
+    from symelig.family import mgf_variable as u, moments_from_mgf
+
+    x, lam = Symbol("x"), Symbol("lambda", positive=True)
+    moments = moments_from_mgf(x, Lambda(u, exp(lam * (exp(u) - 1))), 4)
+    assert (moments[x**2] - (lam**2 + lam)).expand() == 0 and (moments[x**4] - (lam**4 + 6 * lam**3 + 7 * lam**2 + lam)).expand() == 0
+    with pytest.raises(ValueError, match="declared mean"):
+        moments_from_mgf(x, Lambda(u, exp(lam * (exp(u) - 1))), 2, mean=2 * lam)
