@@ -201,7 +201,8 @@ def to_dict(audit: Audit) -> dict:
 
 def text(audit: Audit) -> str:
     """The verdict table for a terminal, then the divergences and the biases in full."""
-    from .emit.text import formula
+    # one line each, as a reader writes them (σ², a·b), not SymPy's ** and *
+    from .emit.text import readable as formula
 
     rows = [("estimator", "placement", "samples", "E[k] = KL(π_θ‖π_ref)", "E[gradient] is")]
     for v in audit.verdicts:

@@ -310,6 +310,9 @@ def evaluate(
     compat: Optional[str] = typer.Option(
         None, "--compat", help="tanh_normal: also log p as sb3, cleanrl or spinningup computes it, and its distance from the exact value.",
     ),
+    quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: its value (and gradients) instead; q's values as --NAME-q."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="With --quantity: a Monte Carlo estimate from this many draws, with its standard error."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="With --samples: the seed of numpy's Generator."),
 ) -> None:
     """Evaluate log p, the eligibility e and the gradient of the probability p·e at given values.
 
@@ -324,6 +327,17 @@ def evaluate(
 
         check_compat(compat, family)
     d = derive_entry(family, param)
+    if quantity is not None or samples is not None or seed is not None:
+        from .evaluate import quantity as run_quantity, render_quantity
+
+        result = run_quantity(d, quantity, samples, seed, ctx.args, _own_options(ctx))
+        if format is EvalFormat.json:
+            import json
+
+            typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            typer.echo(render_quantity(result), nl=False)
+        return
     # a matrix parameter is given by rows: --scale-tril "1,0;0.5,2"
     matrix = _is_matrix(family)
     values = parse_arguments(ctx.args, ["x", *d.arguments, *d.parameters], f"{d.family} --param {d.param}", _own_options(ctx),
@@ -407,6 +421,7 @@ def explain_steps(
     standalone: bool = typer.Option(False, "--standalone", help="LaTeX: a whole document pdflatex compiles."),
     via: Optional[str] = _VIA, wrt: Optional[str] = _WRT, positive: Optional[str] = _POSITIVE,
     vector: Optional[str] = _VECTOR, log_prob: Optional[str] = _LOG_PROB,
+    quantity: Optional[str] = typer.Option(None, "--quantity", help="entropy or kl: the steps of its closed form and gradients instead."),
 ) -> None:
     """Show the derivation step by step; with values (--probs 0.69,0.1,0.2,0.01 --x 0) evaluate
     every step and explain the numbers users confuse."""
@@ -417,6 +432,9 @@ def explain_steps(
         raise SymeligError("--standalone makes a whole LaTeX document: use it with --format latex")
     if _is_matrix(family):
         _emit(_matrix_explained(family, param, format, ctx.args, (via, wrt, positive, vector, log_prob)), output)
+        return
+    if quantity is not None:
+        _emit(_quantity_steps(ctx, family, param, quantity, format, standalone, (via, wrt, positive, vector, log_prob)), output)
         return
     with _working(f"explaining {family}" + (f" --param {param}" if param else "")):
         d = _resolve(family, param, via, wrt, positive, vector, log_prob, "x")
@@ -442,6 +460,24 @@ def _matrix_explained(family, param, format: "ExplainFormat", values: list, user
     if format is ExplainFormat.latex:
         raise SymeligError(f"explain {family} prints --format text or markdown; the LaTeX is `symelig derive {family} --format latex`")
     return d.explain_text() if format is ExplainFormat.text else d.markdown(order=1).split("## Step by step", 1)[1].lstrip("\n")
+
+
+def _quantity_steps(ctx, family, param, quantity, format, standalone, user) -> str:
+    """explain --quantity entropy|kl: the closed form's steps (no values: `eval --quantity` gives numbers)."""
+    from .emit import quantity_steps
+    from .entropy_kl import closed_form
+
+    if quantity not in ("entropy", "kl"):
+        raise SymeligError(f"--quantity is entropy or kl, not {quantity!r}")
+    if any(v is not None for v in user) or standalone:
+        raise SymeligError("explain --quantity works with a catalog entry (no --via, --log-prob or --standalone)")
+    if ctx.args:
+        raise SymeligError(f"explain --quantity shows the steps without values; for numbers run `symelig eval {family} --quantity {quantity} {' '.join(ctx.args)}`")
+    with _working(f"deriving the {quantity} of {family}"):
+        form = closed_form(quantity, family, param)
+    if format is ExplainFormat.latex:
+        return quantity_steps.latex(form)
+    return quantity_steps.markdown(form) if format is ExplainFormat.markdown else quantity_steps.text(form)
 
 
 @app.command(context_settings=_TAKES_VALUES)

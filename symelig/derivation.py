@@ -226,9 +226,15 @@ class Derivation:
         return self._second_order_call("fisher", None, self.defaulted(None, params), validate)
 
     # entropy and KL divergence (symelig.divergence) ---------------------------------------
-    def entropy(self, *, validate: bool = True, **params):
-        """H = E_{x∼p}[−log p(x | θ)] in closed form, shaped like the batch; a one-line
-        SymeligError where the engine derives no closed form."""
+    def entropy(self, *, method: str = "closed_form", samples: int = 100_000, seed=None, validate: bool = True, **params):
+        """H = E_{x∼p}[−log p(x | θ)], shaped like the batch: in closed form (a one-line
+        SymeligError where the engine derives none, naming ``method="monte_carlo"``), or with
+        ``method="monte_carlo"`` an :class:`~symelig.monte_carlo.Estimate` (value, standard_error,
+        samples) from ``samples`` draws of numpy's Generator seeded with ``seed``."""
+        if _method(method) == "monte_carlo":
+            from .monte_carlo import estimate
+
+            return estimate(self, "entropy", {"p": params}, samples, seed)
         from .entropy_kl import closed_form, evaluate
 
         return evaluate(self, closed_form("entropy", self.family, self.param), {"p": params}, False, validate)
@@ -239,9 +245,14 @@ class Derivation:
 
         return evaluate(self, closed_form("entropy", self.family, self.param), {"p": params}, True, validate)["p"]
 
-    def kl(self, p: dict, q: dict, *, validate: bool = True):
+    def kl(self, p: dict, q: dict, *, method: str = "closed_form", samples: int = 100_000, seed=None, validate: bool = True):
         """KL(p ‖ q) = E_{x∼p}[log p(x) − log q(x)] for two members given as dicts of this
-        parametrization's arguments, shaped like the broadcast batch."""
+        parametrization's arguments, shaped like the broadcast batch; ``method="monte_carlo"``
+        as for ``entropy`` (draws from p)."""
+        if _method(method) == "monte_carlo":
+            from .monte_carlo import estimate
+
+            return estimate(self, "kl", {"p": p, "q": q}, samples, seed)
         from .entropy_kl import closed_form, evaluate
 
         return evaluate(self, closed_form("kl", self.family, self.param), {"p": p, "q": q}, False, validate)
@@ -487,6 +498,12 @@ class Derivation:
     @functools.cached_property
     def _vectors(self) -> set:
         return {n for n, c in self.symbolic.parametrization.parameters.items() if c.event_dim}
+
+
+def _method(method) -> str:
+    if method not in ("closed_form", "monte_carlo"):
+        raise SymeligError(f"method is 'closed_form' or 'monte_carlo', not {method!r}")
+    return method
 
 
 def _check_foreign_categories(x, params: dict) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from sympy import (Add, Dummy, I, IndexedBase, Mul, S, Sum, Symbol, Wild, count_ops, diff, exp, expand, expand_func,
+from sympy import (Add, I, IndexedBase, besseli, Mul, S, Sum, Symbol, Wild, count_ops, diff, exp, expand, expand_func,
                    expand_mul, factor_terms, fraction, log, pi, powsimp, together)
 
 from . import constraints, rules
@@ -74,7 +74,12 @@ class Setting:
         expr = expr.replace(log(exp(u) + 1), softplus(u))
         # a common factor (softmax_j) taken out of sums, which TIDY leaves alone
         # and e^a e^b as one e^(a+b): e^{−μ/β} e^{μ_q/β} overflows where e^{(μ_q−μ)/β} does not
-        return min((expr, factor_terms(expr), powsimp(expr, combine="exp")), key=count_ops)
+        best = min((expr, factor_terms(expr), powsimp(expr, combine="exp")), key=count_ops)
+        # I₁(u)/I₀(u) that a distributed product left apart (the von Mises entropy's gradient in
+        # softplus(r)): overflows to inf/inf at u ≈ 700 where the named ratio stays below 1
+        best = best.replace(besseli(1, u) / besseli(0, u), bessel_i1_i0(u))
+        # and e^u/(e^u + 1) as σ(u) (softplus′): inf/inf at u = 800
+        return best.replace(lambda e: e.is_Mul and _sigmoid_pair(e) is not None, _as_sigmoid)
 
     def is_zero(self, expr) -> bool:
         """Whether ``expr`` is 0 by the engine's rules; False means "not shown to be 0"."""
@@ -122,6 +127,20 @@ class Setting:
         wrt = self.wrt(name)
         out = diff(expr, wrt) - diff(expr, RATIO) * RATIO * score + diff(expr, WEIGHT) * WEIGHT * score
         return rewrite(out, rules.ALGEBRA, self.ctx)
+
+
+def _sigmoid_pair(product):
+    """u where ``product`` has the factors e^u and 1/(e^u + 1), else None."""
+    factors = Mul.make_args(product)
+    for f in factors:
+        if isinstance(f, exp) and (f + 1) ** -1 in factors:
+            return f.args[0]
+    return None
+
+
+def _as_sigmoid(product):
+    u = _sigmoid_pair(product)
+    return product / (exp(u) / (exp(u) + 1)) * sigmoid(u)
 
 
 # Above this many operations the whole-expression simplification (together, cancel, factor) is
@@ -181,13 +200,17 @@ def _average(expr, first, ctx):
     if inside != 0:
         # logs free of x are constants of the average; hidden, the Mellin route's forced
         # expansion cannot split log(−1/η₂) into log(−1) − log η₂ = iπ − log η₂
-        hidden = {f: Dummy() for f in inside.atoms(log) if not f.has(x)}
+        # (named in a fixed order, not Dummy(): the message below prints them, and a Dummy's
+        # place in the printed order changed from run to run, and with it derivations/ pages)
+        hidden = {f: Internal(f"hidden{n}") for n, f in enumerate(sorted(inside.atoms(log) - {f for f in inside.atoms(log) if f.has(x)}, key=str))}
         try:
             value, _ = expectation(inside.xreplace(hidden), first, ctx)
         except NoClosedForm as reason:
             message = str(reason)
-            for f, d in hidden.items():
-                message = message.replace(str(d), str(f))
+            from sympy.printing.pretty.pretty_symbology import pretty_symbol
+
+            for f, d in hidden.items():  # as the message printed them (hidden₀)
+                message = message.replace(pretty_symbol(str(d)), str(f)).replace(str(d), str(f))
             raise NoClosedForm(message) from None
         total += value.xreplace({d: f for f, d in hidden.items()})
     return total

@@ -39,6 +39,7 @@ class ClosedForm:
     symbols: dict         # {"p": {name: symbol}, "q": {name: symbol}}
     how: str              # the expectation routes used, in words
     wrt: dict             # {"p": {name: symbol differentiated}, "q": …}
+    steps: tuple = ()     # (rule, sentence, lhs, expression): what the engine held, in order (``explain``)
 
 
 def _renamed(first: SymbolicDerivation, suffix: str) -> dict:
@@ -70,8 +71,29 @@ def entropy_form(family: str, param: str | None) -> ClosedForm:
     value = s.expect(-s.log_prob, "policy")
     own = {n: s.first.symbols[n] for n in s.parameters}
     how = _routes(s, -s.log_prob, s.first)
-    return ClosedForm("entropy", family, s.first.param, s.tidy(value), {"p": _gradients(s, value, own)},
-                      {"p": own, "q": {}}, how, {"p": own, "q": {}})
+    gradients = {"p": _gradients(s, value, own)}
+    tidy = s.tidy(value)
+    steps = (("model", "log p(x | θ) in the parametrization's parameters, as the engine derived it", "log p(x | θ)", s.log_prob),
+             ("integrand", "the entropy averages −log p(x | θ) over x drawn from p", "−log p(x | θ)", -s.log_prob),
+             ("expectation", f"the expectation under p, term by term: {how or 'symbolic expectation'}", "H(p)", value),
+             ("simplify", "the engine's algebra and stable names (softplus, log-sum-exp, softmax)", "H(p)", tidy),
+             *_gradient_steps("H", gradients, own, {}))
+    return ClosedForm("entropy", family, s.first.param, tidy, gradients, {"p": own, "q": {}}, how, {"p": own, "q": {}}, steps)
+
+
+def _gradient_steps(name: str, gradients: dict, own: dict, q: dict) -> tuple:
+    from sympy import IndexedBase
+
+    from .family import j
+
+    out = []
+    for side, grads in gradients.items():
+        for n, g in grads.items():
+            symbol = (own if side == "p" else q)[n]
+            wrt = symbol[j] if isinstance(symbol, IndexedBase) else symbol
+            out.append(("differentiate", f"differentiate with respect to {n}" + (" of q" if side == "q" else "")
+                        + ", then simplify", (name, wrt), g))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=None)
@@ -90,13 +112,24 @@ def kl_form(family: str, param: str | None) -> ClosedForm:
     canonical = {n: mapped.get(n, q.get(n)) for n in s.first.family.parameters}
     from .engine import substitute
 
+    averaged = value
     value = substitute(value, canonical, ref)
     value = rewrite(value, rules.ALGEBRA, s.ctx)
     own = {n: s.first.symbols[n] for n in s.parameters}
     how = _routes(s, integrand, s.first)
-    return ClosedForm("kl", family, s.first.param, s.tidy(value),
-                      {"p": _gradients(s, value, own), "q": _gradients(s, value, q)},
-                      {"p": own, "q": q}, how, {"p": own, "q": q})
+    gradients = {"p": _gradients(s, value, own), "q": _gradients(s, value, q)}
+    tidy = s.tidy(value)
+    from .emit.text import formula
+
+    in_q = ", ".join(f"{formula(ref[n])} = {formula(v)}" for n, v in canonical.items() if v != ref[n]) or "the same parameters"
+    steps = (("model", "log p(x | θ_p) in the parametrization's parameters, as the engine derived it", "log p(x | θ_p)", s.log_prob),
+             ("model", "log q(x) in the family's canonical parameters, renamed _ref", "log q(x)", s.log_prob_ref),
+             ("integrand", "the KL averages log p − log q over x drawn from p", "log p − log q", integrand),
+             ("expectation", f"the expectation under p, term by term: {how or 'symbolic expectation'}", "KL(p ‖ q)", averaged),
+             ("parametrize", f"q's canonical parameters through the parametrization's own map at θ_q ({in_q})", "KL(p ‖ q)", value),
+             ("simplify", "the engine's algebra and stable names (softplus, log-sum-exp, softmax)", "KL(p ‖ q)", tidy),
+             *_gradient_steps("KL", gradients, own, q))
+    return ClosedForm("kl", family, s.first.param, tidy, gradients, {"p": own, "q": q}, how, {"p": own, "q": q}, steps)
 
 
 def _routes(s: Setting, integrand, first) -> str:
@@ -106,81 +139,115 @@ def _routes(s: Setting, integrand, first) -> str:
         return ""
 
 
-# ---- numbers: the closed forms evaluated on batches ----------------------------------------
-
-def _batched(d, arrays: dict, vectors: set):
-    """(batch shape, category count or None, float dtype) of checked argument arrays."""
-    import numpy as np
-
-    shapes = [a.shape[:-1] if n in vectors else a.shape for n, a in arrays.items()]
-    size = next((a.shape[-1] for n, a in arrays.items() if n in vectors), None)
-    floats = [a.dtype for a in arrays.values() if a.dtype.kind == "f"]
-    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
-    return np.broadcast_shapes(*shapes), size, dtype
-
-
-def _shaped(value, batch, size, vector: bool, dtype):
-    import numpy as np
-
-    value = np.asarray(value)
-    if vector:
-        return np.broadcast_to(value, batch + (size,)).astype(dtype)
-    if size is not None and value.ndim and value.shape[-1:] == (1,):
-        value = value[..., 0]  # a sum over the category axis, kept for broadcasting
-    return np.broadcast_to(value, batch).astype(dtype)
-
+# ---- numbers: the closed forms' generated kernels on batches ---------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _functions(quantity: str, family: str, param: str, arguments: tuple):
-    from .emit.closed_form import function
+def kernels(quantity: str, family: str, param: str, backend: str = "numpy"):
+    """The generated module (``value``, ``gradient``) of the closed form, for ``backend`` "numpy"
+    or "array-api" (:mod:`symelig.emit.closed_form`); SymeligError where there is none."""
+    import hashlib
+    import linecache
+    import types
 
-    form = {"entropy": entropy_form, "kl": kl_form}[quantity](family, param)
-    made = {"value": function(form.value, list(arguments))}
-    for side, grads in form.gradients.items():
-        for name, g in grads.items():
-            made[(side, name)] = function(g, list(arguments))
-    return made
+    from .emit.closed_form import module_source
+
+    form = closed_form(quantity, family, param)
+    source = module_source(form, setting(family, param).first, backend)
+    # our own printer's output over validated identifiers, never user text
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    filename = f"<symelig {family} {form.param} {quantity} {backend} {digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"symelig_generated_{family}_{form.param}_{quantity}_{backend.replace('-', '_')}")
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+def _inputs(d, sides: dict) -> dict:
+    """The kernel's keyword arguments: the entry's arguments (p's), p's parameters, q's as ``<name>_q``."""
+    from .emit.closed_form import Q_SUFFIX
+
+    out = {a: sides["p"][a] for a in d.arguments}
+    for side, params in sides.items():
+        out.update({(n if side == "p" else n + Q_SUFFIX): params[n] for n in d.parameters})
+    return out
 
 
 def evaluate(d, form: ClosedForm, sides: dict, gradient: bool, validate: bool):
     """The value of ``form`` (or {"p": {name: ∂}, "q": …} with ``gradient``) at the parameter
-    dicts ``sides`` ({"p": {...}} or {"p": {...}, "q": {...}}) of derivation ``d``."""
+    dicts ``sides`` ({"p": {...}} or {"p": {...}, "q": {...}}) of derivation ``d``.
+
+    numpy input runs the numpy kernels after the checks of ``eligibility``, and a result that
+    is not finite is a one-line error; tensors of another library (torch, JAX, CuPy) run the
+    array-API kernels on their device and dtype, with only their names checked (checking values
+    would copy them to the host), as ``fisher`` does."""
     import numpy as np
 
-    from .derivation import as_array
+    from .derivation import _foreign, as_array
 
-    first = setting(form.family, form.param).first
-    arguments = tuple(first.family.arguments)
-    checked = {}
     for side, params in sides.items():
         if not isinstance(params, dict):
-            raise SymeligError(f"{side} must be a dict of {', '.join([*arguments, *d.parameters])}; got {type(params).__name__}")
-        checked[side] = d._checked(None, params) if validate else {n: as_array(n, v) for n, v in params.items()}
-    for a in arguments:  # KL between members with the same total_count only
-        if "q" in checked and not np.array_equal(checked["p"][a], checked["q"][a]):
-            raise SymeligError(f"p and q must have the same {a}: the KL is between members with one {a}")
-    symbols, arrays = [], []
-    for a in arguments:
-        symbols.append(first.symbols[a])
-        arrays.append(checked["p"][a])
-    for side in sides:
-        for n in d.parameters:
-            symbols.append(form.symbols[side][n])
-            arrays.append(checked[side][n])
-    vectors = {n for n, c in first.parametrization.parameters.items() if c.event_dim}
-    everything = {f"{side}.{n}": a for side in checked for n, a in checked[side].items()}
-    batch, size, dtype = _batched(d, everything, {f"{side}.{n}" for side in checked for n in vectors})
-    if size is not None and len({a.shape[-1] for k, a in everything.items() if k.split(".")[1] in vectors}) > 1:
+            raise SymeligError(f"{side} must be a dict of {', '.join([*d.arguments, *d.parameters])}; got {type(params).__name__}")
+    function = "gradient" if gradient else "value"
+    if any(_foreign(None, params) for params in sides.values()):
+        for params in sides.values():
+            d.check_names(params)
+        _same_arguments(d, sides, foreign=True)
+        return getattr(kernels(form.quantity, form.family, form.param, "array-api"), function)(**_inputs(d, sides))
+    checked = {side: d._checked(None, params) if validate else {n: as_array(n, v) for n, v in params.items()}
+               for side, params in sides.items()}
+    _same_arguments(d, checked, foreign=False)
+    sizes = {np.shape(checked[s][n])[-1:] for s in checked for n in d._vectors}
+    if len(sizes) > 1:
         raise SymeligError("p and q must have the same number of categories (last axis)")
-    functions = _functions(form.quantity, form.family, form.param, tuple(symbols))
-    computed = [a if at < len(arguments) else a.astype(dtype, copy=False) for at, a in enumerate(arrays)]
-    if size is not None:  # one number per batch element lines up with the kept category axis
-        computed = [a if isinstance(symbol, IndexedBase) else np.asarray(a)[..., None] for symbol, a in zip(symbols, computed)]
     with np.errstate(all="ignore"):
-        if not gradient:
-            return _shaped(functions["value"](*computed), batch, size, False, dtype)
-        return {side: {n: _shaped(functions[(side, n)](*computed), batch, size, n in vectors, dtype) for n in d.parameters}
-                for side in form.gradients}
+        result = getattr(kernels(form.quantity, form.family, form.param, "numpy"), function)(**_inputs(d, checked))
+    if validate:
+        _require_finite(d, form, result, checked)
+    return result
+
+
+def _same_arguments(d, sides: dict, foreign: bool) -> None:
+    """The KL is between members with one total_count: p's and q's arguments must agree."""
+    import numpy as np
+
+    if "q" not in sides:
+        return
+    for a in d.arguments:
+        p, q = sides["p"][a], sides["q"][a]
+        if foreign:
+            try:
+                from array_api_compat import array_namespace
+
+                xp = array_namespace(p, q)
+                same = bool(xp.all(p == q))
+            except Exception:  # noqa: BLE001 -- a traced value (jax.jit) or mixed libraries: not checked here
+                continue
+        else:
+            same = np.array_equal(np.broadcast_to(p, np.broadcast_shapes(np.shape(p), np.shape(q))), q)
+        if not same:
+            raise SymeligError(f"p and q must have the same {a}: the KL is between members with one {a}")
+
+
+def _require_finite(d, form: ClosedForm, result, checked: dict) -> None:
+    """A one-line error where a value or gradient is inf or nan: beyond the dtype's range, or
+    infinite (a KL where q gives probability 0 to what p does not)."""
+    import numpy as np
+
+    parts = [result] if not isinstance(result, dict) else [v for side in result.values() for v in side.values()]
+    what = ("the entropy" if form.quantity == "entropy" else "KL(p ‖ q)") + (" gradient" if isinstance(result, dict) else "")
+    for value in parts:
+        value = np.asarray(value)
+        if np.all(np.isfinite(value)):
+            continue
+        where = np.argwhere(~np.isfinite(value))[0]
+        batch = len(np.broadcast_shapes(*(np.shape(a)[:-1] if n in d._vectors else np.shape(a)
+                                          for side in checked.values() for n, a in side.items())))
+        at = f" at batch index {[int(w) for w in where[:batch]]}" if batch else ""
+        zero = [f"{side}.{n}" for side in checked for n in d.parameters
+                if d.symbolic.constraints[n].lower == 0 and np.any(np.asarray(checked[side][n]) == 0)]
+        why = (f"{zero[0]} has an entry 0 (a probability 0), where it is infinite" if zero
+               else "the parameters are too extreme for this precision" + ("" if value.dtype == np.float64 else "; float64 has more range"))
+        raise SymeligError(f"{what}{at} is not finite in {value.dtype} ({value[tuple(where)].item()}): {why}")
 
 
 def closed_form(quantity: str, family: str, param: str | None) -> ClosedForm:
@@ -192,4 +259,19 @@ def closed_form(quantity: str, family: str, param: str | None) -> ClosedForm:
         name = "entropy" if quantity == "entropy" else "KL divergence"
         _, parametrization = lookup(family, param)
         raise SymeligError(f"{family} --param {parametrization.name} has no closed-form {name} from the "
-                           f"engine's expectation routes ({str(reason)[:160]})") from None
+                           f"engine's expectation routes ({str(reason)[:160]}){_offer(family, parametrization, quantity)}") from None
+
+
+def _offer(family: str, parametrization, quantity: str) -> str:
+    """The Monte Carlo estimate, where the family declares a sampler."""
+    from .family import lookup
+    from .monte_carlo import has_sampler
+
+    cls = lookup(family, None)[0]
+    if not has_sampler(cls):
+        return ""
+    call = "d.entropy(method='monte_carlo', **params)" if quantity == "entropy" else "d.kl(p, q, method='monte_carlo')"
+    names = [*cls.arguments, *parametrization.parameters] + ([f"{n}_q" for n in parametrization.parameters] if quantity == "kl" else [])
+    values = " ".join(f"--{n.replace('_', '-')} V" for n in names)
+    return (f"; a Monte Carlo estimate with its standard error: {call}, or `symelig eval {family} --param "
+            f"{parametrization.name} --quantity {quantity} --samples N {values}`")

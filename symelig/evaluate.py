@@ -121,3 +121,56 @@ def render(derivation, result: dict) -> str:
     if "compat" in result:
         lines.append(f"({result['compat']['library']}'s Jacobian term does not depend on θ: e is the same)")
     return "\n".join(lines) + "\n"
+
+
+def quantity(derivation, which, samples, seed, args: list, options=()) -> dict:
+    """``eval --quantity entropy|kl``: the closed form (value and gradients) at the given values,
+    or with ``--samples`` the Monte Carlo estimate and its standard error; q's values as --NAME-q."""
+    from .entropy_kl import closed_form
+
+    if which not in ("entropy", "kl"):
+        raise SymeligError("--samples and --seed go with --quantity entropy or kl" if which is None
+                           else f"--quantity is entropy or kl, not {which!r}")
+    if seed is not None and samples is None:
+        raise SymeligError("--seed goes with --samples (the Monte Carlo estimate)")
+    d = derivation
+    names = [*d.arguments, *d.parameters]
+    entry = f"{d.family} --param {d.param}"
+    if which == "kl":
+        names += [f"{n}_q" for n in d.parameters]
+    values = parse_arguments(args, names, entry + f" --quantity {which}", options)
+    sides = {"p": {n: values[n] for n in [*d.arguments, *d.parameters]}}
+    if which == "kl":
+        sides["q"] = {**{a: values[a] for a in d.arguments}, **{n: values[f"{n}_q"] for n in d.parameters}}
+    result = {"family": d.family, "param": d.param, "quantity": which}
+    if samples is not None:
+        if which == "entropy":
+            found = d.entropy(method="monte_carlo", samples=samples, seed=seed, **sides["p"])
+        else:
+            found = d.kl(sides["p"], sides["q"], method="monte_carlo", samples=samples, seed=seed)
+        return {**result, "method": "monte_carlo", "samples": found.samples, "seed": seed,
+                "value": found.value.tolist(), "standard_error": found.standard_error.tolist()}
+    form = closed_form(which, d.family, d.param)  # the one-line error, with the Monte Carlo offer
+    if which == "entropy":
+        value, gradient = d.entropy(**sides["p"]), {"p": d.entropy_gradient(**sides["p"])}
+    else:
+        value, gradient = d.kl(sides["p"], sides["q"]), d.kl_gradient(sides["p"], sides["q"])
+    return {**result, "method": "closed_form", "how": form.how, "value": np.asarray(value).tolist(),
+            "gradients": {side: {n: np.asarray(g).tolist() for n, g in grads.items()} for side, grads in gradient.items()}}
+
+
+def render_quantity(result: dict) -> str:
+    """The value (± its standard error for a Monte Carlo estimate) and the gradients."""
+    name = "H(p)" if result["quantity"] == "entropy" else "KL(p ‖ q)"
+    lines = [f"{result['family']} --param {result['param']}, {result['quantity']}"]
+    if result["method"] == "monte_carlo":
+        seed = "" if result["seed"] is None else f", seed {result['seed']}"
+        lines.append(f"{name} ≈ {_fmt(result['value'])} ± {_fmt(result['standard_error'])}")
+        lines.append(f"(Monte Carlo: {result['samples']} draws of p{seed}; ± one standard error)")
+        return "\n".join(lines) + "\n"
+    rows = [(name, result["value"])]
+    rows += [(f"∂{name}/∂{n}" + ("_q" if side == "q" else ""), v) for side, grads in result["gradients"].items() for n, v in grads.items()]
+    width = max(len(label) for label, _ in rows)
+    lines += [f"{label.ljust(width)} = {_fmt(value)}" for label, value in rows]
+    lines.append(f"(closed form: {result['how'] or 'symbolic expectation'})")
+    return "\n".join(lines) + "\n"

@@ -45,16 +45,26 @@ def expectation(expr, first, ctx) -> tuple:
     if first.sample_index is not None:
         return _category(expr, first, ctx), "an exact sum over the K categories"
     substitution = first.substitution
+    moments = family.moments(**symbols)
     declared = {
         substitute(sympify(s), substitution, symbols): substitute(sympify(v), substitution, symbols)
-        for s, v in family.moments(**symbols).items()
+        for s, v in moments.items()
     }
     if declared:
-        value = _affine(expr, x, declared)
+        used: set = set()
+        value = _affine(expr, x, declared, used)
+        if value is None and any(_is_power(s, x) for s in declared):
+            # declared powers x^k (the Poisson's E[x²], E[x³]…) are found once the polynomial in
+            # x is multiplied out: ½(x log(λ/λ_ref) + λ_ref − λ)², an estimator k2, holds x² and x
+            used = set()
+            value = _affine(expand(expr, log=False, power_exp=False), x, declared, used)
         if value is not None:
             from .emit.text import readable  # prose: E[(x − μ)²] = σ², not SymPy's (-mu + x)**2
 
-            listed = "; ".join(f"E[{readable(s)}] = {readable(v)}" for s, v in family.moments(**symbols).items())
+            # the powers x^k a moment generating function gives only where this average used them:
+            # E[x] = λ for a Poisson KL, not E[x⁴] as well
+            listed = "; ".join(f"E[{readable(s)}] = {readable(v)}" for (s, v), at in zip(moments.items(), declared)
+                               if at in used or not _is_power(at, x))
             return value, f"linearity and the moments {listed}"
     standard = family.standard(**symbols)
     if standard is not None:
@@ -77,9 +87,9 @@ def _category(expr, first, ctx):
     return total
 
 
-def _affine(expr, x, declared: dict):
+def _affine(expr, x, declared: dict, used: set | None = None):
     """expr with each declared statistic replaced by its expectation, when expr is affine in
-    them and has no other dependence on x; else None."""
+    them and has no other dependence on x; else None.  The statistics found go into ``used``."""
     names = numbered_symbols("S", cls=Internal, real=True)
     # a product statistic x_j·x_l is found in a product of sums only once it is multiplied out:
     # (x_j/w_j − x_j/(w_j + 1))·(x_l/w_l − x_l/(w_l + 1)) holds it four times
@@ -88,6 +98,8 @@ def _affine(expr, x, declared: dict):
     # longest statistic first, so that (x − μ)² is taken whole before a bare x
     for statistic, value in sorted(declared.items(), key=lambda kv: -kv[0].count_ops()):
         for at in _instances((statistic, value), replaced, x):
+            if used is not None and replaced.has(at[0]):
+                used.add(statistic)
             name = next(names)
             values[name] = at[1]
             # subs, not xreplace: a product statistic x_j·x_l sits inside a larger product
@@ -106,6 +118,11 @@ def _affine(expr, x, declared: dict):
         if degree > 1:
             return None
     return polynomial.xreplace(values)
+
+
+def _is_power(statistic, x) -> bool:
+    """x^k with k ≥ 2: a moment a family derives from its moment generating function."""
+    return statistic.is_Pow and statistic.base == x and statistic.exp.is_Integer and statistic.exp >= 2
 
 
 def _instances(statistic, expr, x) -> list:

@@ -233,6 +233,28 @@ class Standard:
 
 
 EPSILON = Internal("epsilon")  # the sign of a symmetric Standard
+mgf_variable = Internal("u")  # the variable of a moment generating function (Family.moments)
+
+
+def moments_from_mgf(x, mgf, up_to: int, only_even: bool = False, mean=None) -> dict:
+    """{x^k: E[x^k]} for k = 1 … ``up_to``, the k-th derivatives at 0 of the moment generating
+    function ``mgf`` (a Lambda of one variable): a family declares its MGF, SymPy derives the
+    moments (the polynomials of degree 2 to 4 that the KL-estimator audit averages).  ``mean``,
+    E[x] as the family writes it ((1 − p)/p, not factor's −(p − 1)/p), must agree with the MGF's."""
+    from sympy import cancel, diff, factor
+
+    u = mgf_variable
+    expression = mgf(u)
+    out = {}
+    for k in range(1, up_to + 1):
+        if only_even and k % 2:
+            continue
+        out[x**k] = factor(diff(expression, u, k).subs(u, 0))
+    if mean is not None:
+        if cancel(out[x] - mean) != 0:
+            raise ValueError(f"the declared mean {mean} is not the MGF's {out[x]}")
+        out[x] = mean
+    return out
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ def explain_command(d) -> str:
     return f"symelig explain {d.family} --param {d.param}"
 
 
-def markdown(d, order: int = 2) -> str:
-    """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1)."""
+def markdown(d, order: int = 2, divergences: bool = False) -> str:
+    """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1;
+    with ``divergences`` the entropy and KL section of the ``derivations/`` pages)."""
     from .emit import steps
     from .emit.latex import likelihood, printed, tex
     from .explanation import explain
@@ -53,6 +54,7 @@ def markdown(d, order: int = 2) -> str:
         f"{CONVENTION}\n\n"
         f"{math}\n\n"
         f"{_second_order(d) if order == 2 else ''}"
+        f"{_divergences(d) if divergences else ''}"
         f"## Step by step\n\nEach step is one rule the engine applied (`{explain_command(d)}`).\n\n"
         f"{steps.markdown(explain(d))}\n"
         f"{footer}"
@@ -96,6 +98,36 @@ def _second_order(d) -> str:
     return out
 
 
+def _divergences(d) -> str:
+    """The entropy and KL(p ‖ q) section: each closed form with its gradients (`derive --quantity`),
+    or the line saying there is none and how to estimate it by Monte Carlo."""
+    from sympy import IndexedBase
+
+    from .emit.latex import tex
+    from .entropy_kl import _offer, entropy_form, kl_form
+    from .expectation import NoClosedForm
+    from .family import j, lookup
+
+    out = "## Entropy and KL divergence\n\n"
+    for quantity, name, title in (("entropy", "entropy", r"\mathrm{H}(p)"), ("kl", "KL divergence", r"\mathrm{KL}(p \,\|\, q)")):
+        try:
+            form = {"entropy": entropy_form, "kl": kl_form}[quantity](d.family, d.param)
+        except NoClosedForm as reason:
+            offer = _offer(d.family, lookup(d.family, d.param)[1], quantity)
+            out += f"No closed-form {name} from the engine's expectation routes ({reason}){offer}.\n\n"
+            continue
+        symbol = title.split("(")[0]
+        rows = [f"{title} = {tex(form.value)}"] + [
+            rf"\frac{{\partial {symbol}}}{{\partial {tex(w[j] if isinstance(w, IndexedBase) else w)}}} = {tex(g)}"
+            for side, grads in form.gradients.items() for n, g in grads.items() for w in [form.wrt[side][n]]]
+        what = "p's own parameters" if quantity == "entropy" else "p's parameters and q's (suffix _q), one parametrization"
+        out += (f"The {name} in {what}; expectation by {form.how or 'the symbolic routes'} "
+                f"(`symelig derive {d.family} --param {d.param} --quantity {quantity}`; steps: "
+                f"`symelig explain {d.family} --param {d.param} --quantity {quantity}`):\n\n")
+        out += "\n\n".join(f"```math\n{r}\n```" for r in rows) + "\n\n"
+    return out
+
+
 def builtin_entries() -> list:
     """The catalog entries shipped with symelig (a lab's own families are not written here)."""
     return [e for e in catalog() if e.builtin]
@@ -105,7 +137,7 @@ def _entry_files(entry) -> tuple:
     """(stem, LaTeX fragment, Markdown page, numpy module) of one entry: the unit of work a
     worker process does (deriving and printing one entry takes about a second)."""
     d = derive(entry.family, entry.param)
-    return _stem(entry), d.latex_fragment(order=2), markdown(d), d.full_numpy_source
+    return _stem(entry), d.latex_fragment(order=2), markdown(d, divergences=True), d.full_numpy_source
 
 
 def _all_entry_files(entries: list) -> list:

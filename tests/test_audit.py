@@ -238,3 +238,58 @@ def test_an_undecided_comparison_is_an_error_not_a_verdict(monkeypatch):
     monkeypatch.setattr(Setting, "is_zero", lambda self, expr: False)
     with pytest.raises(SymeligError, match="could not decide symbolically"):
         audit.audit_kl("exponential", "rate")
+
+
+# ---- exact enumeration for the discrete families whose moments the audit now uses ---------
+
+def _discrete_case(family):
+    """(values, log pmf at θ / ref / old over the support 0..M, score at θ) for one point; the
+    pmfs by hand from scipy's, the score by hand."""
+    from scipy import stats
+
+    if family == "poisson":
+        lam, lr, lo = 3.5, 2.0, 5.0
+        x = np.arange(0, 200)
+        pmf = lambda rate: stats.poisson.logpmf(x, rate)  # noqa: E731
+        return {"lambda": lam, "lambda_ref": lr, "lambda_old": lo}, x, (pmf(lam), pmf(lr), pmf(lo)), (x / lam - 1)[:, None]
+    if family == "binomial":
+        n, p, pr, po = 7, 0.3, 0.55, 0.4
+        x = np.arange(0, n + 1)
+        pmf = lambda q: stats.binom.logpmf(x, n, q)  # noqa: E731
+        return {"p": p, "p_ref": pr, "p_old": po, "n": n}, x, (pmf(p), pmf(pr), pmf(po)), (x / p - (n - x) / (1 - p))[:, None]
+    if family == "geometric":  # failures before the first success
+        p, pr, po = 0.3, 0.5, 0.2
+        x = np.arange(0, 400)
+        pmf = lambda q: stats.geom.logpmf(x + 1, q)  # noqa: E731
+        return {"p": p, "p_ref": pr, "p_old": po}, x, (pmf(p), pmf(pr), pmf(po)), (1 / p - x / (1 - p))[:, None]
+    p, pr, po = 0.3, 0.8, 0.5  # bernoulli
+    x = np.arange(0, 2)
+    pmf = lambda q: stats.bernoulli.logpmf(x, q)  # noqa: E731
+    return {"p": p, "p_ref": pr, "p_old": po}, x, (pmf(p), pmf(pr), pmf(po)), (x / p - (1 - x) / (1 - p))[:, None]
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial", "geometric", "bernoulli"])
+def test_discrete_verdicts_by_exact_enumeration(family):
+    """The moments these families declare (E[x^k] from their MGFs) let the audit average every
+    estimator; each E[g] against the enumeration over the support, each verdict against the
+    enumerated gradients ∇ KL(π_θ‖π_ref) = E_θ[log(π/π_ref)·e] and ∇ KL(π_ref‖π_θ) = −E_ref[e]."""
+    result = audit.audit_kl(family, "probs" if family != "poisson" else "rate")
+    values, _, (lp, lref, lold), score = _discrete_case(family)
+    p_theta, p_ref, p_old = np.exp(lp), np.exp(lref), np.exp(lold)
+    L, r, rho = lp - lref, np.exp(lref - lp), np.exp(lp - lold)
+    reverse = (p_theta * L) @ score
+    forward = -(p_ref @ score)
+
+    def at(expr):
+        return float(expr.subs({sym: values[str(sym)] for sym in expr.free_symbols}).evalf(30))
+
+    for v in result.verdicts:
+        g = _per_sample(v.estimator.name, v.placement, L, r, rho, score)
+        weights = p_old if v.estimator.sampling == "behaviour" else p_theta
+        exact = weights @ g
+        symbolic = np.array([at(v.expected_gradient[n]) for n in result.setting.parameters])
+        np.testing.assert_allclose(symbolic, exact, rtol=1e-10, atol=1e-12, err_msg=f"{v.estimator.name} in the {v.placement}")
+        if v.gradient_of is not None:
+            np.testing.assert_allclose(symbolic, reverse if v.gradient_of == audit.REVERSE else forward, rtol=1e-10, atol=1e-12)
+        else:
+            assert not np.allclose(symbolic, reverse) and not np.allclose(symbolic, forward)

@@ -193,6 +193,11 @@ class ArrayPrinter(PositiveFirst, SciPyPrinter):
         a = self._print(expr.args[0])
         return f"({self._module_format('scipy.special.i1e')}({a})/{self._module_format('scipy.special.i0e')}({a}))"
 
+    def _print_gamma(self, expr):
+        if self.dialect == "numpy":
+            return f"{self._module_format('scipy.special.gamma')}({self._print(expr.args[0])})"
+        return self._helper("_gamma", expr.args)
+
     def _print_logfactorial(self, expr):
         return f"{self._module_format('scipy.special.gammaln')}({self._print(expr.args[0])} + 1)"
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .latex import broken, tex
-from .text import formula
+from .text import _indent, display, formula
 
 _TITLE = {"entropy": ("H(p)", r"\mathrm{H}(p)"), "kl": ("KL(p ‖ q)", r"\mathrm{KL}(p \,\|\, q)")}
 _DEFINITION = {
@@ -27,12 +27,14 @@ def _component(symbol):
 
 
 def text(form) -> str:
+    """The ``--format text`` page, typeset like the eligibility's (:func:`symelig.emit.text.render`):
+    each formula in 2-D Unicode (σ², fractions), not SymPy's one-line ``**``."""
     title, _ = _TITLE[form.quantity]
     lines = [f"{title} for {form.family} --param {form.param} (q's parameters carry _q)",
              f"  = {_DEFINITION[form.quantity][0]}, {form.how or 'symbolically'}", "",
-             f"{title} = {formula(form.value)}", ""]
+             f"{title} =", _indent(display(form.value))]
     for _, wrt, g in _rows(form):
-        lines.append(f"∂{title.split('(')[0]}/∂{formula(_component(wrt))} = {formula(g)}")
+        lines += ["", f"∂{title.split('(')[0]}/∂{formula(_component(wrt))} =", _indent(display(g))]
     return "\n".join(lines) + "\n"
 
 

@@ -751,7 +751,10 @@ def _gamma_differences(expr):
             else:
                 out.append(t)
         for n, c, b, d, a in pairs:
-            out.append(c * (betaln(b, d) if n == "betaln" else gamma_difference(n, b, d, a, int(b in shifted))))
+            # only ψ_n pairs are shifted: their poles were added up above; a log Γ pair's "pole"
+            # log Γ(b) − log Γ(b + 1) = −log b was not, and shifting it alone lost that term
+            # (the Student-t entropy at ν < 2 was off by 2 log(ν/2))
+            out.append(c * (betaln(b, d) if n == "betaln" else gamma_difference(n, b, d, a, int(b in shifted and bool(n >= 0)))))
         return Add(*out, *[shift[b] for b in shifted])
 
     # with a pair at b, the shift pays only near the pole and away from the pair's Taylor

@@ -1,7 +1,7 @@
-from sympy import log
+from sympy import Lambda, exp, log
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import sigmoid
 
 
@@ -20,13 +20,18 @@ class Bernoulli(Family):
     symbols = {"probs": "p", "logits": "z"}
 
     @staticmethod
+    def sample(rng, shape, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.binomial(1, p)."""
+        return rng.binomial(1, probs, shape)
+
+    @staticmethod
     def log_prob(x, probs):
         return x * log(probs) + (1 - x) * log(1 - probs)
 
     @classmethod
     def moments(cls, x, probs, **symbols):
-        """E[x] = p."""
-        return {x: probs}
+        """E[x^k] = p for k ≤ 4, from the MGF 1 − p + p eᵘ."""
+        return moments_from_mgf(x, Lambda(u, 1 - probs + probs * exp(u)), 4)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

@@ -21,6 +21,11 @@ class Beta(Family):
                "raw_concentration1": "r", "raw_concentration0": "s", "eta1": "eta1", "eta2": "eta2"}
 
     @staticmethod
+    def sample(rng, shape, concentration1, concentration0, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.beta."""
+        return rng.beta(concentration1, concentration0, shape)
+
+    @staticmethod
     def log_prob(x, concentration1, concentration0):
         a, b = concentration1, concentration0
         return (a - 1) * log(x) + (b - 1) * log(1 - x) - loggamma(a) - loggamma(b) + loggamma(a + b)

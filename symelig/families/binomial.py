@@ -1,7 +1,7 @@
-from sympy import log
+from sympy import Lambda, exp, log
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import logfactorial, sigmoid
 
 
@@ -21,14 +21,21 @@ class Binomial(Family):
     symbols = {"probs": "p", "logits": "z", "total_count": "n"}
 
     @staticmethod
+    def sample(rng, shape, total_count, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.binomial."""
+        import numpy as np
+
+        return rng.binomial(total_count.astype(np.int64), probs, shape)
+
+    @staticmethod
     def log_prob(x, total_count, probs):
         n = total_count
         return logfactorial(n) - logfactorial(x) - logfactorial(n - x) + x * log(probs) + (n - x) * log(1 - probs)
 
     @classmethod
     def moments(cls, x, total_count, probs, **symbols):
-        """E[x] = n p."""
-        return {x: total_count * probs}
+        """E[x^k] for k ≤ 4 from the MGF (1 − p + p eᵘ)ⁿ: E[x] = n p, …"""
+        return moments_from_mgf(x, Lambda(u, (1 - probs + probs * exp(u)) ** total_count), 4, mean=total_count * probs)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

@@ -19,6 +19,12 @@ class Categorical(Family):
     symbols = {"probs": "p", "normalized_probs": "pi", "logits": "z"}
 
     @staticmethod
+    def sample(rng, shape, normalized_probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: the inverse
+        of the cumulative probabilities at a uniform draw (the Generator has no batched categorical)."""
+        return sample_categories(rng, shape, normalized_probs)
+
+    @staticmethod
     def log_prob(x, normalized_probs):
         return log(normalized_probs[x])
 
@@ -49,3 +55,14 @@ class Categorical(Family):
         eligibility sums to zero over j (it has no component along the all-ones direction).
         """
         return {"normalized_probs": Lambda(i, exp(logits[i]) / Sum(exp(logits[k]), (k, 0, K - 1)))}
+
+
+def sample_categories(rng, shape, probs):
+    """Category indices of shape ``shape`` (samples, *batch) for probabilities ``probs`` (*batch, K):
+    the number of cumulative probabilities below a uniform draw (normalized first)."""
+    import numpy as np
+
+    cumulative = np.cumsum(probs, axis=-1)
+    cumulative = cumulative / cumulative[..., -1:]
+    u = rng.random(tuple(shape) + (1,))
+    return np.sum(u >= cumulative[..., :-1], axis=-1)

@@ -15,6 +15,11 @@ class Cauchy(Family):
     symbols = {"loc": "mu", "scale": "gamma", "log_scale": "s", "raw_scale": "r"}
 
     @staticmethod
+    def sample(rng, shape, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: μ + σ·rng.standard_cauchy."""
+        return loc + scale * rng.standard_cauchy(shape)
+
+    @staticmethod
     def log_prob(x, loc, scale):
         return -log(pi) - log(scale) - log(1 + ((x - loc) / scale) ** 2)
 

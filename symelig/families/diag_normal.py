@@ -19,6 +19,13 @@ class DiagNormal(Family):
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r"}
 
     @staticmethod
+    def sample(rng, shape, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.normal per coordinate."""
+        import numpy as np
+
+        return rng.normal(loc, scale, shape + np.shape(np.broadcast_arrays(loc, scale)[0])[-1:])
+
+    @staticmethod
     def log_prob(x, loc, scale):
         return Sum(-log(scale[i]) - log(2 * pi) / 2 - (x[i] - loc[i]) ** 2 / (2 * scale[i] ** 2), (i, 0, K - 1))
 

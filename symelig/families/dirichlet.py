@@ -19,6 +19,15 @@ class Dirichlet(Family):
     symbols = {"concentration": "alpha", "log_concentration": "a", "raw_concentration": "r", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, concentration, **arguments):
+        """Draws of shape ``shape`` + (K,) from numpy's Generator ``rng``: independent
+        rng.standard_gamma(α_k) divided by their sum (rng.dirichlet takes one α, not a batch)."""
+        import numpy as np
+
+        g = rng.standard_gamma(concentration, tuple(shape) + np.shape(concentration)[-1:])
+        return g / np.sum(g, axis=-1, keepdims=True)
+
+    @staticmethod
     def log_prob(x, concentration):
         a = concentration
         return Sum((a[i] - 1) * log(x[i]), (i, 0, K - 1)) + loggamma(Sum(a[i], (i, 0, K - 1))) - Sum(loggamma(a[i]), (i, 0, K - 1))

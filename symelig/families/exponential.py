@@ -18,6 +18,11 @@ class Exponential(Family):
     symbols = {"rate": "lambda", "log_rate": "ell", "raw_rate": "r", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, rate, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.exponential(1/λ)."""
+        return rng.exponential(1 / rate, shape)
+
+    @staticmethod
     def log_prob(x, rate):
         return log(rate) - rate * x
 

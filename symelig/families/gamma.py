@@ -20,6 +20,11 @@ class Gamma(Family):
                "raw_concentration": "u", "raw_rate": "v", "eta1": "eta1", "eta2": "eta2"}
 
     @staticmethod
+    def sample(rng, shape, concentration, rate, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.standard_gamma(α)/β."""
+        return rng.standard_gamma(concentration, shape) / rate
+
+    @staticmethod
     def log_prob(x, concentration, rate):
         a, b = concentration, rate
         return a * log(b) + (a - 1) * log(x) - b * x - loggamma(a)

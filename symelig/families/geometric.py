@@ -1,7 +1,7 @@
-from sympy import exp, log
+from sympy import Lambda, exp, log
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import sigmoid
 
 
@@ -20,13 +20,19 @@ class Geometric(Family):
     symbols = {"probs": "p", "logits": "z", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.geometric(p) − 1 (numpy counts trials, x counts failures)."""
+        return rng.geometric(probs, shape) - 1
+
+    @staticmethod
     def log_prob(x, probs):
         return x * log(1 - probs) + log(probs)
 
     @classmethod
     def moments(cls, x, probs, **symbols):
-        """E[x] = (1 − p)/p (failures before the first success)."""
-        return {x: (1 - probs) / probs}
+        """E[x^k] for k ≤ 4 (failures before the first success) from the MGF p/(1 − (1 − p)eᵘ):
+        E[x] = (1 − p)/p, …"""
+        return moments_from_mgf(x, Lambda(u, probs / (1 - (1 - probs) * exp(u))), 4, mean=(1 - probs) / probs)
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

@@ -15,6 +15,11 @@ class Gumbel(Family):
     symbols = {"loc": "mu", "scale": "beta", "log_scale": "s", "raw_scale": "r"}
 
     @staticmethod
+    def sample(rng, shape, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.gumbel."""
+        return rng.gumbel(loc, scale, shape)
+
+    @staticmethod
     def log_prob(x, loc, scale):
         z = (x - loc) / scale
         return -log(scale) - z - exp(-z)

@@ -15,6 +15,11 @@ class Laplace(Family):
     symbols = {"loc": "mu", "scale": "b", "log_scale": "s", "raw_scale": "r"}
 
     @staticmethod
+    def sample(rng, shape, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.laplace."""
+        return rng.laplace(loc, scale, shape)
+
+    @staticmethod
     def log_prob(x, loc, scale):
         return -log(2 * scale) - Abs(x - loc) / scale
 

@@ -21,6 +21,14 @@ class MaskedCategorical(Family):
     symbols = {"probs": "p", "normalized_probs": "pi", "logits": "z", "mask": "m"}
 
     @staticmethod
+    def sample(rng, shape, normalized_probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch): a categorical of the masked probabilities
+        (a masked category has probability 0, never drawn)."""
+        from .categorical import sample_categories
+
+        return sample_categories(rng, shape, normalized_probs)
+
+    @staticmethod
     def log_prob(x, normalized_probs):
         return log(normalized_probs[x])
 

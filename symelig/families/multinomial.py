@@ -22,6 +22,14 @@ class Multinomial(Family):
     symbols = {"probs": "p", "normalized_probs": "pi", "logits": "z", "total_count": "n"}
 
     @staticmethod
+    def sample(rng, shape, total_count, normalized_probs, **arguments):
+        """Draws of shape ``shape`` + (K,) from numpy's Generator ``rng``: rng.multinomial."""
+        import numpy as np
+
+        probs = normalized_probs / np.sum(normalized_probs, axis=-1, keepdims=True)
+        return rng.multinomial(np.asarray(total_count).astype(np.int64), probs, shape)
+
+    @staticmethod
     def log_prob(x, total_count, normalized_probs):
         return (
             logfactorial(total_count)

@@ -1,7 +1,7 @@
-from sympy import exp, log, loggamma
+from sympy import Lambda, exp, log, loggamma
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import logfactorial, sigmoid
 
 
@@ -21,14 +21,19 @@ class NegativeBinomial(Family):
     symbols = {"probs": "p", "logits": "z", "total_count": "r", "eta": "eta"}
 
     @staticmethod
+    def sample(rng, shape, total_count, probs, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.negative_binomial(r, 1 − p): x counts the successes of probability p before r failures."""
+        return rng.negative_binomial(total_count, 1 - probs, shape)
+
+    @staticmethod
     def log_prob(x, total_count, probs):
         r = total_count
         return loggamma(x + r) - loggamma(r) - logfactorial(x) + r * log(1 - probs) + x * log(probs)
 
     @classmethod
     def moments(cls, x, total_count, probs, **symbols):
-        """E[x] = r p/(1 − p)."""
-        return {x: total_count * probs / (1 - probs)}
+        """E[x^k] for k ≤ 4 from the MGF ((1 − p)/(1 − p eᵘ))ʳ: E[x] = r p/(1 − p), …"""
+        return moments_from_mgf(x, Lambda(u, ((1 - probs) / (1 - probs * exp(u))) ** total_count), 4, mean=total_count * probs / (1 - probs))
 
     @parametrization(probs=constraints.unit_interval)
     def probs():

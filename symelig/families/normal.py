@@ -18,6 +18,11 @@ class Normal(Family):
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r", "eta1": "eta1", "eta2": "eta2"}
 
     @staticmethod
+    def sample(rng, shape, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.normal."""
+        return rng.normal(loc, scale, shape)
+
+    @staticmethod
     def log_prob(x, loc, scale):
         return -log(scale) - log(2 * pi) / 2 - (x - loc) ** 2 / (2 * scale**2)
 

@@ -1,7 +1,7 @@
-from sympy import exp, log
+from sympy import Lambda, exp, log
 
 from .. import constraints
-from ..family import Family, parametrization, register
+from ..family import Family, parametrization, register, moments_from_mgf, mgf_variable as u
 from ..functions import logfactorial, softplus
 
 
@@ -19,13 +19,18 @@ class Poisson(Family):
     symbols = {"rate": "lambda", "log_rate": "eta", "raw_rate": "r"}
 
     @staticmethod
+    def sample(rng, shape, rate, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.poisson."""
+        return rng.poisson(rate, shape)
+
+    @staticmethod
     def log_prob(x, rate):
         return x * log(rate) - rate - logfactorial(x)
 
     @classmethod
     def moments(cls, x, rate, **symbols):
-        """E[x] = λ."""
-        return {x: rate}
+        """E[x^k] for k ≤ 4 from the MGF exp(λ(eᵘ − 1)): E[x] = λ, E[x²] = λ(λ + 1), …"""
+        return moments_from_mgf(x, Lambda(u, exp(rate * (exp(u) - 1))), 4)
 
     @parametrization(rate=constraints.positive)
     def rate():

@@ -19,6 +19,11 @@ class StudentT(Family):
     symbols = {"df": "nu", "loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r"}
 
     @staticmethod
+    def sample(rng, shape, df, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: μ + σ·rng.standard_t(ν)."""
+        return loc + scale * rng.standard_t(df, shape)
+
+    @staticmethod
     def log_prob(x, df, loc, scale):
         nu = df
         return (

@@ -16,6 +16,11 @@ class VonMises(Family):
     symbols = {"loc": "mu", "concentration": "kappa", "log_concentration": "k", "raw_concentration": "r"}
 
     @staticmethod
+    def sample(rng, shape, loc, concentration, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: rng.vonmises, on [−π, π]."""
+        return rng.vonmises(loc, concentration, shape)
+
+    @staticmethod
     def log_prob(x, loc, concentration):
         return concentration * cos(x - loc) - log(2 * pi) - log(besseli(0, concentration))
 

@@ -19,6 +19,11 @@ class Weibull(Family):
                "raw_scale": "r", "raw_concentration": "q"}
 
     @staticmethod
+    def sample(rng, shape, scale, concentration, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: λ·rng.weibull(k)."""
+        return scale * rng.weibull(concentration, shape)
+
+    @staticmethod
     def log_prob(x, scale, concentration):
         lam, k = scale, concentration
         return log(k) - log(lam) + (k - 1) * (log(x) - log(lam)) - (x / lam) ** k

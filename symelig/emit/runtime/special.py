@@ -28,6 +28,16 @@ def _special(xp):
     return special
 
 
+def _gamma(xp, u):
+    """Γ(u): the library's own where it has one (scipy, JAX, CuPy); torch.special has none, so
+    exp(log|Γ(u)|) with the sign of Γ, which is negative on (−2k − 1, −2k)."""
+    sp = _special(xp)
+    if hasattr(sp, "gamma"):
+        return sp.gamma(u)
+    sign = xp.where((u > 0) | (xp.remainder(xp.floor(u), 2.0) == 0), 1.0, -1.0)
+    return sign * xp.exp(sp.gammaln(u))
+
+
 def _xlogy(xp, a, b):
     """a·log(b), 0 where a == 0 (an empty category of probability 0 contributes nothing)."""
     zero = a == 0
