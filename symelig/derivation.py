@@ -320,17 +320,20 @@ class Derivation:
         from .emit.second_order import supported
 
         if not supported(self.second_order):
+            vectors = [n for n in self.parameters if n in self._vectors]
+            what = "are several vector parameters" if len(vectors) > 1 else "mix both"
             raise SymeligError(
                 "second-order kernels are generated for scalar parameters or one vector parameter; "
-                f"{', '.join(self.parameters)} mix both (the formulas are printed by `derive --order 2`)"
+                f"{', '.join(self.parameters)} {what} (the formulas are printed by `derive --order 2`)"
             )
 
     def _require_fisher(self) -> None:
-        self._require_kernels()
+        # no closed form is the first thing to say: no kernel could compute it either way
         if self.second_order.fisher is None:
             raise SymeligError(
                 f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"
             )
+        self._require_kernels()
 
     def log_prob(self, x, *, validate: bool = True, **params):
         """log p(x | θ), shaped like the batch.  −inf is the answer for a discrete sample of

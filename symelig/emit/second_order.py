@@ -27,10 +27,12 @@ def vector_parameter(so) -> str | None:
 
 
 def supported(so) -> bool:
-    """Kernels exist for scalar parameters or for one vector parameter (every catalog entry); a
-    user's mix of a vector and scalar parameters (logits = z/τ) has its math printed only."""
-    names = so.first.parameters
-    return vector_parameter(so) is None or len(names) == 1
+    """Kernels exist for scalar parameters or for one vector parameter whose block is a diagonal
+    plus rank one (the catalog's single-vector entries); several vector parameters (diag_normal,
+    normal_mixture) or a user's mix of a vector and scalar parameters (logits = z/τ) have their
+    math printed only."""
+    vector = vector_parameter(so)
+    return vector is None or (len(so.first.parameters) == 1 and (vector, vector) in (so.structure or {}))
 
 
 def functions(so, backend) -> tuple:
