@@ -205,8 +205,17 @@ def _grouped(expr):
         groups.setdefault(key, []).append(term / key)
     if not expr.has(Softmax) or set(groups) == {S.One} or len(groups) == len(Add.make_args(expr)):
         return expr
-    out = Add(*[key * factor(Add(*terms)) for key, terms in groups.items()])
+    out = Add(*[_factored(key, Add(*terms)) for key, terms in groups.items()])
     return out if count_ops(out) < count_ops(expr) else expr
+
+
+def _factored(key, coefficient):
+    """key·coefficient with the coefficient factored, unless that gives more than two brackets:
+    a product of four ((x − μ_j − σ_j)(x − μ_j + σ_j)(…)(…)) is longer than a printed line and
+    cannot be broken; its terms are left apart, where a line may break."""
+    factored = factor(coefficient)
+    brackets = [f for f in Mul.make_args(factored) if f.is_Add or (f.is_Pow and f.base.is_Add)]
+    return key * factored if len(brackets) <= 2 else Add(*[key * t for t in Add.make_args(coefficient)])
 
 
 def _expanded(expr):
