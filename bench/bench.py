@@ -42,12 +42,14 @@ import symelig  # noqa: E402
 
 VECTOR_SHAPES = [(4096, 1000), (65536, 16), (256, 100000)]
 SCALAR_SHAPES = [(1_000_000,)]
+MIXTURE_SHAPES = [(1_000_000, 8)]  # batch × components: one real x per row
 ROWS = [
     (("categorical", "logits"), VECTOR_SHAPES),
     (("categorical", "probs"), VECTOR_SHAPES),
     (("multinomial", "logits"), VECTOR_SHAPES),
     (("normal", "scale"), SCALAR_SHAPES),
     (("bernoulli", "logits"), SCALAR_SHAPES),
+    (("normal_mixture", "log_scale"), MIXTURE_SHAPES),
 ]
 
 
@@ -62,6 +64,10 @@ def inputs(entry, shape, dtype, rng):
         n = 20
         x = rng.multinomial(n, np.full(k, 1 / k), size=batch).astype(dtype)
         return {"x": x, "total_count": np.full(batch, n, dtype), "logits": z}
+    if family == "normal_mixture":
+        batch, k = shape
+        return {"x": rng.normal(scale=3.0, size=batch).astype(dtype), "logits": rng.normal(size=shape).astype(dtype),
+                "loc": rng.normal(scale=3.0, size=shape).astype(dtype), "log_scale": rng.normal(scale=0.5, size=shape).astype(dtype)}
     if family == "normal":
         return {"x": rng.normal(size=shape).astype(dtype), "loc": rng.normal(size=shape).astype(dtype),
                 "scale": rng.uniform(0.5, 2, size=shape).astype(dtype)}
@@ -190,7 +196,7 @@ import json, sys, time, numpy as np
 sys.path.insert(0, {bench!r})
 import bench, symelig
 entry, dtype = tuple({entry!r}), np.dtype({dtype!r})
-shape = (8, 5) if entry[0] in ("categorical", "multinomial") else (8,)
+shape = (8, 5) if entry[0] in ("categorical", "multinomial", "normal_mixture") else (8,)
 args = bench.inputs(entry, shape, dtype, np.random.default_rng(0))
 start = time.perf_counter()
 kernels = symelig.derive(*entry, backend="numba").numba_kernels  # derivation and module source

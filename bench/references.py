@@ -58,7 +58,32 @@ def bernoulli_logits(x, logits):
     return {"logits": e}
 
 
+def normal_mixture_log_scale(x, logits, loc, log_scale):
+    # responsibilities r = softmax(z − s − w²/2) and π = softmax(z), each max-shifted in place
+    inv = np.exp(-log_scale)
+    w = x[:, None] - loc
+    w *= inv
+    r = np.multiply(w, w)
+    r *= -0.5
+    r += logits
+    r -= log_scale
+    r -= r.max(axis=-1, keepdims=True)
+    np.exp(r, out=r)
+    r /= r.sum(axis=-1, keepdims=True)
+    e_z = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(e_z, out=e_z)
+    e_z /= -e_z.sum(axis=-1, keepdims=True)
+    e_z += r
+    e_loc = r * w
+    e_loc *= inv
+    np.multiply(w, w, out=w)
+    w -= 1
+    w *= r
+    return {"logits": e_z, "loc": e_loc, "log_scale": w}
+
+
 NUMPY = {
+    ("normal_mixture", "log_scale"): normal_mixture_log_scale,
     ("categorical", "logits"): categorical_logits,
     ("categorical", "probs"): categorical_probs,
     ("multinomial", "logits"): multinomial_logits,
@@ -90,7 +115,14 @@ def torch_nograd(torch):
     def bernoulli_logits(x, logits):
         return {"logits": x - torch.sigmoid(logits)}
 
+    def normal_mixture_log_scale(x, logits, loc, log_scale):
+        inv = torch.exp(-log_scale)
+        w = (x[:, None] - loc) * inv
+        r = torch.softmax(logits - log_scale - 0.5 * w * w, -1)
+        return {"logits": r - torch.softmax(logits, -1), "loc": r * w * inv, "log_scale": r * (w * w - 1)}
+
     return {
+        ("normal_mixture", "log_scale"): normal_mixture_log_scale,
         ("categorical", "logits"): categorical_logits, ("categorical", "probs"): categorical_probs,
         ("multinomial", "logits"): multinomial_logits, ("normal", "scale"): normal_scale,
         ("bernoulli", "logits"): bernoulli_logits,
@@ -114,7 +146,15 @@ def torch_references(torch):
 
         return run
 
+    def mixture(x, logits, loc, log_scale):
+        return D.MixtureSameFamily(D.Categorical(logits=logits), D.Normal(loc, log_scale.exp())).log_prob(x)
+
+    def mixture_fused(x, logits, loc, log_scale):  # two logsumexps, the constant −½ log 2π left out
+        w = (x[:, None] - loc) * torch.exp(-log_scale)
+        return torch.logsumexp(logits - log_scale - 0.5 * w * w, -1) - torch.logsumexp(logits, -1)
+
     return {
+        ("normal_mixture", "log_scale"): (autograd(mixture), autograd(mixture_fused)),
         ("categorical", "logits"): (
             autograd(lambda x, logits: D.Categorical(logits=logits).log_prob(x)),
             autograd(lambda x, logits: torch.log_softmax(logits, -1).gather(-1, x[:, None])),

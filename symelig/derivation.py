@@ -332,19 +332,23 @@ class Derivation:
         from .emit.second_order import supported
 
         if not supported(self.second_order):
-            why = (f"{', '.join(self.parameters)} mix both" if len(self.parameters) > 1
-                   else f"the Hessian of {self.parameters[0]} is not a diagonal plus a rank-one block")
+            vectors = [n for n in self.parameters if n in self._vectors]
+            if len(self.parameters) == 1:
+                why = f"the Hessian of {self.parameters[0]} is not a diagonal plus a rank-one block"
+            else:
+                why = f"{', '.join(self.parameters)} {'are several vector parameters' if len(vectors) > 1 else 'mix both'}"
             raise SymeligError(
                 "second-order kernels are generated for scalar parameters or one vector parameter with a diagonal "
                 f"plus rank-one Hessian; {why} (the formulas are printed by `derive --order 2`)"
             )
 
     def _require_fisher(self) -> None:
-        self._require_kernels()
+        # no closed form is the first thing to say: no kernel could compute it either way
         if self.second_order.fisher is None:
             raise SymeligError(
                 f"{self.family} param={self.param} has no closed-form Fisher information: {self.second_order.no_closed_form}"
             )
+        self._require_kernels()
 
     def log_prob(self, x, *, validate: bool = True, **params):
         """log p(x | θ), shaped like the batch.  −inf is the answer for a discrete sample of

@@ -131,7 +131,15 @@ class Softmax(_AtCategory):
     def doit(self, **hints):
         return exp(self.body.subs(self.index, self.at)) / self.sum_of_exp()
 
+    def responsibility(self) -> bool:
+        """A softmax over a mixture's components whose body holds the sample x: the posterior
+        weight of a component given x, written γ_j as in Bishop (2006, §9.2), defined once under
+        the formulas (its body is too long to repeat in every term of a Hessian)."""
+        return any(s.name == "x" for s in self.body.free_symbols if not isinstance(s, Indexed))
+
     def _latex(self, printer, exp=None):
+        if self.responsibility():
+            return _power(r"\gamma_{%s}" % printer._print(self.at), exp)
         return _power(r"\operatorname{softmax}(%s)_{%s}" % (
             self._vector_latex(printer),
             printer._print(self.at),

@@ -29,7 +29,7 @@ def markdown(d, order: int = 2, divergences: bool = False) -> str:
     """The page of one derivation (with the Hessian and Fisher information unless ``order`` is 1;
     with ``divergences`` the entropy and KL section of the ``derivations/`` pages)."""
     from .emit import steps
-    from .emit.latex import likelihood, printed, tex
+    from .emit.latex import likelihood, printed, responsibility, tex
     from .explanation import explain
 
     s = d.symbolic
@@ -37,6 +37,7 @@ def markdown(d, order: int = 2, divergences: bool = False) -> str:
         f"\\frac{{\\partial \\log {likelihood(s)}}}{{\\partial {tex(s.wrt(n))}}} = {tex(printed(s, e))}"
         for n, e in s.eligibility.items()
     ] + [f"{tex(target)} = {tex(value)}" for target, value in s.definitions()]
+    blocks += [gamma] if (gamma := responsibility(s)) else []  # γ_j, the responsibilities the formulas use
     math = "\n\n".join(f"```math\n{b}\n```" for b in blocks)
     command = s.parametrization.command
     if command:  # a --via or custom derivation: its own commands, no derivations/ files

@@ -188,31 +188,59 @@ def _rename_index(node, ctx):
     return Sum(found[0].subs(found[1], i), (i, 0, K - 1))
 
 
+def _exponent(summand):
+    """f with ``summand`` = exp(f), where the summand is a product of exponentials and positive
+    factors (e^{z_i}/σ_i = e^{z_i − log σ_i}: a mixture's weighted densities), else None."""
+    factors = Mul.make_args(summand)
+    exponentials = [g for g in factors if isinstance(g, exp)]
+    others = [g for g in factors if not isinstance(g, exp)]
+    if not exponentials or not all(g.is_positive for g in others):
+        return None
+    return Add(*(g.args[0] for g in exponentials), *(expand_log(log(g)) for g in others))
+
+
 def _log_sum_exp(node, ctx):
     if isinstance(node, log):
         found = _category_sum(node.args[0])
-        if found and isinstance(found[0], exp):
-            body, v = found[0].args[0], found[1]
-            return LogSumExp(body.subs(v, i), i, K)
+        body = _exponent(found[0]) if found else None
+        if body is not None:
+            return LogSumExp(body.subs(found[1], i), i, K)
     return node
 
 
 def _softmax(node, ctx):
+    """w_j / Σ_i w_i = softmax(f)_j for w_i = exp(f_i) (:func:`_exponent`: exponentials times
+    positive factors), where the numerator holds an exponential of w_j; a sum in the numerator
+    is factored first, (x − μ_j)·w_j/σ_j² − … has w_j in every term."""
     if not node.is_Mul:
         return node
     for denominator in node.args:
         # exp(f_j) exp(f_l) / (Σ_i exp f_i)² is named one softmax at a time: softmax_j · softmax_l
         if isinstance(denominator, Pow) and denominator.exp.is_Integer and denominator.exp < 0:
             found = _category_sum(denominator.base)
-            if found and isinstance(found[0], exp):
-                body = found[0].args[0].subs(found[1], i)
-                for numerator in node.args:
-                    if isinstance(numerator, exp):
-                        for at in ctx.category_indices:
-                            if numerator.args[0] == body.subs(i, at):
-                                rest = [g for g in node.args if g is not numerator and g is not denominator]
-                                return Mul(*rest) * Pow(denominator.base, denominator.exp + 1) * Softmax(body, i, K, at)
+            body = _exponent(found[0]) if found else None
+            if body is None:
+                continue
+            body, weight = body.subs(found[1], i), found[0].subs(found[1], i)
+            numerator = Mul(*[factor_terms(g) if g.is_Add else g for g in node.args if g is not denominator])
+            if not any(isinstance(g, exp) for g in Mul.make_args(numerator)):
+                continue
+            for at in sorted(ctx.category_indices, key=str):
+                # w_j is a factor of the numerator where dividing it out leaves less (its
+                # exponentials cancel): e^(f_j) e^(f_l)/Σ² names softmax_j, then softmax_l
+                rest = _merged_exponentials(numerator / weight.subs(i, at))
+                if count_ops(rest) < count_ops(numerator):
+                    return rest * Pow(denominator.base, denominator.exp + 1) * Softmax(body, i, K, at)
     return node
+
+
+def _merged_exponentials(product):
+    """e^a·e^b = e^(a + b) in a product, so that w_j's factor e^(−f_j) cancels the numerator's e^(f_j)."""
+    factors = Mul.make_args(product)
+    exponentials = [g for g in factors if isinstance(g, exp)]
+    if len(exponentials) < 2:
+        return product
+    return Mul(*[g for g in factors if not isinstance(g, exp)]) * exp(Add(*(g.args[0] for g in exponentials)))
 
 
 def _softmax_average(node, ctx):

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import Add, Basic, DiracDelta, IndexedBase, KroneckerDelta, Mul, S, Sum, diff
+from sympy import Add, Basic, DiracDelta, Dummy, IndexedBase, KroneckerDelta, Mul, S, Sum, count_ops, diff, exp, factor
 
 from . import constraints, rules
 from .engine import SymbolicDerivation, context, rewrite
 from .expectation import NoClosedForm, expectation, m
 from .family import K, j, l
-from .functions import sigmoid, sigmoid_over_softplus, softplus
+from .functions import Softmax, sigmoid, sigmoid_over_softplus, softplus
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def derive_second_order(first: SymbolicDerivation) -> SecondOrder:
     # the second derivative is taken w.r.t. component l of a vector parameter (j for the first)
     raw = {(a, b): _diagonal_in_j(rewrite(diff(score[a], first.wrt(b).subs(j, l)), rules.ALGEBRA, ctx)) for a, b in pairs}
     tidy_hessian = {pair: _tidy(h, ctx) for pair, h in raw.items()}
-    hessian = {pair: _name(h, ctx) for pair, h in tidy_hessian.items()}
+    hessian = {pair: _grouped(_name(h, ctx)) for pair, h in tidy_hessian.items()}
 
     smooth = not any(h.has(DiracDelta) for h in raw.values())
     mean, unknown = _mean_score(score, first, ctx)
@@ -172,7 +172,7 @@ def _diagonal_in_j(expr):
     if not expr.has(l):
         return expr
     out = []
-    for term in Add.make_args(expr.expand() if expr.has(KroneckerDelta) else expr):
+    for term in Add.make_args(_expanded(expr) if expr.has(KroneckerDelta) else expr):
         factors = list(Mul.make_args(term))
         deltas = [f for f in factors if isinstance(f, KroneckerDelta)]
         # δ_jx δ_lx = δ_jl δ_jx: both components are the sample's category
@@ -191,6 +191,41 @@ def _diagonal_in_j(expr):
     return Add(*out)
 
 
+def _grouped(expr):
+    """A block with softmax factors, its terms collected by their δ_jl and softmax factors, each
+    coefficient factored, where that is shorter: a mixture's ∂²/∂μ_j∂μ_l reads
+    δ_jl·r_j·((x − μ_j)² − σ_j²)/σ_j⁴ − r_j·r_l·(x − μ_j)(x − μ_l)/(σ_j²σ_l²), not as 8 expanded terms."""
+    def structural(f):
+        base = f.base if f.is_Pow else f
+        return isinstance(base, (KroneckerDelta, Softmax))
+
+    groups: dict = {}
+    for term in Add.make_args(expr):
+        key = Mul(*[f for f in Mul.make_args(term) if structural(f)])
+        groups.setdefault(key, []).append(term / key)
+    if not expr.has(Softmax) or set(groups) == {S.One} or len(groups) == len(Add.make_args(expr)):
+        return expr
+    out = Add(*[_factored(key, Add(*terms)) for key, terms in groups.items()])
+    return out if count_ops(out) < count_ops(expr) else expr
+
+
+def _factored(key, coefficient):
+    """key·coefficient with the coefficient factored, unless that gives more than two brackets:
+    a product of four ((x − μ_j − σ_j)(x − μ_j + σ_j)(…)(…)) is longer than a printed line and
+    cannot be broken; its terms are left apart, where a line may break."""
+    factored = factor(coefficient)
+    brackets = [f for f in Mul.make_args(factored) if f.is_Add or (f.is_Pow and f.base.is_Add)]
+    return key * factored if len(brackets) <= 2 else Add(*[key * t for t in Add.make_args(coefficient)])
+
+
+def _expanded(expr):
+    """``expr`` expanded into terms, each exponential kept whole: e^(z_j − (x − μ_j)²/(2σ_j²)) split
+    into e^(z_j)·e^(−x²/(2σ_j²))·… would no longer be seen as a mixture component's weight
+    (softmax naming, :mod:`symelig.rules`)."""
+    exponentials = {e: Dummy() for e in expr.atoms(exp)}
+    return expr.xreplace(exponentials).expand().xreplace({d: e for e, d in exponentials.items()})
+
+
 def _structures(first: SymbolicDerivation, hessian: dict, fisher: dict | None, ctx) -> tuple:
     """({(a, a): {"hessian": RankOne, "fisher": RankOne}}, {(a, a): null vector}) for the
     vector parameters, from the unnamed forms (where Σ_i π_i = 1 is visible to the rules), with
@@ -202,14 +237,18 @@ def _structures(first: SymbolicDerivation, hessian: dict, fisher: dict | None, c
             continue
         try:
             forms = {"hessian": rank_one(h)}
-        except ValueError:  # a sum of rank-one terms (Plackett–Luce: one per step): math printed only
+            if fisher is not None:
+                forms["fisher"] = rank_one(fisher[pair])
+            named = {kind: _named(block, ctx) for kind, block in forms.items()}
+        except ValueError:
+            # another form (Plackett–Luce's sum of rank-one terms, one per step; a mixture's logits: δ_jl(r_j − π_j) − r_j r_l + π_j π_l, rank two):
+            # printed, with no structured kernels (emit.second_order.supported)
             continue
         if fisher is not None:
-            forms["fisher"] = rank_one(fisher[pair])
             n = _null_vector(forms["fisher"], ctx)
             if n is not None:
                 null[pair] = _name(n, ctx)
-        structure[pair] = {kind: _named(block, ctx) for kind, block in forms.items()}
+        structure[pair] = named
     return structure, null
 
 
@@ -224,7 +263,7 @@ def rank_one(expr) -> RankOne:
     """Split a (j, l) block into δ_jl·d_j + c·u_j·u_l; ValueError when it has another form."""
     delta = KroneckerDelta(j, l)
     diagonal, rest = [], []
-    for term in Add.make_args(expr.expand() if expr.has(delta) else expr):
+    for term in Add.make_args(_expanded(expr) if expr.has(delta) else expr):
         factors = Mul.make_args(term)
         (diagonal if delta in factors else rest).append(Mul(*[f for f in factors if f != delta]))
     diagonal = Add(*diagonal)
@@ -235,10 +274,10 @@ def rank_one(expr) -> RankOne:
         return RankOne(diagonal, S.Zero, S.One)
     rest = rest.factor() if rest.is_Add else rest
     scale, u_j, u_l = [], [], []
-    for factor in Mul.make_args(rest):
-        if factor.has(j) and factor.has(l):
+    for f in Mul.make_args(rest):
+        if f.has(j) and f.has(l):
             raise ValueError(f"{expr} is not a diagonal plus a rank-one term")
-        (u_j if factor.has(j) else u_l if factor.has(l) else scale).append(factor)
+        (u_j if f.has(j) else u_l if f.has(l) else scale).append(f)
     u_j, u_l = Mul(*u_j), Mul(*u_l)
     if u_l.subs(l, j) != u_j:
         raise ValueError(f"{expr} is not symmetric in j and l")

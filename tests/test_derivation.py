@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sympy import IndexedBase, KroneckerDelta, Sum, cancel, symbols
+from sympy import Indexed, IndexedBase, KroneckerDelta, Rational, Sum, Symbol, cancel, exp, symbols
 
 import symelig
 import symelig.family
+from symelig import constraints
 from symelig.expand import expand
 from symelig.family import K, i, j, n_blocks, n_placed
 from symelig.functions import Softmax, xdivy
@@ -64,7 +65,7 @@ def _concrete(expr, size, row, m, d):
     """The symbolic-K result at K = size, sample row, component m, as a plain expression."""
     s = d.symbols
     values = {K: size, j: m}
-    if not isinstance(s["x"], IndexedBase):
+    if not isinstance(s["x"], IndexedBase) and row != "x":  # a category row; a real x (a mixture) stays x
         values[s["x"]] = row
     expr = expr.subs(values).doit()
     if "total_count" in s:  # the support identity Σ x_i = n, undone for the comparison
@@ -80,7 +81,25 @@ def test_symbolic_k_agrees_with_expanded_k(vector_entry, size):
         for name, wrt in table.columns.items():
             for m, expanded in enumerate(table.entries[(row, name)]):
                 symbolic = _concrete(d.eligibility[name], size, row, m, d)
-                assert cancel((symbolic - expanded).doit()) == 0, (row, m, symbolic, expanded)
+                difference = (symbolic - expanded).doit()
+                if difference.has(exp) and d.family.value is constraints.real:
+                    # a mixture: e^(a)·e^(−a) over sums of K Gaussian exponentials, which cancel
+                    # does not pair up (and takes minutes on at K = 5): compared at random points
+                    _numerically_zero(difference, symbolic.doit(), np.random.default_rng(size))
+                else:
+                    assert cancel(difference) == 0, (row, m, symbolic, expanded)
+
+
+def _numerically_zero(difference, symbolic, rng):
+    import mpmath
+
+    for _ in range(3):
+        # exact rationals: a float input would carry its 53 bits into evalf's 40 digits
+        values = (difference.atoms(Indexed) | symbolic.atoms(Indexed) | difference.atoms(Symbol)) - {K}
+        point = {a: Rational(int(rng.integers(50, 150)), 100) for a in values}
+        with mpmath.workdps(40):
+            gap, size = (abs(complex(e.xreplace(point).evalf(40))) for e in (difference, symbolic))
+        assert gap <= 1e-30 * max(size, 1), (difference, point)  # the terms are O(1) at these points
 
 
 def test_k8_table_is_complete():

@@ -125,10 +125,12 @@ def _expectation_of_eligibility(d, args):
             one = {n: np.asarray(v)[None] for n, v in params.items()}
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 p = np.exp(d.kernels.log_prob(np.array([t]), **one))[0]
-                return 0.0 if p == 0 else float(p * d.kernels.eligibility(np.array([t]), **one)[name][0])
+                # a real x with vector parameters (a mixture's components): one integral per component
+                return 0.0 if p == 0 else float(p * np.ravel(d.kernels.eligibility(np.array([t]), **one)[name][0])[which])
 
         lower, upper = (float(b) for b in value.bounds(**params))
-        return {n: integrate.quad(integrand, lower, upper, args=(n, 0), limit=400, epsabs=1e-11)[0] for n in d.parameters}
+        return {n: np.array([integrate.quad(integrand, lower, upper, args=(n, c), limit=400, epsabs=1e-11)[0]
+                             for c in range(np.size(args[n]))]).reshape(np.shape(args[n])) for n in d.parameters}
     shared = {n for n, c in d.symbolic.family.arguments.items() if c.own_axis}  # nvec: one for the batch
     stacked = {n: v if n in shared else np.broadcast_to(v, (len(support),) + np.shape(v)) for n, v in params.items()}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

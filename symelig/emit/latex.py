@@ -1,7 +1,7 @@
 """LaTeX a paper can paste: an ``align`` of log p and each eligibility, or a whole document."""
 from __future__ import annotations
 
-from sympy import KroneckerDelta, Sum
+from sympy import Indexed, KroneckerDelta, Sum
 from sympy.printing.latex import LatexPrinter
 
 from ..version import __version__
@@ -113,17 +113,33 @@ def partial(d, name: str, order: int = 1, other: str | None = None) -> str:
     return rf"\frac{{\partial^2 \ell}}{{{below}}}"
 
 
+def responsibility(d) -> str | None:
+    r"""``\gamma_j = \operatorname{softmax}(f)_j`` where the eligibility holds a mixture's
+    responsibility (printed γ_j, :meth:`symelig.functions.Softmax.responsibility`), else None."""
+    found = sorted({a for e in d.eligibility.values() for a in e.atoms(Softmax) if a.responsibility()}, key=str)
+    if not found:
+        return None
+    a = found[0]
+    vector = a.body.replace(lambda v: isinstance(v, Indexed) and v.indices == (a.index,), lambda v: v.base)
+    return rf"\gamma_j = \operatorname{{softmax}}({tex(vector)})_j"
+
+
 def _where(d) -> list:
     notes = [f"${tex(target)} = {tex(value)}$" for target, value in d.definitions()]
     if any(e.has(KroneckerDelta) for e in d.eligibility.values()):
         notes.append(r"$\delta_{jx}$ is the Kronecker delta")
-    if any(e.has(Softmax) for e in d.eligibility.values()):
+    softmaxes = {a for e in d.eligibility.values() for a in e.atoms(Softmax)}
+    if softmaxes:
         notes.append(r"$\operatorname{softmax}(z)_j = e^{z_j} / \sum_{i=0}^{K-1} e^{z_i}$")
+    gamma = responsibility(d)
+    if gamma:
+        notes.append(rf"${gamma}$ is the responsibility of component $j$, its posterior weight given $x$")
     if any(s.function.has(Softmax) for e in d.eligibility.values() for s in e.atoms(Sum)):
         notes.append(r"a sum $\sum_i \operatorname{softmax}(\cdot)_i f_i$ is the mean $\mathrm{E}_\pi[f]$ under the "
                      r"category probabilities $\pi$")
     if d.is_vector:
-        notes.append(r"$j \in \{0, \dots, K-1\}$ indexes the $K$ categories")
+        what = "components" if any(a.responsibility() for a in softmaxes) else "categories"
+        notes.append(rf"$j \in \{{0, \dots, K-1\}}$ indexes the $K$ {what}")
     return notes
 
 

@@ -28,9 +28,10 @@ def vector_parameter(so) -> str | None:
 
 def supported(so) -> bool:
     """Kernels exist for scalar parameters or for one vector parameter whose Hessian is a
-    diagonal plus a rank-one block; a user's mix of a vector and scalar parameters (logits = z/τ),
-    and a Hessian that is a sum of rank-one terms (Plackett–Luce's, one per step), have their
-    math printed only."""
+    diagonal plus a rank-one block; several vector parameters (diag_normal, normal_mixture), a
+    user's mix of a vector and scalar parameters (logits = z/τ), and a Hessian of another form
+    (Plackett–Luce's sum of rank-one terms, one per step; a mixture's rank two) have their math
+    printed only."""
     names = so.first.parameters
     vector = vector_parameter(so)
     return vector is None or len(names) == 1 and (vector, vector) in (so.structure or {})

@@ -129,7 +129,7 @@ def standardized_vector(d, outputs: dict) -> tuple:
     from .. import constraints
 
     family = d.family
-    if family.value is not constraints.real_vector or "scale" not in family.parameters:
+    if "scale" not in family.parameters or not family.parameters["scale"].event_dim:
         return None, outputs
     x = d.symbols["x"]
 
@@ -139,15 +139,30 @@ def standardized_vector(d, outputs: dict) -> tuple:
         value = d.substitution.get(name, d.symbols[name])
         return value(index) if isinstance(value, Lambda) else value[index]
 
-    def standard(e):
-        return e.replace(lambda a: isinstance(a, Indexed) and a.base == x,
-                         lambda a: at("loc", a.indices[0]) + W_VECTOR[a.indices[0]] * at("scale", a.indices[0]))
+    if family.value is constraints.real_vector:
+        def standard(e):
+            return e.replace(lambda a: isinstance(a, Indexed) and a.base == x,
+                             lambda a: at("loc", a.indices[0]) + W_VECTOR[a.indices[0]] * at("scale", a.indices[0]))
+    elif family.value is constraints.real and "loc" in family.parameters:
+        # one real x against K components (a mixture): x − μ_k = w_k·σ_k for the component k
+        # each gap belongs to, so (x − μ_k)²/(2σ_k²) is w_k²/2 (finite where (x − μ_k)² is not)
+        def component(a):
+            if not (a.is_Add and x in a.args):
+                return None
+            indices = {i.indices[0] for i in (x - a).atoms(Indexed)}
+            return indices.pop() if len(indices) == 1 and x - a == at("loc", next(iter(indices))) else None
+
+        def standard(e):
+            return e.replace(lambda a: component(a) is not None, lambda a: W_VECTOR[component(a)] * at("scale", component(a)))
+    else:
+        return None, outputs
 
     rewritten = {name: _simplest(_split_logs(standard(e))) if e.has(x) else e for name, e in outputs.items()}
     if any(e.has(x) for e in rewritten.values()):
         return None, outputs
     used = {a for e in rewritten.values() for a in e.atoms(Indexed) if a.base == W_VECTOR}
-    computed = [(w, (x[w.indices[0]] - at("loc", w.indices[0])) / at("scale", w.indices[0])) for w in sorted(used, key=str)]
+    sample = (lambda k: x[k]) if family.value is constraints.real_vector else (lambda k: x)
+    computed = [(w, (sample(w.indices[0]) - at("loc", w.indices[0])) / at("scale", w.indices[0])) for w in sorted(used, key=str)]
     return computed, rewritten
 
 

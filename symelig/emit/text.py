@@ -182,10 +182,12 @@ def _is_block_start(e) -> bool:
 
 
 def _vector_name(softmax: Softmax) -> str:
+    """``z`` for the body z[i]; a body over several vectors in vector form, z − (x − μ)²/(2σ²)
+    for z[i] − (x − μ[i])²/(2σ[i]²), as the LaTeX printer writes it."""
     body = softmax.body
     if isinstance(body, Indexed) and body.indices == (softmax.index,):
         return str(body.base)
-    return formula(body)
+    return formula(body.replace(lambda a: isinstance(a, Indexed) and a.indices == (softmax.index,), lambda a: Symbol(str(a.base))))
 
 
 class _Pretty(PositiveFirst, PrettyPrinter):
