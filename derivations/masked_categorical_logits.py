@@ -10,7 +10,7 @@ The mask m (True = allowed) is not differentiated; the eligibility is 0 on maske
 categories and sums to zero over the allowed ones.
 
     log P(x | z) = z[x] + log(m[x]) - logsumexp_i(z[i] + log(m[i]))
-    ∂ log P / ∂z[j] = δ(j,x) - softmax(z[i] + log(m[i]))[j]
+    ∂ log P / ∂z[j] = δ(j,x) - softmax(z + log(m))[j]
     where π[i] = exp(z[i] + log(m[i]))/Σ_k (exp(z[k] + log(m[k])))
 
 Sign convention: eligibility = ∇θ log p(x | θ) (Williams 1992), not the gradient of a loss.
@@ -58,7 +58,7 @@ def eligibility(x, mask, logits):
     """Eligibilities {parameter: ∂ log p(x | θ)/∂parameter}, each shaped like its parameter
     broadcast over the batch.
 
-    ∂ log P / ∂z[j] = δ(j,x) - softmax(z[i] + log(m[i]))[j]
+    ∂ log P / ∂z[j] = δ(j,x) - softmax(z + log(m))[j]
     where π[i] = exp(z[i] + log(m[i]))/Σ_k (exp(z[k] + log(m[k])))
 
     x: (...), a category index
@@ -93,7 +93,7 @@ def eligibility(x, mask, logits):
 
 def hessian(x, mask, logits):
     """∂² log p(x | θ)/∂θ∂θᵀ: {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
-    d_j = -softmax(z[i] + log(m[i]))[j], c = 1, u_j = softmax(z[i] + log(m[i]))[j]
+    d_j = -softmax(z + log(m))[j], c = 1, u_j = softmax(z + log(m))[j]
     (``dense(block)`` gives the (..., K, K) matrix).
     """
     logits = np.asarray(logits)
@@ -125,7 +125,7 @@ def hessian(x, mask, logits):
 
 def fisher(mask, logits):
     """the Fisher information F(θ) (F = −E[H]; H does not depend on x, so F = −H): {"diagonal": d, "scale": c, "vector": u}, the K×K block δ_jl·d_j + c·u_j·u_l with
-    d_j = softmax(z[i] + log(m[i]))[j], c = -1, u_j = softmax(z[i] + log(m[i]))[j]
+    d_j = softmax(z + log(m))[j], c = -1, u_j = softmax(z + log(m))[j]
     (``dense(block)`` gives the (..., K, K) matrix).
     """
     logits = np.asarray(logits)
