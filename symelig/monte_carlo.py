@@ -66,7 +66,8 @@ def estimate(d, quantity: str, sides: dict, samples: int, seed=None) -> Estimate
             raise SymeligError(f"{side} must be a dict of {', '.join([*d.arguments, *d.parameters])}; got {type(params).__name__}")
         if _foreign(None, params):
             raise SymeligError("the Monte Carlo estimate draws with numpy's Generator: give numpy arrays or numbers")
-    checked = {side: d._checked(None, params) for side, params in sides.items()}
+    # the family's argument defaults (tanh_normal's low = −1, high = 1), as log_prob fills them in
+    checked = {side: d._checked(None, d.defaulted(None, params)) for side, params in sides.items()}
     if "q" in checked:
         for a in d.arguments:
             if not np.array_equal(*np.broadcast_arrays(checked["p"][a], checked["q"][a])):

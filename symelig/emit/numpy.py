@@ -228,7 +228,8 @@ class NumpyKernel(Kernel):
         lines.append(f"dtype = _float_dtype({', '.join(params)})")
         lines += [f"{p} = {p}.astype(dtype, copy=False)" for p in params]
         constraint_of = d.constraints
-        is_index = d.sample_index is not None or fam.value.own_axis
+        # a closed form or a canonical map has no sample, and its stand-in family no value constraint
+        is_index = self.with_x and (d.sample_index is not None or fam.value.own_axis)
         if self.with_x:
             lines.append("x = np.asarray(x)" if is_index else "x = np.asarray(x, dtype)")
         # block sizes (own axis, shared by the batch) stay integers: they index the category axis

@@ -39,7 +39,8 @@ class ArrayApiKernel(Kernel):
         lines += [f"{p} = _asarray(xp, {p}, device)" for p in params]
         lines.append(f"dtype = _float_dtype(xp, {', '.join(params)})")
         lines += [f"{p} = xp.astype({p}, dtype, copy=False)" for p in params]
-        is_index = d.sample_index is not None or fam.value.own_axis
+        # a closed form or a canonical map has no sample, and its stand-in family no value constraint
+        is_index = self.with_x and (d.sample_index is not None or fam.value.own_axis)
         if self.with_x:
             lines.append("x = _asarray(xp, x, device)" if is_index else "x = xp.astype(_asarray(xp, x, device), dtype, copy=False)")
         lines += [f"{a} = _asarray(xp, {a}, device)" if c.own_axis else f"{a} = xp.astype(_asarray(xp, {a}, device), dtype, copy=False)"

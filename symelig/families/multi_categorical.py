@@ -22,6 +22,21 @@ class MultiCategorical(Family):
     symbols = {"logits": "z", "nvec": "n"}
 
     @staticmethod
+    def sample(rng, shape, logits, nvec, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) + (B,) from numpy's Generator ``rng``: per block
+        the Gumbel-max argmax_j (z_{o_b + j} + g_j), g_j ~ Gumbel(0, 1), over the blocks laid side by
+        side in a (B, max n_b) table padded with −∞ (no loop over the blocks)."""
+        import numpy as np
+
+        nvec = np.asarray(nvec).reshape(-1)
+        starts = np.cumsum(nvec) - nvec
+        column = np.arange(nvec.max())
+        inside = column < nvec[:, None]
+        index = np.where(inside, starts[:, None] + column, 0)
+        keys = logits + rng.gumbel(size=tuple(shape) + np.shape(logits)[-1:])
+        return np.argmax(np.where(inside, keys[..., index], -np.inf), axis=-1)
+
+    @staticmethod
     def log_prob(x, nvec, logits):
         z, n = logits, nvec
         start = Sum(n[c], (c, 0, b - 1))  # the block's first category

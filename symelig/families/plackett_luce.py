@@ -20,6 +20,16 @@ class PlackettLuce(Family):
     symbols = {"logits": "z"}
 
     @staticmethod
+    def sample(rng, shape, logits, **arguments):
+        """Full orderings (k = K) of shape ``shape`` (samples, *batch) + (K,) from numpy's Generator
+        ``rng``, by Gumbel-top-k: the categories sorted by z_i + g_i, g_i ~ Gumbel(0, 1), descending
+        (the argmax is a softmax(z) draw, and given it the rest is the same draw among the rest)."""
+        import numpy as np
+
+        keys = logits + rng.gumbel(size=tuple(shape) + np.shape(logits)[-1:])
+        return np.argsort(-keys, axis=-1, kind="stable")
+
+    @staticmethod
     def log_prob(x, logits):
         z = logits
         # the categories not yet placed at step r: all of them less the r placed before

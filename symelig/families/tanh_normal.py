@@ -32,6 +32,29 @@ def _parametrizations():
     return tuple(replace(p, doc=f"{p.doc}\n\n{JACOBIAN_NOTE}") for p in made)
 
 
+def _presquash_draws(rng, shape, loc, scale, low, high):
+    """Gaussian draws u of shape ``shape`` (samples, *batch) + (K,), K the common last axis of
+    the parameters and bounds."""
+    import numpy as np
+
+    event = np.broadcast_shapes(*(np.shape(v)[-1:] for v in (loc, scale, low, high)))
+    return rng.normal(loc, scale, tuple(shape) + event)
+
+
+def _squash(u, low, high):
+    """a = low + (high − low)(tanh u + 1)/2, written from the nearer bound, a − low = (high −
+    low)·σ(2u) for u < 0 and high − a = (high − low)·σ(−2u) for u ≥ 0, so that an action near a
+    bound keeps its distance to it; one that still rounds onto a bound (|u| ≳ 19 in float64) is
+    moved to the nearest number inside, since log p has no value at a bound."""
+    import numpy as np
+    from scipy.special import expit
+
+    width = high - low
+    a = np.where(u < 0, low + width * expit(2 * u), high - width * expit(-2 * u))
+    low, high = np.broadcast_to(low, a.shape), np.broadcast_to(high, a.shape)
+    return np.clip(a, np.nextafter(low, high), np.nextafter(high, low))
+
+
 @register
 class TanhNormal(Family):
     """Tanh-squashed diagonal normal (SAC's policy), the sample being the action a_i = low_i + (high_i − low_i)(tanh(u_i) + 1)/2 of u_i ~ N(μ_i, σ_i²).
@@ -59,6 +82,12 @@ class TanhNormal(Family):
     defaults = {"low": -1.0, "high": 1.0}  # the unit box of SB3, CleanRL and Spinning Up
     parameters = {"loc": constraints.real_vector, "scale": constraints.positive_vector}
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r"}
+
+    @staticmethod
+    def sample(rng, shape, loc, scale, low, high, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) + (K,) from numpy's Generator ``rng``: the
+        action a = low + (high − low)(tanh u + 1)/2 of u ~ N(μ, σ²) per coordinate."""
+        return _squash(_presquash_draws(rng, shape, loc, scale, low, high), low, high)
 
     @staticmethod
     def log_prob(x, low, high, loc, scale):
@@ -94,6 +123,12 @@ class TanhNormalPresquash(Family):
     defaults = {"low": -1.0, "high": 1.0}  # the unit box of SB3, CleanRL and Spinning Up
     parameters = {"loc": constraints.real_vector, "scale": constraints.positive_vector}
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r", "x": "u"}
+
+    @staticmethod
+    def sample(rng, shape, loc, scale, low, high, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) + (K,) from numpy's Generator ``rng``: the
+        pre-squash u ~ N(μ, σ²) per coordinate (the bounds only set K's broadcast)."""
+        return _presquash_draws(rng, shape, loc, scale, low, high)
 
     @staticmethod
     def log_prob(x, low, high, loc, scale):

@@ -24,6 +24,26 @@ class TruncatedNormal(Family):
     symbols = {"loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r", "low": "a", "high": "b"}
 
     @staticmethod
+    def sample(rng, shape, loc, scale, low, high, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng`` by inverting
+        the CDF in logs: z = Φ⁻¹(Φ(α) + u(Φ(β) − Φ(α))), u ~ U[0, 1), with
+        log(Φ(α) + u(Φ(β) − Φ(α))) = log Φ(β) + log(u + (1 − u)e^{log Φ(α) − log Φ(β)})
+        and Φ⁻¹ of a log (ndtri_exp), so bounds 40σ into a tail, where Φ underflows, still draw.
+        An interval whose mass lies mostly above 0 is drawn mirrored (−x from [−β, −α]): there
+        Φ is near 1 and its complement, which sets the draw, would lose its digits."""
+        import numpy as np
+        from scipy.special import log_ndtr, ndtri_exp
+
+        alpha, beta = (low - loc) / scale, (high - loc) / scale
+        mirror = alpha + beta > 0
+        a, b = np.where(mirror, -beta, alpha), np.where(mirror, -alpha, beta)
+        log_a, log_b = log_ndtr(a), log_ndtr(b)
+        u = rng.random(shape)
+        z = ndtri_exp(log_b + np.log(u + (1 - u) * np.exp(log_a - log_b)))
+        # the last ulp of Φ⁻¹ may step past a bound, where log p is refused
+        return np.clip(loc + scale * np.where(mirror, -z, z), low, high)
+
+    @staticmethod
     def log_prob(x, low, high, loc, scale):
         alpha, beta, width = (low - loc) / scale, (high - loc) / scale, (high - low) / scale
         return -log(scale) - log(2 * pi) / 2 - (x - loc) ** 2 / (2 * scale**2) - log_ndtr_difference(alpha, beta, width)
