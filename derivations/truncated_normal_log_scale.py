@@ -188,7 +188,7 @@ def hessian(x, low, high, loc, log_scale):
     out[..., 0, 0] = _hessian_0_0
     out[..., 0, 1] = out[..., 1, 0] = _hessian_0_1
     out[..., 1, 1] = _hessian_1_1
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def fisher(low, high, loc, log_scale):
@@ -323,7 +323,7 @@ def fisher(low, high, loc, log_scale):
     out[..., 0, 0] = _fisher_0_0
     out[..., 0, 1] = out[..., 1, 0] = _fisher_0_1
     out[..., 1, 1] = _fisher_1_1
-    return out
+    return np.add(out, 0.0, out=out)  # no −0.0 (see _output)
 
 
 def natural_gradient(grad, low, high, loc, log_scale):
@@ -333,7 +333,7 @@ def natural_gradient(grad, low, high, loc, log_scale):
     f = fisher(low, high, loc, log_scale)
     g = np.stack(np.broadcast_arrays(grad['loc'], grad['log_scale']), axis=-1).astype(f.dtype)
     v = (np.linalg.pinv(f, hermitian=True) @ g[..., None])[..., 0]  # batch axes broadcast
-    return {'loc': v[..., 0], 'log_scale': v[..., 1]}
+    return {'loc': _positive_zero(v[..., 0]), 'log_scale': _positive_zero(v[..., 1])}
 
 
 def _float_dtype(*arrays):
@@ -413,12 +413,21 @@ def _normal_pdf_over_mass(a, b, w):
 
 def _output(value, shape, dtype, copy):
     """``value`` as an array of ``shape`` and ``dtype`` that the caller owns; ``value`` itself
-    when it is already one (a freshly computed array of that shape) and ``copy`` is false."""
+    when it is already one (a freshly computed array of that shape) and ``copy`` is false.
+
+    Adding +0.0 turns −0.0 into +0.0 and leaves every other value as it is (IEEE round to
+    nearest): a zero, masked or underflowed, is returned as +0.0, whatever sign the product
+    that made it had (−π·c with π = 0)."""
     if not copy and isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype:
-        return value
+        return np.add(value, 0.0, out=value)
     out = np.empty(shape, dtype)
-    out[...] = value
-    return out
+    out[...] = value  # (assignment also drops leading axes of length 1, which a ufunc's out= refuses)
+    return np.add(out, 0.0, out=out)
+
+
+def _positive_zero(value):
+    """``value`` + 0.0: −0.0 becomes +0.0, every other value stays (see ``_output``)."""
+    return value + 0.0
 
 
 def _special():
