@@ -84,6 +84,15 @@ class SymbolicDerivation:
         family's canonical parameters, e.g. (σ, exp(s)) or (π_i, p_i / Σ_k p_k); [] for the identity."""
         return _definitions(self.substitution, self.symbols)
 
+    def abbreviations(self) -> list:
+        """[(letter, its expression in the canonical parameters)] named in print only
+        (:meth:`Family.abbreviations`), e.g. (α, (a − μ)/σ)."""
+        from sympy import Symbol
+
+        taken = {str(s) for s in self.symbols.values()}  # a --via name "alpha" keeps its letter
+        named = self.family.abbreviations(**self.symbols)
+        return [(Symbol(letter, real=True), value) for letter, value in named.items() if letter not in taken]
+
     # What every consumer needs and would otherwise work out again.  (cached_property writes the
     # instance __dict__ directly, which a frozen dataclass allows.)
     @functools.cached_property

@@ -172,6 +172,13 @@ class Family:
         return {}
 
     @classmethod
+    def abbreviations(cls, **symbols) -> dict:
+        """{letter: expression in the canonical parameters} that a paper names to keep printed
+        formulas short (the truncated normal's α = (low − μ)/σ); printing only, the engine and
+        the kernels never see the letters."""
+        return {}
+
+    @classmethod
     def log_jacobian(cls, **symbols):
         """Where x is a fixed map of a base variable (tanh_normal's action a of u): the
         log-Jacobian term of log p, which does not depend on θ; ``explain`` shows its zero

@@ -221,7 +221,7 @@ def test_printed_formulas_equal_the_engines(entry):
     back = {t: v for t, v in s.definitions()}
     exprs = [s.log_prob, *s.eligibility.values(), *d.second_order.hessian.values()]
     for e in exprs:
-        shown = printed(s, e).xreplace(back)
+        shown = printed(s, e).xreplace(dict(s.abbreviations())).xreplace(back)  # α = (a − μ)/σ, then σ = e^s
         point = {sym: Float(rng.uniform(0.6, 1.9)) for sym in (e.free_symbols | shown.free_symbols)}
         a, b = (complex(f.xreplace(point).doit().evalf()) for f in (e, shown))
         assert abs(a - b) <= 1e-9 * max(1.0, abs(a)), (e, shown)

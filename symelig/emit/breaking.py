@@ -110,7 +110,9 @@ def lines(expr, budget: float, tex) -> list:
     if long_sum is None:
         return [whole]
     outside = Mul(*(f for f in factors if f is not long_sum)) / denominator
-    front = ("" if outside == 1 else tex(outside) + " ") + r"\Bigl["
+    # a sum in front is bracketed: (a − μ)[…], never a − μ[…]
+    printed = rf"\left({tex(outside)}\right)" if outside.is_Add else tex(outside)
+    front = ("" if outside == 1 else printed + " ") + r"\Bigl["
     inner = lines(long_sum, budget - width(front) - 1.0, tex)
     inner[0] = front + inner[0]
     inner[-1] += r"\Bigr]"
@@ -129,15 +131,15 @@ def _sum_lines(expr, budget: float, tex) -> list:
         sign = "-" if term.could_extract_minus_sign() else "+"
         body = -term if sign == "-" else term
         piece = f"{sign} {_grouped(body, tex)}"
+        if width(piece) > budget:  # a term too long for a line of its own: break it too
+            parts = lines(body, budget - 1.5, tex)
+            if len(parts) > 1:
+                if current:
+                    out.append(current)
+                out += [f"{sign} {parts[0]}", *parts[1:-1]]
+                current = parts[-1]
+                continue
         if width(current + piece) <= budget or not current:
-            if width(piece) > budget:  # a term too long for a line of its own: break it too
-                parts = lines(body, budget - 1.5, tex)
-                if len(parts) > 1:
-                    if current:
-                        out.append(current)
-                    out += [f"{sign} {parts[0]}", *parts[1:-1]]
-                    current = parts[-1]
-                    continue
             current = f"{current} {piece}" if current else piece
         else:
             out.append(current)

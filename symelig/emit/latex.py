@@ -1,7 +1,7 @@
 """LaTeX a paper can paste: an ``align`` of log p and each eligibility, or a whole document."""
 from __future__ import annotations
 
-from sympy import Indexed, KroneckerDelta, Sum
+from sympy import Indexed, KroneckerDelta, Mul, Sum, Symbol
 from sympy.printing.latex import LatexPrinter
 
 from ..version import __version__
@@ -68,10 +68,31 @@ _NUMBER = 3.5
 
 def printed(d, expr):
     """``expr`` as it is printed for ``d``: (x − μ) one way round, sums in x − μ, scalar
-    reparametrizations named (see :mod:`symelig.emit.tidy`)."""
+    reparametrizations named (see :mod:`symelig.emit.tidy`), the family's abbreviations (α for
+    (a − μ)/σ) written as their letters."""
     from .tidy import tidy
 
+    # named before tidy orients differences: the values are taken into θ (σ = e^s) as the
+    # engine writes them, and subs (not xreplace) finds α in (a − μ)·R/σ and −α in (μ − a)/σ
+    into = {target: value for target, value in d.definitions() if isinstance(target, Symbol)}
+    for letter, value in d.abbreviations():
+        value = value.xreplace(into)
+        expr = expr.subs({value: letter, _negated(value): -letter})
     return tidy(expr, d.symbols.get("x"), d.definitions())
+
+
+def _negated(value):
+    """−value as SymPy holds it in a product: (μ − a)/σ, the sign taken into the sum, where
+    −((a − μ)/σ) would keep a −1 factor that no term of an expression matches."""
+    sums = [f for f in Mul.make_args(value) if f.is_Add]
+    if not sums:
+        return -value
+    return Mul(*(-f if f is sums[0] else f for f in Mul.make_args(value)))
+
+
+def _named(d, exprs) -> list:
+    """The abbreviations (letter, value) that the printed ``exprs`` use."""
+    return [(t, v) for t, v in d.abbreviations() if any(e.has(t) for e in exprs)]
 
 
 def rows(block: list, numbered: bool = True, full: float = TEXT_WIDTH) -> str:
@@ -126,6 +147,7 @@ def responsibility(d) -> str | None:
 
 def _where(d) -> list:
     notes = [f"${tex(target)} = {tex(value)}$" for target, value in d.definitions()]
+    notes += [f"${tex(t)} = {tex(v)}$" for t, v in _named(d, [printed(d, e) for e in (d.log_prob, *d.eligibility.values())])]
     if any(e.has(KroneckerDelta) for e in d.eligibility.values()):
         notes.append(r"$\delta_{jx}$ is the Kronecker delta")
     softmaxes = {a for e in d.eligibility.values() for a in e.atoms(Softmax)}
@@ -192,6 +214,9 @@ def second_order_fragment(so) -> str:
 
     fisher = rows([(f"F_{{{tex(d.wrt(a))} {tex(d.wrt(b).subs(j, l))}}}", printed(d, f)) for (a, b), f in so.fisher.items()])
     notes = [f"$n_j = {tex(printed(d, n))}$ spans the null space of $F$ ($F n = 0$)" for n in (so.null_space or {}).values()]
+    before = _named(d, [printed(d, e) for e in (d.log_prob, *d.eligibility.values())])  # named above already
+    notes += [f"${tex(t)} = {tex(v)}$" for t, v in _named(d, [printed(d, e) for e in (*so.hessian.values(), *so.fisher.values())])
+              if (t, v) not in before]
     if d.is_vector:
         notes.append(r"$\delta_{jl}$ is the Kronecker delta")
     where = paragraph(f"where {'; '.join(notes)}.") if notes else ""

@@ -49,6 +49,11 @@ class TruncatedNormal(Family):
         return -log(scale) - log(2 * pi) / 2 - (x - loc) ** 2 / (2 * scale**2) - log_ndtr_difference(alpha, beta, width)
 
     @classmethod
+    def abbreviations(cls, low, high, loc, scale, **_):
+        """The standardized bounds, named so that φ(α)/(Φ(β) − Φ(α)) fits a printed line."""
+        return {"alpha": (low - loc) / scale, "beta": (high - loc) / scale}
+
+    @classmethod
     def moments(cls, x, low, high, loc, scale, **symbols):
         """E[x] = μ + σ(R(α, β) + R(β, α)) and E[(x − μ)²] = σ²(1 + α·R(α, β) + β·R(β, α)), with
         R(a, b) = φ(a)/(Φ(b) − Φ(a)) (so R(β, α) = −φ(β)/(Φ(β) − Φ(α)))."""
