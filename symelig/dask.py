@@ -164,12 +164,15 @@ def _check_block(arrays: dict, checks: tuple, positions, batch_ndim: int, argume
     # the family's arguments, which a check may read (x ≤ total_count, x in [low, high], a mask, nvec)
     arguments = {n: c.event_dim for n, c, _ in checks if n != "x" and n in argument_names}
     context = {"size": size, **{n: arrays.get(n) for n in arguments}}
+    # the ones with rows of their own, which the bisection cuts with the checked rows (nvec is
+    # one vector for the whole batch: it is passed whole)
+    per_row = {n: event for n, event in arguments.items() if not next(c for m, c, _ in checks if m == n).own_axis}
     for name, constraint, spans in checks:
         values = np.asarray(arrays[name])
         try:
             constraint.check(name, values, **context)
         except SymeligError as err:
-            raise _located(name, constraint, values, context, arguments, err, positions, batch_ndim, spans) from None
+            raise _located(name, constraint, values, context, per_row, err, positions, batch_ndim, spans) from None
 
 
 def _located(name, constraint, values, context, arguments, err, positions, batch_ndim, spans) -> SymeligError:

@@ -73,9 +73,8 @@ def expectation(expr, first, ctx) -> tuple:
         # x inside a sum over the categories or components: a mixture's responsibilities
         # e^(f_i(x)) / Σ_k e^(f_k(x)), a ranking's sums over the categories it has not placed; no
         # statistic of x a family could declare makes such a ratio's mean a finite expression
-        raise NoClosedForm("x enters through a ratio of sums over the K categories or components (a mixture's "
-                           "responsibilities, a ranking's not-yet-placed categories), whose expectation is no finite "
-                           "combination of moments")
+        raise NoClosedForm("x enters through a ratio of sums over K terms (a mixture's responsibilities, a ranking's "
+                           "unplaced categories): its mean is no finite combination of moments")
     from .emit.text import readable
 
     raise NoClosedForm(f"{family.name} declares no moments for the statistics of x in {readable(expr)}")

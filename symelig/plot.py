@@ -70,6 +70,8 @@ def curves(d) -> Curves:
     s = d.symbolic
     value = s.family.value
     total = int(values["total_count"]) if "total_count" in values else None
+    if value.own_axis:  # an ordering, one category per block: no one-dimensional path through x
+        raise SymeligError(f"the eligibility is drawn along one coordinate of x, and x here is {value.allowed}")
     if value.event_dim:  # x = (t, 1 − t) on the simplex or (t, n − t) counts: K = 2
         if value.integer:
             t = np.arange(total + 1)

@@ -18,7 +18,8 @@ from conftest import moderate_arguments
 
 # one parametrization per family: the samplers are per family, the map θ → canonical is the core's
 # (the families without a closed form against oracles below)
-WITHOUT_CLOSED_FORM = ("masked_categorical", "diag_normal", "tanh_normal", "tanh_normal_presquash", "plackett_luce", "multi_categorical")
+WITHOUT_CLOSED_FORM = ("masked_categorical", "diag_normal", "tanh_normal", "tanh_normal_presquash", "plackett_luce", "multi_categorical",
+                       "normal_mixture")
 FIRST = [e for e in {e.family: e for e in reversed(symelig.catalog()) if e.builtin}.values()
          if e.family not in WITHOUT_CLOSED_FORM]
 
@@ -247,3 +248,17 @@ def test_cli_offers_and_runs_the_estimate(capsys):
 def test_cli_errors_are_one_line(capsys, argv, message):
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err
+
+
+def test_normal_mixture_draws_have_the_mixture_mean_and_variance():
+    """Gumbel-max picks component j with probability softmax(z)_j: the draws' mean is Σ π_j μ_j
+    and their variance Σ π_j (σ_j² + μ_j²) − mean², within 4 standard errors."""
+    from symelig.family import families
+
+    logits, loc, scale = np.array([0.0, 1.0, -0.5]), np.array([-3.0, 3.0, 0.5]), np.array([1.0, 0.5, 2.0])
+    x = families()["normal_mixture"].sample(np.random.default_rng(7), (200_000,), logits, loc, scale)
+    weights = np.exp(logits) / np.exp(logits).sum()
+    mean = weights @ loc
+    variance = weights @ (scale**2 + loc**2) - mean**2
+    assert abs(x.mean() - mean) < 4 * np.sqrt(variance / x.size)
+    assert abs(x.var() - variance) < 4 * np.sqrt(np.mean((x - mean) ** 4) / x.size)

@@ -142,7 +142,7 @@ def test_fisher_has_no_closed_form_and_says_so_in_one_line():
     assert "\n" not in message and "no closed-form Fisher information" in message and "responsibilities" in message
     assert len(message) < 250
     text = d.text(order=2)
-    assert "Fisher information: no closed form (x enters through a ratio of sums over the K categories or components" in text
+    assert "Fisher information: no closed form (x enters through a ratio of sums over K terms" in text
 
 
 def test_cli_derive_order_two_says_no_closed_form():

@@ -23,6 +23,18 @@ class NormalMixture(Family):
     symbols = {"logits": "z", "loc": "mu", "scale": "sigma", "log_scale": "s", "raw_scale": "r"}
 
     @staticmethod
+    def sample(rng, shape, logits, loc, scale, **arguments):
+        """Draws of shape ``shape`` (samples, *batch) from numpy's Generator ``rng``: a component by
+        Gumbel-max over the logits, then a normal draw from it."""
+        import numpy as np
+
+        logits, loc, scale = np.broadcast_arrays(logits, loc, scale)
+        gumbel = rng.gumbel(size=tuple(shape) + logits.shape[-1:])
+        component = np.argmax(logits + gumbel, axis=-1)[..., None]
+        pick = lambda v: np.take_along_axis(np.broadcast_to(v, gumbel.shape), component, -1)[..., 0]  # noqa: E731
+        return pick(loc) + pick(scale) * rng.normal(size=tuple(shape))
+
+    @staticmethod
     def log_prob(x, logits, loc, scale):
         # each component's weight e^(z_i) N(x | μ_i, σ_i²) written as one exponential: the engine
         # names log Σ_i e^(f_i) a log-sum-exp and e^(f_j)/Σ_i e^(f_i) a softmax
