@@ -87,11 +87,12 @@ class SymbolicDerivation:
     def abbreviations(self) -> list:
         """[(letter, its expression in the canonical parameters)] named in print only
         (:meth:`Family.abbreviations`), e.g. (α, (a − μ)/σ)."""
-        from sympy import Symbol
+        from .family import Internal
 
         taken = {str(s) for s in self.symbols.values()}  # a --via name "alpha" keeps its letter
         named = self.family.abbreviations(**self.symbols)
-        return [(Symbol(letter, real=True), value) for letter, value in named.items() if letter not in taken]
+        # Internal: the engine's own letter never equals a user's symbol of that name
+        return [(Internal(letter, real=True), value) for letter, value in named.items() if letter not in taken]
 
     # What every consumer needs and would otherwise work out again.  (cached_property writes the
     # instance __dict__ directly, which a frozen dataclass allows.)
